@@ -154,3 +154,12 @@ http {
     - port: 53
       protocol: TCP
 {{- end -}}
+
+{{/* The data-server port of a store a service names; an unknown store fails the render. */}}
+{{- define "krgeobuk.storePort" -}}
+{{- $def := get .root.Values.dataStores .store -}}
+{{- if not $def -}}
+{{- fail (printf "services.%s.stores: %q is not in dataStores (known: %s)" .name .store (keys .root.Values.dataStores | sortAlpha | join ", ")) -}}
+{{- end -}}
+{{- $def.port -}}
+{{- end -}}
