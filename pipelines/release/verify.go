@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	helmrelease "helm.sh/helm/v3/pkg/release"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -32,4 +33,30 @@ func (c *Client) MarkVerified(ctx context.Context, rev int, at time.Time) error 
 		return fmt.Errorf("release %s: mark revision %d verified: %w", c.Name, rev, err)
 	}
 	return nil
+}
+
+// MarkFailed records that revision rev failed its gates: Helm status failed
+// with the reason as its description, as Helm's own --atomic does, so
+// `helm history` tells the same story as our reports.
+func (c *Client) MarkFailed(ctx context.Context, rev int, reason string) error {
+	err := kube.Retry(ctx, kube.Budget(time.Minute), func(context.Context) error {
+		rel, err := c.cfg.Releases.Get(c.Name, rev)
+		if err != nil {
+			return err
+		}
+		rel.Info.Status = helmrelease.StatusFailed
+		rel.Info.Description = truncate(reason, 512)
+		return c.cfg.Releases.Update(rel)
+	})
+	if err != nil {
+		return fmt.Errorf("release %s: mark revision %d failed: %w", c.Name, rev, err)
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
 }
