@@ -106,7 +106,7 @@ func newFixtureOn(t *testing.T, c *testenv.Cluster) *fixture {
 func (f *fixture) deployer(actor string) *deploy.Deployer {
 	f.t.Helper()
 	d, err := deploy.New(deploy.Config{
-		Kubeconfig: f.kc, Env: f.env, Endpoints: f.apps, Actor: actor, Log: f.log,
+		Kubeconfig: f.kc, Env: f.env, Endpoints: f.apps, Actor: actor, Log: f.log, Verbose: true,
 		Registry: &registry.Resolver{},
 		Progress: func(ev deploy.Event) {
 			select {
