@@ -42,3 +42,12 @@ shellcheck:
 
 help:
 	@grep -E '^## ' Makefile | sed 's/^## //'
+
+## demo: a gated deploy on a simulated cluster: a healthy release, then a crash-looping one rolled back
+.PHONY: demo bench-deploy
+demo:
+	$(GO) run ./pipelines/cmd/krgeobuk/demo
+
+## bench-deploy: our gated deploy vs Helm's --atomic/--wait on the simulated cluster (about 7 min)
+bench-deploy:
+	$(GO) test -count=1 -run '^$$' -bench BenchmarkDeploy -benchtime=1x -timeout 30m ./pipelines/deploy/

@@ -332,3 +332,22 @@ func TestServiceProxyAgainstTheAPIServer(t *testing.T) {
 	require.Equal(t, "HTTP 503", f.Problems[0].Reason)
 	require.Contains(t, f.Problems[0].Message, `no endpoints available for service`)
 }
+
+func TestProgressDeadlineExceededFailsTheGate(t *testing.T) {
+	t.Parallel()
+	cs, ns := namespace(t)
+	deployment(t, cs, ns, "stalled", 1, map[string]string{testenv.FaultLabel: testenv.FaultNeverReady}, nil, nil)
+	d, err := cs.AppsV1().Deployments(ns).Get(context.Background(), "stalled", metav1.GetOptions{})
+	require.NoError(t, err)
+	one := int32(1)
+	d.Spec.ProgressDeadlineSeconds = &one
+	_, err = cs.AppsV1().Deployments(ns).Update(context.Background(), d, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	_, err = watch(context.Background(), cs, ns, time.Minute, time.Second, nil, "stalled")
+	var f *gate.Failure
+	require.ErrorAs(t, err, &f)
+	require.False(t, f.TimedOut)
+	require.Equal(t, gate.ProgressDeadline, f.Problems[0].Class)
+	require.Equal(t, "stalled", f.Problems[0].Service)
+	require.Contains(t, f.Problems[0].Message, "has timed out progressing")
+}
