@@ -123,6 +123,7 @@ func BenchmarkDeploy(b *testing.B) {
 	defer w.app.Close()
 	crash := fault("auth-server", testenv.FaultCrashLoop)
 	took := map[string]time.Duration{}
+	var crashSteps []report.Step
 	measure := func(name string, fn func(b *testing.B) time.Duration) {
 		b.Run(name, func(b *testing.B) {
 			var total time.Duration
@@ -149,6 +150,7 @@ func BenchmarkDeploy(b *testing.B) {
 		if res.Verdict != report.RolledBack {
 			b.Fatalf("%s: %s", res.Verdict, res.Summary)
 		}
+		crashSteps = res.Steps
 		return elapsed
 	})
 	measure("crashloop/helm-atomic", func(b *testing.B) time.Duration {
@@ -249,5 +251,12 @@ func BenchmarkDeploy(b *testing.B) {
 			continue // filtered out by -bench
 		}
 		fmt.Fprintf(os.Stdout, "  %-62s ours %8.2fs  helm %8.2fs  ours/helm %6.1f%%\n", cmp.what, o.Seconds(), h.Seconds(), 100*o.Seconds()/h.Seconds())
+	}
+	if len(crashSteps) > 0 {
+		fmt.Fprint(os.Stdout, "  where ours spent the crash-loop case:")
+		for _, s := range crashSteps {
+			fmt.Fprintf(os.Stdout, " %s %.2fs;", s.Name, time.Duration(s.Duration).Seconds())
+		}
+		fmt.Fprintln(os.Stdout)
 	}
 }
