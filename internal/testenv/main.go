@@ -299,7 +299,10 @@ func readStat(pid int) (procStat, bool) {
 	if err != nil {
 		return procStat{}, false
 	}
-	s := string(data)
+	return parseStat(string(data))
+}
+
+func parseStat(s string) (procStat, bool) {
 	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
 	if open < 0 || end < open {
 		return procStat{}, false
