@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"io"
 	"os"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv"
 )
@@ -95,9 +98,19 @@ func TestStartRejectsBadOptionsBeforeAnythingChanges(t *testing.T) {
 func TestStopLeavesNoProcessOrDirectory(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	c, err := testenv.Start(ctx, testenv.Options{Name: "stop", Nodes: 1, Dir: t.TempDir(), Log: testLog{t}})
+	var log bytes.Buffer
+	c, err := testenv.Start(ctx, testenv.Options{Name: "stop", Nodes: 1, Dir: t.TempDir(), Log: io.MultiWriter(&log, testLog{t})})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Stop() })
+
+	// The admin key is a secret: only file paths may reach command lines
+	// and logs.
+	kc, err := clientcmd.Load(c.Kubeconfig())
+	require.NoError(t, err)
+	keyPEM := kc.AuthInfos[kc.Contexts[kc.CurrentContext].AuthInfo].ClientKeyData
+	block, _ := pem.Decode(keyPEM)
+	require.NotNil(t, block)
+	keyB64 := base64.StdEncoding.EncodeToString(block.Bytes)[:32]
 
 	procs := processesMentioning(t, c.Dir())
 	progs := map[string]bool{}
@@ -105,7 +118,13 @@ func TestStopLeavesNoProcessOrDirectory(t *testing.T) {
 		progs[filepath.Base(prog)] = true
 		ppid := readPPid(t, pid)
 		require.Equal(t, os.Getpid(), ppid, "process %d (%s) is not a child of the test", pid, prog)
+		cmdline, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+		require.NoError(t, err)
+		require.NotContains(t, string(cmdline), "PRIVATE KEY", "%s has key material on its command line", prog)
+		require.NotContains(t, string(cmdline), keyB64, "%s has the admin key on its command line", prog)
 	}
+	require.NotContains(t, log.String(), "PRIVATE KEY")
+	require.NotContains(t, log.String(), keyB64)
 	require.Equal(t, map[string]bool{"etcd": true, "kube-apiserver": true, "kube-controller-manager": true, "kube-scheduler": true, "kwok": true}, progs)
 	kubeconfig, err := os.ReadFile(c.KubeconfigPath())
 	require.NoError(t, err)
