@@ -96,6 +96,7 @@ func statusOf(d *appsv1.Deployment) any {
 }
 
 func TestDeploymentRollsOutToFullAvailability(t *testing.T) {
+	t.Parallel()
 	c, client := clientFor(t)
 	ns := namespace(t, client)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -18,6 +18,7 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv"
 )
 
+// Not parallel: the other tests of the shared cluster wait until it is done.
 func TestAPIServerRestartIsSurvivedByARetryingClient(t *testing.T) {
 	c, client := clientFor(t)
 	ns := namespace(t, client)
@@ -82,6 +83,7 @@ func TestAPIServerRestartIsSurvivedByARetryingClient(t *testing.T) {
 }
 
 func TestNodeNotReadyAndBack(t *testing.T) {
+	t.Parallel()
 	c := testenv.Shared(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -40,6 +40,7 @@ func waitingReason(p *corev1.Pod) string {
 }
 
 func TestFaultStagesProduceThePromisedPodStatus(t *testing.T) {
+	t.Parallel()
 	_, client := clientFor(t)
 	ns := namespace(t, client)
 
@@ -217,6 +218,7 @@ func requireEvent(ctx context.Context, t *testing.T, client kubernetes.Interface
 // beside it, later, has become Ready: the observation window is measured by
 // the cluster, not by a sleep.
 func TestNeverReadyStaysNotReady(t *testing.T) {
+	t.Parallel()
 	_, client := clientFor(t)
 	ns := namespace(t, client)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)

@@ -96,6 +96,7 @@ func TestStartRejectsBadOptionsBeforeAnythingChanges(t *testing.T) {
 }
 
 func TestStopLeavesNoProcessOrDirectory(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	var log bytes.Buffer
@@ -180,6 +181,7 @@ func TestHelperProcess(t *testing.T) {
 }
 
 func TestDeathOfTheTestProcessLeavesNothing(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		mode       string
 		signal     syscall.Signal // sent once the cluster is up; 0 for none
@@ -192,6 +194,7 @@ func TestDeathOfTheTestProcessLeavesNothing(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.mode, func(t *testing.T) {
+			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
 			cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
