@@ -435,3 +435,16 @@ func TestMonitoringStackPromtoolChecksEveryEnvironment(t *testing.T) {
 		})
 	}
 }
+
+// The exporters the tests run are the ones the data server runs.
+func TestMonitoringToolsMatchDataServerExporters(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "infrastructure", "docker-compose.monitoring.yml"))
+	require.NoError(t, err)
+	for _, image := range []string{
+		"node-exporter:v" + promtest.NodeExporterVersion,
+		"mysqld-exporter:v" + promtest.MysqldExporterVersion,
+		"redis_exporter:v" + promtest.RedisExporterVersion,
+	} {
+		require.Contains(t, string(data), image, "infrastructure/docker-compose.monitoring.yml")
+	}
+}

@@ -45,11 +45,12 @@ type Tool struct {
 }
 
 // Versions the chart pins and the tests run. Keep them in step with
-// charts/monitoring-stack/values.yaml (a test checks the image tags).
+// charts/monitoring-stack/values.yaml (a test checks the image tags) and with
+// the exporters of infrastructure/docker-compose.monitoring.yml.
 const (
 	PrometheusVersion     = "3.15.1"
 	AlertmanagerVersion   = "0.35.0"
-	NodeExporterVersion   = "1.12.1"
+	NodeExporterVersion   = "1.8.2"
 	MysqldExporterVersion = "0.16.0"
 	RedisExporterVersion  = "1.74.0"
 )
@@ -83,7 +84,7 @@ var (
 	}
 	NodeExporter = Tool{
 		Name: "node_exporter", Module: "github.com/prometheus/node_exporter", Version: "v" + NodeExporterVersion,
-		Sum:     "h1:LzcZ6SqJRH2EULBz3Paa1t1uzQaaoo9domuz8FQDkiY=",
+		Sum:     "h1:G8NryhgftPSXTnD+DuaNZTHDqmHF3zLWgPeG5RUtcHg=",
 		Package: ".", LDFlags: versionFlags(NodeExporterVersion),
 	}
 	MysqldExporter = Tool{
