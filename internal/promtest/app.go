@@ -37,6 +37,7 @@ const SlowDelay = 300 * time.Millisecond
 type App struct {
 	URL  string
 	mode atomic.Int32
+	srv  *httptest.Server
 }
 
 // StartApp serves a new App on a loopback port until the test ends.
@@ -72,11 +73,17 @@ func StartApp(t testing.TB) *App {
 		requests.With(labels).Inc()
 		duration.With(labels).Observe(time.Since(start).Seconds())
 	})
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	a.URL = srv.URL
+	a.srv = httptest.NewServer(mux)
+	t.Cleanup(a.srv.Close)
+	a.URL = a.srv.URL
 	return a
 }
+
+// Addr is the App's host:port, as a scrape target.
+func (a *App) Addr() string { return a.srv.Listener.Addr().String() }
+
+// Close stops the App, as if its pod died. Closing twice is harmless.
+func (a *App) Close() { a.srv.Close() }
 
 // SetMode switches how the App answers from the next request on.
 func (a *App) SetMode(m Mode) { a.mode.Store(int32(m)) }

@@ -22,7 +22,11 @@ type Server struct {
 
 func startServer(t testing.TB, name, bin, readyPath string, args func(addr string) []string) *Server {
 	t.Helper()
-	addr := Addr(FreePort(t))
+	return startServerAt(t, name, bin, Addr(FreePort(t)), readyPath, args)
+}
+
+func startServerAt(t testing.TB, name, bin, addr, readyPath string, args func(addr string) []string) *Server {
+	t.Helper()
 	p := Start(t, name, bin, args(addr)...)
 	s := &Server{Process: p, URL: "http://" + addr, Addr: addr}
 	if err := p.WaitHTTP(t.Context(), s.URL+readyPath, readyBudget); err != nil {
@@ -48,12 +52,13 @@ func StartPrometheus(t testing.TB, dir string) *Server {
 }
 
 // StartAlertmanager runs Alertmanager on dir/alertmanager.yml without the
-// gossip cluster.
-func StartAlertmanager(t testing.TB, dir string) *Server {
+// gossip cluster, listening on addr (host:port), which Prometheus's
+// configuration names.
+func StartAlertmanager(t testing.TB, dir, addr string) *Server {
 	t.Helper()
 	bin := Binary(t, Alertmanager)
 	data := t.TempDir()
-	return startServer(t, "alertmanager", bin, "/-/ready", func(addr string) []string {
+	return startServerAt(t, "alertmanager", bin, addr, "/-/ready", func(addr string) []string {
 		return []string{
 			"--config.file=" + filepath.Join(dir, "alertmanager.yml"),
 			"--storage.path=" + data,
