@@ -195,7 +195,10 @@ func (g *Gate) Check(ctx context.Context, target Target) (Verdict, error) {
 	err := retry.Do(ctx, backoff, func(ctx context.Context) error {
 		v, err := g.evaluate(ctx, target)
 		if err != nil {
-			lastErr = err
+			// An attempt cut short by the deadline says less than the one before.
+			if lastErr == nil || ctx.Err() == nil {
+				lastErr = err
+			}
 			return retry.RetryableError(err)
 		}
 		verdict = v
@@ -205,7 +208,10 @@ func (g *Gate) Check(ctx context.Context, target Target) (Verdict, error) {
 		return nil
 	})
 	if err != nil && verdict.Results == nil {
-		return Verdict{Target: target}, fmt.Errorf("metric gate %s: %w (last: %v)", target, err, lastErr)
+		if lastErr == nil {
+			lastErr = err
+		}
+		return Verdict{Target: target}, fmt.Errorf("metric gate %s: Prometheus gave no answer within %s: %w", target, g.Budget, lastErr)
 	}
 	return verdict, nil
 }
