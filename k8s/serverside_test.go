@@ -26,7 +26,9 @@ func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
 const deployer = "system:serviceaccount:krgeobuk:krgeobuk-deployer"
 
-func budget() func() retry.Backoff { return func() retry.Backoff { return kube.Budget(20 * time.Second) } }
+func budget() func() retry.Backoff {
+	return func() retry.Backoff { return kube.Budget(20 * time.Second) }
+}
 
 // bootstrap applies k8s/base (namespaces, the deployer's RBAC, quota) to the cluster as its admin,
 // as an operator does once per cluster, and returns a client that acts as the deployer.
