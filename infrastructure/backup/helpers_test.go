@@ -222,6 +222,10 @@ func redisFingerprint(t *testing.T, r *dbtest.Redis) map[string]string {
 	return out
 }
 
+// fastSync skips the 5 s a Redis primary waits for more replicas before a
+// diskless transfer; redis-cli --rdb is such a transfer.
+var fastSync = dbtest.WithRedisConfig("repl-diskless-sync-delay 0")
+
 func redisEnv(r *dbtest.Redis, prefix string) []string {
 	return []string{prefix + "_REDIS_PASSWORD=" + r.Password}
 }

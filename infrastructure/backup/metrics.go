@@ -2,6 +2,7 @@ package backup
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -39,6 +40,9 @@ func writeMetrics(dir, file, store string, samples []sample) error {
 	for _, s := range samples {
 		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s gauge\n%s{store=%q} %s\n",
 			s.name, metricHelp[s.name], s.name, s.name, store, formatValue(s.value))
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("metrics for %s: %w", store, err)
 	}
 	p := filepath.Join(dir, file)
 	if err := writeFileAtomic(p, []byte(b.String()), 0o644); err != nil {

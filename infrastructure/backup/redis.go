@@ -92,17 +92,11 @@ func SnapshotRedis(ctx context.Context, t Target, root string, now time.Time) (B
 	if ks, err := keyspace(ctx, c); err == nil {
 		meta.Keys = totalKeys(ks)
 	}
-	cmd, err := redisCLI(ctx, t, "--rdb", "-")
-	if err != nil {
-		return fail(err)
-	}
+	// redis-cli --rdb writes a clean file only to a path: to stdout it also
+	// emits the 40-byte end marker of a diskless transfer. So the snapshot
+	// lands in a private file first and is then copied into the archive.
 	produce := func(w io.Writer) error {
-		stderr := &tailBuffer{max: 4096}
-		cmd.Stdout, cmd.Stderr = w, stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("redis-cli --rdb failed: %w: %s", err, stderr.String())
-		}
-		return nil
+		return fetchRDB(ctx, t, w)
 	}
 	name := archiveName(t.Store.Name, "", ".rdb", now)
 	b, err := writeArtifact(SeriesDir(root, t.Store.Name, ""), name, meta, produce, CheckRDB)
@@ -110,6 +104,56 @@ func SnapshotRedis(ctx context.Context, t Target, root string, now time.Time) (B
 		return fail(err)
 	}
 	return b, nil
+}
+
+// fetchRDB runs redis-cli --rdb into a private temporary file (inside the
+// container in container mode) and copies the result to w.
+func fetchRDB(ctx context.Context, t Target, w io.Writer) error {
+	run := func(cmd *exec.Cmd) error {
+		stderr := &tailBuffer{max: 4096}
+		cmd.Stderr = stderr
+		if cmd.Stdout == nil {
+			cmd.Stdout = io.Discard
+		}
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("%s failed: %w: %s", filepath.Base(cmd.Path), err, stderr.String())
+		}
+		return nil
+	}
+	if t.Container != "" {
+		remote := "/tmp/krgeobuk-backup-" + randomSuffix() + ".rdb"
+		cmd, err := redisCLI(ctx, t, "--rdb", remote)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = exec.Command("docker", "exec", t.Container, "rm", "-f", remote).Run() }()
+		if err := run(cmd); err != nil {
+			return err
+		}
+		cat := exec.CommandContext(ctx, "docker", "exec", t.Container, "cat", remote)
+		cat.Stdout = w
+		return run(cat)
+	}
+	dir, err := os.MkdirTemp("", "krgeobuk-rdb-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	local := filepath.Join(dir, "snapshot.rdb")
+	cmd, err := redisCLI(ctx, t, "--rdb", local)
+	if err != nil {
+		return err
+	}
+	if err := run(cmd); err != nil {
+		return err
+	}
+	f, err := os.Open(local)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = f.Close() }()
+	_, err = io.Copy(w, f)
+	return err
 }
 
 func infoField(info, key string) string {
@@ -129,11 +173,17 @@ func CheckRDB(path string) error {
 	if err != nil {
 		return err
 	}
-	head := make([]byte, 9)
-	_, err = io.ReadFull(f, head)
+	head, tail := make([]byte, 9), make([]byte, 9)
+	_, herr := io.ReadFull(f, head)
+	_, terr := f.ReadAt(tail, mustSize(f)-9)
 	_ = f.Close()
-	if err != nil || !bytes.HasPrefix(head, []byte("REDIS")) {
+	if herr != nil || terr != nil || !bytes.HasPrefix(head, []byte("REDIS")) {
 		return fmt.Errorf("not an RDB file (no REDIS header): %w", ErrCorrupt)
+	}
+	// An RDB ends with the EOF opcode and an 8-byte checksum; redis-check-rdb
+	// stops reading there and would accept trailing bytes.
+	if tail[0] != 0xff {
+		return fmt.Errorf("RDB does not end with the EOF opcode and checksum: %w", ErrCorrupt)
 	}
 	bin, err := lookTool("redis-check-rdb")
 	if err != nil {
@@ -143,9 +193,28 @@ func CheckRDB(path string) error {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin, path).CombinedOutput()
 	if err != nil || !bytes.Contains(out, []byte("RDB looks OK")) {
-		return fmt.Errorf("redis-check-rdb: %s: %w", lastLine(string(out)), ErrCorrupt)
+		return fmt.Errorf("redis-check-rdb: %s: %w", rdbError(string(out)), ErrCorrupt)
 	}
 	return nil
+}
+
+// rdbError picks the line naming the problem out of redis-check-rdb's report.
+func rdbError(out string) string {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	for i, l := range lines {
+		if strings.Contains(l, "RDB ERROR DETECTED") && i+1 < len(lines) {
+			return strings.TrimSpace(lines[i+1])
+		}
+	}
+	return lastLine(out)
+}
+
+func mustSize(f *os.File) int64 {
+	st, err := f.Stat()
+	if err != nil {
+		return 0
+	}
+	return st.Size()
 }
 
 func lastLine(s string) string {
