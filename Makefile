@@ -37,3 +37,8 @@ shellcheck:
 
 help:
 	@grep -E '^## ' Makefile | sed 's/^## //'
+
+## backup-tool: build bin/krgeobuk-backup, which the data server's backup scripts run
+.PHONY: backup-tool
+backup-tool:
+	$(GO) build -o bin/krgeobuk-backup ./infrastructure/backup/cmd/krgeobuk-backup

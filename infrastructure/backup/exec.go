@@ -62,6 +62,9 @@ func optionValue(v string) string {
 	return `"` + r.Replace(v) + `"`
 }
 
+// Container mode relies on the compose files' rule that every container
+// listens on the port it publishes, so t.Port is right inside it too.
+
 // mysqlTool builds the command for a MySQL client tool (mysqldump, mysql)
 // against t. Host mode runs the local tool with a defaults file; container
 // mode runs the container's own tool through docker exec, handing the
@@ -70,7 +73,7 @@ func optionValue(v string) string {
 func mysqlTool(ctx context.Context, t Target, tool string, args ...string) (*exec.Cmd, func(), error) {
 	if t.Container != "" {
 		full := append([]string{"exec", "-i", "-e", "MYSQL_PWD", t.Container, tool,
-			"--user=" + t.User, "--host=127.0.0.1", "--port=" + strconv.Itoa(t.Store.Port), "--protocol=tcp"}, args...)
+			"--user=" + t.User, "--host=127.0.0.1", "--port=" + strconv.Itoa(t.Port), "--protocol=tcp"}, args...)
 		cmd := exec.CommandContext(ctx, "docker", full...)
 		cmd.Env = append(os.Environ(), "MYSQL_PWD="+t.Password)
 		return cmd, func() {}, nil
@@ -96,7 +99,7 @@ func redisCLI(ctx context.Context, t Target, args ...string) (*exec.Cmd, error) 
 	var cmd *exec.Cmd
 	if t.Container != "" {
 		full := append([]string{"exec", "-i", "-e", "REDISCLI_AUTH", t.Container, "redis-cli",
-			"-p", strconv.Itoa(t.Store.Port)}, args...)
+			"-p", strconv.Itoa(t.Port)}, args...)
 		cmd = exec.CommandContext(ctx, "docker", full...)
 	} else {
 		bin, err := lookTool("redis-cli")

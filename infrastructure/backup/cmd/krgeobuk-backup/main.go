@@ -288,6 +288,9 @@ func cmdVerify(ctx context.Context, args []string, out io.Writer) error {
 			return errors.New("no password for the scratch MySQL: set SCRATCH_MYSQL_ROOT_PASSWORD")
 		}
 		o.Scratch = &backup.Target{Store: t.Store, Host: *sHost, Port: *sPort, User: *sUser, Password: pw}
+		if c.mode == "container" {
+			o.Scratch.Container = "scratch-mysql" // docker-compose.verify.yml
+		}
 	}
 	return backup.Verify(ctx, t, dbs, o)
 }
