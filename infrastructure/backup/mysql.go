@@ -193,7 +193,7 @@ func mysqlSummary(ctx context.Context, db *sql.DB, database string) (string, err
 		return "", err
 	}
 	if !ok {
-		return fmt.Sprintf("database %s does not exist there yet", quoteIdent(database)), nil
+		return fmt.Sprintf("database %s does not exist there yet and will be created", quoteIdent(database)), nil
 	}
 	var tables int
 	var rows sql.NullInt64

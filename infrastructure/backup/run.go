@@ -314,6 +314,9 @@ func verifyMySQL(ctx context.Context, t Target, database string, b Backup, o Ver
 	if s == nil {
 		return Differences{}, errors.New("no scratch MySQL server given (--scratch-port)")
 	}
+	if s.Password == "" {
+		return Differences{}, errors.New("no password for the scratch MySQL: set SCRATCH_MYSQL_ROOT_PASSWORD")
+	}
 	if s.Addr() == t.Addr() && s.Container == t.Container {
 		return Differences{}, fmt.Errorf("the scratch server %s is the source itself: refusing to drop %s there", s.Addr(), database)
 	}

@@ -29,15 +29,17 @@ func TestVerifyRestoresTheNewestBackupAndReportsIt(t *testing.T) {
 		name    string
 		change  string // applied to the source before the check
 		args    []string
+		env     []string
 		code    int
 		want    string
 		success float64
 	}{
-		{"unchanged source matches", "", nil, 0, "restores and matches the source", 1},
-		{"changed row fails a strict check", "UPDATE users SET name = 'drift' WHERE id = 1", nil, 1, "table users: CHECKSUM TABLE", 0},
-		{"changed row passes when drift is allowed", "", []string{"--allow-drift"}, 0, "1 data differences allowed as drift", 1},
-		{"missing table fails even with drift allowed", "DROP TABLE audit", []string{"--allow-drift"}, 1, "table audit restored but not in the source", 0},
-		{"scratch that is the source is refused", "", []string{"--scratch-port", strconv.Itoa(src.Port)}, 1, "is the source itself: refusing", 0},
+		{"unchanged source matches", "", nil, nil, 0, "restores and matches the source", 1},
+		{"changed row fails a strict check", "UPDATE users SET name = 'drift' WHERE id = 1", nil, nil, 1, "table users: CHECKSUM TABLE", 0},
+		{"changed row passes when drift is allowed", "", []string{"--allow-drift"}, nil, 0, "1 data differences allowed as drift", 1},
+		{"missing table fails even with drift allowed", "DROP TABLE audit", []string{"--allow-drift"}, nil, 1, "table audit restored but not in the source", 0},
+		{"scratch that is the source is refused", "", []string{"--scratch-port", strconv.Itoa(src.Port)}, nil, 1, "is the source itself: refusing", 0},
+		{"no scratch password is a failed check", "", nil, []string{"SCRATCH_MYSQL_ROOT_PASSWORD="}, 1, "set SCRATCH_MYSQL_ROOT_PASSWORD", 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -45,7 +47,7 @@ func TestVerifyRestoresTheNewestBackupAndReportsIt(t *testing.T) {
 				src.Exec(t, "auth", tc.change)
 			}
 			start := time.Now().Unix()
-			res := script(t, env, "verify-restore.sh", append(append([]string{}, verify...), tc.args...)...)
+			res := script(t, append(append([]string{}, env...), tc.env...), "verify-restore.sh", append(append([]string{}, verify...), tc.args...)...)
 			require.Equal(t, tc.code, res.code, res.out)
 			require.Contains(t, res.out, tc.want)
 			got := metrics(t, metricsFile)

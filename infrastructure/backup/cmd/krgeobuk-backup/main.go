@@ -283,10 +283,9 @@ func cmdVerify(ctx context.Context, args []string, out io.Writer) error {
 		if err != nil {
 			return err
 		}
+		// An empty password fails inside Verify, so the failure still
+		// reaches the verify metrics.
 		pw := lookup(env, "SCRATCH_MYSQL_ROOT_PASSWORD")
-		if pw == "" {
-			return errors.New("no password for the scratch MySQL: set SCRATCH_MYSQL_ROOT_PASSWORD")
-		}
 		o.Scratch = &backup.Target{Store: t.Store, Host: *sHost, Port: *sPort, User: *sUser, Password: pw}
 		if c.mode == "container" {
 			o.Scratch.Container = "scratch-mysql" // docker-compose.verify.yml
