@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/go-sql-driver/mysql"
@@ -235,6 +236,8 @@ func (m *MariaDB) Exec(tb testing.TB, db, statements string, args ...any) {
 	}
 }
 
+var templateMu sync.Mutex
+
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
 // mariaDBTemplate returns a directory holding a freshly initialised data
@@ -243,6 +246,10 @@ var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 // 3.4 s here), so the template is built once per version under
 // $KRGEOBUK_CACHE and shared by every test and test binary.
 func mariaDBTemplate(bin, installDB string) (string, error) {
+	// Parallel tests of one binary wait for a single install instead of
+	// racing several.
+	templateMu.Lock()
+	defer templateMu.Unlock()
 	out, err := exec.Command(bin, "--version").Output()
 	if err != nil {
 		return "", fmt.Errorf("%s --version: %w", bin, err)
