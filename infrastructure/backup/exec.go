@@ -127,10 +127,11 @@ func withoutSecrets(env []string) []string {
 	return out
 }
 
-// toolAlternatives are the MariaDB names of the MySQL client tools.
+// toolAlternatives are the names of the MySQL client tools, MariaDB names
+// first (Debian warns that its mysql* names are deprecated).
 var toolAlternatives = map[string][]string{
-	"mysqldump": {"mysqldump", "mariadb-dump"},
-	"mysql":     {"mysql", "mariadb"},
+	"mysqldump": {"mariadb-dump", "mysqldump"},
+	"mysql":     {"mariadb", "mysql"},
 }
 
 func lookTool(tool string) (string, error) {
