@@ -23,13 +23,22 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/krgeobuk/krgeobuk-infra/infrastructure/backup"
 )
 
 const usage = `usage: krgeobuk-backup backup|restore|verify --store NAME [flags]
 run "krgeobuk-backup <command> -h" for the flags of a command`
 
+// quietRedis drops go-redis' own log lines: its dial retries while a
+// snapshot loads are expected, and every real failure comes back as an error.
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
+
 func main() {
+	redis.SetLogger(quietRedis{})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
