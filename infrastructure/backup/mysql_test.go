@@ -262,3 +262,57 @@ func TestRetentionKeepsTheNewestVerifiedWhateverTheirAge(t *testing.T) {
 	require.Contains(t, res.out, "keep must be at least 1")
 	require.Len(t, archives(t, dir), 2)
 }
+
+// atTerminal runs a script under script(1), which gives it a pseudo-terminal
+// as stdin, and types input into it.
+func atTerminal(t *testing.T, env []string, input, name string, args ...string) result {
+	t.Helper()
+	quoted := []string{"./" + name}
+	for _, a := range args {
+		quoted = append(quoted, "'"+strings.ReplaceAll(a, "'", `'\''`)+"'")
+	}
+	cmd := exec.Command("script", "-qec", strings.Join(quoted, " "), "/dev/null")
+	cmd.Env = append(os.Environ(), append([]string{"KRGEOBUK_BACKUP_BIN=" + toolBin, "KRGEOBUK_ENV_FILE=/nonexistent"}, env...)...)
+	cmd.Stdin = strings.NewReader(input)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else {
+		require.NoError(t, err)
+	}
+	return result{code, string(out)}
+}
+
+func TestInteractiveRestoreNeedsTheStoreNameTyped(t *testing.T) {
+	t.Parallel()
+	m := dbtest.StartMariaDB(t)
+	seedAuth(t, m)
+	before := mysqlFingerprint(t, m, "auth")
+	dir := t.TempDir()
+	env := mysqlEnv(m, "AUTH")
+	port := strconv.Itoa(m.Port)
+	res := script(t, env, "backup-mysql.sh", "--store", "auth-mysql", "--port", port, "--database", "auth", "--backup-dir", dir, "--textfile-dir", "-")
+	require.Equal(t, 0, res.code, res.out)
+	archive := archives(t, dir)[0]
+	m.Exec(t, "auth", "DELETE FROM users")
+	changed := mysqlFingerprint(t, m, "auth")
+
+	tests := []struct {
+		typed string
+		code  int
+		want  string
+		state map[string]string
+	}{
+		{"authz-mysql\n", 1, "not confirmed: nothing was changed", changed},
+		{"\n", 1, "not confirmed: nothing was changed", changed},
+		{"auth-mysql\n", 0, "database auth restored", before},
+	}
+	for _, tc := range tests {
+		res := atTerminal(t, env, tc.typed, "restore-mysql.sh", "--store", "auth-mysql", "--port", port, "--file", archive)
+		require.Equal(t, tc.code, res.code, "typed %q: %s", tc.typed, res.out)
+		require.Contains(t, res.out, "Type the store name (auth-mysql) to go ahead:")
+		require.Contains(t, res.out, tc.want)
+		require.Equal(t, tc.state, mysqlFingerprint(t, m, "auth"), "typed %q", tc.typed)
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/term"
 
 	"github.com/krgeobuk/krgeobuk-infra/infrastructure/backup"
 )
@@ -258,13 +259,11 @@ func cmdRestore(ctx context.Context, args []string, stdin io.Reader, out, errOut
 	return backup.Restore(ctx, t, *file, confirm, out)
 }
 
+// isTerminal asks the tty driver, so /dev/null (also a character device)
+// does not count as a person at a keyboard.
 func isTerminal(r io.Reader) bool {
 	f, ok := r.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 func cmdVerify(ctx context.Context, args []string, out io.Writer) error {
