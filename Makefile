@@ -15,8 +15,13 @@ deps:
 	scripts/install-deps.sh
 
 ## test: everything CI runs: static checks, then the whole Go suite
-test: lint
+test: lint testenv
 	$(GO) test -count=1 ./...
+
+## testenv: build (or reuse) the simulated cluster's binaries in $(KRGEOBUK_CACHE)/testenv
+.PHONY: testenv
+testenv:
+	$(GO) run ./internal/testenv/cmd/testenv build
 
 ## unit: the Go suite only
 unit:
@@ -37,6 +42,13 @@ shellcheck:
 
 help:
 	@grep -E '^## ' Makefile | sed 's/^## //'
+
+## monitoring-tools: build (once, cached in $KRGEOBUK_CACHE/monitoring) Prometheus, promtool, Alertmanager and the exporters the monitoring tests run
+.PHONY: monitoring-tools
+monitoring-tools:
+	$(GO) run ./internal/promtest/cmd/promtools
+# The cold build takes minutes: do it before `go test`, outside its timeouts.
+test: monitoring-tools
 
 ## backup-tool: build bin/krgeobuk-backup, which the data server's backup scripts run
 .PHONY: backup-tool

@@ -1,0 +1,440 @@
+package charts_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/krgeobuk/krgeobuk-infra/charts"
+	"github.com/krgeobuk/krgeobuk-infra/k8s"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/policy"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
+)
+
+// digestFor is a stand-in digest, as the deploy pipeline would add after publishing.
+func digestFor(service string) string {
+	return fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(service)))
+}
+
+// deployValues layers what a deploy adds (image digests) over an environment's values.
+func deployValues(env *environment.Environment) map[string]any {
+	services := map[string]any{}
+	for _, s := range catalog.All() {
+		services[s.Name] = map[string]any{"image": map[string]any{"digest": digestFor(s.Name)}}
+	}
+	return merge(env.Values, map[string]any{"services": services})
+}
+
+// merge returns base with over laid on top (maps merged recursively), copying neither in place.
+func merge(base, over map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range over {
+		if bm, ok := out[k].(map[string]any); ok {
+			if om, ok := v.(map[string]any); ok {
+				out[k] = merge(bm, om)
+				continue
+			}
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// set builds a nested override from a dotted path.
+func set(path string, v any) map[string]any {
+	keys := strings.Split(path, ".")
+	out := map[string]any{keys[len(keys)-1]: v}
+	for i := len(keys) - 2; i >= 0; i-- {
+		out = map[string]any{keys[i]: out}
+	}
+	return out
+}
+
+func loadEnv(t *testing.T, name string) *environment.Environment {
+	t.Helper()
+	env, err := environment.Load(k8s.Environments, name)
+	require.NoError(t, err)
+	return env
+}
+
+func renderApps(t *testing.T, env *environment.Environment, values map[string]any) (*render.Result, error) {
+	t.Helper()
+	ch, err := render.LoadFS(charts.Apps, charts.AppsDir)
+	require.NoError(t, err)
+	return render.Render(context.Background(), render.Request{
+		Chart: ch, Release: env.Release, Namespace: env.Namespace, Values: values,
+	})
+}
+
+func mustRender(t *testing.T, envName string, overrides ...map[string]any) *render.Result {
+	t.Helper()
+	env := loadEnv(t, envName)
+	values := deployValues(env)
+	for _, o := range overrides {
+		values = merge(values, o)
+	}
+	res, err := renderApps(t, env, values)
+	require.NoError(t, err)
+	return res
+}
+
+func find[T runtime.Object](res *render.Result, name string) T {
+	var zero T
+	for _, o := range res.Objects {
+		if t, ok := o.Typed.(T); ok && o.U.GetName() == name {
+			return t
+		}
+	}
+	return zero
+}
+
+func deployerRole(t *testing.T) *rbacv1.Role {
+	t.Helper()
+	data, err := k8s.Environments.ReadFile("base/deployer-rbac.yaml")
+	require.NoError(t, err)
+	objs, err := render.Decode(string(data))
+	require.NoError(t, err)
+	for _, o := range objs {
+		if r, ok := o.Typed.(*rbacv1.Role); ok {
+			return r
+		}
+	}
+	t.Fatal("base/deployer-rbac.yaml has no Role")
+	return nil
+}
+
+// Every environment: lint --strict, render, strict decode (inside Render), every policy rule,
+// and the deployer's Role covers every kind the release applies.
+func TestAppsEveryEnvironment(t *testing.T) {
+	names, err := environment.Names(k8s.Environments)
+	require.NoError(t, err)
+	role := deployerRole(t)
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			env := loadEnv(t, name)
+			values := deployValues(env)
+			require.NoError(t, render.Lint(charts.AppsDir, env.Namespace, values))
+
+			res, err := renderApps(t, env, values)
+			require.NoError(t, err)
+			require.NotEmpty(t, res.Notes)
+			ctx := policy.Context{Environment: name, RequireDigest: env.ImagePolicy() == "digest"}
+			require.NoError(t, policy.Error(policy.Check(ctx, res.Objects)))
+			require.NoError(t, policy.Error(policy.DeployerCanApply(role, res.Objects)))
+			for _, o := range res.Objects {
+				require.Equal(t, env.Namespace, o.U.GetNamespace(), "%s must be namespaced to the release", o.Ref())
+				require.Equal(t, "krgeobuk", o.U.GetLabels()["app.kubernetes.io/part-of"], o.Ref())
+			}
+		})
+	}
+}
+
+func TestAppsDefaultsLintStrict(t *testing.T) {
+	require.NoError(t, render.Lint(charts.AppsDir, "krgeobuk", nil))
+}
+
+// The catalog is the single source of truth: the chart's values must describe exactly its
+// services, with the same kinds, ports and health paths, and the same data stores.
+func TestAppsAgreeWithCatalog(t *testing.T) {
+	ch, err := render.LoadFS(charts.Apps, charts.AppsDir)
+	require.NoError(t, err)
+	services, ok := ch.Values["services"].(map[string]any)
+	require.True(t, ok)
+
+	var chartNames []string
+	for name := range services {
+		chartNames = append(chartNames, name)
+		_, err := catalog.Lookup(name)
+		require.NoError(t, err, "chart service %s is not in the catalog", name)
+	}
+	require.ElementsMatch(t, catalog.Names(), chartNames, "catalog services missing from the chart")
+
+	for _, s := range catalog.All() {
+		v := services[s.Name].(map[string]any)
+		require.Equal(t, string(s.Kind), v["kind"], s.Name)
+		ports := v["ports"].(map[string]any)
+		require.EqualValues(t, s.HTTPPort, ports["http"], s.Name)
+		health := v["health"].(map[string]any)
+		require.Equal(t, s.LivenessPath, health["liveness"], s.Name)
+		require.Equal(t, s.ReadinessPath, health["readiness"], s.Name)
+		if s.IsAPI() {
+			require.EqualValues(t, s.TCPPort, ports["tcp"], s.Name)
+			require.Equal(t, s.MetricsPath, health["metrics"], s.Name)
+			var stores []string
+			for _, st := range s.Stores {
+				stores = append(stores, st.Name)
+			}
+			require.ElementsMatch(t, stores, v["stores"], s.Name)
+			require.ElementsMatch(t, s.Calls, v["calls"], s.Name)
+		} else {
+			require.NotContains(t, ports, "tcp", s.Name)
+		}
+	}
+
+	stores := ch.Values["dataStores"].(map[string]any)
+	require.Len(t, stores, len(catalog.Stores()))
+	for _, st := range catalog.Stores() {
+		v, ok := stores[st.Name].(map[string]any)
+		require.True(t, ok, "data store %s missing from the chart", st.Name)
+		require.Equal(t, st.Engine, v["engine"], st.Name)
+		require.EqualValues(t, st.Port, v["port"], st.Name)
+	}
+}
+
+// The rendered objects carry what the platform relies on.
+func TestAppsRenderedShape(t *testing.T) {
+	res := mustRender(t, "production")
+
+	for _, s := range catalog.All() {
+		d := find[*appsv1.Deployment](res, s.Name)
+		require.NotNil(t, d, s.Name)
+		pod := d.Spec.Template
+		c := pod.Spec.Containers[0]
+		require.Equal(t, "ghcr.io/krgeobuk/"+s.Name+"@"+digestFor(s.Name), c.Image)
+		require.NotNil(t, c.StartupProbe, s.Name)
+		require.Equal(t, s.ReadinessPath, c.ReadinessProbe.HTTPGet.Path, s.Name)
+		require.Equal(t, s.LivenessPath, c.LivenessProbe.HTTPGet.Path, s.Name)
+		require.Equal(t, int32(s.HTTPPort), c.Ports[0].ContainerPort, s.Name)
+		require.NotNil(t, find[*policyV1PDB](res, s.Name), "PodDisruptionBudget for %s", s.Name)
+		require.NotEmpty(t, pod.Spec.TopologySpreadConstraints, s.Name)
+
+		svc := find[*corev1.Service](res, s.Name)
+		require.NotNil(t, svc, s.Name)
+		require.Equal(t, int32(catalog.ServicePort), svc.Spec.Ports[0].Port)
+		require.Equal(t, "http", svc.Spec.Ports[0].TargetPort.StrVal)
+
+		if s.IsAPI() {
+			require.Equal(t, "true", pod.Annotations["prometheus.io/scrape"])
+			require.Equal(t, fmt.Sprint(s.HTTPPort), pod.Annotations["prometheus.io/port"])
+			require.Equal(t, s.MetricsPath, pod.Annotations["prometheus.io/path"])
+			require.Len(t, svc.Spec.Ports, 2)
+			require.Equal(t, int32(s.TCPPort), svc.Spec.Ports[1].Port)
+			require.Equal(t, s.Name+"-secrets", c.EnvFrom[1].SecretRef.Name)
+
+			// The wait-for-database init container is bounded.
+			init := pod.Spec.InitContainers[0]
+			require.Equal(t, "wait-for-database", init.Name)
+			require.Equal(t, c.Image, init.Image, "the init container reuses the app image, no third-party image")
+			require.Equal(t, "WAIT_TIMEOUT_SECONDS", init.Env[0].Name)
+			require.Equal(t, "180", init.Env[0].Value)
+
+			cm := find[*corev1.ConfigMap](res, s.Name+"-config")
+			require.NotNil(t, cm, s.Name)
+			for _, key := range []string{"NODE_ENV", "PORT", "TCP_PORT", "MYSQL_HOST", "MYSQL_PORT", "MYSQL_DATABASE",
+				"MYSQL_CONNECTION_LIMIT", "MYSQL_CONNECT_TIMEOUT_MS", "REDIS_HOST", "REDIS_PORT", "REDIS_DB",
+				"REDIS_CONNECT_TIMEOUT_MS", "LOG_LEVEL"} {
+				require.Contains(t, cm.Data, key, "%s config", s.Name)
+			}
+			require.Equal(t, "production", cm.Data["NODE_ENV"])
+			for _, st := range s.Stores {
+				host, port := "MYSQL_HOST", "MYSQL_PORT"
+				if st.Engine == "redis" {
+					host, port = "REDIS_HOST", "REDIS_PORT"
+				}
+				require.Equal(t, st.Name, cm.Data[host])
+				require.Equal(t, fmt.Sprint(st.Port), cm.Data[port])
+			}
+		} else {
+			require.NotContains(t, pod.Annotations, "prometheus.io/scrape")
+			cm := find[*corev1.ConfigMap](res, s.Name+"-nginx")
+			require.NotNil(t, cm, s.Name)
+			conf := cm.Data["nginx.conf"]
+			require.Contains(t, conf, fmt.Sprintf("listen %d;", s.HTTPPort))
+			require.Contains(t, conf, "try_files $uri $uri/ /index.html;", "SPA fallback")
+			require.Contains(t, conf, "immutable", "long-lived caching of hashed assets")
+			require.Contains(t, conf, "gzip on;")
+			require.Contains(t, conf, "pid /tmp/nginx.pid;", "nginx must not write outside its emptyDirs")
+		}
+	}
+	require.Nil(t, find[*corev1.Secret](res, "auth-server-secrets"), "production renders no Secret")
+}
+
+type policyV1PDB = policyv1.PodDisruptionBudget
+
+// Selector-less Services with EndpointSlices at the environment's data-server address.
+func TestAppsDataServer(t *testing.T) {
+	for env, addr := range map[string]string{"development": "10.10.0.10", "staging": "10.20.0.10", "production": "10.30.0.10"} {
+		res := mustRender(t, env)
+		for _, st := range catalog.Stores() {
+			svc := find[*corev1.Service](res, st.Name)
+			require.NotNil(t, svc, "%s: Service %s", env, st.Name)
+			require.Empty(t, svc.Spec.Selector, "%s must be selector-less", st.Name)
+			es := find[*discoveryv1.EndpointSlice](res, st.Name+"-data-server")
+			require.NotNil(t, es, "%s: EndpointSlice for %s", env, st.Name)
+			require.Equal(t, []string{addr}, es.Endpoints[0].Addresses, env)
+			require.Equal(t, int32(st.Port), *es.Ports[0].Port)
+		}
+		for _, o := range res.Objects {
+			require.NotEqual(t, "Endpoints", o.U.GetKind(), "the Endpoints API is deprecated")
+		}
+	}
+}
+
+// NetworkPolicies open exactly: ingress controller -> Ingress backends, callers -> callees,
+// Prometheus -> API metrics; egress DNS, the data server's own store ports, and callees.
+func TestAppsNetworkPolicies(t *testing.T) {
+	res := mustRender(t, "staging")
+	np := find[*networkingv1.NetworkPolicy](res, "auth-server")
+	require.NotNil(t, np)
+
+	var froms []string
+	for _, r := range np.Spec.Ingress {
+		for _, p := range r.From {
+			switch {
+			case p.NamespaceSelector != nil:
+				froms = append(froms, "ns:"+p.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"])
+			case p.PodSelector != nil:
+				froms = append(froms, "pod:"+p.PodSelector.MatchLabels["app.kubernetes.io/name"])
+			}
+		}
+	}
+	require.ElementsMatch(t, []string{"ns:ingress-nginx", "pod:authz-server", "ns:monitoring"}, froms)
+
+	var dataPorts []int
+	var cidrs []string
+	var callees []string
+	for _, r := range np.Spec.Egress {
+		for _, to := range r.To {
+			if to.IPBlock != nil {
+				cidrs = append(cidrs, to.IPBlock.CIDR)
+				for _, p := range r.Ports {
+					dataPorts = append(dataPorts, p.Port.IntValue())
+				}
+			}
+			if to.PodSelector != nil && to.NamespaceSelector == nil {
+				callees = append(callees, to.PodSelector.MatchLabels["app.kubernetes.io/name"])
+			}
+		}
+	}
+	require.Equal(t, []string{"10.20.0.10/32"}, cidrs)
+	require.ElementsMatch(t, []int{3307, 6380}, dataPorts, "auth-server reaches only its own stores")
+	require.Equal(t, []string{"authz-server"}, callees)
+
+	spa := find[*networkingv1.NetworkPolicy](res, "portal-client")
+	require.Len(t, spa.Spec.Ingress, 1, "an SPA is reached by the ingress controller only")
+	require.Len(t, spa.Spec.Egress, 1, "an SPA talks to nothing but DNS")
+}
+
+func TestAppsIngress(t *testing.T) {
+	res := mustRender(t, "production")
+	auth := find[*networkingv1.Ingress](res, "auth-krgeobuk-com")
+	require.NotNil(t, auth)
+	require.Equal(t, "letsencrypt-prod", auth.Annotations["cert-manager.io/cluster-issuer"])
+	require.Equal(t, []string{"auth.krgeobuk.com"}, auth.Spec.TLS[0].Hosts)
+	routes := map[string]string{}
+	for _, p := range auth.Spec.Rules[0].HTTP.Paths {
+		routes[p.Path] = p.Backend.Service.Name
+	}
+	require.Equal(t, map[string]string{"/api": "auth-server", "/": "auth-client"}, routes)
+
+	// An optional route appears only when its backend is deployed.
+	withAPIHost := set("ingress.hosts", []any{
+		map[string]any{"host": "portal.krgeobuk.com", "routes": []any{
+			map[string]any{"path": "/", "service": "portal-client"},
+			map[string]any{"path": "/api", "service": "authz-server"}}},
+		map[string]any{"host": "api.krgeobuk.com", "routes": []any{
+			map[string]any{"path": "/", "service": "authz-server"}}},
+	})
+	res = mustRender(t, "production", withAPIHost, set("services.authz-server.enabled", false))
+	require.Nil(t, find[*networkingv1.Ingress](res, "api-krgeobuk-com"), "a host whose only backend is disabled is left out")
+	portal := find[*networkingv1.Ingress](res, "portal-krgeobuk-com")
+	require.Len(t, portal.Spec.Rules[0].HTTP.Paths, 1, "a route to a disabled backend is left out")
+	require.Nil(t, find[*appsv1.Deployment](res, "authz-server"))
+
+	res = mustRender(t, "production", withAPIHost)
+	require.NotNil(t, find[*networkingv1.Ingress](res, "api-krgeobuk-com"))
+}
+
+// Broken values fail the render with a message that names the value and the rule.
+func TestAppsRejectBadValues(t *testing.T) {
+	portalServer := set("ingress.hosts", []any{map[string]any{"host": "portal.krgeobuk.com", "routes": []any{
+		map[string]any{"path": "/api", "service": "portal-server"}}}})
+	tests := []struct {
+		name    string
+		env     string
+		values  map[string]any
+		wantErr []string
+	}{
+		{name: "latest tag", env: "development", values: set("services.auth-client.image.tag", "latest"),
+			wantErr: []string{"services", "auth-client", "image", "tag"}},
+		{name: "malformed digest", env: "production", values: set("services.auth-server.image.digest", "sha256:abc"),
+			wantErr: []string{"services", "auth-server", "image", "digest"}},
+		{name: "missing digest where digests are demanded", env: "production", values: set("services.portal-client.image.digest", ""),
+			wantErr: []string{`services.portal-client.image.digest is required: environment "production" deploys images by digest only`}},
+		{name: "staging may not allow tags", env: "staging", values: set("global.imagePolicy", "tag"),
+			wantErr: []string{"global", "imagePolicy", "digest"}},
+		{name: "data server address is not an IP", env: "staging", values: set("global.dataServer.address", "data.krgeobuk.com"),
+			wantErr: []string{"global", "dataServer", "address"}},
+		{name: "unbounded database wait", env: "staging", values: set("global.waitForDatabase.timeoutSeconds", 0),
+			wantErr: []string{"waitForDatabase", "timeoutSeconds"}},
+		{name: "misspelt service field", env: "staging", values: set("services.auth-server.replica", 3),
+			wantErr: []string{"auth-server", "replica"}},
+		{name: "secret literal in production", env: "production", values: set("services.auth-server.secret.create", true),
+			wantErr: []string{"services.auth-server.secret.create: secret literals are refused in production"}},
+		{name: "password in a ConfigMap", env: "staging", values: set("services.auth-server.config.MYSQL_PASSWORD", "x"),
+			wantErr: []string{"services", "auth-server", "config", "MYSQL_PASSWORD"}},
+		{name: "seed defect: route to portal-server", env: "production", values: portalServer,
+			wantErr: []string{`ingress host portal.krgeobuk.com path /api: backend "portal-server" is not a service of this chart`}},
+		{name: "calls an unknown service", env: "staging", values: set("services.auth-server.calls", []any{"billing-server"}),
+			wantErr: []string{`services.auth-server.calls: "billing-server" is not a service of this chart`}},
+		{name: "store not on the data server", env: "staging", values: set("services.auth-server.stores", []any{"auth-postgres", "auth-redis"}),
+			wantErr: []string{`services.auth-server.stores: "auth-postgres" is not in dataStores`}},
+		{name: "pod label that would break the selector", env: "staging", values: set("services.auth-server.podLabels", map[string]any{"app.kubernetes.io/name": "x"}),
+			wantErr: []string{"/services/auth-server/podLabels/app.kubernetes.io~1name"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := loadEnv(t, tt.env)
+			_, err := renderApps(t, env, merge(deployValues(env), tt.values))
+			require.Error(t, err)
+			for _, w := range tt.wantErr {
+				require.ErrorContains(t, err, w)
+			}
+		})
+	}
+}
+
+// Development may render Secrets from literals, and the fault-stage hooks reach the pods.
+func TestAppsDevelopmentExtras(t *testing.T) {
+	res := mustRender(t, "development", set("services.auth-server.podLabels", map[string]any{"testenv.krgeobuk.dev/fault": "crashloop"}),
+		set("services.auth-server.nodeSelector", map[string]any{"pool": "none"}))
+	sec := find[*corev1.Secret](res, "auth-server-secrets")
+	require.NotNil(t, sec)
+	require.ElementsMatch(t, []string{"MYSQL_USER", "MYSQL_PASSWORD", "REDIS_PASSWORD"}, keys(sec.StringData))
+	d := find[*appsv1.Deployment](res, "auth-server")
+	require.Equal(t, "crashloop", d.Spec.Template.Labels["testenv.krgeobuk.dev/fault"])
+	require.Equal(t, map[string]string{"pool": "none"}, d.Spec.Template.Spec.NodeSelector)
+	require.Equal(t, "ghcr.io/krgeobuk/auth-server@"+digestFor("auth-server"), d.Spec.Template.Spec.Containers[0].Image,
+		"a digest wins over a tag even where tags are allowed")
+
+	tagged := merge(loadEnv(t, "development").Values, set("services.auth-server.image.tag", "1.4.2"))
+	out, err := renderApps(t, loadEnv(t, "development"), tagged)
+	require.NoError(t, err)
+	require.Equal(t, "ghcr.io/krgeobuk/auth-server:1.4.2", find[*appsv1.Deployment](out, "auth-server").Spec.Template.Spec.Containers[0].Image)
+	require.Equal(t, "ghcr.io/krgeobuk/auth-client:1.0.0", find[*appsv1.Deployment](out, "auth-client").Spec.Template.Spec.Containers[0].Image,
+		"without a tag the chart's appVersion is used")
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}

@@ -1,0 +1,195 @@
+// Package environment loads one deployment environment from its folder
+// (environments/<name>/ under k8s/): how the pipeline treats it (environment.yaml) and the Helm
+// values of each chart. It validates everything it loads, so a typo fails here, before any change.
+package environment
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"regexp"
+	"sort"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Dir is the folder, inside the file system given to Load, that holds one folder per environment.
+const Dir = "environments"
+
+// File names inside an environment folder.
+const (
+	SettingsFile         = "environment.yaml"
+	AppsValuesFile       = "krgeobuk-apps.values.yaml"
+	MonitoringValuesFile = "monitoring-stack.values.yaml"
+	KustomizationFile    = "kustomization.yaml"
+)
+
+// Gates bounds every wait of a deploy in this environment.
+type Gates struct {
+	RolloutTimeout     time.Duration
+	ReadinessTimeout   time.Duration
+	UnschedulableGrace time.Duration
+}
+
+// Environment is one loaded and validated environment.
+type Environment struct {
+	Name      string
+	Namespace string
+	// Release is the Helm release name of the umbrella chart.
+	Release string
+	Gates   Gates
+	// LockTTL is how long a deploy lock lives without renewal before it counts as stale.
+	LockTTL time.Duration
+	// Values are the krgeobuk-apps values of this environment (chart defaults not merged in).
+	Values map[string]any
+	// MonitoringValues are the monitoring-stack values, nil when the file is absent.
+	MonitoringValues map[string]any
+}
+
+// ImagePolicy is the environment's global.imagePolicy ("digest" or "tag"); "" when unset, which
+// means the chart default.
+func (e *Environment) ImagePolicy() string {
+	g, _ := e.Values["global"].(map[string]any)
+	p, _ := g["imagePolicy"].(string)
+	return p
+}
+
+type settings struct {
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+	Release   string `json:"release"`
+	Gates     struct {
+		RolloutTimeout     duration `json:"rolloutTimeout"`
+		ReadinessTimeout   duration `json:"readinessTimeout"`
+		UnschedulableGrace duration `json:"unschedulableGrace"`
+	} `json:"gates"`
+	Lock struct {
+		TTL duration `json:"ttl"`
+	} `json:"lock"`
+}
+
+type duration struct{ time.Duration }
+
+func (d *duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := yaml.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"90s\" or \"5m\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+var (
+	namePattern  = regexp.MustCompile(`^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$`)
+	dnsLabel     = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	releaseLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,51}[a-z0-9])?$`)
+)
+
+// Names lists the environments found in fsys, sorted.
+func Names(fsys fs.FS) ([]string, error) {
+	entries, err := fs.ReadDir(fsys, Dir)
+	if err != nil {
+		return nil, fmt.Errorf("environments: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Load reads environments/<name>/ from fsys. An unknown name, an unknown or missing field, or a
+// value out of range is an error naming the file.
+func Load(fsys fs.FS, name string) (*Environment, error) {
+	if !namePattern.MatchString(name) {
+		return nil, fmt.Errorf("environment %q: not a valid environment name", name)
+	}
+	dir := path.Join(Dir, name)
+	if _, err := fs.Stat(fsys, dir); err != nil {
+		known, _ := Names(fsys)
+		return nil, fmt.Errorf("environment %q: unknown (known: %v)", name, known)
+	}
+	var s settings
+	if err := readYAML(fsys, path.Join(dir, SettingsFile), &s, true); err != nil {
+		return nil, err
+	}
+	if err := s.validate(name); err != nil {
+		return nil, fmt.Errorf("environment %s: %s: %w", name, SettingsFile, err)
+	}
+	env := &Environment{
+		Name:      s.Name,
+		Namespace: s.Namespace,
+		Release:   s.Release,
+		Gates: Gates{
+			RolloutTimeout:     s.Gates.RolloutTimeout.Duration,
+			ReadinessTimeout:   s.Gates.ReadinessTimeout.Duration,
+			UnschedulableGrace: s.Gates.UnschedulableGrace.Duration,
+		},
+		LockTTL: s.Lock.TTL.Duration,
+	}
+	if err := readYAML(fsys, path.Join(dir, AppsValuesFile), &env.Values, false); err != nil {
+		return nil, err
+	}
+	if env.Values == nil {
+		return nil, fmt.Errorf("environment %s: %s is empty", name, AppsValuesFile)
+	}
+	err := readYAML(fsys, path.Join(dir, MonitoringValuesFile), &env.MonitoringValues, false)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	return env, nil
+}
+
+func (s settings) validate(folder string) error {
+	var errs []error
+	if s.Name != folder {
+		errs = append(errs, fmt.Errorf("name %q does not match its folder %q", s.Name, folder))
+	}
+	if !dnsLabel.MatchString(s.Namespace) {
+		errs = append(errs, fmt.Errorf("namespace %q is not a DNS label", s.Namespace))
+	}
+	if !releaseLabel.MatchString(s.Release) {
+		errs = append(errs, fmt.Errorf("release %q is not a valid Helm release name", s.Release))
+	}
+	for field, d := range map[string]time.Duration{
+		"gates.rolloutTimeout":     s.Gates.RolloutTimeout.Duration,
+		"gates.readinessTimeout":   s.Gates.ReadinessTimeout.Duration,
+		"gates.unschedulableGrace": s.Gates.UnschedulableGrace.Duration,
+		"lock.ttl":                 s.Lock.TTL.Duration,
+	} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be a positive duration", field))
+		}
+	}
+	sortErrors(errs)
+	return errors.Join(errs...)
+}
+
+func sortErrors(errs []error) {
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+}
+
+func readYAML(fsys fs.FS, file string, into any, strict bool) error {
+	data, err := fs.ReadFile(fsys, file)
+	if err != nil {
+		return fmt.Errorf("environment file %s: %w", file, err)
+	}
+	if strict {
+		err = yaml.UnmarshalStrict(data, into)
+	} else {
+		err = yaml.Unmarshal(data, into)
+	}
+	if err != nil {
+		return fmt.Errorf("environment file %s: %w", file, err)
+	}
+	return nil
+}

@@ -1,0 +1,91 @@
+package environment_test
+
+import (
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krgeobuk/krgeobuk-infra/k8s"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
+)
+
+func TestEmbeddedEnvironmentsLoad(t *testing.T) {
+	names, err := environment.Names(k8s.Environments)
+	require.NoError(t, err)
+	require.Equal(t, []string{"development", "production", "staging"}, names)
+
+	wantPolicy := map[string]string{"development": "tag", "staging": "digest", "production": "digest"}
+	for _, name := range names {
+		env, err := environment.Load(k8s.Environments, name)
+		require.NoError(t, err, name)
+		require.Equal(t, name, env.Name)
+		require.Equal(t, "krgeobuk", env.Namespace)
+		require.Equal(t, "krgeobuk-apps", env.Release)
+		require.Equal(t, wantPolicy[name], env.ImagePolicy(), name)
+		require.Positive(t, env.Gates.RolloutTimeout)
+		require.Positive(t, env.LockTTL)
+	}
+}
+
+const goodSettings = `name: dev
+namespace: krgeobuk
+release: krgeobuk-apps
+gates: {rolloutTimeout: 2m, readinessTimeout: 30s, unschedulableGrace: 10s}
+lock: {ttl: 5m}
+`
+
+func envFS(settings, values string) fstest.MapFS {
+	fsys := fstest.MapFS{"environments/dev/environment.yaml": {Data: []byte(settings)}}
+	if values != "" {
+		fsys["environments/dev/krgeobuk-apps.values.yaml"] = &fstest.MapFile{Data: []byte(values)}
+	}
+	return fsys
+}
+
+func TestLoad(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     string
+		fsys    fstest.MapFS
+		wantErr string
+	}{
+		{name: "good", env: "dev", fsys: envFS(goodSettings, "global: {imagePolicy: tag}\n")},
+		{name: "unknown environment", env: "qa", fsys: envFS(goodSettings, "a: 1\n"),
+			wantErr: `environment "qa": unknown (known: [dev])`},
+		{name: "path traversal refused", env: "../dev", fsys: envFS(goodSettings, "a: 1\n"),
+			wantErr: "not a valid environment name"},
+		{name: "unknown field", env: "dev", fsys: envFS(goodSettings+"rollbackTimeout: 1m\n", "a: 1\n"),
+			wantErr: `unknown field "rollbackTimeout"`},
+		{name: "name differs from folder", env: "dev", fsys: envFS(
+			"name: prod\n"+goodSettings[len("name: dev\n"):], "a: 1\n"),
+			wantErr: `name "prod" does not match its folder "dev"`},
+		{name: "bad duration", env: "dev", fsys: envFS(
+			goodSettings[:len(goodSettings)-len("lock: {ttl: 5m}\n")]+"lock: {ttl: soon}\n", "a: 1\n"),
+			wantErr: `invalid duration "soon"`},
+		{name: "missing duration", env: "dev", fsys: envFS(
+			goodSettings[:len(goodSettings)-len("lock: {ttl: 5m}\n")], "a: 1\n"),
+			wantErr: "lock.ttl must be a positive duration"},
+		{name: "bad namespace", env: "dev", fsys: envFS(
+			"name: dev\nnamespace: Krgeobuk_NS\n"+goodSettings[len("name: dev\nnamespace: krgeobuk\n"):], "a: 1\n"),
+			wantErr: `namespace "Krgeobuk_NS" is not a DNS label`},
+		{name: "missing values file", env: "dev", fsys: envFS(goodSettings, ""),
+			wantErr: "environments/dev/krgeobuk-apps.values.yaml: open"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env, err := environment.Load(tt.fsys, tt.env)
+			if tt.wantErr != "" {
+				require.ErrorContains(t, err, tt.wantErr)
+				require.Nil(t, env)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, 2*time.Minute, env.Gates.RolloutTimeout)
+			require.Equal(t, 5*time.Minute, env.LockTTL)
+			require.Equal(t, "tag", env.ImagePolicy())
+			require.Nil(t, env.MonitoringValues)
+		})
+	}
+}
