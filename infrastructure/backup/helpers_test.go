@@ -213,9 +213,7 @@ func redisFingerprint(t *testing.T, r *dbtest.Redis) map[string]string {
 			require.NoError(t, err)
 			exp, err := c.PExpireTime(ctx, k).Result()
 			require.NoError(t, err)
-			dump, err := c.Dump(ctx, k).Result()
-			require.NoError(t, err)
-			out[fmt.Sprintf("db%d %s", db, k)] = fmt.Sprintf("%s expire=%d %x", typ, exp.Milliseconds(), dump)
+			out[fmt.Sprintf("db%d %s", db, k)] = fmt.Sprintf("%s expire=%d %q", typ, exp.Milliseconds(), readValue(t, c, typ, k))
 		}
 		_ = c.Close()
 	}
@@ -225,6 +223,37 @@ func redisFingerprint(t *testing.T, r *dbtest.Redis) map[string]string {
 // fastSync skips the 5 s a Redis primary waits for more replicas before a
 // diskless transfer; redis-cli --rdb is such a transfer.
 var fastSync = dbtest.WithRedisConfig("repl-diskless-sync-delay 0")
+
+// readValue reads a key's value in a canonical form. DUMP payloads are not
+// canonical: a hashtable-encoded set serializes in its per-process hash
+// order.
+func readValue(t *testing.T, c *redis.Client, typ, k string) string {
+	t.Helper()
+	ctx := context.Background()
+	var v any
+	var err error
+	switch typ {
+	case "string":
+		v, err = c.Get(ctx, k).Result()
+	case "list":
+		v, err = c.LRange(ctx, k, 0, -1).Result()
+	case "set":
+		var m []string
+		m, err = c.SMembers(ctx, k).Result()
+		sort.Strings(m)
+		v = m
+	case "zset":
+		v, err = c.ZRangeWithScores(ctx, k, 0, -1).Result()
+	case "hash":
+		v, err = c.HGetAll(ctx, k).Result()
+	case "stream":
+		v, err = c.XRange(ctx, k, "-", "+").Result()
+	default:
+		t.Fatalf("key %s has type %s, which the test does not read", k, typ)
+	}
+	require.NoError(t, err)
+	return fmt.Sprint(v)
+}
 
 func redisEnv(r *dbtest.Redis, prefix string) []string {
 	return []string{prefix + "_REDIS_PASSWORD=" + r.Password}

@@ -98,9 +98,17 @@ FLUSH PRIVILEGES;
 	if err := os.WriteFile(initFile, []byte(init), 0o600); err != nil {
 		tb.Fatalf("dbtest: write init file: %v", err)
 	}
+	// Internal temporary tables (Aria files) go to the server's own
+	// directory: in the shared /tmp, servers of parallel tests crashed in
+	// ha_maria::drop_table while freeing them.
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		tb.Fatalf("dbtest: %v", err)
+	}
 	m.args = []string{
 		"--no-defaults",
 		"--datadir=" + data,
+		"--tmpdir=" + tmp,
 		"--socket=" + m.Socket,
 		"--pid-file=" + filepath.Join(dir, "mysqld.pid"),
 		"--log-error=" + filepath.Join(dir, "error.log"),
@@ -141,6 +149,9 @@ FLUSH PRIVILEGES;
 		}
 	}
 	tb.Cleanup(func() {
+		if tb.Failed() && m.proc != nil {
+			tb.Logf("dbtest: MariaDB on port %d, end of its log:\n%s", m.Port, m.proc.logTail())
+		}
 		if err := m.stop(); err != nil {
 			tb.Errorf("dbtest: stop MariaDB on port %d: %v", m.Port, err)
 		}
