@@ -1,10 +1,7 @@
 package charts_test
 
 import (
-	"context"
-	"crypto/sha256"
 	"fmt"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -17,82 +14,13 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/krgeobuk/krgeobuk-infra/charts"
+	"github.com/krgeobuk/krgeobuk-infra/internal/chartstest"
 	"github.com/krgeobuk/krgeobuk-infra/k8s"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/policy"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
 )
-
-// digestFor is a stand-in digest, as the deploy pipeline would add after publishing.
-func digestFor(service string) string {
-	return fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(service)))
-}
-
-// deployValues layers what a deploy adds (image digests) over an environment's values.
-func deployValues(env *environment.Environment) map[string]any {
-	services := map[string]any{}
-	for _, s := range catalog.All() {
-		services[s.Name] = map[string]any{"image": map[string]any{"digest": digestFor(s.Name)}}
-	}
-	return merge(env.Values, map[string]any{"services": services})
-}
-
-// merge returns base with over laid on top (maps merged recursively), copying neither in place.
-func merge(base, over map[string]any) map[string]any {
-	out := map[string]any{}
-	for k, v := range base {
-		out[k] = v
-	}
-	for k, v := range over {
-		if bm, ok := out[k].(map[string]any); ok {
-			if om, ok := v.(map[string]any); ok {
-				out[k] = merge(bm, om)
-				continue
-			}
-		}
-		out[k] = v
-	}
-	return out
-}
-
-// set builds a nested override from a dotted path.
-func set(path string, v any) map[string]any {
-	keys := strings.Split(path, ".")
-	out := map[string]any{keys[len(keys)-1]: v}
-	for i := len(keys) - 2; i >= 0; i-- {
-		out = map[string]any{keys[i]: out}
-	}
-	return out
-}
-
-func loadEnv(t *testing.T, name string) *environment.Environment {
-	t.Helper()
-	env, err := environment.Load(k8s.Environments, name)
-	require.NoError(t, err)
-	return env
-}
-
-func renderApps(t *testing.T, env *environment.Environment, values map[string]any) (*render.Result, error) {
-	t.Helper()
-	ch, err := render.LoadFS(charts.Apps, charts.AppsDir)
-	require.NoError(t, err)
-	return render.Render(context.Background(), render.Request{
-		Chart: ch, Release: env.Release, Namespace: env.Namespace, Values: values,
-	})
-}
-
-func mustRender(t *testing.T, envName string, overrides ...map[string]any) *render.Result {
-	t.Helper()
-	env := loadEnv(t, envName)
-	values := deployValues(env)
-	for _, o := range overrides {
-		values = merge(values, o)
-	}
-	res, err := renderApps(t, env, values)
-	require.NoError(t, err)
-	return res
-}
 
 func find[T runtime.Object](res *render.Result, name string) T {
 	var zero T
@@ -127,11 +55,11 @@ func TestAppsEveryEnvironment(t *testing.T) {
 	role := deployerRole(t)
 	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
-			env := loadEnv(t, name)
-			values := deployValues(env)
+			env := chartstest.Env(t, name)
+			values := chartstest.DeployValues(env)
 			require.NoError(t, render.Lint(charts.AppsDir, env.Namespace, values))
 
-			res, err := renderApps(t, env, values)
+			res, err := chartstest.Render(t, env, values)
 			require.NoError(t, err)
 			require.NotEmpty(t, res.Notes)
 			ctx := policy.Context{Environment: name, RequireDigest: env.ImagePolicy() == "digest"}
@@ -199,14 +127,14 @@ func TestAppsAgreeWithCatalog(t *testing.T) {
 
 // The rendered objects carry what the platform relies on.
 func TestAppsRenderedShape(t *testing.T) {
-	res := mustRender(t, "production")
+	res := chartstest.MustRender(t, "production")
 
 	for _, s := range catalog.All() {
 		d := find[*appsv1.Deployment](res, s.Name)
 		require.NotNil(t, d, s.Name)
 		pod := d.Spec.Template
 		c := pod.Spec.Containers[0]
-		require.Equal(t, "ghcr.io/krgeobuk/"+s.Name+"@"+digestFor(s.Name), c.Image)
+		require.Equal(t, "ghcr.io/krgeobuk/"+s.Name+"@"+chartstest.Digest(s.Name), c.Image)
 		require.NotNil(t, c.StartupProbe, s.Name)
 		require.Equal(t, s.ReadinessPath, c.ReadinessProbe.HTTPGet.Path, s.Name)
 		require.Equal(t, s.LivenessPath, c.LivenessProbe.HTTPGet.Path, s.Name)
@@ -270,7 +198,7 @@ type policyV1PDB = policyv1.PodDisruptionBudget
 // Selector-less Services with EndpointSlices at the environment's data-server address.
 func TestAppsDataServer(t *testing.T) {
 	for env, addr := range map[string]string{"development": "10.10.0.10", "staging": "10.20.0.10", "production": "10.30.0.10"} {
-		res := mustRender(t, env)
+		res := chartstest.MustRender(t, env)
 		for _, st := range catalog.Stores() {
 			svc := find[*corev1.Service](res, st.Name)
 			require.NotNil(t, svc, "%s: Service %s", env, st.Name)
@@ -289,7 +217,7 @@ func TestAppsDataServer(t *testing.T) {
 // NetworkPolicies open exactly: ingress controller -> Ingress backends, callers -> callees,
 // Prometheus -> API metrics; egress DNS, the data server's own store ports, and callees.
 func TestAppsNetworkPolicies(t *testing.T) {
-	res := mustRender(t, "staging")
+	res := chartstest.MustRender(t, "staging")
 	np := find[*networkingv1.NetworkPolicy](res, "auth-server")
 	require.NotNil(t, np)
 
@@ -332,7 +260,7 @@ func TestAppsNetworkPolicies(t *testing.T) {
 }
 
 func TestAppsIngress(t *testing.T) {
-	res := mustRender(t, "production")
+	res := chartstest.MustRender(t, "production")
 	auth := find[*networkingv1.Ingress](res, "auth-krgeobuk-com")
 	require.NotNil(t, auth)
 	require.Equal(t, "letsencrypt-prod", auth.Annotations["cert-manager.io/cluster-issuer"])
@@ -344,26 +272,26 @@ func TestAppsIngress(t *testing.T) {
 	require.Equal(t, map[string]string{"/api": "auth-server", "/": "auth-client"}, routes)
 
 	// An optional route appears only when its backend is deployed.
-	withAPIHost := set("ingress.hosts", []any{
+	withAPIHost := chartstest.Set("ingress.hosts", []any{
 		map[string]any{"host": "portal.krgeobuk.com", "routes": []any{
 			map[string]any{"path": "/", "service": "portal-client"},
 			map[string]any{"path": "/api", "service": "authz-server"}}},
 		map[string]any{"host": "api.krgeobuk.com", "routes": []any{
 			map[string]any{"path": "/", "service": "authz-server"}}},
 	})
-	res = mustRender(t, "production", withAPIHost, set("services.authz-server.enabled", false))
+	res = chartstest.MustRender(t, "production", withAPIHost, chartstest.Set("services.authz-server.enabled", false))
 	require.Nil(t, find[*networkingv1.Ingress](res, "api-krgeobuk-com"), "a host whose only backend is disabled is left out")
 	portal := find[*networkingv1.Ingress](res, "portal-krgeobuk-com")
 	require.Len(t, portal.Spec.Rules[0].HTTP.Paths, 1, "a route to a disabled backend is left out")
 	require.Nil(t, find[*appsv1.Deployment](res, "authz-server"))
 
-	res = mustRender(t, "production", withAPIHost)
+	res = chartstest.MustRender(t, "production", withAPIHost)
 	require.NotNil(t, find[*networkingv1.Ingress](res, "api-krgeobuk-com"))
 }
 
 // Broken values fail the render with a message that names the value and the rule.
 func TestAppsRejectBadValues(t *testing.T) {
-	portalServer := set("ingress.hosts", []any{map[string]any{"host": "portal.krgeobuk.com", "routes": []any{
+	portalServer := chartstest.Set("ingress.hosts", []any{map[string]any{"host": "portal.krgeobuk.com", "routes": []any{
 		map[string]any{"path": "/api", "service": "portal-server"}}}})
 	tests := []struct {
 		name    string
@@ -371,37 +299,37 @@ func TestAppsRejectBadValues(t *testing.T) {
 		values  map[string]any
 		wantErr []string
 	}{
-		{name: "latest tag", env: "development", values: set("services.auth-client.image.tag", "latest"),
+		{name: "latest tag", env: "development", values: chartstest.Set("services.auth-client.image.tag", "latest"),
 			wantErr: []string{"services", "auth-client", "image", "tag"}},
-		{name: "malformed digest", env: "production", values: set("services.auth-server.image.digest", "sha256:abc"),
+		{name: "malformed digest", env: "production", values: chartstest.Set("services.auth-server.image.digest", "sha256:abc"),
 			wantErr: []string{"services", "auth-server", "image", "digest"}},
-		{name: "missing digest where digests are demanded", env: "production", values: set("services.portal-client.image.digest", ""),
+		{name: "missing digest where digests are demanded", env: "production", values: chartstest.Set("services.portal-client.image.digest", ""),
 			wantErr: []string{`services.portal-client.image.digest is required: environment "production" deploys images by digest only`}},
-		{name: "staging may not allow tags", env: "staging", values: set("global.imagePolicy", "tag"),
+		{name: "staging may not allow tags", env: "staging", values: chartstest.Set("global.imagePolicy", "tag"),
 			wantErr: []string{"global", "imagePolicy", "digest"}},
-		{name: "data server address is not an IP", env: "staging", values: set("global.dataServer.address", "data.krgeobuk.com"),
+		{name: "data server address is not an IP", env: "staging", values: chartstest.Set("global.dataServer.address", "data.krgeobuk.com"),
 			wantErr: []string{"global", "dataServer", "address"}},
-		{name: "unbounded database wait", env: "staging", values: set("global.waitForDatabase.timeoutSeconds", 0),
+		{name: "unbounded database wait", env: "staging", values: chartstest.Set("global.waitForDatabase.timeoutSeconds", 0),
 			wantErr: []string{"waitForDatabase", "timeoutSeconds"}},
-		{name: "misspelt service field", env: "staging", values: set("services.auth-server.replica", 3),
+		{name: "misspelt service field", env: "staging", values: chartstest.Set("services.auth-server.replica", 3),
 			wantErr: []string{"auth-server", "replica"}},
-		{name: "secret literal in production", env: "production", values: set("services.auth-server.secret.create", true),
+		{name: "secret literal in production", env: "production", values: chartstest.Set("services.auth-server.secret.create", true),
 			wantErr: []string{"services.auth-server.secret.create: secret literals are refused in production"}},
-		{name: "password in a ConfigMap", env: "staging", values: set("services.auth-server.config.MYSQL_PASSWORD", "x"),
+		{name: "password in a ConfigMap", env: "staging", values: chartstest.Set("services.auth-server.config.MYSQL_PASSWORD", "x"),
 			wantErr: []string{"services", "auth-server", "config", "MYSQL_PASSWORD"}},
 		{name: "seed defect: route to portal-server", env: "production", values: portalServer,
 			wantErr: []string{`ingress host portal.krgeobuk.com path /api: backend "portal-server" is not a service of this chart`}},
-		{name: "calls an unknown service", env: "staging", values: set("services.auth-server.calls", []any{"billing-server"}),
+		{name: "calls an unknown service", env: "staging", values: chartstest.Set("services.auth-server.calls", []any{"billing-server"}),
 			wantErr: []string{`services.auth-server.calls: "billing-server" is not a service of this chart`}},
-		{name: "store not on the data server", env: "staging", values: set("services.auth-server.stores", []any{"auth-postgres", "auth-redis"}),
+		{name: "store not on the data server", env: "staging", values: chartstest.Set("services.auth-server.stores", []any{"auth-postgres", "auth-redis"}),
 			wantErr: []string{`services.auth-server.stores: "auth-postgres" is not in dataStores`}},
-		{name: "pod label that would break the selector", env: "staging", values: set("services.auth-server.podLabels", map[string]any{"app.kubernetes.io/name": "x"}),
+		{name: "pod label that would break the selector", env: "staging", values: chartstest.Set("services.auth-server.podLabels", map[string]any{"app.kubernetes.io/name": "x"}),
 			wantErr: []string{"/services/auth-server/podLabels/app.kubernetes.io~1name"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := loadEnv(t, tt.env)
-			_, err := renderApps(t, env, merge(deployValues(env), tt.values))
+			env := chartstest.Env(t, tt.env)
+			_, err := chartstest.Render(t, env, chartstest.Merge(chartstest.DeployValues(env), tt.values))
 			require.Error(t, err)
 			for _, w := range tt.wantErr {
 				require.ErrorContains(t, err, w)
@@ -412,19 +340,19 @@ func TestAppsRejectBadValues(t *testing.T) {
 
 // Development may render Secrets from literals, and the fault-stage hooks reach the pods.
 func TestAppsDevelopmentExtras(t *testing.T) {
-	res := mustRender(t, "development", set("services.auth-server.podLabels", map[string]any{"testenv.krgeobuk.dev/fault": "crashloop"}),
-		set("services.auth-server.nodeSelector", map[string]any{"pool": "none"}))
+	res := chartstest.MustRender(t, "development", chartstest.Set("services.auth-server.podLabels", map[string]any{"testenv.krgeobuk.dev/fault": "crashloop"}),
+		chartstest.Set("services.auth-server.nodeSelector", map[string]any{"pool": "none"}))
 	sec := find[*corev1.Secret](res, "auth-server-secrets")
 	require.NotNil(t, sec)
 	require.ElementsMatch(t, []string{"MYSQL_USER", "MYSQL_PASSWORD", "REDIS_PASSWORD"}, keys(sec.StringData))
 	d := find[*appsv1.Deployment](res, "auth-server")
 	require.Equal(t, "crashloop", d.Spec.Template.Labels["testenv.krgeobuk.dev/fault"])
 	require.Equal(t, map[string]string{"pool": "none"}, d.Spec.Template.Spec.NodeSelector)
-	require.Equal(t, "ghcr.io/krgeobuk/auth-server@"+digestFor("auth-server"), d.Spec.Template.Spec.Containers[0].Image,
+	require.Equal(t, "ghcr.io/krgeobuk/auth-server@"+chartstest.Digest("auth-server"), d.Spec.Template.Spec.Containers[0].Image,
 		"a digest wins over a tag even where tags are allowed")
 
-	tagged := merge(loadEnv(t, "development").Values, set("services.auth-server.image.tag", "1.4.2"))
-	out, err := renderApps(t, loadEnv(t, "development"), tagged)
+	tagged := chartstest.Merge(chartstest.Env(t, "development").Values, chartstest.Set("services.auth-server.image.tag", "1.4.2"))
+	out, err := chartstest.Render(t, chartstest.Env(t, "development"), tagged)
 	require.NoError(t, err)
 	require.Equal(t, "ghcr.io/krgeobuk/auth-server:1.4.2", find[*appsv1.Deployment](out, "auth-server").Spec.Template.Spec.Containers[0].Image)
 	require.Equal(t, "ghcr.io/krgeobuk/auth-client:1.0.0", find[*appsv1.Deployment](out, "auth-client").Spec.Template.Spec.Containers[0].Image,

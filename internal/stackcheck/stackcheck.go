@@ -16,24 +16,25 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/policy"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
 )
 
 // Rule names, as they appear in violations.
 const (
 	RulePinnedImage         = "pinned-image"
-	RuleRestricted          = "restricted-pod-security"
-	RuleResources           = "resources"
-	RuleProbes              = "probes"
+	RuleRestricted          = policy.RuleRestricted
+	RuleResources           = policy.RuleResources
+	RuleProbes              = policy.RuleProbes
 	RuleLabels              = "standard-labels"
 	RuleNamespace           = "release-namespace"
-	RuleIngressBackend      = "ingress-backend-same-namespace"
-	RuleNetworkPolicyDNS    = "networkpolicy-dns-egress"
+	RuleIngressBackend      = policy.RuleIngressBackend
+	RuleNetworkPolicyDNS    = policy.RuleEgressDNS
 	RulePrometheusRBAC      = "prometheus-rbac"
 	RulePrometheusConfig    = "prometheus-config"
 	RuleAlertRules          = "alert-rules"
 	RuleAlertmanagerConfig  = "alertmanager-config"
-	RuleNoLiteralSecrets    = "no-literal-secrets"
+	RuleNoLiteralSecrets    = policy.RuleNoSecretLiterals
 	RuleDashboard           = "grafana-dashboard"
 	RuleDashboardDatasource = "grafana-datasource"
 )

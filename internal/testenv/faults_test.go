@@ -46,18 +46,32 @@ func TestFaultStagesProduceThePromisedPodStatus(t *testing.T) {
 
 	// crashloop: restartCount must rise past the first value seen.
 	var firstRestarts int32 = -1
-	crashLooping := func(p *corev1.Pod) bool {
+	crashLooping := func(p *corev1.Pod) error {
 		cs := container(p)
 		last := cs.LastTerminationState.Terminated
-		return p.Status.Phase == corev1.PodRunning && !podReady(p) && !cs.Ready &&
-			waitingReason(p) == "CrashLoopBackOff" &&
-			last != nil && last.ExitCode == 1 && last.Reason == "Error"
+		if p.Status.Phase != corev1.PodRunning || podReady(p) || cs.Ready || waitingReason(p) != "CrashLoopBackOff" ||
+			last == nil || last.ExitCode != 1 || last.Reason != "Error" {
+			return errors.New("want Running, not Ready, waiting CrashLoopBackOff, last state terminated with exit 1, reason Error")
+		}
+		return nil
 	}
-	terminatedWithError := func(p *corev1.Pod) bool {
-		term := container(p).State.Terminated
-		return term != nil && term.ExitCode == 1 && term.Reason == "Error" && !podReady(p)
+	terminatedWithError := func(phase corev1.PodPhase) func(p *corev1.Pod) error {
+		return func(p *corev1.Pod) error {
+			term := container(p).State.Terminated
+			if p.Status.Phase != phase || term == nil || term.ExitCode != 1 || term.Reason != "Error" || podReady(p) {
+				return fmt.Errorf("want %s, not Ready, container terminated with exit 1, reason Error", phase)
+			}
+			return nil
+		}
 	}
-
+	phaseNotReady := func(phase corev1.PodPhase) func(p *corev1.Pod) error {
+		return func(p *corev1.Pod) error {
+			if p.Status.Phase != phase || podReady(p) {
+				return fmt.Errorf("want %s and not Ready", phase)
+			}
+			return nil
+		}
+	}
 	cases := []struct {
 		name          string
 		labels        map[string]string
@@ -65,10 +79,17 @@ func TestFaultStagesProduceThePromisedPodStatus(t *testing.T) {
 		restartPolicy corev1.RestartPolicy
 		nodeSelector  map[string]string
 		steps         []step
-		event         string // reason of a Warning event the pod must get
+		invariant     func(*corev1.Pod) error // holds from the kubelet's first status on
+		event         string                  // reason of a Warning event the pod must get
 	}{
 		{
 			name: "no label: Running and Ready",
+			invariant: func(p *corev1.Pod) error {
+				if p.Status.Phase != corev1.PodRunning || container(p).State.Running == nil {
+					return errors.New("want Running with its container running")
+				}
+				return nil
+			},
 			steps: []step{{what: "Running, Ready, container running and ready", cond: func(p *corev1.Pod) bool {
 				cs := container(p)
 				return p.Status.Phase == corev1.PodRunning && podReady(p) && cs.Ready && cs.State.Running != nil && p.Status.PodIP != ""
@@ -82,18 +103,16 @@ func TestFaultStagesProduceThePromisedPodStatus(t *testing.T) {
 			}}},
 		},
 		{
-			name:   testenv.FaultCrashLoop,
-			labels: map[string]string{testenv.FaultLabel: testenv.FaultCrashLoop},
+			name:      testenv.FaultCrashLoop,
+			labels:    map[string]string{testenv.FaultLabel: testenv.FaultCrashLoop},
+			invariant: crashLooping,
 			steps: []step{
-				{what: "CrashLoopBackOff with last state terminated (exit 1, Error)", cond: func(p *corev1.Pod) bool {
-					if !crashLooping(p) {
-						return false
-					}
+				{what: "restartCount of at least 1", cond: func(p *corev1.Pod) bool {
 					firstRestarts = container(p).RestartCount
-					return firstRestarts >= 1
+					return p.Status.PodIP != "" && firstRestarts >= 1
 				}},
 				{what: "restartCount rising by two more", cond: func(p *corev1.Pod) bool {
-					return crashLooping(p) && container(p).RestartCount >= firstRestarts+2
+					return container(p).RestartCount >= firstRestarts+2
 				}},
 			},
 			event: "BackOff",
@@ -101,42 +120,49 @@ func TestFaultStagesProduceThePromisedPodStatus(t *testing.T) {
 		{
 			name:   testenv.FaultImagePull,
 			labels: map[string]string{testenv.FaultLabel: testenv.FaultImagePull},
+			invariant: func(p *corev1.Pod) error {
+				if err := phaseNotReady(corev1.PodPending)(p); err != nil {
+					return err
+				}
+				if r := waitingReason(p); r != "ErrImagePull" && r != "ImagePullBackOff" {
+					return fmt.Errorf("waiting reason %q, want ErrImagePull or ImagePullBackOff", r)
+				}
+				return nil
+			},
 			steps: []step{
-				{what: "Pending with ErrImagePull", cond: func(p *corev1.Pod) bool {
-					return p.Status.Phase == corev1.PodPending && waitingReason(p) == "ErrImagePull" && !podReady(p)
+				{what: "ErrImagePull first", cond: func(p *corev1.Pod) bool {
+					return p.Status.PodIP != "" && waitingReason(p) == "ErrImagePull"
 				}},
-				{what: "then ImagePullBackOff", cond: func(p *corev1.Pod) bool {
-					return p.Status.Phase == corev1.PodPending && waitingReason(p) == "ImagePullBackOff"
-				}},
-				{what: "then ErrImagePull again (the pull is retried)", cond: func(p *corev1.Pod) bool {
-					return p.Status.Phase == corev1.PodPending && waitingReason(p) == "ErrImagePull"
-				}},
+				{what: "then ImagePullBackOff", cond: func(p *corev1.Pod) bool { return waitingReason(p) == "ImagePullBackOff" }},
+				{what: "then ErrImagePull again (the pull is retried)", cond: func(p *corev1.Pod) bool { return waitingReason(p) == "ErrImagePull" }},
 			},
 			event: "Failed",
 		},
 		{
-			name:   testenv.FaultExitError + " (restartPolicy Always)",
-			labels: map[string]string{testenv.FaultLabel: testenv.FaultExitError},
-			steps: []step{{what: "Running with its container terminated: exit 1, reason Error", cond: func(p *corev1.Pod) bool {
-				return p.Status.Phase == corev1.PodRunning && terminatedWithError(p)
-			}}},
+			name:      testenv.FaultExitError + " (restartPolicy Always)",
+			labels:    map[string]string{testenv.FaultLabel: testenv.FaultExitError},
+			invariant: terminatedWithError(corev1.PodRunning),
+			steps:     []step{{what: "the kubelet's status", cond: func(p *corev1.Pod) bool { return p.Status.PodIP != "" }}},
 		},
 		{
 			name:          testenv.FaultExitError + " (restartPolicy Never)",
 			labels:        map[string]string{testenv.FaultLabel: testenv.FaultExitError},
 			restartPolicy: corev1.RestartPolicyNever,
-			steps: []step{{what: "Failed with its container terminated: exit 1, reason Error", cond: func(p *corev1.Pod) bool {
-				return p.Status.Phase == corev1.PodFailed && terminatedWithError(p)
-			}}},
+			invariant:     terminatedWithError(corev1.PodFailed),
+			steps:         []step{{what: "the kubelet's status", cond: func(p *corev1.Pod) bool { return p.Status.PodIP != "" }}},
 		},
 		{
 			name:        testenv.FaultSlowReady,
 			labels:      map[string]string{testenv.FaultLabel: testenv.FaultSlowReady},
 			annotations: map[string]string{testenv.ReadyAfterAnnotation: "4s"},
+			invariant: func(p *corev1.Pod) error {
+				if p.Status.Phase != corev1.PodRunning || container(p).State.Running == nil {
+					return errors.New("want Running with its container running")
+				}
+				return nil
+			},
 			steps: []step{
-				{what: "Running, not Ready", cond: func(p *corev1.Pod) bool {
-					return p.Status.Phase == corev1.PodRunning && !podReady(p) && container(p).State.Running != nil
-				}},
+				{what: "not Ready at first", cond: func(p *corev1.Pod) bool { return p.Status.PodIP != "" && !podReady(p) }},
 				{what: "Ready", cond: podReady, check: func(t *testing.T, p *corev1.Pod) {
 					require.NotNil(t, p.Status.StartTime)
 					for _, c := range p.Status.Conditions {
@@ -177,6 +203,7 @@ func TestFaultStagesProduceThePromisedPodStatus(t *testing.T) {
 			defer cancel()
 			name := fmt.Sprintf("pod-%d", i)
 			pw := watchPod(ctx, t, client, ns, name)
+			pw.invariant = tc.invariant
 			p := pod(name, tc.labels, tc.annotations)
 			p.Spec.NodeSelector = tc.nodeSelector
 			if tc.restartPolicy != "" {

@@ -1,0 +1,92 @@
+// Package chartstest renders the umbrella chart the way a deploy would, for tests: an
+// environment's values with stand-in image digests laid over them.
+package chartstest
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krgeobuk/krgeobuk-infra/charts"
+	"github.com/krgeobuk/krgeobuk-infra/k8s"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
+)
+
+// Digest is a stand-in digest for service, as a deploy would add after publishing.
+func Digest(service string) string {
+	return fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(service)))
+}
+
+// Env loads an embedded environment or fails the test.
+func Env(t testing.TB, name string) *environment.Environment {
+	t.Helper()
+	env, err := environment.Load(k8s.Environments, name)
+	require.NoError(t, err)
+	return env
+}
+
+// DeployValues lays what a deploy adds (every service's image digest) over env's values.
+func DeployValues(env *environment.Environment) map[string]any {
+	services := map[string]any{}
+	for _, s := range catalog.All() {
+		services[s.Name] = map[string]any{"image": map[string]any{"digest": Digest(s.Name)}}
+	}
+	return Merge(env.Values, map[string]any{"services": services})
+}
+
+// Merge returns base with over laid on top, maps merged recursively; neither input changes.
+func Merge(base, over map[string]any) map[string]any {
+	out := make(map[string]any, len(base))
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range over {
+		if bm, ok := out[k].(map[string]any); ok {
+			if om, ok := v.(map[string]any); ok {
+				out[k] = Merge(bm, om)
+				continue
+			}
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// Set builds a nested override from a dotted path: Set("a.b", 1) is {a: {b: 1}}.
+func Set(path string, v any) map[string]any {
+	keys := strings.Split(path, ".")
+	out := map[string]any{keys[len(keys)-1]: v}
+	for i := len(keys) - 2; i >= 0; i-- {
+		out = map[string]any{keys[i]: out}
+	}
+	return out
+}
+
+// Render renders the umbrella chart for env with values.
+func Render(t testing.TB, env *environment.Environment, values map[string]any) (*render.Result, error) {
+	t.Helper()
+	ch, err := render.LoadFS(charts.Apps, charts.AppsDir)
+	require.NoError(t, err)
+	return render.Render(context.Background(), render.Request{
+		Chart: ch, Release: env.Release, Namespace: env.Namespace, Values: values,
+	})
+}
+
+// MustRender renders env as a deploy would, with overrides laid on top, or fails the test.
+func MustRender(t testing.TB, envName string, overrides ...map[string]any) *render.Result {
+	t.Helper()
+	env := Env(t, envName)
+	values := DeployValues(env)
+	for _, o := range overrides {
+		values = Merge(values, o)
+	}
+	res, err := Render(t, env, values)
+	require.NoError(t, err)
+	return res
+}
