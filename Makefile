@@ -58,3 +58,8 @@ demo:
 ## bench-deploy: our gated deploy vs Helm's --atomic/--wait on the simulated cluster (about 7 min)
 bench-deploy:
 	$(GO) test -count=1 -run '^$$' -bench BenchmarkDeploy -benchtime=1x -timeout 30m ./pipelines/deploy/
+
+## backup-tool: build bin/krgeobuk-backup, which the data server's backup scripts run
+.PHONY: backup-tool
+backup-tool:
+	$(GO) build -o bin/krgeobuk-backup ./infrastructure/backup/cmd/krgeobuk-backup

@@ -148,7 +148,7 @@ func (p *process) logTail() string {
 	if err != nil {
 		return fmt.Sprintf("(no log: %v)", err)
 	}
-	const max = 3000
+	const max = 12000
 	if len(b) > max {
 		b = b[len(b)-max:]
 	}

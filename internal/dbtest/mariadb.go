@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/go-sql-driver/mysql"
@@ -97,9 +98,17 @@ FLUSH PRIVILEGES;
 	if err := os.WriteFile(initFile, []byte(init), 0o600); err != nil {
 		tb.Fatalf("dbtest: write init file: %v", err)
 	}
+	// Internal temporary tables (Aria files) go to the server's own
+	// directory: in the shared /tmp, servers of parallel tests crashed in
+	// ha_maria::drop_table while freeing them.
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		tb.Fatalf("dbtest: %v", err)
+	}
 	m.args = []string{
 		"--no-defaults",
 		"--datadir=" + data,
+		"--tmpdir=" + tmp,
 		"--socket=" + m.Socket,
 		"--pid-file=" + filepath.Join(dir, "mysqld.pid"),
 		"--log-error=" + filepath.Join(dir, "error.log"),
@@ -110,6 +119,11 @@ FLUSH PRIVILEGES;
 		"--innodb-buffer-pool-size=32M",
 		"--innodb-log-file-size=8M",
 		"--max-connections=50",
+		// A test server needs no crash durability: skip the fsyncs that make
+		// loads slow on a shared CI disk.
+		"--innodb-flush-log-at-trx-commit=0",
+		"--innodb-doublewrite=0",
+		"--sync-binlog=0",
 		"--character-set-server=utf8mb4",
 		"--collation-server=utf8mb4_general_ci",
 	}
@@ -135,6 +149,9 @@ FLUSH PRIVILEGES;
 		}
 	}
 	tb.Cleanup(func() {
+		if tb.Failed() && m.proc != nil {
+			tb.Logf("dbtest: MariaDB on port %d, end of its log:\n%s", m.Port, m.proc.logTail())
+		}
 		if err := m.stop(); err != nil {
 			tb.Errorf("dbtest: stop MariaDB on port %d: %v", m.Port, err)
 		}
@@ -230,13 +247,20 @@ func (m *MariaDB) Exec(tb testing.TB, db, statements string, args ...any) {
 	}
 }
 
+var templateMu sync.Mutex
+
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
 // mariaDBTemplate returns a directory holding a freshly initialised data
-// directory for this mariadbd version. mariadb-install-db takes seconds, a
-// copy takes milliseconds, so the template is built once per version under
+// directory for this mariadbd version. Copying it is about ten times faster
+// than running mariadb-install-db (BenchmarkFreshDataDir: 0.28 s against
+// 3.4 s here), so the template is built once per version under
 // $KRGEOBUK_CACHE and shared by every test and test binary.
 func mariaDBTemplate(bin, installDB string) (string, error) {
+	// Parallel tests of one binary wait for a single install instead of
+	// racing several.
+	templateMu.Lock()
+	defer templateMu.Unlock()
 	out, err := exec.Command(bin, "--version").Output()
 	if err != nil {
 		return "", fmt.Errorf("%s --version: %w", bin, err)

@@ -80,6 +80,9 @@ func StartRedis(tb testing.TB, opts ...RedisOption) *Redis {
 		}
 	}
 	tb.Cleanup(func() {
+		if tb.Failed() && r.proc != nil {
+			tb.Logf("dbtest: Redis on port %d, end of its log:\n%s", r.Port, r.proc.logTail())
+		}
 		if err := r.stop(); err != nil {
 			tb.Errorf("dbtest: stop Redis on port %d: %v", r.Port, err)
 		}

@@ -1,0 +1,277 @@
+package backup
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Sidecar suffixes beside every archive.
+const (
+	SumSuffix  = ".sha256"    // "<hex>  <archive name>\n", as sha256sum -c reads it
+	MetaSuffix = ".meta.json" // Metadata
+	partialTag = ".partial-"  // hidden temporary files: ".<name>.partial-<random>"
+)
+
+// Metadata describes one backup. It is written beside the archive.
+type Metadata struct {
+	Store         string    `json:"store"`
+	Engine        string    `json:"engine"`
+	Database      string    `json:"database,omitempty"`
+	File          string    `json:"file"`
+	Mode          string    `json:"mode"`
+	StartedAt     time.Time `json:"started_at"`
+	FinishedAt    time.Time `json:"finished_at"`
+	SizeBytes     int64     `json:"size_bytes"`
+	SHA256        string    `json:"sha256"`
+	ServerVersion string    `json:"server_version,omitempty"`
+	// BinlogFile/BinlogPosition/GTID are read just before the dump starts;
+	// with --single-transaction they bound, not pin, the dump's snapshot.
+	BinlogFile     string `json:"binlog_file,omitempty"`
+	BinlogPosition uint64 `json:"binlog_position,omitempty"`
+	GTID           string `json:"gtid,omitempty"`
+	// Keys is the number of keys in a Redis snapshot.
+	Keys int64 `json:"keys,omitempty"`
+}
+
+// Backup is one archive on disk with its metadata.
+type Backup struct {
+	Path string
+	Meta Metadata
+}
+
+// SeriesDir is where the backups of one store (and MySQL database) live.
+func SeriesDir(root, store, database string) string {
+	if database == "" {
+		return filepath.Join(root, store)
+	}
+	return filepath.Join(root, store, database)
+}
+
+func archiveName(store, database, ext string, at time.Time) string {
+	stamp := at.UTC().Format("20060102T150405.000Z")
+	if database == "" {
+		return fmt.Sprintf("%s_%s%s", store, stamp, ext)
+	}
+	return fmt.Sprintf("%s_%s_%s%s", store, database, stamp, ext)
+}
+
+// isArchive tells archives from sidecars and temporary files.
+func isArchive(name string) bool {
+	if strings.HasPrefix(name, ".") {
+		return false
+	}
+	return strings.HasSuffix(name, ".sql.gz") || strings.HasSuffix(name, ".rdb")
+}
+
+// writeArtifact streams produce's output into a hidden temporary file in dir
+// while hashing it, runs check on the finished file, writes the sidecars,
+// and only then renames the archive into place. On any failure every file it
+// created is removed, so nothing that looks like a backup is left behind.
+func writeArtifact(dir, name string, meta Metadata, produce func(w io.Writer) error, check func(path string) error) (Backup, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Backup{}, fmt.Errorf("create %s: %w", dir, err)
+	}
+	final := filepath.Join(dir, name)
+	if _, err := os.Stat(final); err == nil {
+		return Backup{}, fmt.Errorf("%s already exists", final)
+	}
+	tmp := filepath.Join(dir, "."+name+partialTag+randomSuffix())
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return Backup{}, fmt.Errorf("create temporary file: %w", err)
+	}
+	created := []string{tmp}
+	cleanup := func() {
+		for _, p := range created {
+			_ = os.Remove(p)
+		}
+	}
+	h := sha256.New()
+	err = produce(io.MultiWriter(f, h))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = check(tmp)
+	}
+	if err != nil {
+		cleanup()
+		return Backup{}, err
+	}
+	st, err := os.Stat(tmp)
+	if err != nil {
+		cleanup()
+		return Backup{}, err
+	}
+	meta.File = name
+	meta.FinishedAt = time.Now().UTC()
+	meta.SizeBytes = st.Size()
+	meta.SHA256 = hex.EncodeToString(h.Sum(nil))
+	metaJSON, err := json.MarshalIndent(meta, "", "  ")
+	if err != nil {
+		cleanup()
+		return Backup{}, err
+	}
+	for _, side := range []struct {
+		suffix string
+		data   []byte
+	}{
+		{MetaSuffix, append(metaJSON, '\n')},
+		{SumSuffix, []byte(meta.SHA256 + "  " + name + "\n")},
+	} {
+		p := final + side.suffix
+		if err := writeFileAtomic(p, side.data, 0o600); err != nil {
+			cleanup()
+			return Backup{}, err
+		}
+		created = append(created, p)
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		cleanup()
+		return Backup{}, fmt.Errorf("rename into place: %w", err)
+	}
+	syncDir(dir)
+	return Backup{Path: final, Meta: meta}, nil
+}
+
+// writeFileAtomic writes data to a temporary file beside path and renames it
+// over path, so readers see the old or the new content, never a mix.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	tmp := filepath.Join(dir, "."+filepath.Base(path)+partialTag+randomSuffix())
+	if err := os.WriteFile(tmp, data, perm); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	f, err := os.Open(tmp)
+	if err == nil {
+		_ = f.Sync()
+		_ = f.Close()
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("rename %s: %w", path, err)
+	}
+	syncDir(dir)
+	return nil
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+}
+
+func randomSuffix() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// ErrCorrupt marks an archive whose checksum, compression or content check
+// failed.
+var ErrCorrupt = errors.New("archive is corrupted or truncated")
+
+// ReadMetadata reads the metadata sidecar of an archive.
+func ReadMetadata(archive string) (Metadata, error) {
+	var m Metadata
+	b, err := os.ReadFile(archive + MetaSuffix)
+	if err != nil {
+		return m, fmt.Errorf("metadata of %s: %w", filepath.Base(archive), err)
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, fmt.Errorf("metadata of %s: %w", filepath.Base(archive), err)
+	}
+	return m, nil
+}
+
+// VerifyChecksum recomputes the archive's sha256 and compares it with its
+// sidecar; a missing sidecar, a mismatch or an unreadable file is an error
+// wrapping ErrCorrupt.
+func VerifyChecksum(archive string) error {
+	side, err := os.ReadFile(archive + SumSuffix)
+	if err != nil {
+		return fmt.Errorf("%s: no checksum sidecar: %w", filepath.Base(archive), ErrCorrupt)
+	}
+	fields := strings.Fields(string(side))
+	if len(fields) != 2 || fields[1] != filepath.Base(archive) || len(fields[0]) != 64 {
+		return fmt.Errorf("%s: malformed checksum sidecar: %w", filepath.Base(archive), ErrCorrupt)
+	}
+	f, err := os.Open(archive)
+	if err != nil {
+		return fmt.Errorf("%s: %w", filepath.Base(archive), err)
+	}
+	defer func() { _ = f.Close() }()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("%s: read: %w", filepath.Base(archive), err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != fields[0] {
+		return fmt.Errorf("%s: sha256 %s does not match the sidecar's %s: %w", filepath.Base(archive), got[:12], fields[0][:12], ErrCorrupt)
+	}
+	return nil
+}
+
+// List returns the archives in dir, newest first by their metadata's finish
+// time (file modification time when the metadata is unreadable).
+func List(dir string) ([]Backup, error) {
+	entries, err := os.ReadDir(dir)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", dir, err)
+	}
+	var out []Backup
+	for _, e := range entries {
+		if e.IsDir() || !isArchive(e.Name()) {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		m, err := ReadMetadata(p)
+		if err != nil || m.FinishedAt.IsZero() {
+			info, ierr := e.Info()
+			if ierr != nil {
+				continue
+			}
+			m = Metadata{File: e.Name(), FinishedAt: info.ModTime()}
+		}
+		out = append(out, Backup{Path: p, Meta: m})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Meta.FinishedAt.Equal(out[j].Meta.FinishedAt) {
+			return out[i].Meta.FinishedAt.After(out[j].Meta.FinishedAt)
+		}
+		return out[i].Path > out[j].Path
+	})
+	return out, nil
+}
+
+// NewestVerified returns the newest archive in dir whose checksum matches its
+// sidecar, or an error when there is none.
+func NewestVerified(dir string) (Backup, error) {
+	all, err := List(dir)
+	if err != nil {
+		return Backup{}, err
+	}
+	for _, b := range all {
+		if VerifyChecksum(b.Path) == nil {
+			return b, nil
+		}
+	}
+	return Backup{}, fmt.Errorf("no verified backup in %s", dir)
+}

@@ -1,0 +1,303 @@
+// Command krgeobuk-backup backs up, restores and verifies the data server's
+// MySQL and Redis stores. The shell scripts in infrastructure/backup are thin
+// wrappers around it; see infrastructure/backup/restore-procedures.md.
+//
+//	krgeobuk-backup backup  --store auth-mysql [--database auth] [--backup-dir D] [--keep 7 --max-age 720h]
+//	krgeobuk-backup restore --store auth-mysql --file D/auth-mysql/auth/....sql.gz [--yes]
+//	krgeobuk-backup verify  --store auth-mysql [--scratch-port 3399] [--allow-drift]
+//
+// Passwords come from the environment or the data server's .env file
+// (--env-file), never from flags.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/term"
+
+	"github.com/krgeobuk/krgeobuk-infra/infrastructure/backup"
+)
+
+const usage = `usage: krgeobuk-backup backup|restore|verify --store NAME [flags]
+run "krgeobuk-backup <command> -h" for the flags of a command`
+
+// quietRedis drops go-redis' own log lines: its dial retries while a
+// snapshot loads are expected, and every real failure comes back as an error.
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
+
+func main() {
+	redis.SetLogger(quietRedis{})
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+type usageError struct{ error }
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "backup":
+		err = cmdBackup(ctx, args[1:], stdout)
+	case "restore":
+		err = cmdRestore(ctx, args[1:], stdin, stdout, stderr)
+	case "verify":
+		err = cmdVerify(ctx, args[1:], stdout)
+	case "-h", "--help", "help":
+		fmt.Fprintln(stdout, usage)
+		return 0
+	default:
+		err = usageError{fmt.Errorf("unknown command %q", args[0])}
+	}
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "krgeobuk-backup: %v\n%s\n", err, usage)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "krgeobuk-backup: %v\n", err)
+		return 1
+	}
+}
+
+// common are the flags that pick the target store.
+type common struct {
+	fs        *flag.FlagSet
+	store     string
+	engine    string
+	host      string
+	port      int
+	user      string
+	mode      string
+	envFile   string
+	databases multi
+}
+
+type multi []string
+
+func (m *multi) String() string     { return strings.Join(*m, ",") }
+func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
+
+func newCommon(name string) *common {
+	c := &common{fs: flag.NewFlagSet(name, flag.ContinueOnError)}
+	c.fs.StringVar(&c.store, "store", "", "catalog store: auth-mysql, authz-mysql, auth-redis, authz-redis")
+	c.fs.StringVar(&c.engine, "engine", "", "refuse stores of another engine (mysql or redis)")
+	c.fs.StringVar(&c.host, "host", "127.0.0.1", "address the store is reached at")
+	c.fs.IntVar(&c.port, "port", 0, "port (default: the store's catalog port)")
+	c.fs.StringVar(&c.user, "user", "root", "MySQL account")
+	c.fs.StringVar(&c.mode, "mode", "host", "host: run the client tools here; container: docker exec them in the store's container")
+	c.fs.StringVar(&c.envFile, "env-file", "", "the data server's .env, read for passwords and database names")
+	return c
+}
+
+func (c *common) parse(args []string) error {
+	if err := c.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	if c.fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected arguments: %v", c.fs.Args())}
+	}
+	if c.store == "" {
+		return usageError{errors.New("--store is required")}
+	}
+	if c.mode != "host" && c.mode != "container" {
+		return usageError{fmt.Errorf("--mode must be host or container, not %q", c.mode)}
+	}
+	return nil
+}
+
+// target resolves the store and its password; unknown stores are refused.
+func (c *common) target() (backup.Target, []string, error) {
+	st, err := backup.LookupStore(c.store, c.engine)
+	if err != nil {
+		return backup.Target{}, nil, err
+	}
+	env, err := readEnvFile(c.envFile)
+	if err != nil {
+		return backup.Target{}, nil, err
+	}
+	t := backup.Target{Store: st, Host: c.host, Port: c.port, User: c.user}
+	if t.Port == 0 {
+		t.Port = st.Port
+	}
+	if c.mode == "container" {
+		t.Container = st.Name // container_name in the compose files
+	}
+	if t.Password = lookup(env, backup.PasswordVar(st)); t.Password == "" {
+		return t, nil, fmt.Errorf("no password for %s: set %s in the environment or the --env-file", st.Name, backup.PasswordVar(st))
+	}
+	dbs := []string(c.databases)
+	if len(dbs) == 0 && st.Engine == "mysql" {
+		if d := lookup(env, backup.DatabaseVar(st)); d != "" {
+			dbs = []string{d}
+		}
+	}
+	return t, dbs, nil
+}
+
+func lookup(env map[string]string, key string) string {
+	if v, ok := os.LookupEnv(key); ok {
+		return v
+	}
+	return env[key]
+}
+
+// readEnvFile reads KEY=VALUE lines; "" reads nothing.
+func readEnvFile(path string) (map[string]string, error) {
+	out := map[string]string{}
+	if path == "" {
+		return out, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("env file: %w", err)
+	}
+	defer func() { _ = f.Close() }()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(strings.TrimPrefix(line, "export "), "=")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+			v = v[1 : len(v)-1]
+		}
+		out[strings.TrimSpace(k)] = v
+	}
+	return out, sc.Err()
+}
+
+func textfileDir(v string) string {
+	if v == "-" {
+		return ""
+	}
+	return v
+}
+
+func cmdBackup(ctx context.Context, args []string, out io.Writer) error {
+	c := newCommon("backup")
+	c.fs.Var(&c.databases, "database", "MySQL database to dump (repeatable; default: <PREFIX>_MYSQL_DATABASE)")
+	dir := c.fs.String("backup-dir", "/var/backups/krgeobuk", "backup directory")
+	tf := c.fs.String("textfile-dir", backup.DefaultTextfileDir, `node_exporter textfile directory ("-": write no metrics)`)
+	keep := c.fs.Int("keep", 7, "newest verified backups kept whatever their age")
+	maxAge := c.fs.Duration("max-age", 30*24*time.Hour, "other backups older than this are deleted")
+	if err := c.parse(args); err != nil {
+		return err
+	}
+	ret := backup.Retention{Keep: *keep, MaxAge: *maxAge}
+	if err := ret.Validate(); err != nil {
+		return usageError{err}
+	}
+	t, dbs, err := c.target()
+	if err != nil {
+		return err
+	}
+	return backup.RunBackup(ctx, t, dbs, backup.RunOptions{
+		Root: *dir, TextfileDir: textfileDir(*tf), Retention: ret, Log: out,
+	})
+}
+
+func cmdRestore(ctx context.Context, args []string, stdin io.Reader, out, errOut io.Writer) error {
+	c := newCommon("restore")
+	file := c.fs.String("file", "", "archive to restore (its .sha256 and .meta.json sidecars must be beside it)")
+	yes := c.fs.Bool("yes", false, "do not ask; the description of what is replaced is still printed")
+	if err := c.parse(args); err != nil {
+		return err
+	}
+	if *file == "" {
+		return usageError{errors.New("--file is required")}
+	}
+	t, _, err := c.target()
+	if err != nil {
+		return err
+	}
+	confirm := func(summary string) error {
+		fmt.Fprintln(out, summary)
+		if *yes {
+			fmt.Fprintln(out, "confirmed by --yes")
+			return nil
+		}
+		if !isTerminal(stdin) {
+			return errors.New("not confirmed: stdin is not a terminal; read the line above and pass --yes")
+		}
+		fmt.Fprintf(errOut, "Type the store name (%s) to go ahead: ", t.Store.Name)
+		line, _ := bufio.NewReader(stdin).ReadString('\n')
+		if strings.TrimSpace(line) != t.Store.Name {
+			return errors.New("not confirmed: nothing was changed")
+		}
+		return nil
+	}
+	return backup.Restore(ctx, t, *file, confirm, out)
+}
+
+// isTerminal asks the tty driver, so /dev/null (also a character device)
+// does not count as a person at a keyboard.
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func cmdVerify(ctx context.Context, args []string, out io.Writer) error {
+	c := newCommon("verify")
+	c.fs.Var(&c.databases, "database", "MySQL database to check (repeatable; default: <PREFIX>_MYSQL_DATABASE)")
+	dir := c.fs.String("backup-dir", "/var/backups/krgeobuk", "backup directory")
+	tf := c.fs.String("textfile-dir", backup.DefaultTextfileDir, `node_exporter textfile directory ("-": write no metrics)`)
+	sHost := c.fs.String("scratch-host", "127.0.0.1", "scratch MySQL server the dump is restored into")
+	sPort := c.fs.Int("scratch-port", 3399, "scratch MySQL port (docker-compose.verify.yml)")
+	sUser := c.fs.String("scratch-user", "root", "scratch MySQL account (password: SCRATCH_MYSQL_ROOT_PASSWORD)")
+	drift := c.fs.Bool("allow-drift", false, "accept data that changed in the source since the backup")
+	if err := c.parse(args); err != nil {
+		return err
+	}
+	t, dbs, err := c.target()
+	if err != nil {
+		return err
+	}
+	o := backup.VerifyOptions{
+		RunOptions: backup.RunOptions{Root: *dir, TextfileDir: textfileDir(*tf), Log: out},
+		AllowDrift: *drift,
+	}
+	if t.Store.Engine == "mysql" {
+		env, err := readEnvFile(c.envFile)
+		if err != nil {
+			return err
+		}
+		// An empty password fails inside Verify, so the failure still
+		// reaches the verify metrics.
+		pw := lookup(env, "SCRATCH_MYSQL_ROOT_PASSWORD")
+		o.Scratch = &backup.Target{Store: t.Store, Host: *sHost, Port: *sPort, User: *sUser, Password: pw}
+		if c.mode == "container" {
+			o.Scratch.Container = "scratch-mysql" // docker-compose.verify.yml
+		}
+	}
+	return backup.Verify(ctx, t, dbs, o)
+}

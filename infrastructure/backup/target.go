@@ -1,0 +1,96 @@
+// Package backup takes, checks, prunes, restores and verifies the data
+// server's backups: consistent MySQL dumps and point-in-time Redis RDB
+// snapshots, each written atomically beside a sha256 sidecar and a metadata
+// file, and reports the outcome as Prometheus textfile metrics.
+//
+// A backup exists only once it is complete: the archive is written under a
+// hidden temporary name and renamed into place after the dump, the
+// compression and the archive test all succeeded. Passwords reach child
+// processes through a 0600 defaults file (mysqldump, mysql) or the
+// REDISCLI_AUTH environment variable (redis-cli), never their command lines,
+// and are scrubbed from every error.
+package backup
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
+)
+
+// Target is one data store to back up or restore into.
+type Target struct {
+	Store catalog.DataStore
+	// Host and Port are where the tool connects (host mode, and the SQL and
+	// Redis connections of container mode).
+	Host string
+	Port int
+	// User is the MySQL account (unused for Redis).
+	User string
+	// Password is the store's password. It is never logged.
+	Password string
+	// Container, when set, runs the dump and load tools inside that
+	// container (docker exec) instead of on this host.
+	Container string
+}
+
+// Addr is host:port.
+func (t Target) Addr() string { return fmt.Sprintf("%s:%d", t.Host, t.Port) }
+
+// String names the target for people; it never includes the password.
+func (t Target) String() string {
+	if t.Container != "" {
+		return fmt.Sprintf("%s (container %s, %s)", t.Store.Name, t.Container, t.Addr())
+	}
+	return fmt.Sprintf("%s (%s)", t.Store.Name, t.Addr())
+}
+
+// LookupStore resolves a catalog store by name and checks its engine, so a
+// restore can never be pointed at something that is not a known store of the
+// expected kind.
+func LookupStore(name, engine string) (catalog.DataStore, error) {
+	var known []string
+	for _, s := range catalog.Stores() {
+		if engine != "" && s.Engine != engine {
+			continue
+		}
+		if s.Name == name {
+			return s, nil
+		}
+		known = append(known, s.Name)
+	}
+	kind := "data store"
+	if engine != "" {
+		kind = engine + " store"
+	}
+	return catalog.DataStore{}, fmt.Errorf("unknown %s %q (known: %s)", kind, name, strings.Join(known, ", "))
+}
+
+// EnvPrefix is the prefix of a store's variables in the data server's .env:
+// AUTH for auth-mysql and auth-redis, AUTHZ for the authz ones.
+func EnvPrefix(store catalog.DataStore) string {
+	base := strings.TrimSuffix(strings.TrimSuffix(store.Name, "-mysql"), "-redis")
+	return strings.ToUpper(strings.ReplaceAll(base, "-", "_"))
+}
+
+// PasswordVar is the .env variable holding the password the tool uses for a
+// store: the MySQL root password or the Redis requirepass.
+func PasswordVar(store catalog.DataStore) string {
+	if store.Engine == "mysql" {
+		return EnvPrefix(store) + "_MYSQL_ROOT_PASSWORD"
+	}
+	return EnvPrefix(store) + "_REDIS_PASSWORD"
+}
+
+// DatabaseVar is the .env variable naming a MySQL store's database.
+func DatabaseVar(store catalog.DataStore) string { return EnvPrefix(store) + "_MYSQL_DATABASE" }
+
+// redact removes secrets from text that may reach a log or an error.
+func redact(s string, secrets ...string) string {
+	for _, sec := range secrets {
+		if sec != "" {
+			s = strings.ReplaceAll(s, sec, "[REDACTED]")
+		}
+	}
+	return s
+}
