@@ -165,7 +165,7 @@ func serviceOf(values map[string]any) string {
 func TestNeverReadyTimesOutAndRollsBack(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	f.env.Gates.RolloutTimeout = 6 * time.Second
+	f.env.Gates.RolloutTimeout = 10 * time.Second
 	d := f.deployer("ci")
 	ctx := context.Background()
 	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: f.publish("1.0.0")}))
@@ -275,7 +275,7 @@ func TestConcurrentDeployIsRefusedNamingTheHolder(t *testing.T) {
 	// Alice's second deploy is slow to become ready; while its gate waits,
 	// Bob deploys.
 	slow := mergeValues(fault("auth-server", testenv.FaultSlowReady),
-		svcValues("auth-server", map[string]any{"podAnnotations": map[string]any{testenv.ReadyAfterAnnotation: "4s"}}))
+		svcValues("auth-server", map[string]any{"podAnnotations": map[string]any{testenv.ReadyAfterAnnotation: "10s"}}))
 	done := make(chan *report.Result, 1)
 	f.drain()
 	go func() { done <- first.Deploy(ctx, deploy.Request{Images: f.publish("2.0.0"), Values: slow}) }()
