@@ -26,9 +26,9 @@ import (
 // helmTimeout is Helm's default --timeout, used by both sides.
 const helmTimeout = 5 * time.Minute
 
-// benchWorld is one namespace with the development environment, a
-// registry and stand-in readiness endpoints, shared by both sides of a
-// comparison (each side gets its own namespace).
+// benchWorld holds what both sides of a comparison share: the cluster, the
+// development environment, a registry and stand-in readiness endpoints.
+// Every measured run gets a namespace of its own.
 type benchWorld struct {
 	b   *testing.B
 	c   *testenv.Cluster
@@ -36,8 +36,8 @@ type benchWorld struct {
 	env *environment.Environment
 	reg *deploytest.Registry
 	app *deploytest.Apps
-	n   int
 	mu  sync.Mutex
+	n   int
 }
 
 func (w *benchWorld) namespace(prefix string) *environment.Environment {
@@ -55,38 +55,6 @@ func (w *benchWorld) namespace(prefix string) *environment.Environment {
 	return &env
 }
 
-func (w *benchWorld) ours(env *environment.Environment) *deploy.Deployer {
-	d, err := deploy.New(deploy.Config{Kubeconfig: w.c.Kubeconfig(), Env: env, Endpoints: w.app, Actor: "bench"})
-	if err != nil {
-		w.b.Fatal(err)
-	}
-	return d
-}
-
-// helm returns Helm's own configuration over the same kubeconfig.
-func (w *benchWorld) helm(env *environment.Environment) *action.Configuration {
-	kc, err := kube.FromKubeconfig(w.c.Kubeconfig(), env.Namespace)
-	if err != nil {
-		w.b.Fatal(err)
-	}
-	cfg := new(action.Configuration)
-	if err := cfg.Init(kc.Getter(), env.Namespace, "secret", func(string, ...any) {}); err != nil {
-		w.b.Fatal(err)
-	}
-	return cfg
-}
-
-// helmValues are the values our deploy would give Helm: environment,
-// overrides, image digests.
-func (w *benchWorld) helmValues(env *environment.Environment, refs map[string]string, over map[string]any) map[string]any {
-	values := mergeValues(mergeValues(env.Values, nil), over)
-	for svc, ref := range refs {
-		repo, digest, _ := strings.Cut(ref, "@")
-		values = mergeValues(values, svcValues(svc, map[string]any{"image": map[string]any{"repository": repo, "digest": digest, "tag": ""}}))
-	}
-	return values
-}
-
 func (w *benchWorld) publish(v string) map[string]string {
 	refs, err := w.reg.Publish(v)
 	if err != nil {
@@ -95,11 +63,79 @@ func (w *benchWorld) publish(v string) map[string]string {
 	return refs
 }
 
-func (w *benchWorld) helmInstall(cfg *action.Configuration, env *environment.Environment, refs map[string]string) {
+// ours installs refs with our deploy in a fresh namespace and returns the
+// deployer, ready for the measured run.
+func (w *benchWorld) ours(refs map[string]string) *deploy.Deployer {
+	d, err := deploy.New(deploy.Config{Kubeconfig: w.c.Kubeconfig(), Env: w.namespace("ours"), Endpoints: w.app, Actor: "bench"})
+	if err != nil {
+		w.b.Fatal(err)
+	}
+	if res := d.Deploy(context.Background(), deploy.Request{Images: refs}); res.Verdict != report.Verified {
+		w.b.Fatalf("setup: %s: %s", res.Verdict, res.Summary)
+	}
+	return d
+}
+
+// helm installs refs with Helm's SDK (--wait) in a fresh namespace and
+// returns an upgrade action over the same kubeconfig, plus the values for
+// the measured run.
+func (w *benchWorld) helm(refs map[string]string) (*action.Upgrade, *environment.Environment) {
+	env := w.namespace("helm")
+	kc, err := kube.FromKubeconfig(w.c.Kubeconfig(), env.Namespace)
+	if err != nil {
+		w.b.Fatal(err)
+	}
+	cfg := new(action.Configuration)
+	if err := cfg.Init(kc.Getter(), env.Namespace, "secret", func(string, ...any) {}); err != nil {
+		w.b.Fatal(err)
+	}
 	in := action.NewInstall(cfg)
 	in.ReleaseName, in.Namespace, in.Wait, in.Timeout = env.Release, env.Namespace, true, helmTimeout
-	if _, err := in.Run(chartOf(nil), w.helmValues(env, refs, nil)); err != nil {
+	if _, err := in.Run(chartOf(nil), pinnedValues(env, refs, nil)); err != nil {
 		w.b.Fatal(err)
+	}
+	up := action.NewUpgrade(cfg)
+	up.Namespace, up.Timeout = env.Namespace, helmTimeout
+	return up, env
+}
+
+// oursCase measures our deploy of next (with values) after installing first.
+func (w *benchWorld) oursCase(first, next map[string]string, values map[string]any, want report.Verdict, steps *[]report.Step) func(*testing.B) time.Duration {
+	return func(b *testing.B) time.Duration {
+		b.StopTimer()
+		d := w.ours(first)
+		b.StartTimer()
+		start := time.Now()
+		res := d.Deploy(context.Background(), deploy.Request{Images: next, Values: values})
+		elapsed := time.Since(start)
+		if res.Verdict != want {
+			b.Fatalf("%s, want %s: %s", res.Verdict, want, res.Summary)
+		}
+		if steps != nil {
+			*steps = res.Steps
+		}
+		return elapsed
+	}
+}
+
+// helmCase measures Helm's upgrade of next (with values) after installing
+// first; atomic selects --atomic, otherwise --wait.
+func (w *benchWorld) helmCase(first, next map[string]string, values map[string]any, atomic bool) func(*testing.B) time.Duration {
+	return func(b *testing.B) time.Duration {
+		b.StopTimer()
+		up, env := w.helm(first)
+		up.Wait, up.Atomic = true, atomic
+		b.StartTimer()
+		start := time.Now()
+		_, err := up.Run(env.Release, chartOf(nil), pinnedValues(env, next, values))
+		elapsed := time.Since(start)
+		switch {
+		case atomic && (err == nil || !strings.Contains(err.Error(), "rolled back")):
+			b.Fatalf("helm --atomic should have rolled back, got %v", err)
+		case !atomic && err != nil:
+			b.Fatal(err)
+		}
+		return elapsed
 	}
 }
 
@@ -121,9 +157,10 @@ func BenchmarkDeploy(b *testing.B) {
 	w := &benchWorld{b: b, c: c, cs: cs, env: env, reg: deploytest.NewRegistry(), app: deploytest.NewApps(cs)}
 	defer w.reg.Close()
 	defer w.app.Close()
+	v1, v2 := w.publish("1.0.0"), w.publish("2.0.0")
 	crash := fault("auth-server", testenv.FaultCrashLoop)
+
 	took := map[string]time.Duration{}
-	var crashSteps []report.Step
 	measure := func(name string, fn func(b *testing.B) time.Duration) {
 		b.Run(name, func(b *testing.B) {
 			var total time.Duration
@@ -134,110 +171,13 @@ func BenchmarkDeploy(b *testing.B) {
 			b.ReportMetric(took[name].Seconds(), "s/deploy")
 		})
 	}
-
-	measure("crashloop/ours", func(b *testing.B) time.Duration {
-		b.StopTimer()
-		e := w.namespace("ours")
-		d := w.ours(e)
-		if res := d.Deploy(context.Background(), deploy.Request{Images: w.publish("1.0.0")}); res.Verdict != report.Verified {
-			b.Fatalf("setup: %s: %s", res.Verdict, res.Summary)
-		}
-		next := w.publish("2.0.0")
-		b.StartTimer()
-		start := time.Now()
-		res := d.Deploy(context.Background(), deploy.Request{Images: next, Values: crash})
-		elapsed := time.Since(start)
-		if res.Verdict != report.RolledBack {
-			b.Fatalf("%s: %s", res.Verdict, res.Summary)
-		}
-		crashSteps = res.Steps
-		return elapsed
-	})
-	measure("crashloop/helm-atomic", func(b *testing.B) time.Duration {
-		b.StopTimer()
-		e := w.namespace("helm")
-		cfg := w.helm(e)
-		w.helmInstall(cfg, e, w.publish("1.0.0"))
-		next := w.publish("2.0.0")
-		up := action.NewUpgrade(cfg)
-		up.Namespace, up.Atomic, up.Timeout = e.Namespace, true, helmTimeout
-		b.StartTimer()
-		start := time.Now()
-		_, err := up.Run(e.Release, chartOf(nil), w.helmValues(e, next, crash))
-		elapsed := time.Since(start)
-		if err == nil || !strings.Contains(err.Error(), "rolled back") {
-			b.Fatalf("helm --atomic should have rolled back, got %v", err)
-		}
-		return elapsed
-	})
-	measure("healthy/ours", func(b *testing.B) time.Duration {
-		b.StopTimer()
-		e := w.namespace("ours")
-		d := w.ours(e)
-		if res := d.Deploy(context.Background(), deploy.Request{Images: w.publish("1.0.0")}); res.Verdict != report.Verified {
-			b.Fatalf("setup: %s", res.Summary)
-		}
-		next := w.publish("2.0.0")
-		b.StartTimer()
-		start := time.Now()
-		res := d.Deploy(context.Background(), deploy.Request{Images: next})
-		elapsed := time.Since(start)
-		if res.Verdict != report.Verified {
-			b.Fatalf("%s: %s", res.Verdict, res.Summary)
-		}
-		return elapsed
-	})
-	measure("healthy/helm-wait", func(b *testing.B) time.Duration {
-		b.StopTimer()
-		e := w.namespace("helm")
-		cfg := w.helm(e)
-		w.helmInstall(cfg, e, w.publish("1.0.0"))
-		next := w.publish("2.0.0")
-		up := action.NewUpgrade(cfg)
-		up.Namespace, up.Wait, up.Timeout = e.Namespace, true, helmTimeout
-		b.StartTimer()
-		start := time.Now()
-		_, err := up.Run(e.Release, chartOf(nil), w.helmValues(e, next, nil))
-		elapsed := time.Since(start)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return elapsed
-	})
-	measure("noop/ours", func(b *testing.B) time.Duration {
-		b.StopTimer()
-		e := w.namespace("ours")
-		d := w.ours(e)
-		refs := w.publish("1.0.0")
-		if res := d.Deploy(context.Background(), deploy.Request{Images: refs}); res.Verdict != report.Verified {
-			b.Fatalf("setup: %s", res.Summary)
-		}
-		b.StartTimer()
-		start := time.Now()
-		res := d.Deploy(context.Background(), deploy.Request{Images: refs})
-		elapsed := time.Since(start)
-		if res.Verdict != report.Unchanged {
-			b.Fatalf("%s: %s", res.Verdict, res.Summary)
-		}
-		return elapsed
-	})
-	measure("noop/helm-wait", func(b *testing.B) time.Duration {
-		b.StopTimer()
-		e := w.namespace("helm")
-		cfg := w.helm(e)
-		refs := w.publish("1.0.0")
-		w.helmInstall(cfg, e, refs)
-		up := action.NewUpgrade(cfg)
-		up.Namespace, up.Wait, up.Timeout = e.Namespace, true, helmTimeout
-		b.StartTimer()
-		start := time.Now()
-		_, err := up.Run(e.Release, chartOf(nil), w.helmValues(e, refs, nil))
-		elapsed := time.Since(start)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return elapsed
-	})
+	var crashSteps []report.Step
+	measure("crashloop/ours", w.oursCase(v1, v2, crash, report.RolledBack, &crashSteps))
+	measure("crashloop/helm-atomic", w.helmCase(v1, v2, crash, true))
+	measure("healthy/ours", w.oursCase(v1, v2, nil, report.Verified, nil))
+	measure("healthy/helm-wait", w.helmCase(v1, v2, nil, false))
+	measure("noop/ours", w.oursCase(v1, v1, nil, report.Unchanged, nil))
+	measure("noop/helm-wait", w.helmCase(v1, v1, nil, false))
 
 	fmt.Fprintln(os.Stdout)
 	fmt.Fprintln(os.Stdout, "deploy comparison (same cluster, chart, values; timeout", helmTimeout, "on both sides)")

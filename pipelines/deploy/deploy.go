@@ -151,9 +151,6 @@ func DefaultActor() string {
 // through; the CLI uses it for the reports it prints.
 func (d *Deployer) Redactor() *report.Redactor { return d.redactor }
 
-// Kube returns the deployer's cluster client.
-func (d *Deployer) Kube() *kube.Client { return d.kc }
-
 // Release returns the deployer's Helm client.
 func (d *Deployer) Release() *release.Client { return d.rel }
 
@@ -265,15 +262,15 @@ func Refused(command string, env *environment.Environment, err error, red *repor
 	return res
 }
 
-// Kept for the lock: a run's identity must be unique per process even for
-// the same actor, so a second run of the same person is still refused.
+// holderIdentity names this run in the deploy lock. It is unique per run,
+// not per actor, so a second deploy by the same person is refused too.
 func (d *Deployer) holderIdentity() string {
 	host, _ := os.Hostname()
 	return fmt.Sprintf("%s (pid %d on %s, %s)", d.actor, os.Getpid(), host, time.Now().UTC().Format(time.RFC3339))
 }
 
-// detach gives cleanup work (lock release, rollback after a cancelled
-// context is not attempted) a bounded context that survives ctx's cancel.
+// detach gives cleanup work (releasing the lock) a bounded context that
+// survives the cancellation of ctx.
 func detach(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), d)
 }

@@ -165,7 +165,7 @@ func serviceOf(values map[string]any) string {
 func TestNeverReadyTimesOutAndRollsBack(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	f.env.Gates.RolloutTimeout = 6 * time.Second
+	f.env.Gates.RolloutTimeout = 10 * time.Second
 	d := f.deployer("ci")
 	ctx := context.Background()
 	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: f.publish("1.0.0")}))
@@ -219,16 +219,7 @@ func TestRollbackSkipsUnverifiedRevision(t *testing.T) {
 	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: good}))
 
 	// Revision 2: someone ran helm upgrade by hand with a broken image.
-	broken := f.publish("1.5.0")
-	values := map[string]any{}
-	for k, v := range f.env.Values {
-		values[k] = v
-	}
-	values = mergeValues(values, fault("auth-server", testenv.FaultCrashLoop))
-	for svc, ref := range broken {
-		repo, digest, _ := strings.Cut(ref, "@")
-		values = mergeValues(values, svcValues(svc, map[string]any{"image": map[string]any{"repository": repo, "digest": digest}}))
-	}
+	values := pinnedValues(f.env, f.publish("1.5.0"), fault("auth-server", testenv.FaultCrashLoop))
 	rev, err := d.Release().Apply(ctx, chartOf(t), values, release.ApplyOptions{DeployedBy: "someone-by-hand"})
 	require.NoError(t, err)
 	require.Equal(t, 2, rev.Number)
@@ -255,7 +246,7 @@ func TestStuckPendingReleaseIsRecovered(t *testing.T) {
 	// A deployer died mid-upgrade: revision 2 is pending-upgrade and its
 	// lock has expired.
 	stuck := f.publish("1.1.0")
-	rev, err := d.Release().Apply(ctx, chartOf(t), imageValues(f, stuck), release.ApplyOptions{DeployedBy: "crashed-ci-job"})
+	rev, err := d.Release().Apply(ctx, chartOf(t), pinnedValues(f.env, stuck, nil), release.ApplyOptions{DeployedBy: "crashed-ci-job"})
 	require.NoError(t, err)
 	setStatus(t, f, 2, "pending-upgrade")
 	staleLease(t, f, "crashed-ci-job")
@@ -284,7 +275,7 @@ func TestConcurrentDeployIsRefusedNamingTheHolder(t *testing.T) {
 	// Alice's second deploy is slow to become ready; while its gate waits,
 	// Bob deploys.
 	slow := mergeValues(fault("auth-server", testenv.FaultSlowReady),
-		svcValues("auth-server", map[string]any{"podAnnotations": map[string]any{testenv.ReadyAfterAnnotation: "4s"}}))
+		svcValues("auth-server", map[string]any{"podAnnotations": map[string]any{testenv.ReadyAfterAnnotation: "10s"}}))
 	done := make(chan *report.Result, 1)
 	f.drain()
 	go func() { done <- first.Deploy(ctx, deploy.Request{Images: f.publish("2.0.0"), Values: slow}) }()
@@ -355,7 +346,7 @@ func TestManualRollback(t *testing.T) {
 	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: f.publish("2.0.0")}))
 	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: f.publish("3.0.0")}))
 	// Revision 4 unverified: applied by hand.
-	_, err := d.Release().Apply(ctx, chartOf(t), imageValues(f, f.publish("4.0.0")), release.ApplyOptions{})
+	_, err := d.Release().Apply(ctx, chartOf(t), pinnedValues(f.env, f.publish("4.0.0"), nil), release.ApplyOptions{})
 	require.NoError(t, err)
 
 	refusals := []struct {
@@ -526,13 +517,4 @@ func waitForStep(t *testing.T, f *fixture, step string) {
 			t.Fatalf("step %s never started", step)
 		}
 	}
-}
-
-func imageValues(f *fixture, refs map[string]string) map[string]any {
-	values := mergeValues(f.env.Values, nil)
-	for svc, ref := range refs {
-		repo, digest, _ := strings.Cut(ref, "@")
-		values = mergeValues(values, svcValues(svc, map[string]any{"image": map[string]any{"repository": repo, "digest": digest}}))
-	}
-	return values
 }

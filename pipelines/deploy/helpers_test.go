@@ -174,6 +174,17 @@ func mergeValues(base, over map[string]any) map[string]any {
 	return out
 }
 
+// pinnedValues are the values a deploy hands Helm: the environment's, then
+// over, then each service's image by digest.
+func pinnedValues(env *environment.Environment, refs map[string]string, over map[string]any) map[string]any {
+	values := mergeValues(mergeValues(env.Values, nil), over)
+	for svc, ref := range refs {
+		repo, digest, _ := strings.Cut(ref, "@")
+		values = mergeValues(values, svcValues(svc, map[string]any{"image": map[string]any{"repository": repo, "digest": digest, "tag": ""}}))
+	}
+	return values
+}
+
 // chartOf loads the embedded chart; a fresh copy every time, as Helm
 // mutates the charts it is given.
 func chartOf(t testing.TB) *chart.Chart {

@@ -16,9 +16,11 @@ import (
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	clientretry "k8s.io/client-go/util/retry"
 
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
@@ -68,13 +70,20 @@ func deployment(t *testing.T, cs kubernetes.Interface, ns, name string, replicas
 		},
 	}
 	ctx := context.Background()
-	existing, err := cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
-	if err == nil {
+	// The controller writes the status meanwhile: retry on conflict.
+	err := clientretry.RetryOnConflict(clientretry.DefaultRetry, func() error {
+		existing, err := cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			_, err = cs.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{})
+			return err
+		}
+		if err != nil {
+			return err
+		}
 		existing.Spec = d.Spec
 		_, err = cs.AppsV1().Deployments(ns).Update(ctx, existing, metav1.UpdateOptions{})
-	} else {
-		_, err = cs.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{})
-	}
+		return err
+	})
 	require.NoError(t, err)
 }
 
@@ -337,11 +346,8 @@ func TestProgressDeadlineExceededFailsTheGate(t *testing.T) {
 	t.Parallel()
 	cs, ns := namespace(t)
 	deployment(t, cs, ns, "stalled", 1, map[string]string{testenv.FaultLabel: testenv.FaultNeverReady}, nil, nil)
-	d, err := cs.AppsV1().Deployments(ns).Get(context.Background(), "stalled", metav1.GetOptions{})
-	require.NoError(t, err)
-	one := int32(1)
-	d.Spec.ProgressDeadlineSeconds = &one
-	_, err = cs.AppsV1().Deployments(ns).Update(context.Background(), d, metav1.UpdateOptions{})
+	_, err := cs.AppsV1().Deployments(ns).Patch(context.Background(), "stalled", types.MergePatchType,
+		[]byte(`{"spec":{"progressDeadlineSeconds":1}}`), metav1.PatchOptions{})
 	require.NoError(t, err)
 	_, err = watch(context.Background(), cs, ns, time.Minute, time.Second, nil, "stalled")
 	var f *gate.Failure

@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	clientretry "k8s.io/client-go/util/retry"
 
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/kube"
@@ -160,10 +161,13 @@ func TestLockLostWhenTakenOver(t *testing.T) {
 	require.NoError(t, err)
 	// Someone else overwrites the holder, as a deploy would after this one
 	// stalled past its TTL.
-	ls := lease(ctx, t, kc, "deploy")
 	other := "other-job"
-	ls.Spec.HolderIdentity = &other
-	_, err = kc.Typed.CoordinationV1().Leases(kc.Namespace).Update(ctx, ls, metav1.UpdateOptions{})
+	err = clientretry.RetryOnConflict(clientretry.DefaultRetry, func() error { // the holder renews meanwhile
+		ls := lease(ctx, t, kc, "deploy")
+		ls.Spec.HolderIdentity = &other
+		_, err := kc.Typed.CoordinationV1().Leases(kc.Namespace).Update(ctx, ls, metav1.UpdateOptions{})
+		return err
+	})
 	require.NoError(t, err)
 	select {
 	case <-l.Lost():

@@ -73,6 +73,7 @@ func AcquireLock(ctx context.Context, c *Client, namespace, name, identity strin
 	leases := c.Typed.CoordinationV1().Leases(namespace)
 	var took *Holder
 	for race := 0; ; race++ {
+		took = nil
 		var lease *coordinationv1.Lease
 		err := Retry(ctx, b, func(ctx context.Context) error {
 			l, err := leases.Get(ctx, name, metav1.GetOptions{})
