@@ -60,10 +60,10 @@ func Containers(c *dagger.Client, req Request) ([]*dagger.Container, error) {
 	return out, nil
 }
 
-// NodeBuild is the build stage: dependencies from the lockfile only (so the
-// layer caches until package*.json change), then the sources, then `npm run
-// build`. npm's download cache is a shared cache volume.
-func NodeBuild(c *dagger.Client, nodeImage string, source *dagger.Directory, platform dagger.Platform) *dagger.Container {
+// NodeDeps is the first stage of every Node pipeline: dependencies from the
+// lockfile only (so the layer caches until package*.json change), then the
+// sources. npm's download cache is a shared cache volume.
+func NodeDeps(c *dagger.Client, nodeImage string, source *dagger.Directory, platform dagger.Platform) *dagger.Container {
 	return c.Container(dagger.ContainerOpts{Platform: platform}).
 		From(nodeImage).
 		WithMountedCache("/root/.npm", c.CacheVolume(NPMCacheVolume)).
@@ -71,8 +71,12 @@ func NodeBuild(c *dagger.Client, nodeImage string, source *dagger.Directory, pla
 		WithFile(workdir+"/package.json", source.File("package.json")).
 		WithFile(workdir+"/package-lock.json", source.File("package-lock.json")).
 		WithExec([]string{"npm", "ci", "--no-audit", "--no-fund"}).
-		WithDirectory(workdir, source, dagger.ContainerWithDirectoryOpts{Exclude: sourceExcludes}).
-		WithExec([]string{"npm", "run", "build"})
+		WithDirectory(workdir, source, dagger.ContainerWithDirectoryOpts{Exclude: sourceExcludes})
+}
+
+// NodeBuild is NodeDeps followed by `npm run build`.
+func NodeBuild(c *dagger.Client, nodeImage string, source *dagger.Directory, platform dagger.Platform) *dagger.Container {
+	return NodeDeps(c, nodeImage, source, platform).WithExec([]string{"npm", "run", "build"})
 }
 
 // api: build, prune to production dependencies, and copy dist, node_modules
