@@ -15,8 +15,13 @@ deps:
 	scripts/install-deps.sh
 
 ## test: everything CI runs: static checks, then the whole Go suite
-test: lint
+test: lint testenv
 	$(GO) test -count=1 ./...
+
+## testenv: build (or reuse) the simulated cluster's binaries in $(KRGEOBUK_CACHE)/testenv
+.PHONY: testenv
+testenv:
+	$(GO) run ./internal/testenv/cmd/testenv build
 
 ## unit: the Go suite only
 unit:

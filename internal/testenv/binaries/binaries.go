@@ -1,0 +1,423 @@
+// Package binaries builds the control-plane programs the simulated cluster runs
+// (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok)
+// from pinned tools modules under scripts/testenv, into a cache outside the
+// repository keyed by version, and finds them again on later runs.
+package binaries
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sethvargo/go-retry"
+)
+
+// Set holds absolute paths of every program a cluster needs.
+type Set struct {
+	Etcd                  string
+	KubeAPIServer         string
+	KubeControllerManager string
+	KubeScheduler         string
+	Kubectl               string
+	Kwok                  string
+	Kwokctl               string
+}
+
+// Toolset is one tools module: a pinned module version and the programs
+// built from it. Its cache directory is <cache>/testenv/<Name>-<version>.
+type Toolset struct {
+	// Name prefixes the cache directory ("k8s", "etcd", "kwok").
+	Name string
+	// Dir is the tools module, relative to the repository root.
+	Dir string
+	// Module is the required module whose version keys the cache.
+	Module string
+	// Programs maps a binary name to the package it is built from.
+	Programs map[string]string
+	// LDFlags are added to -s -w, with {{version}} replaced by the version.
+	LDFlags []string
+}
+
+// Toolsets lists the three tools modules. etcd and kwok have their own
+// modules because their dependencies (etcd client libraries, gRPC, older
+// k8s.io libraries) clash with those of k8s.io/kubernetes v1.37.
+func Toolsets() []Toolset {
+	k8sVersion := func(pkg string) []string {
+		return []string{
+			"-X", pkg + ".gitVersion={{version}}",
+			"-X", pkg + ".gitMajor={{major}}",
+			"-X", pkg + ".gitMinor={{minor}}",
+			"-X", pkg + ".gitTreeState=clean",
+		}
+	}
+	return []Toolset{
+		{
+			Name:   "k8s",
+			Dir:    "scripts/testenv/tools",
+			Module: "k8s.io/kubernetes",
+			Programs: map[string]string{
+				"kube-apiserver":          "k8s.io/kubernetes/cmd/kube-apiserver",
+				"kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
+				"kube-scheduler":          "k8s.io/kubernetes/cmd/kube-scheduler",
+				"kubectl":                 "k8s.io/kubernetes/cmd/kubectl",
+			},
+			// Without these the servers report v0.0.0-master, and Helm
+			// refuses charts whose kubeVersion constraint needs a real one.
+			LDFlags: append(k8sVersion("k8s.io/component-base/version"), k8sVersion("k8s.io/client-go/pkg/version")...),
+		},
+		{
+			Name:     "etcd",
+			Dir:      "scripts/testenv/etcd",
+			Module:   "go.etcd.io/etcd/server/v3",
+			Programs: map[string]string{"etcd": "go.etcd.io/etcd/server/v3"},
+		},
+		{
+			Name:     "kwok",
+			Dir:      "scripts/testenv/kwok",
+			Module:   "sigs.k8s.io/kwok",
+			Programs: map[string]string{"kwok": "sigs.k8s.io/kwok/cmd/kwok", "kwokctl": "sigs.k8s.io/kwok/cmd/kwokctl"},
+		},
+	}
+}
+
+// Options tells Ensure where things are.
+type Options struct {
+	// RepoRoot is the krgeobuk-infra checkout; found from the working
+	// directory when empty.
+	RepoRoot string
+	// CacheDir is the cache root; $KRGEOBUK_CACHE or ~/.cache/krgeobuk when empty.
+	CacheDir string
+	// Go is the go command; "go" when empty.
+	Go string
+	// Log receives one line per decision and a progress line every
+	// minute of a build; nil discards them.
+	Log io.Writer
+	// Toolsets to ensure; Toolsets() when nil. Set only has fields for
+	// the programs of Toolsets().
+	Toolsets []Toolset
+}
+
+// Ensure returns the programs of every toolset, building the ones whose
+// cache entry is missing or was built from a different tools go.mod. A warm
+// cache costs a few file reads. Concurrent callers (test packages run in
+// parallel) build each toolset once: the others wait on a file lock.
+func Ensure(ctx context.Context, opts Options) (Set, error) {
+	if err := opts.fill(); err != nil {
+		return Set{}, err
+	}
+	paths := map[string]string{}
+	toolsets := opts.Toolsets
+	if toolsets == nil {
+		toolsets = Toolsets()
+	}
+	for _, ts := range toolsets {
+		bin, err := ensureToolset(ctx, opts, ts)
+		if err != nil {
+			return Set{}, fmt.Errorf("testenv toolset %s: %w", ts.Name, err)
+		}
+		for name := range ts.Programs {
+			paths[name] = filepath.Join(bin, name)
+		}
+	}
+	return Set{
+		Etcd:                  paths["etcd"],
+		KubeAPIServer:         paths["kube-apiserver"],
+		KubeControllerManager: paths["kube-controller-manager"],
+		KubeScheduler:         paths["kube-scheduler"],
+		Kubectl:               paths["kubectl"],
+		Kwok:                  paths["kwok"],
+		Kwokctl:               paths["kwokctl"],
+	}, nil
+}
+
+func (o *Options) fill() error {
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	if o.Go == "" {
+		o.Go = "go"
+	}
+	if o.CacheDir == "" {
+		o.CacheDir = DefaultCacheDir()
+	}
+	if o.RepoRoot == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return fmt.Errorf("find repository root: %w", err)
+		}
+		root, err := FindRepoRoot(wd)
+		if err != nil {
+			return err
+		}
+		o.RepoRoot = root
+	}
+	return nil
+}
+
+// DefaultCacheDir is $KRGEOBUK_CACHE, else ~/.cache/krgeobuk.
+func DefaultCacheDir() string {
+	if d := os.Getenv("KRGEOBUK_CACHE"); d != "" {
+		return d
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".cache", "krgeobuk")
+	}
+	return filepath.Join(os.TempDir(), "krgeobuk-cache")
+}
+
+const rootModule = "github.com/krgeobuk/krgeobuk-infra"
+
+// FindRepoRoot walks up from dir to the directory whose go.mod declares the
+// krgeobuk-infra module.
+func FindRepoRoot(dir string) (string, error) {
+	for d := dir; ; d = filepath.Dir(d) {
+		data, err := os.ReadFile(filepath.Join(d, "go.mod"))
+		if err == nil && modulePath(data) == rootModule {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("no go.mod of module %s above %s: run from inside the krgeobuk-infra checkout", rootModule, dir)
+		}
+	}
+}
+
+func modulePath(gomod []byte) string {
+	for line := range strings.Lines(string(gomod)) {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "module" {
+			return strings.Trim(f[1], `"`)
+		}
+	}
+	return ""
+}
+
+// RequiredVersion returns the version go.mod requires of module, from either
+// a single-line require or a require block.
+func RequiredVersion(gomod []byte, module string) (string, error) {
+	inBlock := false
+	for line := range strings.Lines(string(gomod)) {
+		if i := strings.Index(line, "//"); i >= 0 {
+			line = line[:i]
+		}
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 0:
+		case f[0] == "require" && len(f) == 2 && f[1] == "(":
+			inBlock = true
+		case inBlock && f[0] == ")":
+			inBlock = false
+		case inBlock && len(f) == 2 && f[0] == module:
+			return f[1], nil
+		case !inBlock && len(f) == 3 && f[0] == "require" && f[1] == module:
+			return f[2], nil
+		}
+	}
+	return "", fmt.Errorf("go.mod does not require %s", module)
+}
+
+func ensureToolset(ctx context.Context, opts Options, ts Toolset) (string, error) {
+	modDir := filepath.Join(opts.RepoRoot, ts.Dir)
+	gomod, err := os.ReadFile(filepath.Join(modDir, "go.mod"))
+	if err != nil {
+		return "", fmt.Errorf("read tools module: %w", err)
+	}
+	version, err := RequiredVersion(gomod, ts.Module)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", filepath.Join(ts.Dir, "go.mod"), err)
+	}
+	key := ts.Name + "-" + version
+	base := filepath.Join(opts.CacheDir, "testenv")
+	dir := filepath.Join(base, key)
+	bin := filepath.Join(dir, "bin")
+	want := stamp(ts, version, gomod)
+	if fresh(dir, ts, want) {
+		return bin, nil
+	}
+
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return "", fmt.Errorf("create cache dir: %w", err)
+	}
+	unlock, err := lock(ctx, filepath.Join(base, key+".lock"), opts.Log, key)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	// Someone else may have built it while we waited for the lock.
+	if fresh(dir, ts, want) {
+		return bin, nil
+	}
+	if err := build(ctx, opts, ts, version, modDir, dir); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "stamp"), []byte(want), 0o644); err != nil {
+		return "", fmt.Errorf("write stamp: %w", err)
+	}
+	return bin, nil
+}
+
+// stamp records what a cache entry was built from; a different go.mod (a
+// bumped dependency) or different link flags invalidate it.
+func stamp(ts Toolset, version string, gomod []byte) string {
+	sum := sha256.Sum256(gomod)
+	return fmt.Sprintf("%s %s\ngo.mod sha256 %s\nldflags %s\n", ts.Module, version, hex.EncodeToString(sum[:]), strings.Join(ldflags(ts, version), " "))
+}
+
+func fresh(dir string, ts Toolset, want string) bool {
+	got, err := os.ReadFile(filepath.Join(dir, "stamp"))
+	if err != nil || string(got) != want {
+		return false
+	}
+	for name := range ts.Programs {
+		fi, err := os.Stat(filepath.Join(dir, "bin", name))
+		if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func ldflags(ts Toolset, version string) []string {
+	major, minor, _ := strings.Cut(strings.TrimPrefix(version, "v"), ".")
+	minor, _, _ = strings.Cut(minor, ".")
+	r := strings.NewReplacer("{{version}}", version, "{{major}}", major, "{{minor}}", minor)
+	out := []string{"-s", "-w"}
+	for _, f := range ts.LDFlags {
+		out = append(out, r.Replace(f))
+	}
+	return out
+}
+
+// lock takes an exclusive flock, polling so that the wait stays cancellable.
+func lock(ctx context.Context, path string, log io.Writer, key string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open build lock: %w", err)
+	}
+	told := false
+	err = retry.Do(ctx, retry.NewConstant(2*time.Second), func(context.Context) error {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			if !told {
+				fmt.Fprintf(log, "testenv: waiting for another process that is building %s (lock %s)\n", key, path)
+				told = true
+			}
+			return retry.RetryableError(err)
+		}
+		return err
+	})
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("build lock %s: %w", path, err)
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		_ = f.Close()
+	}, nil
+}
+
+func build(ctx context.Context, opts Options, ts Toolset, version, modDir, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	tmp, err := os.MkdirTemp(dir, "bin.tmp-")
+	if err != nil {
+		return fmt.Errorf("create build dir: %w", err)
+	}
+	defer func() { _ = os.RemoveAll(tmp) }()
+
+	names := make([]string, 0, len(ts.Programs))
+	pkgs := make([]string, 0, len(ts.Programs))
+	for _, name := range slices.Sorted(maps.Keys(ts.Programs)) {
+		names = append(names, name)
+		pkgs = append(pkgs, ts.Programs[name])
+	}
+	out := tmp + string(filepath.Separator)
+	if len(pkgs) == 1 {
+		// A module-root main package would be named after its last path
+		// element ("v3"); name the file explicitly.
+		out = filepath.Join(tmp, names[0])
+	}
+	args := append([]string{"build", "-trimpath", "-ldflags=" + strings.Join(ldflags(ts, version), " "), "-o", out}, pkgs...)
+	logPath := filepath.Join(dir, "build.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return fmt.Errorf("create build log: %w", err)
+	}
+	defer func() { _ = logFile.Close() }()
+
+	cmd := exec.CommandContext(ctx, opts.Go, args...)
+	cmd.Dir = modDir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=-mod=readonly")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// Own process group, so a cancelled build takes its compilers with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
+
+	fmt.Fprintf(opts.Log, "testenv: building %s %s (%s) into %s; a cold build takes minutes (k8s: ~15 on 2 cores), compiled packages stay in GOCACHE if it is interrupted; log: %s\n",
+		ts.Module, version, strings.Join(names, ", "), dir, logPath)
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start go build: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			fmt.Fprintf(opts.Log, "testenv: still building %s %s (%s elapsed)\n", ts.Name, version, time.Since(start).Round(time.Second))
+			continue
+		case err = <-done:
+		}
+		break
+	}
+	if err != nil {
+		return fmt.Errorf("go %s in %s: %w\n%s", strings.Join(args, " "), ts.Dir, err, tail(logPath, 20))
+	}
+	for _, name := range names {
+		if _, err := os.Stat(filepath.Join(tmp, name)); err != nil {
+			return fmt.Errorf("go build produced no %s: %w", name, err)
+		}
+	}
+	bin := filepath.Join(dir, "bin")
+	if err := os.RemoveAll(bin); err != nil {
+		return fmt.Errorf("replace %s: %w", bin, err)
+	}
+	if err := os.Rename(tmp, bin); err != nil {
+		return fmt.Errorf("install %s: %w", bin, err)
+	}
+	fmt.Fprintf(opts.Log, "testenv: built %s %s in %s\n", ts.Name, version, time.Since(start).Round(time.Second))
+	return nil
+}
+
+// tail returns the last n lines of a file, for error messages.
+func tail(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	var lines []string
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	return strings.Join(lines, "\n")
+}

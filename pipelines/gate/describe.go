@@ -1,0 +1,39 @@
+package gate
+
+import "fmt"
+
+// Describe returns p with a Suggestion for the person reading the report:
+// what the class usually means here and the command that shows more.
+func Describe(namespace string, p Problem) Problem {
+	logs := fmt.Sprintf("kubectl -n %s logs %s -c %s --previous", namespace, p.Pod, p.Container)
+	describe := fmt.Sprintf("kubectl -n %s describe pod %s", namespace, p.Pod)
+	switch p.Class {
+	case ImagePull:
+		p.Suggestion = "The node cannot pull the image. Preflight found it in the registry, so check the " +
+			"pull credentials (imagePullSecrets) and that nodes can reach the registry; " + describe
+	case CrashLoop:
+		p.Suggestion = "The container starts and exits again and again. Its last output says why (often a " +
+			"missing setting or an unreachable data server): " + logs
+	case ContainerConfig:
+		p.Suggestion = fmt.Sprintf("The container cannot be created from its spec, usually a Secret or ConfigMap "+
+			"key it references is missing (for example %s-secrets); %s", p.Service, describe)
+	case ExitError:
+		p.Suggestion = fmt.Sprintf("The container exited with code %d. Read its output: %s", p.ExitCode, logs)
+	case Unschedulable:
+		p.Suggestion = "No node can take the pod. Compare its nodeSelector, tolerations and resource requests " +
+			"with the nodes (kubectl get nodes --show-labels); " + describe
+	case ProgressDeadline:
+		p.Suggestion = fmt.Sprintf("The Deployment controller stopped waiting for progress; kubectl -n %s describe deployment %s",
+			namespace, p.Service)
+	case NotReady:
+		p.Suggestion = "The pod runs but its readiness probe does not pass. Check the service's readiness endpoint " +
+			"and the data stores it needs; " + describe
+	case RolloutTimeout:
+		p.Suggestion = fmt.Sprintf("The new pods did not become available in time; kubectl -n %s rollout status deployment/%s",
+			namespace, p.Service)
+	case ReadinessEndpoint:
+		p.Suggestion = "The API answers but reports itself not ready: usually its MySQL or Redis on the data " +
+			"server is unreachable or refusing credentials. Check the data server and the service's Secret."
+	}
+	return p
+}

@@ -1,0 +1,177 @@
+package gate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	retry "github.com/sethvargo/go-retry"
+	"k8s.io/client-go/rest"
+
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
+)
+
+// Endpoint is where and how to ask one service whether it is ready.
+type Endpoint struct {
+	URL    string
+	Client *http.Client
+}
+
+// Endpoints resolves a service's readiness endpoint. Production goes through
+// the API server's service proxy (ServiceProxy); tests and demos, whose pods
+// run nothing, point at local HTTP servers instead.
+type Endpoints interface {
+	Readiness(ctx context.Context, namespace string, svc catalog.Service) (Endpoint, error)
+}
+
+// ServiceProxy reaches services through the API server's service proxy,
+// /api/v1/namespaces/<ns>/services/<svc>:http/proxy<readiness path>, with
+// the deployer's own credentials: no port-forward, no ingress, no cluster
+// network access needed.
+type ServiceProxy struct {
+	Config *rest.Config
+}
+
+// Readiness implements Endpoints.
+func (p ServiceProxy) Readiness(_ context.Context, namespace string, svc catalog.Service) (Endpoint, error) {
+	client, err := rest.HTTPClientFor(p.Config)
+	if err != nil {
+		return Endpoint{}, fmt.Errorf("service %s: proxy client: %w", svc.Name, err)
+	}
+	host := strings.TrimSuffix(p.Config.Host, "/")
+	path := fmt.Sprintf("/api/v1/namespaces/%s/services/%s:http/proxy%s",
+		url.PathEscape(namespace), url.PathEscape(svc.Name), svc.ReadinessPath)
+	return Endpoint{URL: host + path, Client: client}, nil
+}
+
+// ReadinessGate is the gate's name in failures and progress.
+const ReadinessGate = "readiness"
+
+// ReadinessOptions configure CheckReadiness.
+type ReadinessOptions struct {
+	Namespace string
+	Services  []catalog.Service
+	// Timeout bounds the retries for each service. Required.
+	Timeout time.Duration
+	// AttemptTimeout bounds a single request (default 5s).
+	AttemptTimeout time.Duration
+	Progress       func(Progress)
+}
+
+// CheckReadiness asks every service's readiness endpoint, all at once, until
+// each answers 2xx. Each service retries with exponential backoff within
+// Timeout (go-retry); one that never answers 2xx fails the gate with a
+// *Failure naming the service, the URL, the last status and the start of the
+// last body.
+func CheckReadiness(ctx context.Context, eps Endpoints, opts ReadinessOptions) error {
+	if opts.Timeout <= 0 {
+		return errors.New("readiness gate: no timeout given")
+	}
+	if opts.AttemptTimeout <= 0 {
+		opts.AttemptTimeout = 5 * time.Second
+	}
+	var (
+		mu       sync.Mutex
+		problems []Problem
+		wg       sync.WaitGroup
+	)
+	progress := func(p Progress) {
+		if opts.Progress != nil {
+			mu.Lock()
+			opts.Progress(p)
+			mu.Unlock()
+		}
+	}
+	for _, svc := range opts.Services {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			progress(Progress{Service: svc.Name, Gate: ReadinessGate, Phase: PhaseChecking, Message: svc.ReadinessPath})
+			p, ok := checkOne(ctx, eps, opts, svc)
+			if ok {
+				progress(Progress{Service: svc.Name, Gate: ReadinessGate, Phase: PhaseReady, Message: svc.ReadinessPath})
+				return
+			}
+			progress(Progress{Service: svc.Name, Gate: ReadinessGate, Phase: PhaseFailed, Message: p.Reason})
+			mu.Lock()
+			problems = append(problems, Describe(opts.Namespace, p))
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("readiness gate: %w", err)
+	}
+	if len(problems) > 0 {
+		order := map[string]int{}
+		for i, s := range opts.Services {
+			order[s.Name] = i
+		}
+		sortProblems(problems, order)
+		return &Failure{Gate: ReadinessGate, Problems: problems}
+	}
+	return nil
+}
+
+func checkOne(ctx context.Context, eps Endpoints, opts ReadinessOptions, svc catalog.Service) (Problem, bool) {
+	p := Problem{Class: ReadinessEndpoint, Service: svc.Name}
+	ep, err := eps.Readiness(ctx, opts.Namespace, svc)
+	if err != nil {
+		p.Reason, p.Message = "NoEndpoint", err.Error()
+		return p, false
+	}
+	attempts := 0
+	b := retry.WithMaxDuration(opts.Timeout, retry.WithCappedDuration(2*time.Second, retry.NewExponential(200*time.Millisecond)))
+	err = retry.Do(ctx, b, func(ctx context.Context) error {
+		attempts++
+		actx, cancel := context.WithTimeout(ctx, opts.AttemptTimeout)
+		defer cancel()
+		req, err := http.NewRequestWithContext(actx, http.MethodGet, ep.URL, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := ep.Client.Do(req)
+		if err != nil {
+			return retry.RetryableError(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+			return nil
+		}
+		return retry.RetryableError(&statusError{code: resp.StatusCode, body: strings.TrimSpace(string(body))})
+	})
+	if err == nil {
+		return p, true
+	}
+	var se *statusError
+	if errors.As(err, &se) {
+		p.Reason = fmt.Sprintf("HTTP %d", se.code)
+		p.Message = fmt.Sprintf("GET %s answered %d after %d attempts in %s", ep.URL, se.code, attempts, opts.Timeout)
+		if se.body != "" {
+			p.Message += ": " + se.body
+		}
+		return p, false
+	}
+	p.Reason = "Unreachable"
+	p.Message = fmt.Sprintf("GET %s failed after %d attempts: %v", ep.URL, attempts, err)
+	return p, false
+}
+
+type statusError struct {
+	code int
+	body string
+}
+
+func (e *statusError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.code, e.body) }
+
+func sortProblems(ps []Problem, order map[string]int) {
+	sort.SliceStable(ps, func(i, j int) bool { return order[ps[i].Service] < order[ps[j].Service] })
+}

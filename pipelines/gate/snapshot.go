@@ -1,0 +1,47 @@
+package gate
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Snapshot reads where each workload stands right now, without waiting for
+// anything to change: one list of Deployments, ReplicaSets and Pods. The
+// list is bounded by timeout.
+func Snapshot(ctx context.Context, cs kubernetes.Interface, namespace string, workloads []Workload, timeout time.Duration) ([]Status, error) {
+	if len(workloads) == 0 {
+		return nil, nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(namespace))
+	w := &watcher{
+		opts:    RolloutOptions{Namespace: namespace, Workloads: workloads},
+		deploys: f.Apps().V1().Deployments().Lister(),
+		sets:    f.Apps().V1().ReplicaSets().Lister(),
+		pods:    f.Core().V1().Pods().Lister(),
+		last:    map[string]Progress{},
+	}
+	synced := []cache.InformerSynced{
+		f.Apps().V1().Deployments().Informer().HasSynced,
+		f.Apps().V1().ReplicaSets().Informer().HasSynced,
+		f.Core().V1().Pods().Informer().HasSynced,
+	}
+	f.Start(sctx.Done())
+	defer f.Shutdown()
+	defer cancel()
+	if !cache.WaitForCacheSync(sctx.Done(), synced...) {
+		return nil, fmt.Errorf("status of %s: the API server did not list workloads within %s", namespace, timeout)
+	}
+	out := make([]Status, 0, len(workloads))
+	for _, wl := range workloads {
+		st, _ := w.status(wl)
+		out = append(out, st)
+	}
+	return out, nil
+}

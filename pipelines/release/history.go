@@ -1,0 +1,224 @@
+package release
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"helm.sh/helm/v3/pkg/chart"
+	helmrelease "helm.sh/helm/v3/pkg/release"
+
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/kube"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
+)
+
+// Revision is one entry of a release's history, as reports show it. It
+// carries no values: release values may hold secret literals.
+type Revision struct {
+	Number      int       `json:"revision"`
+	Status      string    `json:"status"`
+	Chart       string    `json:"chart"`
+	AppVersion  string    `json:"appVersion,omitempty"`
+	Updated     time.Time `json:"updated"`
+	Description string    `json:"description,omitempty"`
+	// Verified is true when every gate passed for this very revision.
+	Verified   bool      `json:"verified"`
+	VerifiedAt time.Time `json:"verifiedAt,omitzero"`
+	DeployedBy string    `json:"deployedBy,omitempty"`
+	// Images maps each service to the image it runs, repository@digest (or
+	// repository:tag when no digest was pinned).
+	Images map[string]string `json:"images,omitempty"`
+
+	rel *helmrelease.Release
+}
+
+// Pending reports whether Helm left the revision mid-operation.
+func (r Revision) Pending() bool { return r.rel != nil && r.rel.Info.Status.IsPending() }
+
+// Deployments lists the names of the Deployments in the revision's manifest
+// (hooks excluded), in manifest order.
+func (r Revision) Deployments() ([]string, error) {
+	if r.rel == nil {
+		return nil, nil
+	}
+	objs, err := render.Decode(r.rel.Manifest)
+	if err != nil {
+		return nil, fmt.Errorf("revision %d manifest: %w", r.Number, err)
+	}
+	var out []string
+	for _, o := range objs {
+		if o.U.GetKind() == "Deployment" && o.U.GetAPIVersion() == "apps/v1" {
+			out = append(out, o.U.GetName())
+		}
+	}
+	return out, nil
+}
+
+// SameAs reports whether applying ch with values would reproduce this
+// revision exactly: the same chart content and the same user values.
+func (r Revision) SameAs(ch *chart.Chart, values map[string]any) (bool, error) {
+	if r.rel == nil || r.rel.Chart == nil {
+		return false, nil
+	}
+	a, err := Fingerprint(r.rel.Chart, r.rel.Config)
+	if err != nil {
+		return false, err
+	}
+	b, err := Fingerprint(ch, values)
+	if err != nil {
+		return false, err
+	}
+	return a == b, nil
+}
+
+// Fingerprint hashes a chart's content (metadata, templates, default values,
+// schema, files, subcharts) together with user values. Equal fingerprints
+// render equal releases.
+func Fingerprint(ch *chart.Chart, values map[string]any) (string, error) {
+	h := sha256.New()
+	var walk func(*chart.Chart) error
+	walk = func(c *chart.Chart) error {
+		doc := struct {
+			Meta      *chart.Metadata `json:"m"`
+			Templates []*chart.File   `json:"t"`
+			Values    map[string]any  `json:"v"`
+			Schema    []byte          `json:"s"`
+			Files     []*chart.File   `json:"f"`
+		}{c.Metadata, sortedFiles(c.Templates), c.Values, c.Schema, sortedFiles(c.Files)}
+		b, err := json.Marshal(doc)
+		if err != nil {
+			return err
+		}
+		h.Write(b)
+		deps := append([]*chart.Chart(nil), c.Dependencies()...)
+		sort.Slice(deps, func(i, j int) bool { return deps[i].Name() < deps[j].Name() })
+		for _, d := range deps {
+			if err := walk(d); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := walk(ch); err != nil {
+		return "", fmt.Errorf("fingerprint chart %s: %w", ch.Name(), err)
+	}
+	b, err := json.Marshal(values)
+	if err != nil {
+		return "", fmt.Errorf("fingerprint values: %w", err)
+	}
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func sortedFiles(in []*chart.File) []*chart.File {
+	out := append([]*chart.File(nil), in...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func toRevision(rel *helmrelease.Release) Revision {
+	r := Revision{Number: rel.Version, rel: rel}
+	if rel.Info != nil {
+		r.Status = rel.Info.Status.String()
+		r.Updated = rel.Info.LastDeployed.Time
+		r.Description = rel.Info.Description
+	}
+	if rel.Chart != nil && rel.Chart.Metadata != nil {
+		r.Chart = rel.Chart.Metadata.Name + "-" + rel.Chart.Metadata.Version
+		r.AppVersion = rel.Chart.Metadata.AppVersion
+	}
+	r.Verified = rel.Labels[LabelVerified] == strconv.Itoa(rel.Version)
+	if r.Verified {
+		if sec, err := strconv.ParseInt(rel.Labels[LabelVerifiedAt], 10, 64); err == nil {
+			r.VerifiedAt = time.Unix(sec, 0).UTC()
+		}
+	}
+	r.DeployedBy = rel.Labels[LabelDeployedBy]
+	r.Images = Images(rel.Config)
+	return r
+}
+
+// Images reads services.<name>.image.{repository,digest,tag} from values.
+func Images(values map[string]any) map[string]string {
+	services, _ := values["services"].(map[string]any)
+	out := map[string]string{}
+	for name, v := range services {
+		svc, _ := v.(map[string]any)
+		img, _ := svc["image"].(map[string]any)
+		repo, _ := img["repository"].(string)
+		digest, _ := img["digest"].(string)
+		tag, _ := img["tag"].(string)
+		switch {
+		case repo != "" && digest != "":
+			out[name] = repo + "@" + digest
+		case repo != "" && tag != "":
+			out[name] = repo + ":" + tag
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// History returns every stored revision, oldest first; an empty slice when
+// the release does not exist. Transient API failures are retried.
+func (c *Client) History(ctx context.Context) ([]Revision, error) {
+	var rels []*helmrelease.Release
+	err := kube.Retry(ctx, kube.Budget(30*time.Second), func(context.Context) error {
+		var err error
+		rels, err = c.cfg.Releases.History(c.Name)
+		if isNotFound(err) {
+			rels, err = nil, nil
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("release %s: history: %w", c.Name, err)
+	}
+	sort.Slice(rels, func(i, j int) bool { return rels[i].Version < rels[j].Version })
+	out := make([]Revision, len(rels))
+	for i, r := range rels {
+		out[i] = toRevision(r)
+	}
+	return out, nil
+}
+
+// Last returns the newest revision, or ErrNoRelease.
+func (c *Client) Last(ctx context.Context) (Revision, error) {
+	h, err := c.History(ctx)
+	if err != nil {
+		return Revision{}, err
+	}
+	if len(h) == 0 {
+		return Revision{}, fmt.Errorf("release %s: %w", c.Name, ErrNoRelease)
+	}
+	return h[len(h)-1], nil
+}
+
+// LastVerified returns the newest verified revision older than before (0
+// means any), or false when there is none.
+func LastVerified(history []Revision, before int) (Revision, bool) {
+	for i := len(history) - 1; i >= 0; i-- {
+		r := history[i]
+		if r.Verified && (before == 0 || r.Number < before) {
+			return r, true
+		}
+	}
+	return Revision{}, false
+}
+
+// Find returns revision n from history.
+func Find(history []Revision, n int) (Revision, bool) {
+	for _, r := range history {
+		if r.Number == n {
+			return r, true
+		}
+	}
+	return Revision{}, false
+}

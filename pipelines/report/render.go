@@ -1,0 +1,220 @@
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
+)
+
+// JSON writes the result as indented JSON, redacted.
+func JSON(w io.Writer, res *Result, r *Redactor) error {
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	_, err = io.WriteString(w, r.String(string(b))+"\n")
+	return err
+}
+
+// Table writes the result for a terminal: headline, services, problems,
+// history, steps and notes, redacted.
+func Table(w io.Writer, res *Result, r *Redactor) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s (release %s, namespace %s): %s\n", res.Command, res.Environment, res.Release, res.Namespace,
+		strings.ToUpper(string(res.Verdict)))
+	if res.Summary != "" {
+		fmt.Fprintf(&b, "%s\n", res.Summary)
+	}
+	if len(res.Services) > 0 {
+		b.WriteString("\n")
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "SERVICE\tREADY\tPHASE\tREADINESS\tIMAGE")
+		for _, s := range res.Services {
+			fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%s\t%s\n", s.Name, s.Ready, s.Desired, s.Phase, dash(s.Readiness), dash(s.Image))
+		}
+		_ = tw.Flush()
+	}
+	writeProblems := func(title string, ps []gate.Problem) {
+		if len(ps) == 0 {
+			return
+		}
+		fmt.Fprintf(&b, "\n%s\n", title)
+		for _, p := range ps {
+			fmt.Fprintf(&b, "- [%s] %s\n", p.Class, p.String())
+			for _, e := range p.Events {
+				fmt.Fprintf(&b, "    event: %s\n", e)
+			}
+			if p.Suggestion != "" {
+				fmt.Fprintf(&b, "    hint: %s\n", p.Suggestion)
+			}
+		}
+	}
+	writeProblems("PROBLEMS", res.Problems)
+	writeProblems("ROLLBACK PROBLEMS", res.RollbackProblems)
+	if len(res.History) > 0 {
+		b.WriteString("\n")
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "REVISION\tSTATUS\tVERIFIED\tUPDATED\tBY\tCHART\tDESCRIPTION")
+		for _, h := range res.History {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Number, h.Status, yesNo(h.Verified),
+				h.Updated.UTC().Format(time.RFC3339), dash(h.DeployedBy), h.Chart, oneLine(h.Description, 80))
+		}
+		_ = tw.Flush()
+		for _, h := range res.History {
+			for _, svc := range sortedKeys(h.Images) {
+				fmt.Fprintf(&b, "  r%d %s %s\n", h.Number, svc, h.Images[svc])
+			}
+		}
+	}
+	if len(res.Steps) > 0 {
+		b.WriteString("\n")
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "STEP\tSTATUS\tTIME\tDETAIL")
+		for _, s := range res.Steps {
+			fmt.Fprintf(tw, "%s\t%s\t%ss\t%s\n", s.Name, s.Status, formatSeconds(time.Duration(s.Duration)), oneLine(s.Detail, 120))
+		}
+		_ = tw.Flush()
+	}
+	if res.Lock != nil && res.Lock.Holder != "" {
+		state := "expired"
+		if res.Lock.Live {
+			state = "live until " + res.Lock.Expires.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(&b, "\nlock %s: held by %s (%s)\n", res.Lock.Lease, res.Lock.Holder, state)
+	}
+	for _, n := range res.Notes {
+		fmt.Fprintf(&b, "note: %s\n", n)
+	}
+	if res.Error != "" {
+		fmt.Fprintf(&b, "error: %s\n", res.Error)
+	}
+	_, err := io.WriteString(w, r.String(b.String()))
+	return err
+}
+
+// Markdown writes a summary for CI pages (GitHub step summary, Jenkins
+// description), redacted.
+func Markdown(w io.Writer, res *Result, r *Redactor) error {
+	var b strings.Builder
+	icon := "❌"
+	if res.OK {
+		icon = "✅"
+	} else if res.Verdict == RolledBack {
+		icon = "↩️"
+	}
+	fmt.Fprintf(&b, "### %s %s `%s`: %s\n\n", icon, res.Command, res.Environment, res.Verdict)
+	if res.Summary != "" {
+		fmt.Fprintf(&b, "%s\n\n", md(res.Summary))
+	}
+	fmt.Fprintf(&b, "Release `%s` in namespace `%s`", res.Release, res.Namespace)
+	if res.Revision > 0 {
+		fmt.Fprintf(&b, ", revision %d", res.Revision)
+	}
+	if res.Actor != "" {
+		fmt.Fprintf(&b, ", by `%s`", res.Actor)
+	}
+	fmt.Fprintf(&b, ", %ss.\n", formatSeconds(time.Duration(res.Duration)))
+	if len(res.Services) > 0 {
+		b.WriteString("\n| service | ready | phase | readiness | image |\n|---|---|---|---|---|\n")
+		for _, s := range res.Services {
+			fmt.Fprintf(&b, "| %s | %d/%d | %s | %s | `%s` |\n", s.Name, s.Ready, s.Desired, s.Phase, dash(s.Readiness), dash(s.Image))
+		}
+	}
+	writeProblems := func(title string, ps []gate.Problem) {
+		if len(ps) == 0 {
+			return
+		}
+		fmt.Fprintf(&b, "\n#### %s\n\n| class | service | pod | container | reason | message |\n|---|---|---|---|---|---|\n", title)
+		for _, p := range ps {
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", p.Class, p.Service, dash(p.Pod), dash(p.Container), md(p.Reason), md(p.Message))
+		}
+		for _, p := range ps {
+			if p.Suggestion != "" || len(p.Events) > 0 {
+				fmt.Fprintf(&b, "\n- **%s %s**: %s", p.Service, dash(p.Pod), md(p.Suggestion))
+				if len(p.Events) > 0 {
+					fmt.Fprintf(&b, " Events: %s", md(strings.Join(p.Events, "; ")))
+				}
+			}
+		}
+		b.WriteString("\n")
+	}
+	writeProblems("Problems", res.Problems)
+	writeProblems("Rollback problems", res.RollbackProblems)
+	if len(res.History) > 0 {
+		b.WriteString("\n| revision | status | verified | updated | by | images |\n|---|---|---|---|---|---|\n")
+		for _, h := range res.History {
+			var imgs []string
+			for _, svc := range sortedKeys(h.Images) {
+				imgs = append(imgs, fmt.Sprintf("%s: `%s`", svc, shortDigest(h.Images[svc])))
+			}
+			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s |\n", h.Number, h.Status, yesNo(h.Verified),
+				h.Updated.UTC().Format(time.RFC3339), dash(h.DeployedBy), strings.Join(imgs, "<br>"))
+		}
+	}
+	if len(res.Steps) > 0 {
+		b.WriteString("\n<details><summary>steps</summary>\n\n| step | status | time | detail |\n|---|---|---|---|\n")
+		for _, s := range res.Steps {
+			fmt.Fprintf(&b, "| %s | %s | %ss | %s |\n", s.Name, s.Status, formatSeconds(time.Duration(s.Duration)), md(s.Detail))
+		}
+		b.WriteString("\n</details>\n")
+	}
+	for _, n := range res.Notes {
+		fmt.Fprintf(&b, "\n> %s\n", md(n))
+	}
+	if res.Error != "" {
+		fmt.Fprintf(&b, "\n```\n%s\n```\n", res.Error)
+	}
+	_, err := io.WriteString(w, r.String(b.String()))
+	return err
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// md makes s safe inside a Markdown table cell.
+func md(s string) string {
+	s = strings.ReplaceAll(s, "|", `\|`)
+	return strings.ReplaceAll(s, "\n", " ")
+}
+
+func oneLine(s string, max int) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > max {
+		return s[:max-1] + "…"
+	}
+	return s
+}
+
+// shortDigest shortens repo@sha256:<64 hex> to repo@sha256:<12 hex>.
+func shortDigest(ref string) string {
+	if i := strings.Index(ref, "@sha256:"); i >= 0 && len(ref) > i+8+12 {
+		return ref[:i+8+12]
+	}
+	return ref
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,117 @@
+// Package report is the one result a deploy, rollback, status or history run
+// produces, and its three renderings: JSON for machines, a table for people
+// at a terminal, Markdown for CI summary pages. Every rendering passes
+// through a Redactor, so a secret that reached a message (an API error, an
+// event, a response body) never reaches the output.
+package report
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/release"
+)
+
+// Verdict is how a run ended.
+type Verdict string
+
+// The verdicts. Only Verified, Unchanged and Reported count as success.
+const (
+	// Verified: the new revision passed every gate and is marked verified.
+	Verified Verdict = "verified"
+	// Unchanged: images and values equal the current verified revision;
+	// nothing was applied.
+	Unchanged Verdict = "unchanged"
+	// Reported: status and history only read.
+	Reported Verdict = "reported"
+	// RolledBack: the new revision failed; the newest verified revision was
+	// restored, passed its gates again and serves.
+	RolledBack Verdict = "rolled-back"
+	// RollbackFailed: the new revision failed and so did the rollback.
+	RollbackFailed Verdict = "rollback-failed"
+	// Uninstalled: a first install failed and was removed; its diagnostics
+	// are in the report.
+	Uninstalled Verdict = "uninstalled"
+	// Failed: the revision failed and there was no verified revision to
+	// return to, or a manual rollback did not pass its gates.
+	Failed Verdict = "failed"
+	// Refused: preflight stopped the run before anything changed.
+	Refused Verdict = "refused"
+	// Cancelled: the run was interrupted; the lock was released and the
+	// release is left for the next run to recover.
+	Cancelled Verdict = "cancelled"
+)
+
+// OK reports whether the verdict is a success (exit code 0).
+func (v Verdict) OK() bool { return v == Verified || v == Unchanged || v == Reported }
+
+// Result is everything a run has to say.
+type Result struct {
+	Command     string  `json:"command"`
+	Environment string  `json:"environment"`
+	Namespace   string  `json:"namespace"`
+	Release     string  `json:"release"`
+	Verdict     Verdict `json:"verdict"`
+	OK          bool    `json:"ok"`
+	// Summary is one or two sentences saying what happened and why.
+	Summary string `json:"summary"`
+	// Revision is the revision this run applied (or read, for status).
+	Revision int `json:"revision,omitempty"`
+	// RolledBackTo is the verified revision restored, RollbackRevision the
+	// new revision number Helm gave the restored copy.
+	RolledBackTo     int            `json:"rolledBackTo,omitempty"`
+	RollbackRevision int            `json:"rollbackRevision,omitempty"`
+	Actor            string         `json:"actor,omitempty"`
+	Services         []Service      `json:"services,omitempty"`
+	Problems         []gate.Problem `json:"problems,omitempty"`
+	// RollbackProblems are the problems of a rollback that failed its gates.
+	RollbackProblems []gate.Problem     `json:"rollbackProblems,omitempty"`
+	Steps            []Step             `json:"steps,omitempty"`
+	Notes            []string           `json:"notes,omitempty"`
+	Lock             *Lock              `json:"lock,omitempty"`
+	History          []release.Revision `json:"history,omitempty"`
+	StartedAt        time.Time          `json:"startedAt"`
+	Duration         Duration           `json:"duration"`
+	Error            string             `json:"error,omitempty"`
+}
+
+// Service is one service's state at the end of the run.
+type Service struct {
+	Name    string `json:"name"`
+	Image   string `json:"image,omitempty"`
+	Ready   int32  `json:"ready"`
+	Desired int32  `json:"desired"`
+	Phase   string `json:"phase"`
+	// Readiness is the HTTP readiness gate's outcome ("ready", "failed", or
+	// empty when the service has no readiness endpoint or was not asked).
+	Readiness string `json:"readiness,omitempty"`
+}
+
+// Step is one stage of the run.
+type Step struct {
+	Name     string   `json:"name"`
+	Status   string   `json:"status"` // ok, failed, skipped
+	Duration Duration `json:"duration"`
+	Detail   string   `json:"detail,omitempty"`
+}
+
+// Lock describes the deploy lock as the run found or left it.
+type Lock struct {
+	Lease   string    `json:"lease"`
+	Holder  string    `json:"holder,omitempty"`
+	Expires time.Time `json:"expires,omitzero"`
+	Live    bool      `json:"live"`
+}
+
+// Duration marshals as seconds with millisecond precision.
+type Duration time.Duration
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return []byte(formatSeconds(time.Duration(d))), nil
+}
+
+func formatSeconds(d time.Duration) string {
+	return strconv.FormatFloat(d.Seconds(), 'f', 3, 64)
+}

@@ -1,0 +1,150 @@
+package report_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/release"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
+)
+
+const (
+	dbPassword = "hunter2-db-password"
+	token      = "eyJhbGciOiJSUzI1NiJ9.kubeconfig-token"
+)
+
+const kubeconfig = `apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster: {server: "https://127.0.0.1:6443"}
+users:
+- name: u
+  user: {token: "` + token + `"}
+contexts:
+- name: ctx
+  context: {cluster: c, user: u}
+current-context: ctx
+`
+
+// leaky is a result whose messages carry secrets the way real ones could:
+// an API error quoting a Secret, an event, a response body.
+func leaky() *report.Result {
+	return &report.Result{
+		Command: "deploy", Environment: "development", Namespace: "krgeobuk", Release: "krgeobuk-apps",
+		Verdict: report.RolledBack, Summary: "revision 2 failed: password " + dbPassword + " rejected",
+		Revision: 2, RolledBackTo: 1, RollbackRevision: 3,
+		Services: []report.Service{{Name: "auth-server", Image: "r/auth-server@sha256:abc", Ready: 1, Desired: 1, Phase: "available", Readiness: "ready"}},
+		Problems: []gate.Problem{{
+			Class: gate.CrashLoop, Service: "auth-server", Pod: "auth-server-7d9-x", Container: "auth-server",
+			Reason: "CrashLoopBackOff", Message: "Access denied for user 'krgeobuk'@'%' (using password: " + dbPassword + ")",
+			Events: []string{"BackOff: Authorization: Bearer " + token},
+		}},
+		Steps:   []report.Step{{Name: "release", Status: "ok", Detail: "base64 " + "aHVudGVyMi1kYi1wYXNzd29yZA=="}},
+		Notes:   []string{"note with \"" + dbPassword + "\" quoted"},
+		History: []release.Revision{{Number: 1, Status: "superseded", Verified: true, Updated: time.Unix(1700000000, 0), Images: map[string]string{"auth-server": "r/auth-server@sha256:0123456789abcdef0123"}}},
+		Error:   "Secret krgeobuk/auth-server-secrets: data.MYSQL_PASSWORD: " + dbPassword,
+	}
+}
+
+func redactor() *report.Redactor {
+	r := &report.Redactor{}
+	r.Add(report.SecretsFromKubeconfig([]byte(kubeconfig))...)
+	r.Add(report.SecretsFromValues(map[string]any{
+		"services": map[string]any{"auth-server": map[string]any{
+			"secret": map[string]any{"create": true, "existingSecret": "auth-server-secrets",
+				"values": map[string]any{"MYSQL_PASSWORD": dbPassword}},
+		}},
+	})...)
+	return r
+}
+
+func TestRenderingsNeverShowSecrets(t *testing.T) {
+	renderers := map[string]func(*bytes.Buffer, *report.Result, *report.Redactor) error{
+		"json":     func(b *bytes.Buffer, res *report.Result, r *report.Redactor) error { return report.JSON(b, res, r) },
+		"table":    func(b *bytes.Buffer, res *report.Result, r *report.Redactor) error { return report.Table(b, res, r) },
+		"markdown": func(b *bytes.Buffer, res *report.Result, r *report.Redactor) error { return report.Markdown(b, res, r) },
+	}
+	for name, render := range renderers {
+		t.Run(name, func(t *testing.T) {
+			var b bytes.Buffer
+			require.NoError(t, render(&b, leaky(), redactor()))
+			out := b.String()
+			for _, secret := range []string{dbPassword, token, "aHVudGVyMi1kYi1wYXNzd29yZA=="} {
+				require.NotContains(t, out, secret, "%s output leaks a secret", name)
+			}
+			require.Contains(t, out, report.Redacted)
+			// What is not secret stays readable, including the Secret's name.
+			require.Contains(t, out, "auth-server-secrets")
+			require.Contains(t, out, "auth-server-7d9-x")
+			require.Contains(t, out, "CrashLoopBackOff")
+		})
+	}
+}
+
+func TestLogWriterRedacts(t *testing.T) {
+	var b bytes.Buffer
+	w := redactor().Writer(&b)
+	_, err := w.Write([]byte("helm: applying Secret with MYSQL_PASSWORD=" + dbPassword + "\n"))
+	require.NoError(t, err)
+	require.Equal(t, "helm: applying Secret with MYSQL_PASSWORD="+report.Redacted+"\n", b.String())
+}
+
+func TestSecretsFromValues(t *testing.T) {
+	got := report.SecretsFromValues(map[string]any{
+		"global": map[string]any{"environment": "development", "apiToken": "t0k3n-value"},
+		"services": map[string]any{"auth-server": map[string]any{
+			"replicas": 1,
+			"secret": map[string]any{"create": true, "existingSecret": "auth-server-secrets",
+				"values": map[string]any{"MYSQL_USER": "krgeobuk_dev", "MYSQL_PASSWORD": "dev-only-password"}},
+		}},
+		"ingress": map[string]any{"hosts": []any{map[string]any{"tlsSecretName": "auth-tls", "host": "auth.example"}}},
+	})
+	require.ElementsMatch(t, []string{"t0k3n-value", "krgeobuk_dev", "dev-only-password"}, got)
+}
+
+func TestJSONShape(t *testing.T) {
+	var b bytes.Buffer
+	res := leaky()
+	res.OK = res.Verdict.OK()
+	res.Duration = report.Duration(1500 * time.Millisecond)
+	require.NoError(t, report.JSON(&b, res, nil))
+	var back map[string]any
+	require.NoError(t, json.Unmarshal(b.Bytes(), &back))
+	require.Equal(t, "rolled-back", back["verdict"])
+	require.Equal(t, false, back["ok"])
+	require.Equal(t, 1.5, back["duration"])
+	require.EqualValues(t, 1, back["rolledBackTo"])
+	problems := back["problems"].([]any)
+	require.Equal(t, "CrashLoop", problems[0].(map[string]any)["class"])
+}
+
+func TestTableAndMarkdownTellTheStory(t *testing.T) {
+	var table, md bytes.Buffer
+	res := leaky()
+	require.NoError(t, report.Table(&table, res, nil))
+	require.NoError(t, report.Markdown(&md, res, nil))
+	require.Contains(t, table.String(), "deploy development (release krgeobuk-apps, namespace krgeobuk): ROLLED-BACK")
+	require.Contains(t, table.String(), "[CrashLoop] auth-server: pod auth-server-7d9-x container auth-server: CrashLoopBackOff")
+	require.Contains(t, md.String(), "### ↩️ deploy `development`: rolled-back")
+	require.Contains(t, md.String(), "| CrashLoop | auth-server | auth-server-7d9-x | auth-server | CrashLoopBackOff |")
+	// Digests are shortened in the Markdown history, never in the table.
+	require.Contains(t, md.String(), "auth-server: `r/auth-server@sha256:0123456789ab`")
+	require.True(t, strings.Contains(table.String(), "r1 auth-server r/auth-server@sha256:0123456789abcdef0123"))
+}
+
+func TestVerdictOK(t *testing.T) {
+	for v, ok := range map[report.Verdict]bool{
+		report.Verified: true, report.Unchanged: true, report.Reported: true,
+		report.RolledBack: false, report.RollbackFailed: false, report.Uninstalled: false,
+		report.Failed: false, report.Refused: false, report.Cancelled: false,
+	} {
+		require.Equal(t, ok, v.OK(), v)
+	}
+}
