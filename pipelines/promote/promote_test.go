@@ -18,6 +18,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	retry "github.com/sethvargo/go-retry"
 	"github.com/stretchr/testify/require"
+
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/release"
 )
 
 // serve starts a real OCI registry (go-containerregistry's in-process
@@ -195,4 +197,22 @@ func mustDigest(t *testing.T, ref string) name.Digest {
 	d, err := name.NewDigest(ref)
 	require.NoError(t, err)
 	return d
+}
+
+func TestVerifiedPicksTheNewestVerifiedRevision(t *testing.T) {
+	d := "sha256:" + strings.Repeat("cd", 32)
+	history := []release.Revision{
+		{Number: 3, Verified: true, Images: map[string]string{"auth-server": "ghcr.io/krgeobuk/auth-server@" + d}},
+		{Number: 5, Verified: false, Images: map[string]string{"auth-server": "ghcr.io/krgeobuk/auth-server@sha256:" + strings.Repeat("ef", 32)}},
+		{Number: 4, Verified: true, Images: map[string]string{"auth-server": "ghcr.io/krgeobuk/auth-server@" + d, "auth-client": "ghcr.io/krgeobuk/auth-client@" + d}},
+	}
+	got, rev, err := Verified(history)
+	require.NoError(t, err)
+	require.Equal(t, 4, rev, "the newest verified, never the newest")
+	require.Len(t, got, 2)
+
+	_, _, err = Verified(history[1:2])
+	require.ErrorContains(t, err, "no verified revision")
+	_, _, err = Verified([]release.Revision{{Number: 2, Verified: true, Images: map[string]string{"auth-server": "ghcr.io/krgeobuk/auth-server:1.0"}}})
+	require.ErrorContains(t, err, `revision 2 runs auth-server as "ghcr.io/krgeobuk/auth-server:1.0", not pinned by digest`)
 }
