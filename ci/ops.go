@@ -370,4 +370,3 @@ func rendered(d *deploy.Deployer, res *report.Result, format string) (string, er
 	}
 	return buf.String(), nil
 }
-

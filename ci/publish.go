@@ -66,14 +66,14 @@ func (m *Krgeobuk) Publish(
 }
 
 type publishArgs struct {
-	registry, tag       string
-	services            []string
-	source              *dagger.Directory
-	username            string
-	password            *dagger.Secret
-	platform            []dagger.Platform
-	env, revision       string
-	sourceURL           string
+	registry, tag         string
+	services              []string
+	source                *dagger.Directory
+	username              string
+	password              *dagger.Secret
+	platform              []dagger.Platform
+	env, revision         string
+	sourceURL             string
 	nodeImage, nginxImage string
 }
 
