@@ -9,6 +9,7 @@ require (
 	github.com/dagger/querybuilder v0.0.0-20260402040506-574a5e81cb59
 	github.com/google/go-containerregistry v0.22.1
 	github.com/krgeobuk/krgeobuk-infra v0.0.0-00010101000000-000000000000
+	github.com/stretchr/testify v1.12.1
 	github.com/vektah/gqlparser/v2 v2.5.32
 	go.opentelemetry.io/otel v1.44.0
 	go.opentelemetry.io/otel/trace v1.44.0

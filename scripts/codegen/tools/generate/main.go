@@ -25,7 +25,7 @@ import (
 )
 
 // generated are the paths codegen writes, relative to the repository root.
-var generated = []string{"ci/dagger.gen.go", "ci/internal", "ci/go.mod", "ci/go.sum"}
+var generated = []string{"ci/dagger.gen.go", "ci/internal/dagger", "ci/go.mod", "ci/go.sum"}
 
 func main() {
 	repo := flag.String("repo", ".", "repository root (holds dagger.json)")
