@@ -199,4 +199,3 @@ func freePort(t *testing.T) int {
 	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port
 }
-
