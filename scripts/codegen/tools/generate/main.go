@@ -85,6 +85,15 @@ func run(repo string, check bool) error {
 		return err
 	}
 
+	if check {
+		// The converter's other view must reproduce the published client
+		// library exactly: the proof that the SDL-to-schema conversion is the
+		// engine's own.
+		if err := checkLibrary(tools, codegen, sdl, mod.EngineVersion, scratch); err != nil {
+			return err
+		}
+	}
+
 	target := repo
 	if check {
 		target = filepath.Join(scratch, "repo")
@@ -118,6 +127,76 @@ func run(repo string, check bool) error {
 	}
 	fmt.Println("generate-check: committed bindings match a fresh generation")
 	return nil
+}
+
+// checkLibrary regenerates dagger.io/dagger at version from the client view
+// of the SDL and compares it with the published module's generated files.
+func checkLibrary(tools, codegen, sdl, version, scratch string) error {
+	cmd := exec.Command("go", "mod", "download", "-json", "dagger.io/dagger@"+version)
+	cmd.Dir = tools
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("go mod download dagger.io/dagger@%s: %w", version, err)
+	}
+	var info struct{ Dir string }
+	if err := json.Unmarshal(out, &info); err != nil || info.Dir == "" {
+		return fmt.Errorf("go mod download: no module directory in %s", out)
+	}
+	lib := filepath.Join(scratch, "lib")
+	if err := copyDir(info.Dir, lib); err != nil {
+		return err
+	}
+	intro, err := convert.Convert(sdl, mustRead(sdl), convert.ViewClient, version)
+	if err != nil {
+		return err
+	}
+	introPath := filepath.Join(scratch, "client.json")
+	if err := os.WriteFile(introPath, intro, 0o644); err != nil {
+		return err
+	}
+	gen := exec.Command(codegen, "generate-library", "--output", lib, "--introspection-json-path", introPath)
+	gen.Dir = lib
+	gen.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
+	var log bytes.Buffer
+	gen.Stdout, gen.Stderr = &log, &log
+	if err := gen.Run(); err != nil {
+		return fmt.Errorf("codegen generate-library: %w\n%s", err, log.String())
+	}
+	for _, f := range []string{"dagger.gen.go", filepath.Join("dag", "dag.gen.go")} {
+		want, err := os.ReadFile(filepath.Join(info.Dir, f))
+		if err != nil {
+			return err
+		}
+		got, err := os.ReadFile(filepath.Join(lib, f))
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(want, got) {
+			return fmt.Errorf("the SDL converter's client view does not regenerate dagger.io/dagger@%s %s byte for byte; the converter is out of step with the engine", version, f)
+		}
+	}
+	fmt.Printf("generate-check: the converter regenerates dagger.io/dagger@%s byte for byte\n", version)
+	return nil
+}
+
+// copyDir copies a directory tree (the module cache's read-only files
+// become writable copies).
+func copyDir(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, b, 0o644)
+	})
 }
 
 func mustRead(p string) string {

@@ -5,6 +5,7 @@ package convert
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -99,8 +100,29 @@ func Build(name, sdl string, view View, version string) (*introspection.Response
 			out.ScrubType(t)
 			out.ScrubType(t + "ID")
 		}
+		dropExpecting(out, hiddenFromModules)
 	}
 	return &introspection.Response{Schema: out, SchemaVersion: version}, nil
+}
+
+// dropExpecting removes the fields that return, or take as an argument, an
+// ID of one of the hidden types (@expectedType), which ScrubType cannot see:
+// their type is the generic ID.
+func dropExpecting(s *introspection.Schema, hidden []string) {
+	hides := func(d introspection.Directives) bool { return slices.Contains(hidden, d.ExpectedType()) }
+	for _, t := range s.Types {
+		kept := t.Fields[:0]
+		for _, f := range t.Fields {
+			drop := hides(f.Directives)
+			for _, a := range f.Args {
+				drop = drop || hides(a.Directives)
+			}
+			if !drop {
+				kept = append(kept, f)
+			}
+		}
+		t.Fields = kept
+	}
 }
 
 // addIDScalarsAndLoaders adds, for every object type and interface (but Node)
