@@ -146,8 +146,8 @@ func TestUnwrap(t *testing.T) {
 	long := "Execute the command with all root capabilities. This is similar to running a\ncommand with sudo."
 	tests := []struct {
 		name, in string
-		indent  int
-		want    string
+		indent   int
+		want     string
 	}{
 		{"printer wrap is joined", long, 0, "Execute the command with all root capabilities. This is similar to running a command with sudo."},
 		{"a break where the next word fits was written by hand", "Short line.\nNext line.", 0, "Short line.\nNext line."},
