@@ -68,3 +68,10 @@ $(ACTIONLINT):
 
 help:
 	@grep -E '^## ' Makefile | sed 's/^## //'
+
+## monitoring-tools: build (once, cached in $KRGEOBUK_CACHE/monitoring) Prometheus, promtool, Alertmanager and the exporters the monitoring tests run
+.PHONY: monitoring-tools
+monitoring-tools:
+	$(GO) run ./internal/promtest/cmd/promtools
+# The cold build takes minutes: do it before `go test`, outside its timeouts.
+test: monitoring-tools

@@ -99,7 +99,7 @@ func (o *Options) validate() error {
 		o.Name = "testenv"
 	}
 	if !nameRE.MatchString(o.Name) {
-		return fmt.Errorf("testenv: cluster name %q: want 1-30 lower-case letters, digits or '-', not starting or ending with '-'", o.Name)
+		return fmt.Errorf("testenv: cluster name %q: want at most 30 lower-case letters, digits or '-', starting and ending with a letter or digit", o.Name)
 	}
 	if o.Nodes == 0 {
 		o.Nodes = 2

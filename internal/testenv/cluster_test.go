@@ -96,6 +96,7 @@ func statusOf(d *appsv1.Deployment) any {
 }
 
 func TestDeploymentRollsOutToFullAvailability(t *testing.T) {
+	t.Parallel()
 	c, client := clientFor(t)
 	ns := namespace(t, client)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -150,6 +151,9 @@ func podCondition(p *corev1.Pod, typ corev1.PodConditionType) corev1.ConditionSt
 type podWatch struct {
 	w    watch.Interface
 	last *corev1.Pod
+	// invariant, when set, must hold for every status the fake kubelet
+	// has written (the pod has an IP), not just the awaited one.
+	invariant func(*corev1.Pod) error
 }
 
 func watchPod(ctx context.Context, t *testing.T, client kubernetes.Interface, ns, name string) *podWatch {
@@ -178,6 +182,11 @@ func (pw *podWatch) until(ctx context.Context, t *testing.T, what string, cond f
 				continue
 			}
 			pw.last = p
+			if pw.invariant != nil && p.Status.PodIP != "" {
+				if err := pw.invariant(p); err != nil {
+					require.FailNow(t, "pod broke its promise", "%v; status: %s", err, describe(p))
+				}
+			}
 			if cond(p) {
 				return p
 			}

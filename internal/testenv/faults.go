@@ -26,7 +26,7 @@ const (
 	FaultCrashLoop = "crashloop"
 	// FaultImagePull: Pending, containers waiting with reason ErrImagePull,
 	// then ImagePullBackOff 1-1.5s later, then ErrImagePull again after
-	// 10-15s, and round again, as a kubelet retrying the pull does.
+	// 5-7.5s, and round again, as a kubelet retrying the pull does.
 	FaultImagePull = "image-pull"
 	// FaultExitError: containers terminated with exit code 1, reason Error,
 	// never restarted; the pod phase is Failed when restartPolicy is Never,
@@ -61,9 +61,10 @@ func Faults() []string {
 // faultBound bounds how long a fault injection may take to show.
 const faultBound = time.Minute
 
-// StopAPIServer stops kube-apiserver (SIGTERM, SIGKILL after 10s) and
-// returns once it has exited. etcd keeps the data; clients see connection
-// refused until StartAPIServer.
+// StopAPIServer stops kube-apiserver and returns once it has exited and
+// been reaped. It gets SIGTERM, on which it stops listening at once, then
+// SIGKILL after 2s: draining its requests can otherwise take a minute.
+// etcd keeps the data; clients see connection refused until StartAPIServer.
 func (c *Cluster) StopAPIServer(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -74,7 +75,7 @@ func (c *Cluster) StopAPIServer(ctx context.Context) error {
 	if p == nil {
 		return fmt.Errorf("testenv: cluster %s has no API server", c.name)
 	}
-	if err := p.stop(10 * time.Second); err != nil {
+	if err := p.stop(2 * time.Second); err != nil {
 		return fmt.Errorf("testenv: cluster %s: stop API server: %w", c.name, err)
 	}
 	return nil

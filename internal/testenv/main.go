@@ -172,7 +172,10 @@ func supervise() int {
 	// Build before the tests start, so a cold build is not cut short by
 	// go test's -timeout alarm (it starts inside m.Run).
 	buildCtx, stopBuild := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	_, err = binaries.Ensure(buildCtx, binaries.Options{Log: os.Stderr})
+	_, err = binaries.Ensure(buildCtx, binaries.Options{
+		Log:       os.Stderr,
+		BuildHint: "; go test's -timeout (10m by default) bounds this build too: run `make testenv` first, or pass -timeout 40m",
+	})
 	interrupted := buildCtx.Err() != nil
 	stopBuild()
 	if interrupted {
@@ -299,7 +302,10 @@ func readStat(pid int) (procStat, bool) {
 	if err != nil {
 		return procStat{}, false
 	}
-	s := string(data)
+	return parseStat(string(data))
+}
+
+func parseStat(s string) (procStat, bool) {
 	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
 	if open < 0 || end < open {
 		return procStat{}, false

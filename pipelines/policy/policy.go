@@ -110,17 +110,23 @@ func sortViolations(vs []Violation) {
 type workload struct {
 	ref  string
 	spec *corev1.PodSpec
+	// claims are a StatefulSet's volume claim templates: writable volumes like emptyDirs.
+	claims []string
 }
 
 func workloads(objs []render.Object) []workload {
 	var out []workload
 	for _, o := range objs {
 		var spec *corev1.PodSpec
+		var claims []string
 		switch t := o.Typed.(type) {
 		case *appsv1.Deployment:
 			spec = &t.Spec.Template.Spec
 		case *appsv1.StatefulSet:
 			spec = &t.Spec.Template.Spec
+			for _, c := range t.Spec.VolumeClaimTemplates {
+				claims = append(claims, c.Name)
+			}
 		case *appsv1.DaemonSet:
 			spec = &t.Spec.Template.Spec
 		case *appsv1.ReplicaSet:
@@ -134,7 +140,7 @@ func workloads(objs []render.Object) []workload {
 		default:
 			continue
 		}
-		out = append(out, workload{ref: o.Ref(), spec: spec})
+		out = append(out, workload{ref: o.Ref(), spec: spec, claims: claims})
 	}
 	return out
 }
@@ -234,14 +240,24 @@ func checkRestricted(_ Context, objs []render.Object) []Violation {
 		if s.HostNetwork || s.HostPID || s.HostIPC {
 			add("pod shares a host namespace (hostNetwork/hostPID/hostIPC)")
 		}
+		writable := map[string]bool{}
+		for _, c := range w.claims {
+			writable[c] = true
+		}
 		for _, v := range s.Volumes {
 			if v.HostPath != nil {
 				add("volume %s mounts a hostPath", v.Name)
+			}
+			if v.EmptyDir != nil || v.PersistentVolumeClaim != nil {
+				writable[v.Name] = true
 			}
 		}
 		psc := s.SecurityContext
 		if psc == nil {
 			psc = &corev1.PodSecurityContext{}
+		}
+		if psc.RunAsUser != nil && *psc.RunAsUser == 0 {
+			add("pod securityContext runs as uid 0")
 		}
 		for _, nc := range containers(s) {
 			sc := nc.c.SecurityContext
@@ -266,11 +282,17 @@ func checkRestricted(_ Context, objs []render.Object) []Violation {
 			if !firstTrue(sc.RunAsNonRoot, psc.RunAsNonRoot) {
 				add("%s: runAsNonRoot must be true (container or pod)", nc.label)
 			}
-			if uid := firstInt(sc.RunAsUser, psc.RunAsUser); uid != nil && *uid == 0 {
+			if sc.RunAsUser != nil && *sc.RunAsUser == 0 {
 				add("%s: runs as uid 0", nc.label)
 			}
 			if !runtimeDefault(sc.SeccompProfile, psc.SeccompProfile) {
 				add("%s: seccompProfile must be RuntimeDefault or Localhost (container or pod)", nc.label)
+			}
+			// A read-only root is only real if nothing shared is mounted writable.
+			for _, m := range nc.c.VolumeMounts {
+				if !m.ReadOnly && !writable[m.Name] {
+					add("%s: mounts %s writable from a volume that is neither emptyDir nor a PVC", nc.label, m.MountPath)
+				}
 			}
 		}
 	}
@@ -294,13 +316,6 @@ func firstTrue(container, pod *bool) bool {
 		return *container
 	}
 	return pod != nil && *pod
-}
-
-func firstInt(container, pod *int64) *int64 {
-	if container != nil {
-		return container
-	}
-	return pod
 }
 
 func runtimeDefault(container, pod *corev1.SeccompProfile) bool {

@@ -80,11 +80,15 @@ func TestRules(t *testing.T) {
 			docs: []string{strings.Replace(goodDeployment, "{runAsNonRoot: true, runAsUser: 1000, seccompProfile: {type: RuntimeDefault}}", "{runAsUser: 0}", 1)},
 			want: []string{
 				"restricted-security: Deployment/krgeobuk/api: container api: runAsNonRoot must be true",
-				"restricted-security: Deployment/krgeobuk/api: container api: runs as uid 0",
 				"restricted-security: Deployment/krgeobuk/api: container api: seccompProfile must be RuntimeDefault",
 				"restricted-security: Deployment/krgeobuk/api: init container wait: runAsNonRoot must be true",
-				"restricted-security: Deployment/krgeobuk/api: init container wait: runs as uid 0",
-				"restricted-security: Deployment/krgeobuk/api: init container wait: seccompProfile must be RuntimeDefault"}},
+				"restricted-security: Deployment/krgeobuk/api: init container wait: seccompProfile must be RuntimeDefault",
+				"restricted-security: Deployment/krgeobuk/api: pod securityContext runs as uid 0"}},
+		{name: "writable mount outside emptyDir", ctx: prod,
+			docs: []string{strings.Replace(goodDeployment, "          env: [{name: LOG_LEVEL, value: info}]\n",
+				"          env: [{name: LOG_LEVEL, value: info}]\n          volumeMounts: [{name: conf, mountPath: /etc/app}, {name: tmp, mountPath: /tmp}]\n", 1) +
+				"      volumes: [{name: conf, configMap: {name: app}}, {name: tmp, emptyDir: {}}]\n"},
+			want: []string{"restricted-security: Deployment/krgeobuk/api: container api: mounts /etc/app writable from a volume that is neither emptyDir nor a PVC"}},
 		{name: "secret literal env in production", ctx: prod,
 			docs: []string{strings.Replace(goodDeployment, "{name: LOG_LEVEL, value: info}", "{name: MYSQL_PASSWORD, value: hunter2}", 1)},
 			want: []string{"no-secret-literals: Deployment/krgeobuk/api: container api: env MYSQL_PASSWORD is set to a literal"}},

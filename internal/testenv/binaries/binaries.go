@@ -105,6 +105,8 @@ type Options struct {
 	// Log receives one line per decision and a progress line every
 	// minute of a build; nil discards them.
 	Log io.Writer
+	// BuildHint is appended to the line announcing a build.
+	BuildHint string
 	// Toolsets to ensure; Toolsets() when nil. Set only has fields for
 	// the programs of Toolsets().
 	Toolsets []Toolset
@@ -366,8 +368,8 @@ func build(ctx context.Context, opts Options, ts Toolset, version, modDir, dir s
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
 
-	fmt.Fprintf(opts.Log, "testenv: building %s %s (%s) into %s; a cold build takes minutes (k8s: ~15 on 2 cores), compiled packages stay in GOCACHE if it is interrupted; log: %s\n",
-		ts.Module, version, strings.Join(names, ", "), dir, logPath)
+	fmt.Fprintf(opts.Log, "testenv: building %s %s (%s) into %s; a cold build takes minutes (k8s: ~15 on 2 cores), compiled packages stay in GOCACHE if it is interrupted; log: %s%s\n",
+		ts.Module, version, strings.Join(names, ", "), dir, logPath, opts.BuildHint)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start go build: %w", err)

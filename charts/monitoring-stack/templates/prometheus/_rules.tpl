@@ -1,0 +1,106 @@
+{{/*
+The alerting rules. Every threshold and window comes from .Values.alerts, so
+environments and tests tune them without touching an expression.
+*/}}
+{{- define "mon.rules" -}}
+{{- $a := .Values.alerts -}}
+groups:
+  - name: krgeobuk-apps
+    rules:
+      - alert: KrgeobukAppDown
+        expr: up{job="krgeobuk-apps"} == 0
+        for: {{ $a.appDown.for }}
+        labels:
+          severity: critical
+        annotations:
+          summary: {{`"{{ $labels.service }} pod {{ $labels.pod }} is down"`}}
+          description: {{`"Prometheus cannot scrape {{ $labels.instance }} of {{ $labels.service }}."`}}
+      - alert: KrgeobukHighErrorRate
+        expr: |-
+          (
+            sum by (service) (rate(http_requests_total{job="krgeobuk-apps",status_code=~"5.."}[{{ $a.highErrorRate.window }}]))
+          /
+            sum by (service) (rate(http_requests_total{job="krgeobuk-apps"}[{{ $a.highErrorRate.window }}]))
+          ) > {{ $a.highErrorRate.ratio }}
+        for: {{ $a.highErrorRate.for }}
+        labels:
+          severity: critical
+        annotations:
+          summary: {{`"{{ $labels.service }} answers {{ $value | humanizePercentage }} of requests with 5xx"`}}
+          description: {{ printf "5xx ratio over %s is above %v." $a.highErrorRate.window $a.highErrorRate.ratio | quote }}
+      - alert: KrgeobukHighLatency
+        expr: |-
+          histogram_quantile(0.95,
+            sum by (service, le) (rate(http_request_duration_seconds_bucket{job="krgeobuk-apps"}[{{ $a.highLatency.window }}]))
+          ) > {{ $a.highLatency.p95Seconds }}
+        for: {{ $a.highLatency.for }}
+        labels:
+          severity: warning
+        annotations:
+          summary: {{`"{{ $labels.service }} p95 latency is {{ $value | humanizeDuration }}"`}}
+          description: {{ printf "p95 of http_request_duration_seconds over %s is above %vs." $a.highLatency.window $a.highLatency.p95Seconds | quote }}
+
+  - name: krgeobuk-data-server
+    rules:
+      - alert: DataServerExporterDown
+        expr: up{job=~"data-server-node|data-server-mysqld|data-server-redis"} == 0
+        for: {{ $a.exporterDown.for }}
+        labels:
+          severity: critical
+        annotations:
+          summary: {{`"{{ $labels.job }} exporter on the data server is unreachable ({{ $labels.instance }})"`}}
+          description: "Prometheus cannot scrape the data server exporter; store and backup alerts are blind until it is back."
+      - alert: MySQLDown
+        expr: mysql_up{job="data-server-mysqld"} == 0
+        for: {{ $a.storeDown.for }}
+        labels:
+          severity: critical
+        annotations:
+          summary: {{`"MySQL {{ $labels.store }} is down"`}}
+          description: {{`"mysqld_exporter cannot connect to {{ $labels.store }}."`}}
+      - alert: RedisDown
+        expr: redis_up{job="data-server-redis"} == 0
+        for: {{ $a.storeDown.for }}
+        labels:
+          severity: critical
+        annotations:
+          summary: {{`"Redis {{ $labels.store }} is down"`}}
+          description: {{`"redis_exporter cannot connect to {{ $labels.store }}."`}}
+
+  - name: krgeobuk-backups
+    rules:
+      - alert: KrgeobukBackupStale
+        expr: time() - max by (store) (krgeobuk_backup_last_success_timestamp_seconds) > {{ int64 $a.backupStale.maxAgeSeconds }}
+        for: {{ $a.backupStale.for }}
+        labels:
+          severity: critical
+        annotations:
+          summary: {{`"The last good backup of {{ $labels.store }} is {{ $value | humanizeDuration }} old"`}}
+          description: {{ printf "No successful backup within %v seconds." (int64 $a.backupStale.maxAgeSeconds) | quote }}
+      {{- range .Values.dataServer.stores }}
+      - alert: KrgeobukBackupMissing
+        expr: absent(krgeobuk_backup_last_success_timestamp_seconds{store={{ .name | quote }}})
+        for: {{ $a.backupMissing.for }}
+        labels:
+          severity: critical
+        annotations:
+          summary: {{ printf "No backup metric for %s" .name | quote }}
+          description: "The backup job has never reported a success, or the node exporter textfile collector lost its file."
+      {{- end }}
+      - alert: KrgeobukBackupFailed
+        expr: krgeobuk_backup_last_run_success == 0
+        for: {{ $a.backupFailed.for }}
+        labels:
+          severity: warning
+        annotations:
+          summary: {{`"The last backup run of {{ $labels.store }} failed"`}}
+          description: "The newest backup attempt did not finish; older backups are kept."
+      - alert: KrgeobukBackupRestoreVerifyFailed
+        expr: krgeobuk_backup_restore_verify_success == 0
+        for: {{ $a.restoreVerifyFailed.for }}
+        labels:
+          severity: critical
+        annotations:
+          summary: {{`"The newest backup of {{ $labels.store }} did not restore cleanly"`}}
+          description: "The verification job restored the backup into a scratch instance and it did not match the source."
+{{- end -}}
