@@ -75,3 +75,12 @@ monitoring-tools:
 	$(GO) run ./internal/promtest/cmd/promtools
 # The cold build takes minutes: do it before `go test`, outside its timeouts.
 test: monitoring-tools
+
+## demo: a gated deploy on a simulated cluster: a healthy release, then a crash-looping one rolled back
+.PHONY: demo bench-deploy
+demo:
+	$(GO) run ./pipelines/cmd/krgeobuk/demo
+
+## bench-deploy: our gated deploy vs Helm's --atomic/--wait on the simulated cluster (about 7 min)
+bench-deploy:
+	$(GO) test -count=1 -run '^$$' -bench BenchmarkDeploy -benchtime=1x -timeout 30m ./pipelines/deploy/

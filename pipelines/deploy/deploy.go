@@ -48,6 +48,9 @@ type Config struct {
 	// Endpoints resolves readiness URLs; nil means the API server's service
 	// proxy with the kubeconfig's credentials.
 	Endpoints gate.Endpoints
+	// ReadinessURLs send the named services' readiness checks to fixed URLs
+	// (the public ingress, say); the others use Endpoints.
+	ReadinessURLs map[string]string
 	// Actor says who deploys; it is recorded on revisions and in the lock
 	// holder identity. Default: $USER@hostname.
 	Actor string
@@ -55,6 +58,8 @@ type Config struct {
 	Progress func(Event)
 	// Log receives human-readable progress lines, redacted. Nil discards.
 	Log io.Writer
+	// Verbose adds Helm's own debug lines to Log.
+	Verbose bool
 }
 
 // Event is one progress update of a run.
@@ -102,7 +107,10 @@ func New(cfg Config) (*Deployer, error) {
 	if cfg.Log != nil {
 		d.log = red.Writer(cfg.Log)
 	}
-	helmLog := func(format string, args ...any) { d.logf("helm: "+format, args...) }
+	helmLog := func(string, ...any) {}
+	if cfg.Verbose {
+		helmLog = func(format string, args ...any) { d.logf("helm: "+format, args...) }
+	}
 	d.rel, err = release.New(kc, cfg.Env.Namespace, cfg.Env.Release, helmLog)
 	if err != nil {
 		return nil, fmt.Errorf("environment %s: %w", cfg.Env.Name, err)
@@ -118,6 +126,9 @@ func New(cfg Config) (*Deployer, error) {
 	}
 	if d.eps == nil {
 		d.eps = gate.ServiceProxy{Config: kc.RESTConfig()}
+	}
+	if len(cfg.ReadinessURLs) > 0 {
+		d.eps = gate.URLs{URLs: cfg.ReadinessURLs, Fallback: d.eps}
 	}
 	d.actor = cfg.Actor
 	if d.actor == "" {

@@ -180,7 +180,8 @@ func (d *Deployer) deployLocked(ctx context.Context, r *run, values map[string]a
 func (d *Deployer) remediate(ctx context.Context, r *run, failed release.Revision, firstInstall bool, cause *gate.Failure, skip int) outcome {
 	r.res.Problems = cause.Problems
 	why := fmt.Sprintf("revision %d failed its %s gate: %s", failed.Number, cause.Gate, headline(cause))
-	if err := d.rel.MarkFailed(ctx, failed.Number, "gates failed: "+headline(cause)); err != nil {
+	// The description lives in the release record; keep secrets out of it too.
+	if err := d.rel.MarkFailed(ctx, failed.Number, d.redactor.String("gates failed: "+headline(cause))); err != nil {
 		r.note("could not mark revision %d failed in Helm's history: %v", failed.Number, err)
 	}
 	history, err := d.rel.History(ctx)
@@ -208,7 +209,7 @@ func (d *Deployer) remediate(ctx context.Context, r *run, failed release.Revisio
 	if firstInstall {
 		err := r.step("uninstall", func() (string, error) {
 			return "failed first install removed; diagnostics kept in this report",
-				d.rel.Uninstall(ctx, "first install failed its gates: "+headline(cause))
+				d.rel.Uninstall(ctx, d.redactor.String("first install failed its gates: "+headline(cause)))
 		})
 		if err != nil {
 			return outcome{report.Failed, capital(why) + "; removing the failed first install failed too.", err}
@@ -241,7 +242,7 @@ func (d *Deployer) rollbackTo(ctx context.Context, r *run, target release.Revisi
 		var f *gate.Failure
 		if errors.As(err, &f) {
 			r.res.RollbackProblems = f.Problems
-			_ = d.rel.MarkFailed(ctx, rev.Number, "rollback gates failed: "+headline(f))
+			_ = d.rel.MarkFailed(ctx, rev.Number, d.redactor.String("rollback gates failed: "+headline(f)))
 		}
 		return rev, err
 	}
@@ -268,7 +269,7 @@ func (d *Deployer) gates(ctx context.Context, r *run, rev release.Revision, pref
 	var statuses []gate.Status
 	err = r.step(prefix+"/rollout", func() (string, error) {
 		var err error
-		statuses, err = gate.WatchRollout(ctx, d.kc.Typed, gate.RolloutOptions{
+		statuses, err = gate.WatchRollout(ctx, d.kc.Watch, gate.RolloutOptions{
 			Namespace: d.env.Namespace, Release: d.env.Release, Workloads: workloads,
 			Timeout: d.env.Gates.RolloutTimeout, UnschedulableGrace: d.env.Gates.UnschedulableGrace,
 			Progress: progress(prefix + "/rollout"),
@@ -313,7 +314,7 @@ func (d *Deployer) snapshot(ctx context.Context, r *run, rev release.Revision) {
 		r.note("could not read the workloads of revision %d: %v", rev.Number, err)
 		return
 	}
-	statuses, err := gate.Snapshot(ctx, d.kc.Typed, d.env.Namespace, wls, 20*time.Second)
+	statuses, err := gate.Snapshot(ctx, d.kc.Watch, d.env.Namespace, wls, 20*time.Second)
 	if err != nil {
 		r.note("%v", err)
 		return

@@ -175,3 +175,26 @@ func (e *statusError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.code,
 func sortProblems(ps []Problem, order map[string]int) {
 	sort.SliceStable(ps, func(i, j int) bool { return order[ps[i].Service] < order[ps[j].Service] })
 }
+
+// URLs sends the services it names to fixed readiness URLs (for example
+// through the public ingress) and every other service to Fallback.
+type URLs struct {
+	URLs     map[string]string
+	Client   *http.Client // nil: http.DefaultClient
+	Fallback Endpoints
+}
+
+// Readiness implements Endpoints.
+func (u URLs) Readiness(ctx context.Context, namespace string, svc catalog.Service) (Endpoint, error) {
+	if url, ok := u.URLs[svc.Name]; ok {
+		c := u.Client
+		if c == nil {
+			c = http.DefaultClient
+		}
+		return Endpoint{URL: url, Client: c}, nil
+	}
+	if u.Fallback == nil {
+		return Endpoint{}, fmt.Errorf("service %s: no readiness URL given", svc.Name)
+	}
+	return u.Fallback.Readiness(ctx, namespace, svc)
+}

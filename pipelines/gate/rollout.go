@@ -181,6 +181,8 @@ func generations(ctx context.Context, cs kubernetes.Interface, ns string, wls []
 	out := map[string]int64{}
 	for _, wl := range wls {
 		err := retryAPI(ctx, func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
 			d, err := cs.AppsV1().Deployments(ns).Get(ctx, wl.Deployment, metav1.GetOptions{})
 			if apierrors.IsNotFound(err) {
 				return nil
@@ -258,6 +260,11 @@ func (w *watcher) evaluate(now time.Time) ([]Status, []Problem, time.Time) {
 				problems = append(problems, p)
 				fatal++
 			}
+		}
+		if st.Phase == PhaseFailed && fatal == 0 {
+			// The controller itself gave up (ProgressDeadlineExceeded).
+			problems = append(problems, Problem{Class: ProgressDeadline, Service: wl.Service, Reason: "ProgressDeadlineExceeded", Message: st.Message})
+			fatal++
 		}
 		if fatal > 0 {
 			st.Phase = PhaseFailed

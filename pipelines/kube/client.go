@@ -29,8 +29,11 @@ type Client struct {
 	// Namespace is the namespace objects without one are placed in.
 	Namespace string
 	// Typed, Dynamic and Discovery talk to the same API server with the same
-	// credentials as REST.
-	Typed     kubernetes.Interface
+	// credentials as REST; each request is bounded by RequestTimeout.
+	Typed kubernetes.Interface
+	// Watch is Typed without the per-request timeout, for informers and
+	// watches, whose streams must outlive it (callers bound them by context).
+	Watch     kubernetes.Interface
 	Dynamic   dynamic.Interface
 	Discovery discovery.CachedDiscoveryInterface
 	// Mapper resolves kinds to resources lazily and re-reads discovery when
@@ -83,6 +86,12 @@ func newClient(cfg *rest.Config, loader clientcmd.ClientConfig, namespace string
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
+	wcfg := rest.CopyConfig(cfg)
+	wcfg.Timeout = 0
+	watch, err := kubernetes.NewForConfig(wcfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("dynamic client: %w", err)
@@ -96,6 +105,7 @@ func newClient(cfg *rest.Config, loader clientcmd.ClientConfig, namespace string
 	return &Client{
 		Namespace: namespace,
 		Typed:     typed,
+		Watch:     watch,
 		Dynamic:   dyn,
 		Discovery: cached,
 		Mapper:    mapper,

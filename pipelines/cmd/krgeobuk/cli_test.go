@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/krgeobuk/krgeobuk-infra/internal/testenv"
+	"github.com/krgeobuk/krgeobuk-infra/k8s"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy/deploytest"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{nil, "usage: krgeobuk <command>"},
+		{[]string{"launch"}, `unknown command "launch"`},
+		{[]string{"status"}, "--env is required"},
+		{[]string{"deploy", "--env", "x", "--image", "auth-server"}, "want service=value"},
+		{[]string{"deploy", "--env", "x", "--image", "a=1", "--image", "a=2"}, "a given twice"},
+		{[]string{"status", "--env", "x", "--output", "yaml"}, "--output must be table, json or markdown"},
+		{[]string{"history", "--env", "x", "extra"}, "unexpected arguments [extra]"},
+		{[]string{"rollback", "--env", "x", "--image", "a=b"}, "flag provided but not defined: -image"},
+	}
+	for _, tt := range tests {
+		var out, errb bytes.Buffer
+		require.Equal(t, exitUsage, run(context.Background(), tt.args, &out, &errb), tt.args)
+		require.Contains(t, errb.String(), tt.want)
+		require.Empty(t, out.String())
+	}
+}
+
+func TestUnknownEnvironmentIsRefused(t *testing.T) {
+	var out, errb bytes.Buffer
+	require.Equal(t, exitFailed, run(context.Background(), []string{"status", "--env", "qa", "--kubeconfig", "/dev/null"}, &out, &errb))
+	require.Contains(t, out.String(), "REFUSED")
+	require.Contains(t, out.String(), `environment "qa": unknown (known: [development production staging])`)
+}
+
+// environmentDir writes an environment "clitest" like development, in its
+// own namespace with short gates.
+func environmentDir(t *testing.T, ns string) string {
+	dir := t.TempDir()
+	envDir := filepath.Join(dir, "environments", "clitest")
+	require.NoError(t, os.MkdirAll(envDir, 0o755))
+	values, err := k8s.Environments.ReadFile("environments/development/krgeobuk-apps.values.yaml")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(envDir, "krgeobuk-apps.values.yaml"), values, 0o644))
+	settings := "name: clitest\nnamespace: " + ns + "\nrelease: krgeobuk-apps\n" +
+		"gates: {rolloutTimeout: 45s, readinessTimeout: 4s, unschedulableGrace: 3s}\nlock: {ttl: 10s}\n"
+	require.NoError(t, os.WriteFile(filepath.Join(envDir, "environment.yaml"), []byte(settings), 0o644))
+	return dir
+}
+
+func TestDeployRollbackStatusHistory(t *testing.T) {
+	c := testenv.Shared(t)
+	ctx := context.Background()
+	cs, err := kubernetes.NewForConfig(c.RESTConfig())
+	require.NoError(t, err)
+	const ns = "clitest"
+	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	reg := deploytest.NewRegistry()
+	defer reg.Close()
+	apps := deploytest.NewApps(cs)
+	defer apps.Close()
+	dir := environmentDir(t, ns)
+	tmp := t.TempDir()
+
+	common := []string{"--env", "clitest", "--environments", dir, "--kubeconfig", c.KubeconfigPath(), "--actor", "cli-test"}
+	readiness := []string{}
+	for _, s := range catalog.All() {
+		if s.IsAPI() {
+			ep, err := apps.Readiness(ctx, ns, s)
+			require.NoError(t, err)
+			readiness = append(readiness, "--readiness-url", s.Name+"="+ep.URL)
+		}
+	}
+	images := func(version string) []string {
+		refs, err := reg.Publish(version)
+		require.NoError(t, err)
+		var args []string
+		for svc, ref := range refs {
+			args = append(args, "--image", svc+"="+ref)
+		}
+		return args
+	}
+	cli := func(want int, args ...string) (string, string) {
+		t.Helper()
+		var out, errb bytes.Buffer
+		code := run(ctx, args, &out, &errb)
+		require.Equal(t, want, code, "stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
+		for _, secret := range append(report.SecretsFromKubeconfig(c.Kubeconfig()), "dev-only-password") {
+			if len(secret) >= 4 {
+				require.NotContains(t, out.String()+errb.String(), secret)
+			}
+		}
+		return out.String(), errb.String()
+	}
+	jsonFile, mdFile := filepath.Join(tmp, "result.json"), filepath.Join(tmp, "summary.md")
+
+	args := append(append(append([]string{"deploy"}, common...), readiness...), images("1.0.0")...)
+	out, logs := cli(exitOK, append(args, "--json", jsonFile, "--markdown", mdFile)...)
+	require.Contains(t, out, "deploy clitest (release krgeobuk-apps, namespace clitest): VERIFIED")
+	require.Contains(t, logs, "gate/rollout auth-server")
+	var res map[string]any
+	data, err := os.ReadFile(jsonFile)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(data, &res))
+	require.Equal(t, "verified", res["verdict"])
+	md, err := os.ReadFile(mdFile)
+	require.NoError(t, err)
+	require.Contains(t, string(md), "### ✅ deploy `clitest`: verified")
+
+	// A crash-looping release: exit 1, rolled back, and the Markdown
+	// summary is appended to, as CI step summaries are.
+	valuesFile := filepath.Join(tmp, "bad.yaml")
+	require.NoError(t, os.WriteFile(valuesFile, []byte("services:\n  auth-server:\n    podLabels:\n      "+testenv.FaultLabel+": crashloop\n"), 0o644))
+	args = append(append(append([]string{"deploy"}, common...), readiness...), images("2.0.0")...)
+	out, _ = cli(exitFailed, append(args, "--values", valuesFile, "--json", jsonFile, "--markdown", mdFile, "--output", "json")...)
+	require.NoError(t, json.Unmarshal([]byte(out), &res))
+	require.Equal(t, "rolled-back", res["verdict"])
+	require.EqualValues(t, 1, res["rolledBackTo"])
+	md, err = os.ReadFile(mdFile)
+	require.NoError(t, err)
+	require.Contains(t, string(md), "### ✅ deploy `clitest`: verified")
+	require.Contains(t, string(md), "### ↩️ deploy `clitest`: rolled-back")
+
+	out, _ = cli(exitOK, append([]string{"status"}, common...)...)
+	require.Contains(t, out, "Revision 3 is deployed and verified")
+	out, _ = cli(exitOK, append([]string{"history", "--output", "markdown"}, common...)...)
+	require.Contains(t, out, "| 2 | failed | no |")
+	out, _ = cli(exitFailed, append(append([]string{"rollback", "--to", "2"}, common...), readiness...)...)
+	require.Contains(t, out, "revision 2 was never verified; pass --force")
+	out, _ = cli(exitOK, append(append([]string{"rollback", "--to", "1"}, common...), readiness...)...)
+	require.Contains(t, out, "Rolled back to revision 1")
+	require.True(t, strings.Contains(out, "VERIFIED"))
+}
