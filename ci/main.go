@@ -20,6 +20,8 @@ type Krgeobuk struct {
 	Repo *dagger.Directory
 }
 
+// New sets the module up on a checkout of krgeobuk-infra (by default the one
+// `dagger` runs in).
 func New(
 	// The krgeobuk-infra checkout; defaults to the directory holding dagger.json.
 	// +defaultPath="/"
