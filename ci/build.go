@@ -9,9 +9,11 @@ import (
 
 	"dagger/krgeobuk/internal/dagger"
 
+	"github.com/krgeobuk/krgeobuk-infra/k8s"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/appenv"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/build"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
 )
 
 // Example sources in this repository, by kind: the default when no --source
@@ -33,6 +35,9 @@ type buildArgs struct {
 func checkBuildArgs(services []string, platform []dagger.Platform, env, revision, sourceURL, nodeImage, nginxImage string) (*buildArgs, error) {
 	sel, err := catalog.Select(services)
 	if err != nil {
+		return nil, err
+	}
+	if _, err := environment.Load(k8s.Environments, env); err != nil {
 		return nil, err
 	}
 	plats, err := build.CheckPlatforms(platforms(platform))

@@ -276,6 +276,10 @@ func TestBadArgumentsFailBeforeAnyCall(t *testing.T) {
 			_, err := m.Build(ctx, "auth-client", nil, nil, "qa", "", defaultSourceURL, "", "")
 			return err
 		}, `environment "qa": unknown`},
+		{"build: unknown environment for an API too", func() error {
+			_, err := m.Build(ctx, "auth-server", nil, nil, "qa", "", defaultSourceURL, "", "")
+			return err
+		}, `environment "qa": unknown`},
 		{"publish: malformed registry", func() error {
 			_, err := m.Publish(ctx, "https://ghcr.io/krgeobuk", "v1", nil, nil, "", nil, nil, "production", "", defaultSourceURL, "", "")
 			return err
