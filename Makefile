@@ -15,7 +15,7 @@ deps:
 	scripts/install-deps.sh
 
 ## test: everything CI runs: static checks, then the whole Go suite
-test: lint testenv
+test: lint testenv dagger-module
 	$(GO) test -count=1 ./...
 
 ## testenv: build (or reuse) the simulated cluster's binaries in $(KRGEOBUK_CACHE)/testenv
@@ -27,8 +27,8 @@ testenv:
 unit:
 	$(GO) test ./...
 
-## lint: gofmt, go vet and shellcheck
-lint: fmt-check vet shellcheck
+## lint: gofmt, go vet, shellcheck, actionlint and the generated-code check
+lint: fmt-check vet shellcheck actionlint generate-check
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v -E '(\.gen\.go$$|/internal/dagger/)')); \
@@ -39,6 +39,32 @@ vet:
 
 shellcheck:
 	git ls-files -z '*.sh' .ci/run | xargs -0 -r shellcheck
+
+## generate: regenerate the Dagger module's bindings (ci/) offline, from the Go module proxy only
+.PHONY: generate generate-check dagger-module actionlint
+generate:
+	$(GO) -C scripts/codegen/tools run ./generate -repo ../../..
+
+## generate-check: test the SDL converter; fail when committed bindings differ from a fresh generation
+generate-check:
+	$(GO) -C scripts/codegen/tools vet ./...
+	$(GO) -C scripts/codegen/tools test -count=1 ./...
+	$(GO) -C scripts/codegen/tools run ./generate -repo ../../.. -check
+
+## dagger-module: build, vet and contract-test the Dagger module (ci/ is its own Go module)
+dagger-module:
+	$(GO) -C ci build ./...
+	$(GO) -C ci vet ./...
+	$(GO) -C ci test -count=1 ./...
+
+## actionlint: check .github/workflows (actionlint built once from the module proxy into the cache)
+ACTIONLINT_VERSION := v1.7.12
+ACTIONLINT := $(KRGEOBUK_CACHE)/actionlint/$(ACTIONLINT_VERSION)/actionlint
+actionlint: $(ACTIONLINT)
+	$(ACTIONLINT) -shellcheck "$$(command -v shellcheck)"
+
+$(ACTIONLINT):
+	GOBIN=$(dir $@) GOFLAGS=-mod=mod $(GO) install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
 
 help:
 	@grep -E '^## ' Makefile | sed 's/^## //'

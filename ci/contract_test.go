@@ -1,0 +1,397 @@
+package main
+
+// Contract tests: each function is called against the FAKE session and the
+// queries it sends are checked. They prove the shape of the calls (pinned
+// images, cache volumes, service bindings, secrets, addresses) and that bad
+// arguments are refused before anything is sent; the real runs are the
+// end-to-end suite's job.
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"dagger/krgeobuk/internal/dagger"
+	"dagger/krgeobuk/internal/fakesession"
+
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/build"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/itest"
+)
+
+func module() *Krgeobuk { return New(dag.Directory()) }
+
+func TestBuildAPI(t *testing.T) {
+	recordFrom(t)
+	ctx := context.Background()
+	ctrs, err := module().Build(ctx, "auth-server", nil, nil, "production", "0123abc", defaultSourceURL, "", "")
+	require.NoError(t, err)
+	require.Len(t, ctrs, 1, "one platform by default")
+	id, err := ctrs[0].ID(ctx)
+	require.NoError(t, err)
+	runtime := chainOf(t, string(id))
+	all := flat(runtime)
+
+	require.Equal(t, []string{build.NodeImage}, slices.Compact(argList(all, "from", "address")),
+		"build and runtime stages both start from the pinned Node LTS")
+	require.Contains(t, argList(all, "directory", "path"), "examples/auth-api", "the example API is the default source")
+	require.Equal(t, []string{build.NPMCacheVolume}, slices.Compact(argList(all, "cacheVolume", "key")))
+	require.Equal(t, []string{"/root/.npm"}, slices.Compact(argList(all, "withMountedCache", "path")))
+	var dist []fakesession.Call
+	for _, c := range calls(runtime, "withDirectory") {
+		if c.Args["path"] == "/app/dist" {
+			dist = chainOf(t, fmt.Sprint(c.Args["source"]))
+		}
+	}
+	require.Equal(t, []string{"npm ci --no-audit --no-fund", "npm run build", "npm prune --omit=dev --no-audit --no-fund"}, execs(dist),
+		"lockfile install on the cache volume, build, then production dependencies only")
+	require.Equal(t, "/app/package.json", calls(dist, "withFile")[0].Args["path"], "dependencies install before the sources are copied")
+
+	// The runtime stage itself: non-root, no build tools, the chart's ports.
+	require.Equal(t, "from", runtime[1].Field)
+	require.Equal(t, []string{build.APIUser}, argList(runtime, "withUser", "name"))
+	require.Equal(t, []string{"8000", "8010"}, argList(runtime, "withExposedPort", "port"))
+	require.Equal(t, []string{"[node dist/main.js]"}, argList(runtime, "withEntrypoint", "args"))
+	require.Empty(t, calls(runtime, "withExec"), "nothing runs in the runtime stage")
+	require.ElementsMatch(t, []string{"/app/node_modules", "/app/dist"}, argList(runtime, "withDirectory", "path"))
+	for _, o := range argList(runtime, "withDirectory", "owner") {
+		require.Equal(t, build.APIUser, o)
+	}
+	labels := map[string]string{}
+	for _, c := range calls(runtime, "withLabel") {
+		labels[fmt.Sprint(c.Args["name"])] = fmt.Sprint(c.Args["value"])
+	}
+	require.Equal(t, defaultSourceURL, labels["org.opencontainers.image.source"])
+	require.Equal(t, "0123abc", labels["org.opencontainers.image.revision"])
+	require.NotEmpty(t, labels["org.opencontainers.image.created"])
+}
+
+func TestBuildSPAUsesTheChartsNginxConf(t *testing.T) {
+	recordFrom(t)
+	ctx := context.Background()
+	src := dag.Directory().WithNewFile("package.json", "{}")
+	ctrs, err := module().Build(ctx, "portal-client", src, []dagger.Platform{"linux/amd64", "linux/arm64"}, "staging", "", defaultSourceURL, "", "")
+	require.NoError(t, err)
+	require.Len(t, ctrs, 2, "one container per platform")
+	for i, want := range []string{"linux/amd64", "linux/arm64"} {
+		id, err := ctrs[i].ID(ctx)
+		require.NoError(t, err)
+		runtime := chainOf(t, string(id))
+		require.Equal(t, want, runtime[0].Args["platform"])
+		require.Equal(t, build.NginxImage, runtime[1].Args["address"], "unprivileged nginx, pinned")
+		require.Equal(t, []string{build.SPAUser}, argList(runtime, "withUser", "name"))
+		require.Equal(t, []string{"8080"}, argList(runtime, "withExposedPort", "port"))
+		files := calls(runtime, "withNewFile")
+		require.Len(t, files, 1)
+		require.Equal(t, "/etc/nginx/nginx.conf", files[0].Args["path"])
+		require.Contains(t, files[0].Args["contents"], "listen 8080;", "the chart's nginx.conf")
+		require.Contains(t, files[0].Args["contents"], "try_files $uri $uri/ /index.html;")
+		require.Equal(t, []string{"/usr/share/nginx/html"}, argList(runtime, "withDirectory", "path"))
+		all := flat(runtime)
+		require.Contains(t, argList(all, "withNewFile", "path"), "package.json", "the given source, not the example")
+		require.Equal(t, []string{"npm ci --no-audit --no-fund", "npm run build"}, execs(all))
+		require.Equal(t, want, all[0].Args["platform"], "the build stage runs on the target platform too")
+	}
+}
+
+func TestPublish(t *testing.T) {
+	recordFrom(t)
+	ctx := context.Background()
+	const token = "ghp-contract-test-token-8c1f"
+	password := dag.SetSecret("registry-password", token)
+	refs, err := module().Publish(ctx, "127.0.0.1:5000/krgeobuk", "0123abc", []string{"authz-server", "auth-client"}, nil,
+		"ci-bot", password, []dagger.Platform{"linux/amd64", "linux/arm64"}, "production", "0123abc", defaultSourceURL, "", "")
+	require.NoError(t, err)
+	require.Len(t, refs, 2)
+	require.Regexp(t, `^127\.0\.0\.1:5000/krgeobuk/authz-server@sha256:[0-9a-f]{64}$`, refs[0], "deploy order, pinned by digest")
+	require.Regexp(t, `^127\.0\.0\.1:5000/krgeobuk/auth-client@sha256:[0-9a-f]{64}$`, refs[1])
+
+	var published []fakesession.Query
+	for _, q := range fake.Queries() {
+		if q.Leaf().Field == "publish" {
+			published = append(published, q)
+		}
+	}
+	require.Len(t, published, 2)
+	for i, svc := range []string{"authz-server", "auth-client"} {
+		q := published[i]
+		require.Equal(t, "127.0.0.1:5000/krgeobuk/"+svc+":0123abc", q.Leaf().Args["address"])
+		variants, _ := q.Leaf().Args["platformVariants"].([]any)
+		require.Len(t, variants, 1, "the second platform is a variant of one multi-platform image")
+		auth := calls(q.Chain, "withRegistryAuth")
+		require.Len(t, auth, 1)
+		require.Equal(t, "127.0.0.1:5000", auth[0].Args["address"])
+		require.Equal(t, "ci-bot", auth[0].Args["username"])
+		secret := chainOf(t, fmt.Sprint(auth[0].Args["secret"]))
+		require.Equal(t, "setSecret", secret[len(secret)-1].Field, "the password travels as a secret object")
+	}
+	requireNoPlaintextOutsideSetSecret(t, []string{token})
+}
+
+func TestIntegrationTestWiresTheChartsEnvironment(t *testing.T) {
+	recordFrom(t)
+	ctx := context.Background()
+	fake.SetStdout("tests passed\n")
+	t.Cleanup(func() { fake.SetStdout("fake stdout\n") })
+	src := dag.Directory().WithNewFile("package.json", `{"scripts":{"test":"node --test"}}`)
+	out, err := module().IntegrationTest(ctx, "auth-server", src, "staging", "", "", "", "")
+	require.NoError(t, err)
+	require.Equal(t, "tests passed\n", out)
+
+	qs := fake.Queries()
+	last := qs[len(qs)-1]
+	require.Equal(t, "stdout", last.Leaf().Field)
+	test := last.Chain
+	require.Equal(t, []string{"npm ci --no-audit --no-fund", "npm test"}, execs(test), "the service's own test command, last")
+	require.Equal(t, build.NodeImage, argList(test, "from", "address")[0])
+	require.Equal(t, []string{build.NPMCacheVolume}, argList(flat(test), "cacheVolume", "key"))
+
+	plain, secret := envVars(test)
+	require.Equal(t, map[string]string{
+		"NODE_ENV": "production", "PORT": "8000", "TCP_PORT": "8010", "LOG_LEVEL": "info",
+		"MYSQL_HOST": "auth-mysql", "MYSQL_PORT": "3307", "MYSQL_DATABASE": "auth",
+		"MYSQL_CONNECTION_LIMIT": "10", "MYSQL_CONNECT_TIMEOUT_MS": "10000",
+		"REDIS_HOST": "auth-redis", "REDIS_PORT": "6380", "REDIS_DB": "0", "REDIS_CONNECT_TIMEOUT_MS": "5000",
+	}, plain, "exactly the chart's ConfigMap for staging")
+	sort.Strings(secret)
+	require.Equal(t, []string{"MYSQL_PASSWORD", "MYSQL_USER", "REDIS_PASSWORD"}, secret, "exactly the Secret's keys, as secrets")
+
+	bindings := calls(test, "withServiceBinding")
+	require.Len(t, bindings, 2)
+	stores := map[string][]fakesession.Call{}
+	for _, b := range bindings {
+		stores[fmt.Sprint(b.Args["alias"])] = chainOf(t, fmt.Sprint(b.Args["service"]))
+	}
+	mysql, redis := stores["auth-mysql"], stores["auth-redis"]
+	require.NotNil(t, mysql, "MySQL bound under the chart's host name")
+	require.NotNil(t, redis, "Redis bound under the chart's host name")
+
+	require.Equal(t, []string{itest.MySQLImage}, argList(mysql, "from", "address"))
+	require.Equal(t, []string{"3307"}, argList(mysql, "withExposedPort", "port"), "the chart's port")
+	as := calls(mysql, "asService")
+	require.Equal(t, []any{"mysqld", "--port=3307"}, as[0].Args["args"])
+	require.Equal(t, true, as[0].Args["useEntrypoint"])
+	require.Len(t, calls(mysql, "withDockerHealthcheck"), 1, "health-checked")
+	mplain, msecret := envVars(mysql)
+	require.Equal(t, map[string]string{"MYSQL_DATABASE": "auth"}, mplain)
+	require.ElementsMatch(t, []string{"MYSQL_USER", "MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD"}, msecret)
+
+	require.Equal(t, []string{itest.RedisImage}, argList(redis, "from", "address"))
+	require.Equal(t, []string{"6380"}, argList(redis, "withExposedPort", "port"))
+	require.Len(t, calls(redis, "withDockerHealthcheck"), 1)
+	_, rsecret := envVars(redis)
+	require.Equal(t, []string{"REDIS_PASSWORD"}, rsecret)
+	require.Contains(t, fmt.Sprint(calls(redis, "asService")[0].Args["args"]), "port 6380")
+
+	// The test's user and passwords are the same secret objects in the
+	// stores and in the test container, and their values never appear
+	// outside setSecret.
+	var values []string
+	for _, q := range qs {
+		for _, c := range flat(q.Chain) {
+			if c.Field == "setSecret" {
+				values = append(values, fmt.Sprint(c.Args["plaintext"]))
+			}
+		}
+	}
+	require.GreaterOrEqual(t, len(values), 4)
+	requireNoPlaintextOutsideSetSecret(t, values)
+	secretID := func(chain []fakesession.Call, name string) any {
+		for _, c := range calls(chain, "withSecretVariable") {
+			if c.Args["name"] == name {
+				return c.Args["secret"]
+			}
+		}
+		return nil
+	}
+	require.Equal(t, secretID(mysql, "MYSQL_PASSWORD"), secretID(test, "MYSQL_PASSWORD"))
+	require.Equal(t, secretID(redis, "REDIS_PASSWORD"), secretID(test, "REDIS_PASSWORD"))
+}
+
+func TestIntegrationTestNamedScriptAndMirrors(t *testing.T) {
+	recordFrom(t)
+	ctx := context.Background()
+	mirror := "127.0.0.1:5000/library/"
+	_, err := module().IntegrationTest(ctx, "authz-server", dag.Directory(), "development", "test:integration",
+		mirror+"node:22.22.0-bookworm-slim", mirror+"mysql:8.4.6", mirror+"redis:7.4.11-alpine")
+	require.NoError(t, err)
+	qs := fake.Queries()
+	test := qs[len(qs)-1].Chain
+	require.Equal(t, "npm run test:integration", execs(test)[len(execs(test))-1])
+	all := flat(test)
+	require.ElementsMatch(t, []string{mirror + "node:22.22.0-bookworm-slim", mirror + "mysql:8.4.6", mirror + "redis:7.4.11-alpine"},
+		argList(all, "from", "address"))
+	aliases := argList(test, "withServiceBinding", "alias")
+	require.Equal(t, []string{"authz-mysql", "authz-redis"}, aliases)
+	plain, _ := envVars(test)
+	require.Equal(t, "3308", plain["MYSQL_PORT"])
+	require.Equal(t, "development", plain["NODE_ENV"])
+}
+
+func TestCheck(t *testing.T) {
+	recordFrom(t)
+	require.NoError(t, module().Check(context.Background(), ""))
+	qs := fake.Queries()
+	last := qs[len(qs)-1]
+	require.Equal(t, "sync", last.Leaf().Field)
+	for _, q := range qs[:len(qs)-1] {
+		require.Equal(t, "id", q.Leaf().Field, "before the run, only IDs of its inputs are asked for")
+	}
+	chain := flat(last.Chain)
+	require.Equal(t, GoImage, argList(chain, "from", "address")[0], "the pinned Go image")
+	require.ElementsMatch(t, []string{"krgeobuk-go-mod", "krgeobuk-go-build", "krgeobuk-tools"}, argList(chain, "cacheVolume", "key"))
+	ex := execs(chain)
+	require.Equal(t, "bash .ci/run", ex[len(ex)-1], "exactly what CI runs")
+	require.Equal(t, []string{"/src"}, argList(chain, "withDirectory", "path"))
+}
+
+// Every bad argument is refused before the function sends a single query.
+func TestBadArgumentsFailBeforeAnyCall(t *testing.T) {
+	ctx := context.Background()
+	m := module()
+	kubeconfig := dag.SetSecret("kubeconfig", "apiVersion: v1\nkind: Config\n")
+	pw := dag.SetSecret("pw", "x")
+	tests := []struct {
+		name    string
+		call    func() error
+		wantErr string
+	}{
+		{"build: unknown service", func() error {
+			_, err := m.Build(ctx, "billing-server", nil, nil, "production", "", defaultSourceURL, "", "")
+			return err
+		}, `unknown service "billing-server"`},
+		{"build: unsupported platform", func() error {
+			_, err := m.Build(ctx, "auth-server", nil, []dagger.Platform{"windows/amd64"}, "production", "", defaultSourceURL, "", "")
+			return err
+		}, `platform "windows/amd64" is not supported`},
+		{"build: floating base image", func() error {
+			_, err := m.Build(ctx, "auth-server", nil, nil, "production", "", defaultSourceURL, "node:latest", "")
+			return err
+		}, "the tag latest is not a pin"},
+		{"build: unknown environment", func() error {
+			_, err := m.Build(ctx, "auth-client", nil, nil, "qa", "", defaultSourceURL, "", "")
+			return err
+		}, `environment "qa": unknown`},
+		{"build: unknown environment for an API too", func() error {
+			_, err := m.Build(ctx, "auth-server", nil, nil, "qa", "", defaultSourceURL, "", "")
+			return err
+		}, `environment "qa": unknown`},
+		{"publish: malformed registry", func() error {
+			_, err := m.Publish(ctx, "https://ghcr.io/krgeobuk", "v1", nil, nil, "", nil, nil, "production", "", defaultSourceURL, "", "")
+			return err
+		}, "without a scheme"},
+		{"publish: registry without a host", func() error {
+			_, err := m.Publish(ctx, "krgeobuk", "v1", nil, nil, "", nil, nil, "production", "", defaultSourceURL, "", "")
+			return err
+		}, "the first part must be a registry host"},
+		{"publish: user without password", func() error {
+			_, err := m.Publish(ctx, "ghcr.io/krgeobuk", "v1", nil, nil, "ci-bot", nil, nil, "production", "", defaultSourceURL, "", "")
+			return err
+		}, "give both --username and --password"},
+		{"publish: one source for many services", func() error {
+			_, err := m.Publish(ctx, "ghcr.io/krgeobuk", "v1", nil, dag.Directory(), "", nil, nil, "production", "", defaultSourceURL, "", "")
+			return err
+		}, "--source builds one service"},
+		{"integration-test: missing source", func() error {
+			_, err := m.IntegrationTest(ctx, "auth-server", nil, "staging", "", "", "", "")
+			return err
+		}, "--source is required"},
+		{"integration-test: an SPA", func() error {
+			_, err := m.IntegrationTest(ctx, "auth-client", dag.Directory(), "staging", "", "", "", "")
+			return err
+		}, "auth-client is an SPA"},
+		{"integration-test: unknown service", func() error {
+			_, err := m.IntegrationTest(ctx, "billing", dag.Directory(), "staging", "", "", "", "")
+			return err
+		}, `unknown service "billing"`},
+		{"integration-test: bad script", func() error {
+			_, err := m.IntegrationTest(ctx, "auth-server", dag.Directory(), "staging", "x; rm -rf /", "", "", "")
+			return err
+		}, "not a package.json script name"},
+		{"check: floating go image", func() error { return m.Check(ctx, "golang:latest") }, "the tag latest is not a pin"},
+		{"deploy: unknown environment", func() error {
+			_, err := m.Deploy(ctx, "qa", kubeconfig, []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, "", nil, nil, "table")
+			return err
+		}, `environment "qa": unknown`},
+		{"deploy: no kubeconfig", func() error {
+			_, err := m.Deploy(ctx, "staging", nil, []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, "", nil, nil, "table")
+			return err
+		}, "--kubeconfig is required"},
+		{"deploy: nothing to deploy", func() error {
+			_, err := m.Deploy(ctx, "staging", kubeconfig, nil, "", "", nil, "", nil, nil, "table")
+			return err
+		}, "give --image service=repository@digest, or --registry and --tag"},
+		{"deploy: malformed image pair", func() error {
+			_, err := m.Deploy(ctx, "staging", kubeconfig, []string{"auth-server"}, "", "", nil, "", nil, nil, "table")
+			return err
+		}, `--image "auth-server": want service=repository@sha256`},
+		{"deploy: malformed registry", func() error {
+			_, err := m.Deploy(ctx, "staging", kubeconfig, nil, "ghcr.io/Krgeobuk", "v1", nil, "u", pw, nil, "table")
+			return err
+		}, `registry "ghcr.io/Krgeobuk"`},
+		{"deploy: unknown format", func() error {
+			_, err := m.Deploy(ctx, "staging", kubeconfig, []string{"auth-server=x"}, "", "", nil, "", nil, nil, "yaml")
+			return err
+		}, `--format "yaml"`},
+		{"rollback: negative revision", func() error {
+			_, err := m.Rollback(ctx, "production", kubeconfig, -1, false, nil, "table")
+			return err
+		}, "--revision -1"},
+		{"status: no kubeconfig", func() error {
+			_, err := m.Status(ctx, "production", nil, nil, "table")
+			return err
+		}, "--kubeconfig is required"},
+		{"promote: tag instead of digest", func() error {
+			_, err := m.Promote(ctx, "staging", "production", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1.4.2"}, nil, nil, "", "", nil, "", nil)
+			return err
+		}, "is not pinned by digest"},
+		{"promote: same environment", func() error {
+			_, err := m.Promote(ctx, "staging", "staging", nil, kubeconfig, nil, "", "", nil, "", nil)
+			return err
+		}, `--from and --to are both "staging"`},
+		{"promote: malformed destination registry", func() error {
+			_, err := m.Promote(ctx, "staging", "production", []string{"auth-server=ghcr.io/krgeobuk/auth-server@sha256:" + strings.Repeat("a", 64)},
+				nil, nil, "ghcr.io/Krgeobuk", "", nil, "", nil)
+			return err
+		}, `registry "ghcr.io/Krgeobuk"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			recordFrom(t)
+			err := tt.call()
+			require.ErrorContains(t, err, tt.wantErr)
+			require.Empty(t, fake.Queries(), "no query may be sent for a bad argument")
+		})
+	}
+}
+
+// The kubeconfig reaches the deploy packages only through its secret: the
+// function asks the session for the secret's plaintext and never passes the
+// content anywhere else.
+func TestStatusReadsTheKubeconfigSecret(t *testing.T) {
+	recordFrom(t)
+	ctx := context.Background()
+	const token = "deployer-token-7d2e"
+	kubeconfig := dag.SetSecret("kubeconfig", fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: %s}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`, token))
+	tctx, cancel := context.WithTimeout(ctx, timeoutForUnreachable)
+	defer cancel()
+	out, err := module().Status(tctx, "staging", kubeconfig, nil, "table")
+	require.Error(t, err, "nothing listens on 127.0.0.1:1")
+	require.NotContains(t, err.Error()+out, token, "the report is redacted")
+	var leaves []string
+	for _, q := range fake.Queries() {
+		leaves = append(leaves, q.Leaf().Field)
+	}
+	require.Equal(t, []string{"plaintext"}, leaves, "one query: the secret's plaintext")
+	require.True(t, slices.ContainsFunc(fake.Queries()[0].Chain, func(c fakesession.Call) bool { return c.Field == "setSecret" }))
+}

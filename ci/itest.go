@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"dagger/krgeobuk/internal/dagger"
+
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/appenv"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/itest"
+)
+
+// Run an API's own tests (`npm test`, or a named package.json script) against
+// throwaway MySQL 8 and Redis 7 services, bound under the host names and
+// ports the chart gives the service (auth-mysql:3307 and auth-redis:6380 for
+// auth-server), with exactly the variables of the chart's ConfigMap and
+// Secret for the environment. Secret values are random per run and reach the
+// test only as secrets. Returns the test output; a failing test fails the call.
+func (m *Krgeobuk) IntegrationTest(
+	ctx context.Context,
+	// API to test: auth-server or authz-server.
+	service string,
+	// The service's source: package.json, package-lock.json and its tests.
+	source *dagger.Directory,
+	// Environment whose chart values give the variables.
+	// +default="staging"
+	env string,
+	// package.json script to run instead of `npm test`.
+	// +optional
+	script string,
+	// Node.js image override (a mirror), pinned by tag or digest.
+	// +optional
+	nodeImage string,
+	// MySQL image override (a mirror), pinned by tag or digest.
+	// +optional
+	mysqlImage string,
+	// Redis image override (a mirror), pinned by tag or digest.
+	// +optional
+	redisImage string,
+) (string, error) {
+	s, err := catalog.Lookup(service)
+	if err != nil {
+		return "", fmt.Errorf("integration-test: %w", err)
+	}
+	if !s.IsAPI() {
+		return "", fmt.Errorf("integration-test: %s is an SPA; integration tests run for the APIs (%s)", service, apiNames())
+	}
+	if source == nil {
+		return "", fmt.Errorf("integration-test %s: --source is required (the service's checkout)", service)
+	}
+	if _, err := itest.Command(script); err != nil {
+		return "", fmt.Errorf("integration-test %s: %w", service, err)
+	}
+	images, err := itest.DefaultImages().WithOverrides(nodeImage, mysqlImage, redisImage)
+	if err != nil {
+		return "", fmt.Errorf("integration-test %s: %w", service, err)
+	}
+	senv, err := appenv.ForService(ctx, env, service, nil)
+	if err != nil {
+		return "", fmt.Errorf("integration-test: %w", err)
+	}
+	if _, err := itest.Stores(senv); err != nil {
+		return "", fmt.Errorf("integration-test: %w", err)
+	}
+
+	b, err := connect(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer b.close()
+	src, err := b.dir(ctx, source)
+	if err != nil {
+		return "", err
+	}
+	creds, err := itest.NewCredentials(b.c, senv)
+	if err != nil {
+		return "", fmt.Errorf("integration-test: %w", err)
+	}
+	ctr, err := itest.Container(b.c, itest.Request{Env: senv, Source: src, Images: images, Script: script, Credentials: creds})
+	if err != nil {
+		return "", fmt.Errorf("integration-test: %w", err)
+	}
+	out, err := ctr.Stdout(ctx)
+	if err != nil {
+		return "", fmt.Errorf("integration-test %s: %w", service, err)
+	}
+	return out, nil
+}
+
+func apiNames() string {
+	var out string
+	for _, s := range catalog.All() {
+		if s.IsAPI() {
+			if out != "" {
+				out += ", "
+			}
+			out += s.Name
+		}
+	}
+	return out
+}

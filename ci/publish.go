@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"dagger/krgeobuk/internal/dagger"
+
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/build"
+)
+
+// Publish builds services and pushes them to a registry, returning one
+// repository@sha256:... per service in deploy order. Several platforms are
+// pushed as one multi-platform image.
+func (m *Krgeobuk) Publish(
+	ctx context.Context,
+	// Registry host and path; each service goes to <registry>/<service>,
+	// e.g. ghcr.io/krgeobuk.
+	registry string,
+	// Tag to push (e.g. the commit id); deploys use the returned digests.
+	tag string,
+	// Services to publish. Default: all four.
+	// +optional
+	service []string,
+	// Source of the service; only with exactly one --service. Default: this
+	// repository's example of each service's kind.
+	// +optional
+	source *dagger.Directory,
+	// Registry user name.
+	// +optional
+	username string,
+	// Registry password or token, e.g. env:GHCR_TOKEN.
+	// +optional
+	password *dagger.Secret,
+	// Platforms to build (linux/amd64, linux/arm64). Default: the engine's.
+	// +optional
+	platform []dagger.Platform,
+	// Environment whose chart values give the SPAs their nginx.conf.
+	// +default="production"
+	env string,
+	// Commit the images are built from (org.opencontainers.image.revision).
+	// +optional
+	revision string,
+	// Repository URL (org.opencontainers.image.source).
+	// +default="https://github.com/krgeobuk/krgeobuk-infra"
+	sourceURL string,
+	// Node.js image override (a mirror), pinned by tag or digest.
+	// +optional
+	nodeImage string,
+	// nginx image override (a mirror), pinned by tag or digest.
+	// +optional
+	nginxImage string,
+) ([]string, error) {
+	refs, err := m.publish(ctx, publishArgs{
+		registry: registry, tag: tag, services: service, source: source, username: username, password: password,
+		platform: platform, env: env, revision: revision, sourceURL: sourceURL, nodeImage: nodeImage, nginxImage: nginxImage,
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(refs))
+	for _, r := range refs {
+		out = append(out, r.ref)
+	}
+	return out, nil
+}
+
+type publishArgs struct {
+	registry, tag         string
+	services              []string
+	source                *dagger.Directory
+	username              string
+	password              *dagger.Secret
+	platform              []dagger.Platform
+	env, revision         string
+	sourceURL             string
+	nodeImage, nginxImage string
+}
+
+type published struct{ service, ref string }
+
+func (m *Krgeobuk) publish(ctx context.Context, a publishArgs) ([]published, error) {
+	targets, err := build.Targets(a.registry, a.tag, a.services)
+	if err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	if a.source != nil && len(targets) != 1 {
+		return nil, fmt.Errorf("publish: --source builds one service; name exactly one --service (got %d)", len(targets))
+	}
+	if (a.username == "") != (a.password == nil) {
+		return nil, fmt.Errorf("publish: give both --username and --password, or neither")
+	}
+	names := make([]string, 0, len(targets))
+	for _, t := range targets {
+		names = append(names, t.Service)
+	}
+	args, err := checkBuildArgs(names, a.platform, a.env, a.revision, a.sourceURL, a.nodeImage, a.nginxImage)
+	if err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	reqs, err := args.requests(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	b, err := connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer b.close()
+	var auth *build.RegistryAuth
+	if a.password != nil {
+		pw, err := b.secret(ctx, a.password)
+		if err != nil {
+			return nil, err
+		}
+		auth = &build.RegistryAuth{Username: a.username, Password: pw}
+	}
+	var out []published
+	for i, req := range reqs {
+		variants, err := m.built(ctx, b, req, a.source)
+		if err != nil {
+			return nil, fmt.Errorf("publish %s: %w", req.Service.Name, err)
+		}
+		ref, err := build.Publish(ctx, targets[i], variants, auth)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, published{service: req.Service.Name, ref: ref})
+	}
+	return out, nil
+}

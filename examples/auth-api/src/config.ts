@@ -1,0 +1,84 @@
+// The service's configuration, read from exactly the variables the chart
+// gives it: the ConfigMap <service>-config and the Secret <service>-secrets.
+// A missing or malformed variable fails the start with its name; values are
+// never echoed, so a password can't leak into a log.
+
+export interface Config {
+  nodeEnv: string;
+  port: number;
+  tcpPort: number;
+  logLevel: string;
+  mysql: {
+    host: string;
+    port: number;
+    database: string;
+    user: string;
+    password: string;
+    connectionLimit: number;
+    connectTimeoutMs: number;
+  };
+  redis: {
+    host: string;
+    port: number;
+    db: number;
+    password: string;
+    connectTimeoutMs: number;
+  };
+}
+
+// ConfigKeys are the ConfigMap's keys, SecretKeys the Secret's.
+export const ConfigKeys = [
+  'NODE_ENV', 'PORT', 'TCP_PORT', 'LOG_LEVEL',
+  'MYSQL_HOST', 'MYSQL_PORT', 'MYSQL_DATABASE', 'MYSQL_CONNECTION_LIMIT', 'MYSQL_CONNECT_TIMEOUT_MS',
+  'REDIS_HOST', 'REDIS_PORT', 'REDIS_DB', 'REDIS_CONNECT_TIMEOUT_MS',
+] as const;
+export const SecretKeys = ['MYSQL_USER', 'MYSQL_PASSWORD', 'REDIS_PASSWORD'] as const;
+
+type Env = Record<string, string | undefined>;
+
+export function loadConfig(env: Env): Config {
+  const problems: string[] = [];
+  const str = (key: string): string => {
+    const v = env[key];
+    if (v === undefined || v === '') {
+      problems.push(`${key} is not set`);
+      return '';
+    }
+    return v;
+  };
+  const int = (key: string, min: number, max: number): number => {
+    const raw = str(key);
+    if (raw === '') return 0;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      problems.push(`${key} must be an integer from ${min} to ${max}`);
+    }
+    return n;
+  };
+  const config: Config = {
+    nodeEnv: str('NODE_ENV'),
+    port: int('PORT', 0, 65535),
+    tcpPort: int('TCP_PORT', 0, 65535),
+    logLevel: str('LOG_LEVEL'),
+    mysql: {
+      host: str('MYSQL_HOST'),
+      port: int('MYSQL_PORT', 1, 65535),
+      database: str('MYSQL_DATABASE'),
+      user: str('MYSQL_USER'),
+      password: str('MYSQL_PASSWORD'),
+      connectionLimit: int('MYSQL_CONNECTION_LIMIT', 1, 1000),
+      connectTimeoutMs: int('MYSQL_CONNECT_TIMEOUT_MS', 1, 600000),
+    },
+    redis: {
+      host: str('REDIS_HOST'),
+      port: int('REDIS_PORT', 1, 65535),
+      db: int('REDIS_DB', 0, 15),
+      password: str('REDIS_PASSWORD'),
+      connectTimeoutMs: int('REDIS_CONNECT_TIMEOUT_MS', 1, 600000),
+    },
+  };
+  if (problems.length > 0) {
+    throw new Error(`configuration: ${problems.join('; ')}`);
+  }
+  return config;
+}

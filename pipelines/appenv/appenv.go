@@ -1,0 +1,265 @@
+// Package appenv computes the environment a service's container receives in
+// one deployment environment, from the umbrella chart rendered exactly as a
+// deploy would render it. Integration tests (the Dagger function and the local
+// test of the example API) use it, so a test sees the keys production sees:
+// the data of the ConfigMaps and the keys of the Secrets that the service's
+// Deployment pulls in with envFrom, and nothing else.
+package appenv
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/krgeobuk/krgeobuk-infra/charts"
+	"github.com/krgeobuk/krgeobuk-infra/k8s"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
+)
+
+// SecretSource is the environment whose values make the chart render the
+// APIs' Secrets (from throwaway literals). Everywhere else the Secret is
+// created out of band with the same keys, so its key set is learnt here.
+const SecretSource = "development"
+
+// ServiceEnv is the environment of one service's main container.
+type ServiceEnv struct {
+	Environment string
+	Service     string
+	// ConfigMap names the ConfigMap the container reads, "" when none.
+	ConfigMap string
+	// Config is that ConfigMap's data after overrides.
+	Config map[string]string
+	// Secret names the Secret the container reads, "" when none.
+	Secret string
+	// SecretKeys are the keys that Secret provides, sorted. Their values never
+	// pass through this package.
+	SecretKeys []string
+}
+
+// Keys lists every variable the container receives, sorted.
+func (e *ServiceEnv) Keys() []string {
+	out := slices.Collect(maps.Keys(e.Config))
+	out = append(out, e.SecretKeys...)
+	sort.Strings(out)
+	return out
+}
+
+// ForService renders the chart for environment env and returns what the
+// service's main container receives. overrides replace config values (for
+// example MYSQL_HOST pointing at a local server); an override of a key the
+// chart does not provide, or of a Secret key, is an error, so a test can never
+// invent a variable production lacks.
+func ForService(ctx context.Context, env, service string, overrides map[string]string) (*ServiceEnv, error) {
+	if _, err := catalog.Lookup(service); err != nil {
+		return nil, fmt.Errorf("appenv: %w", err)
+	}
+	res, err := Render(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	out, err := fromObjects(res.Objects, env, service)
+	if err != nil {
+		return nil, err
+	}
+	if out.Secret != "" {
+		keys, err := secretKeys(ctx, service)
+		if err != nil {
+			return nil, err
+		}
+		out.SecretKeys = keys
+	}
+	if err := out.apply(overrides); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// NginxConf returns the nginx.conf the chart mounts into an SPA's container
+// in environment env, so images built for it serve the same configuration.
+func NginxConf(ctx context.Context, env, service string) (string, error) {
+	s, err := catalog.Lookup(service)
+	if err != nil {
+		return "", fmt.Errorf("appenv: %w", err)
+	}
+	if s.IsAPI() {
+		return "", fmt.Errorf("appenv: service %s is an API; only SPAs have an nginx.conf", service)
+	}
+	res, err := Render(ctx, env)
+	if err != nil {
+		return "", err
+	}
+	name := service + "-nginx"
+	for _, o := range res.Objects {
+		if cm, ok := o.Typed.(*corev1.ConfigMap); ok && cm.Name == name {
+			conf, ok := cm.Data["nginx.conf"]
+			if !ok {
+				return "", fmt.Errorf("appenv: environment %s: ConfigMap %s has no nginx.conf", env, name)
+			}
+			return conf, nil
+		}
+	}
+	return "", fmt.Errorf("appenv: environment %s: the chart renders no ConfigMap %s", env, name)
+}
+
+// Render renders the umbrella chart with environment env's values, as a
+// deploy would, with a stand-in digest for every image (environments that
+// demand digests refuse to render without one; which digest does not change
+// any environment variable).
+func Render(ctx context.Context, env string) (*render.Result, error) {
+	e, err := environment.Load(k8s.Environments, env)
+	if err != nil {
+		return nil, fmt.Errorf("appenv: %w", err)
+	}
+	ch, err := render.LoadFS(charts.Apps, charts.AppsDir)
+	if err != nil {
+		return nil, fmt.Errorf("appenv: %w", err)
+	}
+	values := withStandInDigests(e.Values)
+	res, err := render.Render(ctx, render.Request{Chart: ch, Release: e.Release, Namespace: e.Namespace, Values: values})
+	if err != nil {
+		return nil, fmt.Errorf("appenv: environment %s: %w", env, err)
+	}
+	return res, nil
+}
+
+func withStandInDigests(values map[string]any) map[string]any {
+	out := maps.Clone(values)
+	services, _ := out["services"].(map[string]any)
+	services = maps.Clone(services)
+	if services == nil {
+		services = map[string]any{}
+	}
+	for _, s := range catalog.All() {
+		svc, _ := services[s.Name].(map[string]any)
+		svc = maps.Clone(svc)
+		if svc == nil {
+			svc = map[string]any{}
+		}
+		img, _ := svc["image"].(map[string]any)
+		img = maps.Clone(img)
+		if img == nil {
+			img = map[string]any{}
+		}
+		img["digest"] = fmt.Sprintf("sha256:%x", sha256.Sum256([]byte("appenv stand-in "+s.Name)))
+		svc["image"] = img
+		services[s.Name] = svc
+	}
+	out["services"] = services
+	return out
+}
+
+// fromObjects follows the service Deployment's main container: its envFrom
+// references and literal env entries.
+func fromObjects(objs []render.Object, env, service string) (*ServiceEnv, error) {
+	var dep *appsv1.Deployment
+	configMaps := map[string]*corev1.ConfigMap{}
+	for _, o := range objs {
+		switch t := o.Typed.(type) {
+		case *appsv1.Deployment:
+			if t.Name == service {
+				dep = t
+			}
+		case *corev1.ConfigMap:
+			configMaps[t.Name] = t
+		}
+	}
+	if dep == nil {
+		return nil, fmt.Errorf("appenv: environment %s: the chart renders no Deployment %s (is the service enabled?)", env, service)
+	}
+	var ctr *corev1.Container
+	for i := range dep.Spec.Template.Spec.Containers {
+		if c := &dep.Spec.Template.Spec.Containers[i]; c.Name == service {
+			ctr = c
+		}
+	}
+	if ctr == nil {
+		return nil, fmt.Errorf("appenv: environment %s: Deployment %s has no container named %s", env, service, service)
+	}
+	out := &ServiceEnv{Environment: env, Service: service, Config: map[string]string{}}
+	for _, src := range ctr.EnvFrom {
+		switch {
+		case src.ConfigMapRef != nil:
+			if out.ConfigMap != "" {
+				return nil, fmt.Errorf("appenv: Deployment %s reads two ConfigMaps (%s, %s); appenv expects one", service, out.ConfigMap, src.ConfigMapRef.Name)
+			}
+			cm, ok := configMaps[src.ConfigMapRef.Name]
+			if !ok {
+				return nil, fmt.Errorf("appenv: environment %s: Deployment %s reads ConfigMap %s, which the chart does not render", env, service, src.ConfigMapRef.Name)
+			}
+			out.ConfigMap = cm.Name
+			for k, v := range cm.Data {
+				out.Config[src.Prefix+k] = v
+			}
+		case src.SecretRef != nil:
+			if out.Secret != "" {
+				return nil, fmt.Errorf("appenv: Deployment %s reads two Secrets (%s, %s); appenv expects one", service, out.Secret, src.SecretRef.Name)
+			}
+			if src.Prefix != "" {
+				return nil, fmt.Errorf("appenv: Deployment %s: a prefix on Secret %s is not supported", service, src.SecretRef.Name)
+			}
+			out.Secret = src.SecretRef.Name
+		}
+	}
+	for _, e := range ctr.Env {
+		if e.ValueFrom != nil {
+			return nil, fmt.Errorf("appenv: Deployment %s: env %s comes from a reference appenv cannot follow", service, e.Name)
+		}
+		out.Config[e.Name] = e.Value
+	}
+	return out, nil
+}
+
+// secretKeys learns the keys of the service's Secret from the chart, rendered
+// where it renders Secrets.
+func secretKeys(ctx context.Context, service string) ([]string, error) {
+	res, err := Render(ctx, SecretSource)
+	if err != nil {
+		return nil, err
+	}
+	src, err := fromObjects(res.Objects, SecretSource, service)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range res.Objects {
+		if s, ok := o.Typed.(*corev1.Secret); ok && s.Name == src.Secret {
+			keys := slices.Collect(maps.Keys(s.StringData))
+			keys = append(keys, slices.Collect(maps.Keys(s.Data))...)
+			sort.Strings(keys)
+			return slices.Compact(keys), nil
+		}
+	}
+	return nil, fmt.Errorf("appenv: environment %s: the chart renders no Secret %s to learn its keys from", SecretSource, src.Secret)
+}
+
+func (e *ServiceEnv) apply(overrides map[string]string) error {
+	var bad []string
+	for k, v := range overrides {
+		switch {
+		case slices.Contains(e.SecretKeys, k):
+			bad = append(bad, fmt.Sprintf("%s is a Secret key; pass its value as a secret", k))
+		case !hasKey(e.Config, k):
+			bad = append(bad, fmt.Sprintf("%s is not a key the chart gives %s", k, e.Service))
+		default:
+			e.Config[k] = v
+		}
+	}
+	if len(bad) > 0 {
+		sort.Strings(bad)
+		return fmt.Errorf("appenv: service %s: overrides: %s", e.Service, strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+func hasKey(m map[string]string, k string) bool {
+	_, ok := m[k]
+	return ok
+}

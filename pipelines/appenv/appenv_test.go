@@ -1,0 +1,122 @@
+package appenv
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
+)
+
+var chartConfigKeys = []string{"LOG_LEVEL", "MYSQL_CONNECTION_LIMIT", "MYSQL_CONNECT_TIMEOUT_MS", "MYSQL_DATABASE",
+	"MYSQL_HOST", "MYSQL_PORT", "NODE_ENV", "PORT", "REDIS_CONNECT_TIMEOUT_MS", "REDIS_DB", "REDIS_HOST", "REDIS_PORT", "TCP_PORT"}
+
+func TestForService(t *testing.T) {
+	tests := []struct {
+		env, service string
+		overrides    map[string]string
+		want         map[string]string
+	}{
+		{env: "staging", service: "auth-server", want: map[string]string{
+			"MYSQL_HOST": "auth-mysql", "MYSQL_PORT": "3307", "REDIS_HOST": "auth-redis", "REDIS_PORT": "6380",
+			"MYSQL_DATABASE": "auth", "NODE_ENV": "production", "PORT": "8000", "TCP_PORT": "8010", "LOG_LEVEL": "info"}},
+		{env: "development", service: "authz-server", want: map[string]string{
+			"MYSQL_HOST": "authz-mysql", "MYSQL_PORT": "3308", "REDIS_HOST": "authz-redis", "REDIS_PORT": "6381",
+			"MYSQL_DATABASE": "authz", "NODE_ENV": "development", "LOG_LEVEL": "debug"}},
+		{env: "production", service: "auth-server", overrides: map[string]string{"MYSQL_HOST": "127.0.0.1", "REDIS_PORT": "40001"},
+			want: map[string]string{"MYSQL_HOST": "127.0.0.1", "REDIS_PORT": "40001", "REDIS_HOST": "auth-redis"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.env+"/"+tt.service, func(t *testing.T) {
+			got, err := ForService(context.Background(), tt.env, tt.service, tt.overrides)
+			require.NoError(t, err)
+			require.Equal(t, tt.service+"-config", got.ConfigMap)
+			require.Equal(t, tt.service+"-secrets", got.Secret)
+			require.Equal(t, []string{"MYSQL_PASSWORD", "MYSQL_USER", "REDIS_PASSWORD"}, got.SecretKeys)
+			keys := make([]string, 0, len(got.Config))
+			for k := range got.Config {
+				keys = append(keys, k)
+			}
+			require.ElementsMatch(t, chartConfigKeys, keys, "exactly the chart's ConfigMap keys")
+			for k, v := range tt.want {
+				require.Equal(t, v, got.Config[k], k)
+			}
+			require.Len(t, got.Keys(), len(chartConfigKeys)+3)
+		})
+	}
+}
+
+func TestForServiceRejects(t *testing.T) {
+	tests := []struct {
+		name, env, service string
+		overrides          map[string]string
+		wantErr            string
+	}{
+		{name: "unknown service", env: "staging", service: "billing-server", wantErr: `unknown service "billing-server"`},
+		{name: "unknown environment", env: "qa", service: "auth-server", wantErr: `environment "qa": unknown`},
+		{name: "invented key", env: "staging", service: "auth-server", overrides: map[string]string{"DATABASE_URL": "x"},
+			wantErr: "service auth-server: overrides: DATABASE_URL is not a key the chart gives auth-server"},
+		{name: "secret as config", env: "staging", service: "auth-server", overrides: map[string]string{"MYSQL_PASSWORD": "x"},
+			wantErr: "MYSQL_PASSWORD is a Secret key; pass its value as a secret"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ForService(context.Background(), tt.env, tt.service, tt.overrides)
+			require.ErrorContains(t, err, tt.wantErr)
+		})
+	}
+}
+
+func TestSPAHasNoEnvironmentButTheChartsNginxConf(t *testing.T) {
+	got, err := ForService(context.Background(), "staging", "portal-client", nil)
+	require.NoError(t, err)
+	require.Empty(t, got.Keys(), "the chart gives an SPA no environment")
+
+	conf, err := NginxConf(context.Background(), "staging", "portal-client")
+	require.NoError(t, err)
+	require.Contains(t, conf, "listen 8080;")
+	require.Contains(t, conf, "pid /tmp/nginx.pid;")
+	require.Contains(t, conf, "include /etc/nginx/mime.types;")
+
+	_, err = NginxConf(context.Background(), "staging", "auth-server")
+	require.ErrorContains(t, err, "service auth-server is an API")
+}
+
+// The container is followed through envFrom: a reference to something the
+// chart does not render is an error naming both.
+func TestFromObjectsFollowsTheDeployment(t *testing.T) {
+	const dep = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: auth-server}
+spec:
+  selector: {matchLabels: {a: b}}
+  template:
+    metadata: {labels: {a: b}}
+    spec:
+      containers:
+        - name: auth-server
+          image: x
+          envFrom:
+            - configMapRef: {name: %s}
+            - secretRef: {name: auth-server-secrets}
+          env:
+            - {name: EXTRA, value: "1"}
+`
+	const cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: auth-server-config}\ndata: {PORT: \"8000\"}\n"
+	objs, err := render.Decode(fmt.Sprintf(dep, "auth-server-config") + "---\n" + cm)
+	require.NoError(t, err)
+	got, err := fromObjects(objs, "x", "auth-server")
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"PORT": "8000", "EXTRA": "1"}, got.Config)
+	require.Equal(t, "auth-server-secrets", got.Secret)
+
+	objs, err = render.Decode(fmt.Sprintf(dep, "elsewhere") + "---\n" + cm)
+	require.NoError(t, err)
+	_, err = fromObjects(objs, "x", "auth-server")
+	require.ErrorContains(t, err, "Deployment auth-server reads ConfigMap elsewhere, which the chart does not render")
+
+	_, err = fromObjects(objs, "x", "authz-server")
+	require.ErrorContains(t, err, "the chart renders no Deployment authz-server")
+}

@@ -1,0 +1,201 @@
+// Package build holds the container graphs that turn a service's source into
+// its image, written against the published dagger.io/dagger library so the
+// Dagger module and tests share them, and the decisions around them (which
+// base images, which platforms, which labels, where to publish) as plain
+// functions that need no engine.
+package build
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
+)
+
+// Pinned base images: exact tag and manifest-list digest, so a build is the
+// same build tomorrow. Overridable (local mirrors), see Images.
+const (
+	// NodeImage is the Node.js LTS image both kinds build with and the APIs run on
+	// (Debian bookworm; its user "node" is uid 1000).
+	NodeImage = "docker.io/library/node:22.22.0-bookworm-slim@sha256:dd9d21971ec4395903fa6143c2b9267d048ae01ca6d3ea96f16cb30df6187d94"
+	// NginxImage serves the SPAs: nginx as uid 101 on 8080, pid under /tmp.
+	NginxImage = "docker.io/nginxinc/nginx-unprivileged:1.28.0@sha256:cafbd84f76d7ccb0a2346f4c5209c3e494533d82ba3821f552c2e08a99111476"
+)
+
+// Runtime users the chart's securityContext expects (runAsUser).
+const (
+	APIUser = "1000:1000"
+	SPAUser = "101:101"
+)
+
+// NPMCacheVolume is the cache volume key of npm's download cache, shared by
+// every build and integration test so `npm ci` downloads each package once.
+const NPMCacheVolume = "krgeobuk-npm-cache"
+
+// Platforms a build may target.
+var Platforms = []string{"linux/amd64", "linux/arm64"}
+
+// Images are the base images of a build.
+type Images struct {
+	Node  string
+	Nginx string
+}
+
+// DefaultImages returns the pinned images.
+func DefaultImages() Images { return Images{Node: NodeImage, Nginx: NginxImage} }
+
+// WithOverrides returns the images with every non-empty override applied,
+// each checked by CheckImage.
+func (i Images) WithOverrides(node, nginx string) (Images, error) {
+	out := i
+	if node != "" {
+		out.Node = node
+	}
+	if nginx != "" {
+		out.Nginx = nginx
+	}
+	for what, ref := range map[string]string{"node image": out.Node, "nginx image": out.Nginx} {
+		if err := CheckImage(ref); err != nil {
+			return Images{}, fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	return out, nil
+}
+
+// CheckImage accepts an image reference with a digest or an exact tag; a
+// floating "latest" (or no tag at all) is refused: a build must be repeatable.
+func CheckImage(ref string) error {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return fmt.Errorf("image %q: %w", ref, err)
+	}
+	if t, ok := r.(name.Tag); ok {
+		last := ref[strings.LastIndex(ref, "/")+1:]
+		if !strings.Contains(last, ":") {
+			return fmt.Errorf("image %q has no tag or digest; pin it", ref)
+		}
+		if t.TagStr() == "latest" {
+			return fmt.Errorf("image %q: the tag latest is not a pin", ref)
+		}
+	}
+	return nil
+}
+
+// CheckPlatforms returns the platforms to build: the given ones, checked and
+// deduplicated, or none (meaning the engine's own platform).
+func CheckPlatforms(platforms []string) ([]string, error) {
+	var out []string
+	for _, p := range platforms {
+		p = strings.TrimSpace(p)
+		if !slices.Contains(Platforms, p) {
+			return nil, fmt.Errorf("platform %q is not supported (supported: %s)", p, strings.Join(Platforms, ", "))
+		}
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// Labels are the OCI annotations every image carries.
+type Labels struct {
+	// Source is the repository URL the image was built from.
+	Source string
+	// Revision is the VCS commit (hex), "" when unknown.
+	Revision string
+	// Created is the build time.
+	Created time.Time
+}
+
+var revisionPattern = regexp.MustCompile(`^[0-9a-f]{7,64}$`)
+
+// Map returns the labels as org.opencontainers.image.* keys, leaving out the
+// unknown ones. An invalid revision is an error (it would mislead whoever
+// traces an image back to its commit).
+func (l Labels) Map(service string) (map[string]string, error) {
+	out := map[string]string{
+		"org.opencontainers.image.title": service,
+	}
+	if l.Source != "" {
+		if !strings.HasPrefix(l.Source, "https://") {
+			return nil, fmt.Errorf("label source %q: want an https:// repository URL", l.Source)
+		}
+		out["org.opencontainers.image.source"] = l.Source
+	}
+	if l.Revision != "" {
+		if !revisionPattern.MatchString(l.Revision) {
+			return nil, fmt.Errorf("label revision %q: want a hex commit id", l.Revision)
+		}
+		out["org.opencontainers.image.revision"] = l.Revision
+	}
+	if !l.Created.IsZero() {
+		out["org.opencontainers.image.created"] = l.Created.UTC().Format(time.RFC3339)
+	}
+	return out, nil
+}
+
+// DefaultSource is the source label when none is given.
+const DefaultSource = "https://github.com/krgeobuk/krgeobuk-infra"
+
+// Target is where one service's image is published.
+type Target struct {
+	Service string
+	// Repository is registry/path/service, e.g. ghcr.io/krgeobuk/auth-server.
+	Repository string
+	// Address is Repository:tag, what the engine publishes to.
+	Address string
+}
+
+// Targets resolves services to their publish addresses under registry (a
+// registry host with an optional path, e.g. ghcr.io/krgeobuk) and tag. Any
+// bad name, registry or tag fails the whole list before anything is pushed.
+func Targets(registry, tag string, services []string) ([]Target, error) {
+	registry = strings.TrimSuffix(strings.TrimSpace(registry), "/")
+	if registry == "" {
+		return nil, fmt.Errorf("registry is empty; give a host and path such as ghcr.io/krgeobuk")
+	}
+	if strings.Contains(registry, "://") {
+		return nil, fmt.Errorf("registry %q: give host and path without a scheme", registry)
+	}
+	if tag == "" || tag == "latest" {
+		return nil, fmt.Errorf("tag %q: give an exact tag such as the commit id", tag)
+	}
+	if host := strings.SplitN(registry, "/", 2)[0]; !strings.ContainsAny(host, ".:") && host != "localhost" {
+		return nil, fmt.Errorf("registry %q: the first part must be a registry host (ghcr.io, 127.0.0.1:5000, localhost:5000)", registry)
+	}
+	sel, err := catalog.Select(services)
+	if err != nil {
+		return nil, err
+	}
+	var out []Target
+	for _, s := range sel {
+		repo, err := name.NewRepository(registry+"/"+s.Name, name.StrictValidation)
+		if err != nil {
+			return nil, fmt.Errorf("registry %q: %w", registry, err)
+		}
+		t, err := name.NewTag(repo.Name()+":"+tag, name.StrictValidation)
+		if err != nil {
+			return nil, fmt.Errorf("tag %q: %w", tag, err)
+		}
+		out = append(out, Target{Service: s.Name, Repository: repo.Name(), Address: t.Name()})
+	}
+	return out, nil
+}
+
+// Pinned turns the digest the engine answers after a publish (the address
+// with @sha256:...) into repository@digest, refusing anything else.
+func (t Target) Pinned(published string) (string, error) {
+	ref, err := name.NewDigest(published)
+	if err != nil {
+		return "", fmt.Errorf("service %s: publish answered %q, not a digest reference: %w", t.Service, published, err)
+	}
+	if ref.Context().Name() != t.Repository {
+		return "", fmt.Errorf("service %s: publish answered %q, outside %s", t.Service, published, t.Repository)
+	}
+	return t.Repository + "@" + ref.DigestStr(), nil
+}

@@ -1,0 +1,40 @@
+package build
+
+import (
+	"context"
+	"fmt"
+
+	"dagger.io/dagger"
+	"github.com/google/go-containerregistry/pkg/name"
+)
+
+// RegistryAuth are the credentials for a push; the password only ever
+// travels as a Dagger secret.
+type RegistryAuth struct {
+	Username string
+	Password *dagger.Secret
+}
+
+// Publish pushes one service's image (several platform variants become one
+// multi-platform index) to t.Address and returns repository@digest.
+func Publish(ctx context.Context, t Target, variants []*dagger.Container, auth *RegistryAuth) (string, error) {
+	if len(variants) == 0 {
+		return "", fmt.Errorf("publish %s: nothing to publish", t.Service)
+	}
+	first := variants[0]
+	if auth != nil {
+		if auth.Username == "" || auth.Password == nil {
+			return "", fmt.Errorf("publish %s: registry credentials need both a username and a password secret", t.Service)
+		}
+		repo, err := name.NewRepository(t.Repository)
+		if err != nil {
+			return "", fmt.Errorf("publish %s: %w", t.Service, err)
+		}
+		first = first.WithRegistryAuth(repo.RegistryStr(), auth.Username, auth.Password)
+	}
+	published, err := first.Publish(ctx, t.Address, dagger.ContainerPublishOpts{PlatformVariants: variants[1:]})
+	if err != nil {
+		return "", fmt.Errorf("publish %s to %s: %w", t.Service, t.Address, err)
+	}
+	return t.Pinned(published)
+}
