@@ -346,8 +346,12 @@ func TestProgressDeadlineExceededFailsTheGate(t *testing.T) {
 	t.Parallel()
 	cs, ns := namespace(t)
 	deployment(t, cs, ns, "stalled", 1, map[string]string{testenv.FaultLabel: testenv.FaultNeverReady}, nil, nil)
-	_, err := cs.AppsV1().Deployments(ns).Patch(context.Background(), "stalled", types.MergePatchType,
-		[]byte(`{"spec":{"progressDeadlineSeconds":1}}`), metav1.PatchOptions{})
+	// The deployment controller writes the object meanwhile: a conflict is retried, not a failure.
+	err := clientretry.OnError(clientretry.DefaultRetry, apierrors.IsConflict, func() error {
+		_, err := cs.AppsV1().Deployments(ns).Patch(context.Background(), "stalled", types.MergePatchType,
+			[]byte(`{"spec":{"progressDeadlineSeconds":1}}`), metav1.PatchOptions{})
+		return err
+	})
 	require.NoError(t, err)
 	_, err = watch(context.Background(), cs, ns, time.Minute, time.Second, nil, "stalled")
 	var f *gate.Failure
