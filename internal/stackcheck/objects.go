@@ -85,28 +85,10 @@ func checkPrometheusRBAC(ref string, cr *rbacv1.ClusterRole) Violations {
 	var vs Violations
 	for _, n := range need {
 		for _, verb := range []string{"get", "list", "watch"} {
-			if !allows(cr.Rules, n.group, n.resource, verb) {
+			if !policy.Allows(cr.Rules, n.group, n.resource, verb) {
 				vs = append(vs, Violation{ref, RulePrometheusRBAC, fmt.Sprintf("does not allow %s on %s", verb, n.resource)})
 			}
 		}
 	}
 	return vs
-}
-
-func allows(rules []rbacv1.PolicyRule, group, resource, verb string) bool {
-	for _, r := range rules {
-		if contains(r.APIGroups, group) && contains(r.Resources, resource) && contains(r.Verbs, verb) {
-			return true
-		}
-	}
-	return false
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s || v == "*" {
-			return true
-		}
-	}
-	return false
 }

@@ -42,7 +42,7 @@ func DeployerCanApply(role *rbacv1.Role, objs []render.Object) []Violation {
 		}
 		var missing []string
 		for _, verb := range applyVerbs {
-			if !allows(role.Rules, group, resource, verb) {
+			if !Allows(role.Rules, group, resource, verb) {
 				missing = append(missing, verb)
 			}
 		}
@@ -61,7 +61,8 @@ func displayResource(group, resource string) string {
 	return resource + "." + group
 }
 
-func allows(rules []rbacv1.PolicyRule, group, resource, verb string) bool {
+// Allows reports whether any of rules grants verb on resource in API group (wildcards honoured).
+func Allows(rules []rbacv1.PolicyRule, group, resource, verb string) bool {
 	for _, r := range rules {
 		if contains(r.APIGroups, group) && contains(r.Resources, resource) && contains(r.Verbs, verb) {
 			return true
