@@ -89,3 +89,8 @@ bench-deploy:
 .PHONY: backup-tool
 backup-tool:
 	$(GO) build -o bin/krgeobuk-backup ./infrastructure/backup/cmd/krgeobuk-backup
+
+## bench-backup: krgeobuk-backup vs plain mysqldump|gzip on a 500k-row database (time and archive size)
+.PHONY: bench-backup
+bench-backup:
+	$(GO) test -count=1 -run '^$$' -bench BenchmarkMySQLBackupRestore -benchtime=1x -timeout 30m ./infrastructure/backup/

@@ -56,14 +56,14 @@ type result struct {
 // script runs infrastructure/backup/<name> with the tool binary, no .env,
 // the given environment and arguments, bounded by a timeout. stdin is
 // empty (not a terminal).
-func script(t *testing.T, env []string, name string, args ...string) result {
+func script(t testing.TB, env []string, name string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	return scriptCtx(ctx, t, env, name, args...)
 }
 
-func scriptCtx(ctx context.Context, t *testing.T, env []string, name string, args ...string) result {
+func scriptCtx(ctx context.Context, t testing.TB, env []string, name string, args ...string) result {
 	cmd := exec.CommandContext(ctx, "./"+name, args...)
 	cmd.Env = append(os.Environ(), append([]string{
 		"KRGEOBUK_BACKUP_BIN=" + toolBin,
@@ -262,7 +262,7 @@ func redisEnv(r *dbtest.Redis, prefix string) []string {
 // --- files ----------------------------------------------------------------
 
 // tree lists every file under dir (relative paths), hidden ones included.
-func tree(t *testing.T, dir string) []string {
+func tree(t testing.TB, dir string) []string {
 	t.Helper()
 	var out []string
 	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
@@ -282,7 +282,7 @@ func tree(t *testing.T, dir string) []string {
 	return out
 }
 
-func archives(t *testing.T, dir string) []string {
+func archives(t testing.TB, dir string) []string {
 	t.Helper()
 	var out []string
 	for _, f := range tree(t, dir) {
