@@ -15,7 +15,8 @@ deps:
 	scripts/install-deps.sh
 
 ## test: everything CI runs: static checks, then the whole Go suite
-test: lint testenv dagger-module
+# The cold tool builds take minutes: they run before `go test`, outside its timeouts.
+test: lint testenv monitoring-tools dagger-module
 	$(GO) test -count=1 ./...
 
 ## testenv: build (or reuse) the simulated cluster's binaries in $(KRGEOBUK_CACHE)/testenv
@@ -73,8 +74,6 @@ help:
 .PHONY: monitoring-tools
 monitoring-tools:
 	$(GO) run ./internal/promtest/cmd/promtools
-# The cold build takes minutes: do it before `go test`, outside its timeouts.
-test: monitoring-tools
 
 ## demo: a gated deploy on a simulated cluster: a healthy release, then a crash-looping one rolled back
 .PHONY: demo bench-deploy
