@@ -329,7 +329,7 @@ func TestAppsRejectBadValues(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			env := chartstest.Env(t, tt.env)
-			_, err := chartstest.Render(t, env, chartstest.Merge(chartstest.DeployValues(env), tt.values))
+			_, err := chartstest.Render(t, env, render.MergeValues(chartstest.DeployValues(env), tt.values))
 			require.Error(t, err)
 			for _, w := range tt.wantErr {
 				require.ErrorContains(t, err, w)
@@ -351,7 +351,7 @@ func TestAppsDevelopmentExtras(t *testing.T) {
 	require.Equal(t, "ghcr.io/krgeobuk/auth-server@"+chartstest.Digest("auth-server"), d.Spec.Template.Spec.Containers[0].Image,
 		"a digest wins over a tag even where tags are allowed")
 
-	tagged := chartstest.Merge(chartstest.Env(t, "development").Values, chartstest.Set("services.auth-server.image.tag", "1.4.2"))
+	tagged := render.MergeValues(chartstest.Env(t, "development").Values, chartstest.Set("services.auth-server.image.tag", "1.4.2"))
 	out, err := chartstest.Render(t, chartstest.Env(t, "development"), tagged)
 	require.NoError(t, err)
 	require.Equal(t, "ghcr.io/krgeobuk/auth-server:1.4.2", find[*appsv1.Deployment](out, "auth-server").Spec.Template.Spec.Containers[0].Image)

@@ -37,25 +37,7 @@ func DeployValues(env *environment.Environment) map[string]any {
 	for _, s := range catalog.All() {
 		services[s.Name] = map[string]any{"image": map[string]any{"digest": Digest(s.Name)}}
 	}
-	return Merge(env.Values, map[string]any{"services": services})
-}
-
-// Merge returns base with over laid on top, maps merged recursively; neither input changes.
-func Merge(base, over map[string]any) map[string]any {
-	out := make(map[string]any, len(base))
-	for k, v := range base {
-		out[k] = v
-	}
-	for k, v := range over {
-		if bm, ok := out[k].(map[string]any); ok {
-			if om, ok := v.(map[string]any); ok {
-				out[k] = Merge(bm, om)
-				continue
-			}
-		}
-		out[k] = v
-	}
-	return out
+	return render.MergeValues(env.Values, map[string]any{"services": services})
 }
 
 // Set builds a nested override from a dotted path: Set("a.b", 1) is {a: {b: 1}}.
@@ -84,7 +66,7 @@ func MustRender(t testing.TB, envName string, overrides ...map[string]any) *rend
 	env := Env(t, envName)
 	values := DeployValues(env)
 	for _, o := range overrides {
-		values = Merge(values, o)
+		values = render.MergeValues(values, o)
 	}
 	res, err := Render(t, env, values)
 	require.NoError(t, err)

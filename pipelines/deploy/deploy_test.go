@@ -14,6 +14,7 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy/deploytest"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/release"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
 )
 
@@ -274,7 +275,7 @@ func TestConcurrentDeployIsRefusedNamingTheHolder(t *testing.T) {
 
 	// Alice's second deploy is slow to become ready; while its gate waits,
 	// Bob deploys.
-	slow := mergeValues(fault("auth-server", testenv.FaultSlowReady),
+	slow := render.MergeValues(fault("auth-server", testenv.FaultSlowReady),
 		svcValues("auth-server", map[string]any{"podAnnotations": map[string]any{testenv.ReadyAfterAnnotation: "10s"}}))
 	done := make(chan *report.Result, 1)
 	f.drain()
@@ -474,7 +475,7 @@ func TestSecretsNeverReachReportsOrLogs(t *testing.T) {
 	ctx := context.Background()
 	secretValues := svcValues("auth-server", map[string]any{"secret": map[string]any{"values": map[string]any{"MYSQL_PASSWORD": password}}})
 	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: f.publish("1.0.0"), Values: secretValues}))
-	bad := mergeValues(secretValues, svcValues("auth-server", map[string]any{"podAnnotations": map[string]any{deploytest.ReadinessAnnotation: "fail"}}))
+	bad := render.MergeValues(secretValues, svcValues("auth-server", map[string]any{"podAnnotations": map[string]any{deploytest.ReadinessAnnotation: "fail"}}))
 	res := d.Deploy(ctx, deploy.Request{Images: f.publish("2.0.0"), Values: bad})
 	requireVerdict(t, report.RolledBack, res)
 	require.Equal(t, gate.ReadinessEndpoint, res.Problems[0].Class)

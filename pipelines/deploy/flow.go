@@ -42,7 +42,7 @@ type outcome struct {
 func (d *Deployer) Deploy(ctx context.Context, req Request) *report.Result {
 	r := d.newRun("deploy")
 	d.redactor.Add(report.SecretsFromValues(req.Values)...)
-	values := merge(d.env.Values, req.Values)
+	values := render.MergeValues(d.env.Values, req.Values)
 	var (
 		enabled []catalog.Service
 		images  []registry.Image
@@ -67,7 +67,7 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) *report.Result {
 	if err != nil {
 		return r.refused(ctx, err)
 	}
-	values = merge(values, pinImages(images))
+	values = render.MergeValues(values, pinImages(images))
 	err = r.step("preflight/render", func() (string, error) {
 		res, err := render.Render(ctx, render.Request{Chart: d.chart, Release: d.env.Release, Namespace: d.env.Namespace, Values: values})
 		if err != nil {

@@ -157,30 +157,13 @@ func requireVerdict(t *testing.T, want report.Verdict, res *report.Result) {
 	require.Equal(t, want.OK(), res.OK)
 }
 
-func mergeValues(base, over map[string]any) map[string]any {
-	out := map[string]any{}
-	for k, v := range base {
-		out[k] = v
-	}
-	for k, v := range over {
-		if bm, ok := out[k].(map[string]any); ok {
-			if om, ok := v.(map[string]any); ok {
-				out[k] = mergeValues(bm, om)
-				continue
-			}
-		}
-		out[k] = v
-	}
-	return out
-}
-
 // pinnedValues are the values a deploy hands Helm: the environment's, then
 // over, then each service's image by digest.
 func pinnedValues(env *environment.Environment, refs map[string]string, over map[string]any) map[string]any {
-	values := mergeValues(mergeValues(env.Values, nil), over)
+	values := render.MergeValues(render.MergeValues(env.Values, nil), over)
 	for svc, ref := range refs {
 		repo, digest, _ := strings.Cut(ref, "@")
-		values = mergeValues(values, svcValues(svc, map[string]any{"image": map[string]any{"repository": repo, "digest": digest, "tag": ""}}))
+		values = render.MergeValues(values, svcValues(svc, map[string]any{"image": map[string]any{"repository": repo, "digest": digest, "tag": ""}}))
 	}
 	return values
 }

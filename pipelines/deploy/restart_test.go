@@ -11,6 +11,7 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
 )
 
@@ -39,7 +40,7 @@ func TestAPIServerRestartMidDeploy(t *testing.T) {
 		return <-done
 	}
 
-	slow := mergeValues(fault("auth-server", testenv.FaultSlowReady),
+	slow := render.MergeValues(fault("auth-server", testenv.FaultSlowReady),
 		svcValues("auth-server", map[string]any{"podAnnotations": map[string]any{testenv.ReadyAfterAnnotation: "3s"}}))
 	res := restartDuring(slow, "2.0.0")
 	requireVerdict(t, report.Verified, res)

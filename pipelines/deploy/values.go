@@ -9,40 +9,8 @@ import (
 
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/registry"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
 )
-
-// merge returns base with over laid on top, maps merged recursively; neither
-// input is modified and no map of the result is shared with them.
-func merge(base, over map[string]any) map[string]any {
-	out := make(map[string]any, len(base))
-	for k, v := range base {
-		out[k] = clone(v)
-	}
-	for k, v := range over {
-		if bm, ok := out[k].(map[string]any); ok {
-			if om, ok := v.(map[string]any); ok {
-				out[k] = merge(bm, om)
-				continue
-			}
-		}
-		out[k] = clone(v)
-	}
-	return out
-}
-
-func clone(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		return merge(t, nil)
-	case []any:
-		out := make([]any, len(t))
-		for i, e := range t {
-			out[i] = clone(e)
-		}
-		return out
-	}
-	return v
-}
 
 // pinImages returns the values that set each service's image to its digest.
 func pinImages(images []registry.Image) map[string]any {
@@ -58,7 +26,7 @@ func pinImages(images []registry.Image) map[string]any {
 // enabledServices lists the catalog services the chart will deploy with
 // values (chart defaults coalesced), in catalog order.
 func enabledServices(ch *chart.Chart, values map[string]any) ([]catalog.Service, error) {
-	all, err := chartutil.CoalesceValues(ch, merge(values, nil))
+	all, err := chartutil.CoalesceValues(ch, render.MergeValues(values, nil))
 	if err != nil {
 		return nil, fmt.Errorf("values: %w", err)
 	}

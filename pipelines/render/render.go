@@ -175,6 +175,24 @@ func stripComments(doc string) string {
 	return b.String()
 }
 
+// MergeValues returns base with over laid on top the way Helm layers values
+// files: maps merge key by key, anything else in over replaces what base had.
+// The result shares no map or slice with either input, so layering the same
+// environment values into many releases never lets one change another.
+func MergeValues(base, over map[string]any) map[string]any {
+	out := copyValues(base)
+	for k, v := range over {
+		if bm, ok := out[k].(map[string]any); ok {
+			if om, ok := v.(map[string]any); ok {
+				out[k] = MergeValues(bm, om)
+				continue
+			}
+		}
+		out[k] = copyValue(v)
+	}
+	return out
+}
+
 // copyValues deep-copies values so that Helm's in-place coalescing never
 // mutates a caller's map (environment values are reused across renders).
 func copyValues(v map[string]any) map[string]any {
