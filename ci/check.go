@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"regexp"
 
 	"dagger/krgeobuk/internal/dagger"
 
@@ -12,6 +13,9 @@ import (
 // GoImage is the pinned Go toolchain image of the pre-merge check (Debian
 // bookworm, as the project's machines).
 const GoImage = "docker.io/library/golang:1.26.8-bookworm"
+
+// makeTarget is a Makefile target name as the project writes them.
+var makeTarget = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
 
 // Run the pre-merge checks exactly as CI does (`.ci/run`: install the Debian
 // packages, then `make test`: lint, generated-code check, chart suite, unit
@@ -24,19 +28,37 @@ func (m *Krgeobuk) Check(
 	// Go image override (a mirror), pinned by tag or digest.
 	// +optional
 	goImage string,
+	// Make targets to run instead of the whole of `.ci/run`, e.g. lint or
+	// fmt-check (no Debian packages are installed then).
+	// +optional
+	target []string,
 ) error {
 	if goImage != "" {
 		if err := build.CheckImage(goImage); err != nil {
 			return fmt.Errorf("check: go image: %w", err)
 		}
 	}
-	_, err := m.checkContainer(goImage).Sync(ctx)
+	for _, t := range target {
+		if !makeTarget.MatchString(t) {
+			return fmt.Errorf("check: --target %q is not a make target name", t)
+		}
+	}
+	_, err := m.checkContainer(goImage, target).Sync(ctx)
 	return err
 }
 
-func (m *Krgeobuk) checkContainer(goImage string) *dagger.Container {
+// nodeInstall adds Node.js and npm, which the examples build with, unless
+// the Go image already carries them (a mirror prepared for offline runs).
+const nodeInstall = "command -v npm >/dev/null 2>&1 || { apt-get update -qq && " +
+	"DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm; }"
+
+func (m *Krgeobuk) checkContainer(goImage string, targets []string) *dagger.Container {
 	if goImage == "" {
 		goImage = GoImage
+	}
+	run := []string{"bash", ".ci/run"}
+	if len(targets) > 0 {
+		run = append([]string{"make"}, targets...)
 	}
 	return dag.Container().
 		From(goImage).
@@ -45,9 +67,8 @@ func (m *Krgeobuk) checkContainer(goImage string) *dagger.Container {
 		WithMountedCache("/root/.cache/krgeobuk", dag.CacheVolume("krgeobuk-tools")).
 		WithEnvVariable("KRGEOBUK_CACHE", "/root/.cache/krgeobuk").
 		WithEnvVariable("CI", "true").
-		// The examples build with Node.js and npm, which the Go image lacks.
-		WithExec([]string{"sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm"}).
+		WithExec([]string{"sh", "-c", nodeInstall}).
 		WithDirectory("/src", m.Repo).
 		WithWorkdir("/src").
-		WithExec([]string{"bash", ".ci/run"})
+		WithExec(run)
 }

@@ -234,7 +234,7 @@ func TestIntegrationTestNamedScriptAndMirrors(t *testing.T) {
 
 func TestCheck(t *testing.T) {
 	recordFrom(t)
-	require.NoError(t, module().Check(context.Background(), ""))
+	require.NoError(t, module().Check(context.Background(), "", nil))
 	qs := fake.Queries()
 	last := qs[len(qs)-1]
 	require.Equal(t, "sync", last.Leaf().Field)
@@ -246,7 +246,18 @@ func TestCheck(t *testing.T) {
 	require.ElementsMatch(t, []string{"krgeobuk-go-mod", "krgeobuk-go-build", "krgeobuk-tools"}, argList(chain, "cacheVolume", "key"))
 	ex := execs(chain)
 	require.Equal(t, "bash .ci/run", ex[len(ex)-1], "exactly what CI runs")
+	require.Contains(t, ex[len(ex)-2], "command -v npm", "Node.js is installed only when the image lacks it")
 	require.Equal(t, []string{"/src"}, argList(chain, "withDirectory", "path"))
+}
+
+func TestCheckRunsTheGivenTargets(t *testing.T) {
+	recordFrom(t)
+	require.NoError(t, module().Check(context.Background(), "mirror.local/golang:1.26.8-bookworm", []string{"fmt-check", "shellcheck"}))
+	qs := fake.Queries()
+	chain := flat(qs[len(qs)-1].Chain)
+	require.Equal(t, "mirror.local/golang:1.26.8-bookworm", argList(chain, "from", "address")[0])
+	ex := execs(chain)
+	require.Equal(t, "make fmt-check shellcheck", ex[len(ex)-1], "only the named targets, without .ci/run's installs")
 }
 
 // Every bad argument is refused before the function sends a single query.
@@ -312,29 +323,32 @@ func TestBadArgumentsFailBeforeAnyCall(t *testing.T) {
 			_, err := m.IntegrationTest(ctx, "auth-server", dag.Directory(), "staging", "x; rm -rf /", "", "", "")
 			return err
 		}, "not a package.json script name"},
-		{"check: floating go image", func() error { return m.Check(ctx, "golang:latest") }, "the tag latest is not a pin"},
+		{"check: floating go image", func() error { return m.Check(ctx, "golang:latest", nil) }, "the tag latest is not a pin"},
+		{"check: target that is not a make target", func() error {
+			return m.Check(ctx, "", []string{"test; rm -rf /"})
+		}, `--target "test; rm -rf /" is not a make target name`},
 		{"deploy: unknown environment", func() error {
-			_, err := m.Deploy(ctx, "qa", kubeconfig, []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, "", nil, nil, "table")
+			_, err := m.Deploy(ctx, "qa", kubeconfig, []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, "", nil, nil, nil, "table")
 			return err
 		}, `environment "qa": unknown`},
 		{"deploy: no kubeconfig", func() error {
-			_, err := m.Deploy(ctx, "staging", nil, []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, "", nil, nil, "table")
+			_, err := m.Deploy(ctx, "staging", nil, []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, "", nil, nil, nil, "table")
 			return err
 		}, "--kubeconfig is required"},
 		{"deploy: nothing to deploy", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, nil, "", "", nil, "", nil, nil, "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, nil, "", "", nil, "", nil, nil, nil, "table")
 			return err
 		}, "give --image service=repository@digest, or --registry and --tag"},
 		{"deploy: malformed image pair", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, []string{"auth-server"}, "", "", nil, "", nil, nil, "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, []string{"auth-server"}, "", "", nil, "", nil, nil, nil, "table")
 			return err
 		}, `--image "auth-server": want service=repository@sha256`},
 		{"deploy: malformed registry", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, nil, "ghcr.io/Krgeobuk", "v1", nil, "u", pw, nil, "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, nil, "ghcr.io/Krgeobuk", "v1", nil, "u", pw, nil, nil, "table")
 			return err
 		}, `registry "ghcr.io/Krgeobuk"`},
 		{"deploy: unknown format", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, []string{"auth-server=x"}, "", "", nil, "", nil, nil, "yaml")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, []string{"auth-server=x"}, "", "", nil, "", nil, nil, nil, "yaml")
 			return err
 		}, `--format "yaml"`},
 		{"rollback: negative revision", func() error {
@@ -372,6 +386,20 @@ func TestBadArgumentsFailBeforeAnyCall(t *testing.T) {
 // The kubeconfig reaches the deploy packages only through its secret: the
 // function asks the session for the secret's plaintext and never passes the
 // content anywhere else.
+// A values file that is not a mapping of chart values is refused before the
+// kubeconfig is even read.
+func TestDeployRefusesValuesThatAreNotAMapping(t *testing.T) {
+	recordFrom(t)
+	ctx := context.Background()
+	kubeconfig := dag.SetSecret("kubeconfig", "apiVersion: v1\nkind: Config\n")
+	values := dag.Directory().WithNewFile("bad.yaml", "- replicas: 3\n").File("bad.yaml")
+	_, err := module().Deploy(ctx, "staging", kubeconfig, []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, "", nil, nil, values, "table")
+	require.ErrorContains(t, err, "--values: not a YAML mapping of chart values")
+	for _, q := range fake.Queries() {
+		require.NotEqual(t, "plaintext", q.Leaf().Field, "the kubeconfig is not read for a refused call")
+	}
+}
+
 func TestStatusReadsTheKubeconfigSecret(t *testing.T) {
 	recordFrom(t)
 	ctx := context.Background()

@@ -274,7 +274,14 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg goImage", err))
 				}
 			}
-			return nil, (*Krgeobuk).Check(&parent, ctx, goImage)
+			var target []string
+			if inputArgs["target"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["target"]), &target)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg target", err))
+				}
+			}
+			return nil, (*Krgeobuk).Check(&parent, ctx, goImage, target)
 		case "Deploy":
 			var parent Krgeobuk
 			err = json.Unmarshal(parentJSON, &parent)
@@ -344,6 +351,13 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg kubeAPI", err))
 				}
 			}
+			var values *dagger.File
+			if inputArgs["values"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["values"]), &values)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg values", err))
+				}
+			}
 			var format string
 			if inputArgs["format"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["format"]), &format)
@@ -351,7 +365,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
 				}
 			}
-			return (*Krgeobuk).Deploy(&parent, ctx, env, kubeconfig, image, registry, tag, service, username, password, kubeApi, format)
+			return (*Krgeobuk).Deploy(&parent, ctx, env, kubeconfig, image, registry, tag, service, username, password, kubeApi, values, format)
 		case "IntegrationTest":
 			var parent Krgeobuk
 			err = json.Unmarshal(parentJSON, &parent)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"sigs.k8s.io/yaml"
 
 	"dagger/krgeobuk/internal/dagger"
 
@@ -60,6 +61,10 @@ func (m *Krgeobuk) Deploy(
 	// the engine's host. TLS still checks the kubeconfig's host name.
 	// +optional
 	kubeAPI *dagger.Service,
+	// YAML file of chart values laid over the environment's (checked against
+	// the chart's schema before anything changes), e.g. a replica count.
+	// +optional
+	values *dagger.File,
 	// Report format: table, markdown or json.
 	// +default="table"
 	format string,
@@ -69,6 +74,10 @@ func (m *Krgeobuk) Deploy(
 		return "", fmt.Errorf("deploy: %w", err)
 	}
 	images, err := parseImages(image)
+	if err != nil {
+		return "", fmt.Errorf("deploy: %w", err)
+	}
+	extra, err := readValues(ctx, values)
 	if err != nil {
 		return "", fmt.Errorf("deploy: %w", err)
 	}
@@ -93,7 +102,24 @@ func (m *Krgeobuk) Deploy(
 	if err != nil {
 		return "", fmt.Errorf("deploy: %w", err)
 	}
-	return rendered(d, d.Deploy(ctx, deploy.Request{Images: images}), format)
+	return rendered(d, d.Deploy(ctx, deploy.Request{Images: images, Values: extra}), format)
+}
+
+// readValues reads --values; a file that is not a YAML mapping is refused
+// here, before the cluster is contacted.
+func readValues(ctx context.Context, f *dagger.File) (map[string]any, error) {
+	if f == nil {
+		return nil, nil
+	}
+	data, err := f.Contents(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("--values: %w", err)
+	}
+	var values map[string]any
+	if err := yaml.Unmarshal([]byte(data), &values); err != nil {
+		return nil, fmt.Errorf("--values: not a YAML mapping of chart values: %w", err)
+	}
+	return values, nil
 }
 
 // Roll an environment back to a verified revision (the newest one older than

@@ -212,6 +212,13 @@ func leafValue(chain []Call, stdout string) any {
 		return nil
 	case "endpoint":
 		return "kube-api.fake.dagger.local:6443"
+	case "contents":
+		for i := len(object) - 1; i >= 0; i-- {
+			if object[i].Field == "withNewFile" {
+				return object[i].Args["contents"]
+			}
+		}
+		return nil
 	}
 	return nil
 }
