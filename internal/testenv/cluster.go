@@ -77,13 +77,17 @@ const (
 	compKwok              = "kwok"
 )
 
+// PodCIDR is the range kwok gives pod IPs from. Nothing listens on them; a
+// test that needs a pod to answer (the API server's service proxy dials a
+// ready pod's IP) routes this range to its own loopback.
+const PodCIDR = "10.244.0.0/16"
+
 // stopOrder shuts the consumers down before what they consume.
 var stopOrder = []string{compKwok, compScheduler, compControllerManager, compAPIServer, compEtcd}
 
 const (
 	serviceCIDR = "10.96.0.0/16"
 	serviceIP   = "10.96.0.1"
-	podCIDR     = "10.244.0.0/16"
 	// kubeVersion is what the fake kubelets report; it matches the
 	// control plane built from scripts/testenv/tools.
 	kubeVersion = "v1.37.2"
@@ -270,7 +274,7 @@ func (c *Cluster) bootControllers(ctx context.Context) error {
 		"--manage-all-nodes=false",
 		"--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
 		"--node-lease-duration-seconds=40",
-		"--cidr=" + podCIDR,
+		"--cidr=" + PodCIDR,
 		"--node-ip=10.240.0.1",
 		"-v=WARN",
 	})
