@@ -54,6 +54,7 @@ func RunnerHost() (string, error) {
 // Session is an open engine session. Close it to end the session's work in the engine.
 type Session struct {
 	engine *client.Client
+	cancel context.CancelFunc
 	srv    *http.Server
 	addr   string
 	token  string
@@ -79,8 +80,21 @@ func Start(ctx context.Context, runnerHost string) (*Session, error) {
 		return nil, err
 	}
 	s := &Session{token: hex.EncodeToString(tok)}
-	eng, err := client.Connect(ctx, client.Params{SecretToken: s.token, RunnerHost: runnerHost})
+	// The engine calls back into the session's attachables (host files, secrets) for as long as
+	// the session lives, on the context given to Connect: it must outlive ctx, which only bounds
+	// the connection.
+	sessCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	stop := context.AfterFunc(ctx, cancel)
+	eng, err := client.Connect(sessCtx, client.Params{SecretToken: s.token, RunnerHost: runnerHost})
+	if !stop() {
+		err = errors.Join(err, ctx.Err())
+	}
 	if err != nil {
+		cancel()
+		if eng != nil {
+			_ = eng.Close()
+		}
 		return nil, fmt.Errorf("connect to engine %s: %w", runnerHost, err)
 	}
 	s.engine = eng
@@ -168,6 +182,9 @@ func (s *Session) Close() error {
 	}
 	if s.engine != nil {
 		errs = append(errs, s.engine.Close())
+	}
+	if s.cancel != nil {
+		s.cancel()
 	}
 	return errors.Join(errs...)
 }

@@ -72,6 +72,12 @@ func inside(ctx context.Context, args []string) error {
 			return err
 		}
 	}
+	// The engine points /usr/bin/iptables* at /usr/bin/xtables-*-multi; Debian keeps those in /usr/sbin.
+	for _, x := range []string{"xtables-legacy-multi", "xtables-nft-multi"} {
+		if err := os.Symlink("/usr/sbin/"+x, "/usr/bin/"+x); err != nil && !errors.Is(err, os.ErrExist) {
+			return err
+		}
+	}
 	cniDir := filepath.Join(scratch, "cni")
 	if err := os.MkdirAll(cniDir, 0o755); err != nil {
 		return err
