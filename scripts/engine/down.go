@@ -114,8 +114,13 @@ func engineMount(m string) bool {
 	return strings.Contains(m, "dagger") || strings.Contains(m, "buildkit")
 }
 
-// execIn runs argv in the engine's network namespace only, with KRGEOBUK_ENGINE_HOST set.
+// execIn runs argv in the engine's network namespace only, with KRGEOBUK_ENGINE_HOST set;
+// `--dir DIR` before `--` sets its working directory (`go -C` moved ours).
 func execIn(ctx context.Context, s stateDir, argv []string) error {
+	dir := ""
+	if len(argv) > 1 && argv[0] == "--dir" {
+		dir, argv = argv[1], argv[2:]
+	}
 	if len(argv) > 0 && argv[0] == "--" {
 		argv = argv[1:]
 	}
@@ -131,6 +136,7 @@ func execIn(ctx context.Context, s stateDir, argv []string) error {
 	}
 	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"-n", "-t", fmt.Sprint(st.NsPID), "--"}, argv...)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "KRGEOBUK_ENGINE_HOST=unix://"+st.Socket)
 	err = cmd.Run()
 	var ee *exec.ExitError
