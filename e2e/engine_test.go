@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/stretchr/testify/require"
 
+	"github.com/krgeobuk/krgeobuk-infra/e2e/daggercall"
 	"github.com/krgeobuk/krgeobuk-infra/e2e/daggersession"
 	"github.com/krgeobuk/krgeobuk-infra/e2e/smokeimage"
 )
@@ -183,4 +184,35 @@ func TestContainerReachesGatewayRegistry(t *testing.T) {
 		Stdout(ctx(t))
 	require.NoError(t, err)
 	require.Contains(t, out, `"layers"`, "the manifest served at the gateway address")
+}
+
+// TestSecretStaysSecret passes a secret the way the runner does (a setSecret query variable) and
+// uses it in a container: the value arrives, and neither the engine's log nor the exec output
+// shows it.
+func TestSecretStaysSecret(t *testing.T) {
+	s := session(t)
+	pushBusybox(t)
+	c := ctx(t)
+	plain := fmt.Sprintf("kube-token-%d", time.Now().UnixNano())
+	id, err := daggercall.SessionResolver(s).Secret(c, "kubeconfig", plain)
+	require.NoError(t, err)
+	require.NotContains(t, id, plain)
+	sec := s.Dagger().LoadSecretFromID(dagger.SecretID(id))
+	got, err := sec.Plaintext(c)
+	require.NoError(t, err)
+	require.Equal(t, plain, got)
+
+	out, err := s.Dagger().Container().From(busyboxTag).
+		WithSecretVariable("KUBE_TOKEN", sec).
+		WithExec([]string{"sh", "-c", `echo "length ${#KUBE_TOKEN}"; echo "$KUBE_TOKEN"`}).
+		Stdout(c)
+	require.NoError(t, err)
+	require.Contains(t, out, fmt.Sprintf("length %d", len(plain)))
+	require.NotContains(t, out, plain, "the engine scrubs secrets from output")
+
+	host, err := daggersession.RunnerHost()
+	require.NoError(t, err)
+	log, err := os.ReadFile(filepath.Join(filepath.Dir(strings.TrimPrefix(host, "unix://")), "engine.log"))
+	require.NoError(t, err)
+	require.NotContains(t, string(log), plain, "secret in the engine log")
 }

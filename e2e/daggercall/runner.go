@@ -224,6 +224,9 @@ func output(raw json.RawMessage, t TypeRef) (string, error) {
 // resolver makes object IDs from flag values in the session.
 type resolver struct{ q Querier }
 
+// SessionResolver is the Resolver Call uses: it makes object IDs in the session behind q.
+func SessionResolver(q Querier) Resolver { return resolver{q: q} }
+
 func (r resolver) id(ctx context.Context, query string, vars map[string]any, path ...string) (string, error) {
 	data, err := r.q.Query(ctx, query, vars)
 	if err != nil {

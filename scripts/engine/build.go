@@ -118,6 +118,24 @@ func build(ctx context.Context, dir, distconstsDir string) error {
 		return err
 	}
 	fmt.Printf("engine build: cold, %.1fs, %s\n", time.Since(start).Seconds(), bin)
+	return pruneOtherBuilds(dir)
+}
+
+// pruneOtherBuilds removes the other builds of this engine version (an older patch or Go
+// version): only the current one is ever started.
+func pruneOtherBuilds(dir string) error {
+	siblings, err := os.ReadDir(filepath.Dir(dir))
+	if err != nil {
+		return err
+	}
+	for _, e := range siblings {
+		if p := filepath.Join(filepath.Dir(dir), e.Name()); p != dir {
+			if err := os.RemoveAll(p); err != nil {
+				return fmt.Errorf("engine build: prune %s: %w", p, err)
+			}
+			fmt.Printf("engine build: removed the older build %s\n", e.Name())
+		}
+	}
 	return nil
 }
 
