@@ -40,7 +40,7 @@ func build(ctx context.Context, dir, distconstsDir string) error {
 	stamp := filepath.Join(dir, "bin", ".complete")
 	if _, err := os.Stat(stamp); err == nil {
 		fmt.Printf("engine build: warm, %s\n", filepath.Join(dir, "bin"))
-		return nil
+		return pruneOtherBuilds(dir)
 	}
 	start := time.Now()
 	step := func(name string, f func() error) error {
