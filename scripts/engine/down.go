@@ -25,8 +25,10 @@ func down(ctx context.Context, s stateDir) error {
 	}
 	if st == nil || (!alive(st.NsPID) && !alive(st.UnsharePID)) {
 		fmt.Println("engine: not up, nothing to stop")
-		if st != nil {
-			return os.Remove(s.file())
+		for _, f := range []string{s.file(), s.runnerHostFile()} {
+			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
 		}
 		return nil
 	}
