@@ -70,11 +70,11 @@ func Start(ctx context.Context, runnerHost string) (*Session, error) {
 		return nil, fmt.Errorf("engine address %q: want unix://PATH", runnerHost)
 	}
 	// Fail fast and clearly: client.Connect would otherwise retry a missing socket for a long time.
-	if c, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "unix", sock); err != nil {
+	probe, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "unix", sock)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrNoEngine, runnerHost, err)
-	} else {
-		_ = c.Close()
 	}
+	_ = probe.Close()
 	tok := make([]byte, 16)
 	if _, err := rand.Read(tok); err != nil {
 		return nil, err
