@@ -1,6 +1,8 @@
 // Command engine builds, starts and stops a Dagger engine natively (no Docker): see docs/engine.md.
 //
-//	engine build | up [--go-sdk-layout DIR] | exec -- CMD... | down
+//	engine build | up [--go-sdk-layout DIR] | exec [--dir DIR] -- CMD... | down
+//
+// `inside` is internal: `up` runs it as the init's child in the engine's namespaces.
 package main
 
 import (
