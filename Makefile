@@ -93,3 +93,26 @@ backup-tool:
 .PHONY: bench-backup
 bench-backup:
 	$(GO) test -count=1 -run '^$$' -bench BenchmarkMySQLBackupRestore -benchtime=1x -timeout 30m ./infrastructure/backup/
+
+## engine-build: build (once, cached in $KRGEOBUK_CACHE/dagger-engine) the Dagger engine v0.21.8 from the Go module proxy, patched
+.PHONY: engine-build engine-up engine-down e2e dagger-call
+ENGINE := $(GO) -C scripts/engine run .
+engine-build:
+	$(ENGINE) build
+
+## engine-up: start the engine in its own namespaces with a local registry (GO_SDK_LAYOUT=DIR: builtin Go SDK image)
+engine-up: engine-build
+	$(ENGINE) up $(if $(GO_SDK_LAYOUT),--go-sdk-layout $(abspath $(GO_SDK_LAYOUT)))
+
+## engine-down: stop the engine and check it left nothing behind
+engine-down:
+	$(ENGINE) down
+
+## e2e: build and start the engine, run the end-to-end tests on it, stop it (GO_SDK_LAYOUT=DIR adds the module tests)
+e2e:
+	scripts/e2e.sh
+
+## dagger-call: run a module function on the running engine without the dagger CLI: make dagger-call ARGS='check'
+dagger-call:
+	$(GO) -C e2e build -o $(KRGEOBUK_CACHE)/bin/krgeobuk-call ./cmd/krgeobuk-call
+	$(ENGINE) exec --dir $(CURDIR) -- $(KRGEOBUK_CACHE)/bin/krgeobuk-call --module $(CURDIR) $(ARGS)

@@ -1,7 +1,10 @@
 // Package distconsts stands in for github.com/dagger/dagger/engine/distconsts, a nested module of
-// the dagger repository that the module proxy does not serve. Only codegen is built against it;
-// the values are the engine v0.21.8 defaults as far as the code generator is concerned, which
-// reads none of them.
+// the dagger repository that the module proxy does not serve. It is the one copy the project
+// builds against: codegen (scripts/codegen/tools), the engine (scripts/engine copies it into the
+// engine's source as engine/distconsts) and the e2e session client (a replace in e2e/go.mod).
+// The values are the engine v0.21.8 defaults; the engine reads the paths (runc, dagger-init,
+// builtin content store, state folder), the SDK digest variable names and, for its terminal and
+// integration tests only, the image names.
 package distconsts
 
 const (

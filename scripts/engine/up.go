@@ -1,0 +1,297 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sethvargo/go-retry"
+)
+
+// state is what `up` records in run/up.json for `exec` and `down`.
+type state struct {
+	UnsharePID int       `json:"unsharePid"`
+	NsPID      int       `json:"nsPid"` // tini, pid 1 of the engine's pid namespace, as the host sees it
+	PidNS      string    `json:"pidNs"`
+	NetNS      string    `json:"netNs"`
+	Socket     string    `json:"socket"`
+	Started    time.Time `json:"started"`
+	HostMounts []string  `json:"hostMounts"`
+	HostLinks  []string  `json:"hostLinks"`
+	Absent     []string  `json:"absent"` // host paths the engine would write if it escaped its namespaces
+}
+
+// layout of the state folder: root and registry persist, run is laid anew by every `up`.
+type stateDir string
+
+func (s stateDir) root() string     { return filepath.Join(string(s), "root") }
+func (s stateDir) registry() string { return filepath.Join(string(s), "registry") }
+func (s stateDir) run() string      { return filepath.Join(string(s), "run") }
+func (s stateDir) file() string     { return filepath.Join(s.run(), "up.json") }
+func (s stateDir) socket() string   { return filepath.Join(s.run(), "engine.sock") }
+func (s stateDir) log() string      { return filepath.Join(s.run(), "engine.log") }
+
+// RunnerHostFile holds the engine's address (unix://…) while it is up.
+func (s stateDir) runnerHostFile() string { return filepath.Join(s.run(), "runner-host") }
+
+// escapePaths are what the engine writes on the host when not confined by its mount namespace.
+var escapePaths = []string{
+	"/etc/dagger", "/etc/dnsmasq-resolv.conf", "/usr/local/bin/runc", "/usr/local/bin/dagger-init",
+	"/var/lib/cni", "/run/containers/cni", "/run/buildkit", "/run/dagger", "/usr/local/share/dagger",
+}
+
+func loadState(s stateDir) (*state, error) {
+	b, err := os.ReadFile(s.file())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st state
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%s: %w", s.file(), err)
+	}
+	return &st, nil
+}
+
+// alive reports whether pid runs (a zombie counts as gone).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	return len(f) > 0 && f[0] != "Z"
+}
+
+func up(ctx context.Context, p paths, s stateDir, args []string) error {
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	sdkLayout := fs.String("go-sdk-layout", "", "OCI image layout of the builtin Go SDK image")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var sdkDigest string
+	if *sdkLayout != "" {
+		d, err := layoutManifestDigest(*sdkLayout)
+		if err != nil {
+			return fmt.Errorf("--go-sdk-layout: %w", err)
+		}
+		sdkDigest = d
+	}
+	if st, err := loadState(s); err != nil {
+		return err
+	} else if st != nil && alive(st.NsPID) {
+		fmt.Printf("engine: already up (pid %d), unix://%s\n", st.NsPID, st.Socket)
+		return nil
+	}
+	bdir, err := buildDir(p.cache, p.distconsts)
+	if err != nil {
+		return err
+	}
+	bin := filepath.Join(bdir, "bin")
+	if _, err := os.Stat(filepath.Join(bin, ".complete")); err != nil {
+		return fmt.Errorf("engine not built (run make engine-build): %w", err)
+	}
+	for _, tool := range []string{"unshare", "tini", "runc", "ip", "iptables", "dnsmasq"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if _, err2 := os.Stat("/usr/sbin/" + tool); err2 != nil {
+				return fmt.Errorf("%s not found (run make deps): %w", tool, err)
+			}
+		}
+	}
+	if err := os.RemoveAll(s.run()); err != nil {
+		return err
+	}
+	for _, d := range []string{s.root(), s.registry(), s.run()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+	}
+	// `go run` deletes its binary on exit; the namespace keeps running this copy.
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	tool := filepath.Join(s.run(), "krgeobuk-engine")
+	if err := copyFile(self, tool, 0o755); err != nil {
+		return err
+	}
+	st := &state{Socket: s.socket(), Started: time.Now()}
+	if st.HostMounts, err = mountPoints("/proc/self/mountinfo"); err != nil {
+		return err
+	}
+	if st.HostLinks, err = netLinks(); err != nil {
+		return err
+	}
+	for _, pth := range escapePaths {
+		if _, err := os.Lstat(pth); errors.Is(err, os.ErrNotExist) {
+			st.Absent = append(st.Absent, pth)
+		}
+	}
+	logf, err := os.Create(s.log())
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	insideArgs := []string{"--mount", "--net", "--pid", "--fork", "--mount-proc", "--propagation", "private",
+		"--kill-child", "--", "tini", "-s", "--", tool, "inside", "--state", string(s), "--bin", bin}
+	if *sdkLayout != "" {
+		abs, err := filepath.Abs(*sdkLayout)
+		if err != nil {
+			return err
+		}
+		insideArgs = append(insideArgs, "--go-sdk-layout", abs, "--go-sdk-digest", sdkDigest)
+	}
+	cmd := exec.Command("unshare", insideArgs...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start engine namespace: %w", err)
+	}
+	st.UnsharePID = cmd.Process.Pid
+	_ = cmd.Process.Release()
+
+	// Bounded wait: tini appears, then the engine's socket accepts and the registry is ready.
+	readyCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	err = retry.Do(readyCtx, retry.WithMaxDuration(2*time.Minute, retry.NewConstant(200*time.Millisecond)), func(ctx context.Context) error {
+		if !alive(st.UnsharePID) {
+			return fmt.Errorf("engine namespace exited")
+		}
+		if st.NsPID == 0 {
+			st.NsPID = firstChild(st.UnsharePID)
+			if st.NsPID == 0 {
+				return retry.RetryableError(errors.New("namespace not started"))
+			}
+		}
+		if _, err := os.Stat(filepath.Join(s.run(), "registry-ready")); err != nil {
+			return retry.RetryableError(fmt.Errorf("registry not ready: %w", err))
+		}
+		c, err := net.DialTimeout("unix", s.socket(), time.Second)
+		if err != nil {
+			return retry.RetryableError(fmt.Errorf("engine socket: %w", err))
+		}
+		return c.Close()
+	})
+	if st.NsPID != 0 {
+		st.PidNS, _ = os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", st.NsPID))
+		st.NetNS, _ = os.Readlink(fmt.Sprintf("/proc/%d/ns/net", st.NsPID))
+	}
+	b, jerr := json.MarshalIndent(st, "", "  ")
+	if jerr != nil {
+		return jerr
+	}
+	if werr := os.WriteFile(s.file(), b, 0o600); werr != nil {
+		return werr
+	}
+	if err != nil {
+		logTail := tail(s.log(), 30)
+		_ = down(ctx, s)
+		return fmt.Errorf("engine did not become ready: %w\n--- %s (last lines)\n%s", err, s.log(), logTail)
+	}
+	if err := os.WriteFile(s.runnerHostFile(), []byte("unix://"+s.socket()+"\n"), 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("engine: up in %.1fs (pid %d), KRGEOBUK_ENGINE_HOST=unix://%s\n", time.Since(st.Started).Seconds(), st.NsPID, s.socket())
+	fmt.Printf("engine: registry 127.0.0.1:%d and %s:%d inside its network; log %s\n", RegistryPort, GatewayAddr, RegistryPort, s.log())
+	return nil
+}
+
+func firstChild(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[0])
+	return n
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, mode)
+}
+
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// mountPoints lists the mount points in a mountinfo file.
+func mountPoints(mountinfo string) ([]string, error) {
+	b, err := os.ReadFile(mountinfo)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 {
+			out = append(out, f[4])
+		}
+	}
+	return out, nil
+}
+
+func netLinks() ([]string, error) {
+	es, err := os.ReadDir("/sys/class/net")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range es {
+		out = append(out, e.Name())
+	}
+	return out, nil
+}
+
+// layoutManifestDigest reads the single image manifest an OCI layout's index.json names.
+func layoutManifestDigest(dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	if err != nil {
+		return "", err
+	}
+	var idx struct {
+		Manifests []struct {
+			MediaType string `json:"mediaType"`
+			Digest    string `json:"digest"`
+		} `json:"manifests"`
+	}
+	if err := json.Unmarshal(b, &idx); err != nil {
+		return "", fmt.Errorf("%s/index.json: %w", dir, err)
+	}
+	if len(idx.Manifests) != 1 {
+		return "", fmt.Errorf("%s/index.json: want exactly one manifest, found %d", dir, len(idx.Manifests))
+	}
+	d := idx.Manifests[0].Digest
+	if !strings.HasPrefix(d, "sha256:") {
+		return "", fmt.Errorf("%s/index.json: manifest digest %q is not sha256", dir, d)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "blobs", "sha256", strings.TrimPrefix(d, "sha256:"))); err != nil {
+		return "", fmt.Errorf("%s: manifest blob: %w", dir, err)
+	}
+	return d, nil
+}
