@@ -1,22 +1,79 @@
-// Package moduletest loads this repository's Dagger module (dagger.json at the root, source ci/)
-// on the engine and calls its functions through the CLI-free runner. It needs an engine started
-// with the builtin Go SDK image (`engine up --go-sdk-layout DIR`, `make e2e GO_SDK_LAYOUT=DIR`).
+// Package moduletest runs this repository's Dagger module (dagger.json at the root, source ci/)
+// on a real engine through the CLI-free runner, function by function, in the order a release
+// takes. It needs `make e2e`: an engine started with the builtin Go SDK image, the local base
+// images in its registry (their references in the file $KRGEOBUK_E2E_IMAGES), and this process
+// in the engine's network namespace.
 package moduletest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
+	"strings"
 	"testing"
 	"time"
 
+	"dagger.io/dagger"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/krgeobuk/krgeobuk-infra/e2e/daggercall"
 	"github.com/krgeobuk/krgeobuk-infra/e2e/daggersession"
+	"github.com/krgeobuk/krgeobuk-infra/e2e/podstandin"
+	"github.com/krgeobuk/krgeobuk-infra/e2e/smokeimage"
+	"github.com/krgeobuk/krgeobuk-infra/internal/testenv"
+	"github.com/krgeobuk/krgeobuk-infra/k8s"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/appenv"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/itest"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
 )
+
+const (
+	// localRegistry is the registry `engine up` serves inside the engine's network namespace,
+	// which is also docker.io's mirror; gatewayRegistry is the same registry at the address
+	// module containers reach it by (the engine's CNI bridge): deploy resolves digests there.
+	localRegistry   = "127.0.0.1:5000"
+	gatewayRegistry = "10.87.0.1:5000"
+)
+
+// baseImages are the local stand-ins for the module's base images, as `images push` printed
+// them, plus the busybox smoke image the probes run in.
+type baseImages struct {
+	Node    string `json:"node"`
+	Nginx   string `json:"nginx"`
+	MySQL   string `json:"mysql"`
+	Redis   string `json:"redis"`
+	Golang  string `json:"golang"`
+	Busybox string `json:"-"`
+}
+
+func loadBaseImages(t *testing.T) baseImages {
+	t.Helper()
+	path := os.Getenv("KRGEOBUK_E2E_IMAGES")
+	require.NotEmpty(t, path, "KRGEOBUK_E2E_IMAGES names the base images' JSON: run through `make e2e`")
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var b baseImages
+	require.NoError(t, json.Unmarshal(data, &b))
+	for what, ref := range map[string]string{"node": b.Node, "nginx": b.Nginx, "mysql": b.MySQL, "redis": b.Redis, "golang": b.Golang} {
+		require.NotEmpty(t, ref, "%s: no %s image", path, what)
+	}
+	img, err := smokeimage.Busybox()
+	require.NoError(t, err)
+	b.Busybox = localRegistry + "/library/busybox:krgeobuk-e2e"
+	ref, err := name.ParseReference(b.Busybox, name.Insecure)
+	require.NoError(t, err)
+	require.NoError(t, remote.Write(ref, img))
+	return b
+}
 
 func repoRoot(t *testing.T) string {
 	t.Helper()
@@ -31,50 +88,317 @@ func repoRoot(t *testing.T) string {
 	return ""
 }
 
-func TestModuleLoadsAndCalls(t *testing.T) {
-	host, err := daggersession.RunnerHost()
-	require.NoError(t, err, "run through `make e2e GO_SDK_LAYOUT=DIR`")
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+// TestModuleOnARealEngine loads the module once (a load costs minutes: codegen type-checks the
+// module and its Helm and client-go dependencies) and runs every function on the real engine in
+// the order a release takes: check, build (and run what was built), publish, integration-test,
+// deploy, a bad deploy rolled back automatically, a manual rollback, status.
+func TestModuleOnARealEngine(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
 	defer cancel()
+	host, err := daggersession.RunnerHost()
+	require.NoError(t, err, "run through `make e2e`")
 	s, err := daggersession.Start(ctx, host)
-	require.NoError(t, err, "run through `make e2e GO_SDK_LAYOUT=DIR`")
+	require.NoError(t, err, "run through `make e2e`")
 	defer s.Close()
+	images := loadBaseImages(t)
+	root := repoRoot(t)
 
 	start := time.Now()
-	m, err := daggercall.LoadModule(ctx, s, repoRoot(t))
+	m, err := daggercall.LoadModule(ctx, s, root)
 	require.NoError(t, err, "load the module (the engine needs its builtin Go SDK image: engine up --go-sdk-layout)")
-	fmt.Printf("e2e timings:\n  %-28s %8.1fs\n", "first module load", time.Since(start).Seconds())
+	timed("first module load", start)
+
+	t.Run("functions and their types", func(t *testing.T) { testSignatures(t, m) })
+	t.Run("bad arguments", func(t *testing.T) { testBadArguments(ctx, t, m) })
+	t.Run("check", func(t *testing.T) { testCheck(ctx, t, m, images) })
+	t.Run("build and run", func(t *testing.T) { testBuild(ctx, t, s.Dagger(), m, images) })
+	var v1, v2 map[string]string
+	t.Run("publish", func(t *testing.T) {
+		v1 = publish(ctx, t, m, images, "e2e-1", "rev-1")
+		v2 = publish(ctx, t, m, images, "e2e-2", "rev-2")
+		for _, svc := range catalog.Names() {
+			require.NotEqual(t, v1[svc], v2[svc], "another revision label is another image")
+		}
+	})
+	t.Run("integration-test", func(t *testing.T) {
+		start := time.Now()
+		out, err := m.Call(ctx, "integration-test", []string{"--service", "auth-server", "--source", filepath.Join(root, "examples/auth-api"),
+			"--env", "development", "--node-image", images.Node, "--mysql-image", images.MySQL, "--redis-image", images.Redis})
+		timed("integration-test", start)
+		require.NoError(t, err)
+		require.Contains(t, out, "# fail 0")
+		require.Regexp(t, `# pass [1-9]`, out)
+	})
+	t.Run("deploy, automatic and manual rollback, status", func(t *testing.T) {
+		require.NotEmpty(t, v1, "publish must pass first")
+		testDeploy(ctx, t, m, v1, v2)
+	})
+}
+
+func testSignatures(t *testing.T, m *daggercall.Module) {
 	require.Equal(t, "krgeobuk", m.Name)
 	var names []string
 	for n := range m.Functions {
 		names = append(names, n)
 	}
-	sort.Strings(names)
-	require.Subset(t, names, []string{"build", "check", "deploy", "integrationTest", "promote", "publish", "rollback", "status"})
-	var kubeconfig daggercall.Arg
+	require.ElementsMatch(t, []string{"build", "check", "deploy", "integrationTest", "promote", "publish", "rollback", "status"}, names)
+	types := map[string]daggercall.TypeRef{}
 	for _, a := range m.Functions["deploy"].Args {
-		if a.Name == "kubeconfig" {
-			kubeconfig = a
-		}
+		types[a.Name] = a.Type
 	}
-	require.Equal(t, daggercall.TypeRef{Kind: daggercall.KindObject, Name: "Secret"}, kubeconfig.Type, "deploy --kubeconfig is a Secret")
+	require.Equal(t, daggercall.TypeRef{Kind: daggercall.KindObject, Name: "Secret"}, types["kubeconfig"], "deploy --kubeconfig is a Secret")
+	require.Equal(t, daggercall.KindObject, types["password"].Kind, "a registry password is a Secret too")
+	require.Equal(t, "Secret", types["password"].Name)
+}
 
+func testBadArguments(ctx context.Context, t *testing.T, m *daggercall.Module) {
 	tests := []struct {
 		name, function string
 		argv           []string
 		wantErr        string
 	}{
-		{name: "check refuses an unpinned Go image (the module's own validation ran)", function: "check",
+		{name: "an unpinned Go image, refused by the module's own code", function: "check",
 			argv: []string{"--go-image", "golang"}, wantErr: `check: go image: image "golang" has no tag or digest; pin it`},
-		{name: "a missing required flag is refused before the engine is asked", function: "deploy",
+		{name: "an unknown service", function: "build",
+			argv: []string{"--service", "billing-server"}, wantErr: `unknown service "billing-server"`},
+		{name: "a missing required flag, refused before the engine is asked", function: "deploy",
 			argv: []string{"--env", "staging"}, wantErr: "deploy: missing required flag --kubeconfig"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			start := time.Now()
 			_, err := m.Call(ctx, tt.function, tt.argv)
-			fmt.Printf("  %-28s %8.1fs\n", tt.function, time.Since(start).Seconds())
 			require.ErrorContains(t, err, tt.wantErr)
 		})
+	}
+}
+
+// timed prints one line of the timing report `make e2e` shows.
+func timed(step string, start time.Time) {
+	fmt.Printf("e2e timing: %-34s %7.1fs\n", step, time.Since(start).Seconds())
+}
+
+func testCheck(ctx context.Context, t *testing.T, m *daggercall.Module, images baseImages) {
+	start := time.Now()
+	_, err := m.Call(ctx, "check", []string{"--go-image", images.Golang, "--target", "fmt-check", "--target", "shellcheck"})
+	timed("check (fmt-check, shellcheck)", start)
+	require.NoError(t, err, "gofmt and shellcheck pass on this tree, so they must pass in the engine")
+
+	_, err = m.Call(ctx, "check", []string{"--go-image", images.Golang, "--target", "no-such-target"})
+	require.ErrorContains(t, err, "No rule to make target", "the check ran make in the container and reports its failure")
+}
+
+// testBuild builds every service from the examples and runs what was built:
+// each API with throwaway MySQL and Redis wired as the chart wires them must
+// answer /health/ready; each SPA must serve its index.html.
+func testBuild(ctx context.Context, t *testing.T, dag *dagger.Client, m *daggercall.Module, images baseImages) {
+	for _, svc := range catalog.All() {
+		t.Run(svc.Name, func(t *testing.T) {
+			start := time.Now()
+			out, err := m.Call(ctx, "build", []string{"--service", svc.Name, "--env", "development", "--revision", "e2e",
+				"--node-image", images.Node, "--nginx-image", images.Nginx})
+			require.NoError(t, err)
+			var ids []struct{ ID string }
+			require.NoError(t, json.Unmarshal([]byte(out), &ids), "build returns a list of containers: %s", out)
+			require.Len(t, ids, 1, "one container for the engine's platform")
+			built := dag.LoadContainerFromID(dagger.ContainerID(ids[0].ID))
+			timed("build "+svc.Name, start)
+
+			start = time.Now()
+			var body string
+			if svc.IsAPI() {
+				body = get(ctx, t, dag, images, withStores(ctx, t, dag, built, images, svc.Name), svc, svc.ReadinessPath)
+				require.JSONEq(t, `{"status":"ok","checks":{"mysql":"up","redis":"up"}}`, body)
+			} else {
+				body = get(ctx, t, dag, images, built, svc, "/")
+				require.Contains(t, body, "<title>krgeobuk</title>")
+				require.Regexp(t, `<script type="module"[^>]* src="/assets/[^"]+\.js"`, body, "the built bundle, not the source page")
+			}
+			timed("run "+svc.Name, start)
+		})
+	}
+}
+
+// withStores binds an API image to throwaway MySQL and Redis under the
+// chart's host names and gives it the chart's environment, as a pod gets it.
+func withStores(ctx context.Context, t *testing.T, dag *dagger.Client, api *dagger.Container, images baseImages, service string) *dagger.Container {
+	senv, err := appenv.ForService(ctx, "development", service, nil)
+	require.NoError(t, err)
+	stores, err := itest.Stores(senv)
+	require.NoError(t, err)
+	creds, err := itest.NewCredentials(dag, senv)
+	require.NoError(t, err)
+	for _, st := range stores {
+		if st.Engine == "mysql" {
+			api = api.WithServiceBinding(st.Alias, itest.MySQL(dag, images.MySQL, st.Port, senv.Config["MYSQL_DATABASE"], creds))
+		} else {
+			api = api.WithServiceBinding(st.Alias, itest.Redis(dag, images.Redis, st.Port, creds[itest.KeyRedisPassword]))
+		}
+	}
+	for _, k := range senv.Keys() {
+		if v, ok := senv.Config[k]; ok {
+			api = api.WithEnvVariable(k, v)
+		} else {
+			api = api.WithSecretVariable(k, creds[k])
+		}
+	}
+	return api
+}
+
+// get starts ctr as a service with its own entrypoint and fetches path from
+// a client container, the way a probe would: polled, at most 30 times a
+// second apart, as the API may answer 503 until its stores connect.
+func get(ctx context.Context, t *testing.T, dag *dagger.Client, images baseImages, ctr *dagger.Container, svc catalog.Service, path string) string {
+	srv := ctr.AsService(dagger.ContainerAsServiceOpts{UseEntrypoint: true})
+	url := fmt.Sprintf("http://%s:%d%s", svc.Name, svc.HTTPPort, path)
+	out, err := dag.Container().From(images.Busybox).
+		WithServiceBinding(svc.Name, srv).
+		WithEnvVariable("CACHE_BUST", time.Now().String()).
+		WithExec([]string{"sh", "-c", `i=0; while test $i -lt 30; do wget -q -T 5 -O - "$0" && exit 0; i=$((i+1)); sleep 1; done; exit 1`, url}).
+		Stdout(ctx)
+	require.NoError(t, err, "GET %s", url)
+	return out
+}
+
+// publish pushes all four services to the gateway registry and checks that
+// each returned reference resolves there, by digest, to an image carrying
+// the revision it was built from.
+func publish(ctx context.Context, t *testing.T, m *daggercall.Module, images baseImages, tag, revision string) map[string]string {
+	t.Helper()
+	start := time.Now()
+	out, err := m.Call(ctx, "publish", []string{"--registry", gatewayRegistry + "/krgeobuk", "--tag", tag, "--env", "development",
+		"--revision", revision, "--node-image", images.Node, "--nginx-image", images.Nginx})
+	timed("publish "+tag, start)
+	require.NoError(t, err)
+	var refs []string
+	require.NoError(t, json.Unmarshal([]byte(out), &refs), "publish returns the references: %s", out)
+	byService := map[string]string{}
+	for _, ref := range refs {
+		d, err := name.NewDigest(ref)
+		require.NoError(t, err, "publish returns repository@sha256:…, got %q", ref)
+		svc := d.Context().RepositoryStr()[strings.LastIndex(d.Context().RepositoryStr(), "/")+1:]
+		byService[svc] = ref
+		img, err := remote.Image(d)
+		require.NoError(t, err, "%s resolves in the registry", ref)
+		got, err := img.Digest()
+		require.NoError(t, err)
+		require.Equal(t, d.DigestStr(), got.String())
+		cfg, err := img.ConfigFile()
+		require.NoError(t, err)
+		require.Equal(t, revision, cfg.Config.Labels["org.opencontainers.image.revision"])
+		tagged, err := remote.Head(d.Context().Tag(tag))
+		require.NoError(t, err)
+		require.Equal(t, d.DigestStr(), tagged.Digest.String(), "the tag points at the returned digest")
+	}
+	require.ElementsMatch(t, catalog.Names(), keys(byService))
+	return byService
+}
+
+func keys(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// testDeploy deploys the published digests to the simulated cluster through
+// the module (kubeconfig as a Secret, the API server reached through a host
+// service), then a bad release that must roll back by itself, then a manual
+// rollback to the first release, then status.
+func testDeploy(ctx context.Context, t *testing.T, m *daggercall.Module, v1, v2 map[string]string) {
+	cluster, err := testenv.Start(ctx, testenv.Options{Name: "e2e"})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, cluster.Stop()) })
+	cs, err := kubernetes.NewForConfig(cluster.RESTConfig())
+	require.NoError(t, err)
+	env, err := environment.Load(k8s.Environments, "development")
+	require.NoError(t, err)
+	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: env.Namespace}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+
+	// kwok's pods run nothing: route their addresses here and answer their
+	// readiness paths, so the gate's path through the API server's service
+	// proxy is the real one.
+	unroute, err := podstandin.RouteLocal(ctx, testenv.PodCIDR)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, unroute()) })
+	pods, err := podstandin.Start(cs)
+	require.NoError(t, err)
+	t.Cleanup(pods.Close)
+
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	require.NoError(t, os.WriteFile(kubeconfig, cluster.Kubeconfig(), 0o600))
+	cluster0 := cluster.RESTConfig().Host
+	apiPort := cluster0[strings.LastIndex(cluster0, ":")+1:]
+	common := []string{"--env", "development", "--kubeconfig", "file:" + kubeconfig, "--kube-api", "tcp://127.0.0.1:" + apiPort, "--format", "json"}
+	deployArgs := func(images map[string]string, extra ...string) []string {
+		args := append([]string{}, common...)
+		for _, svc := range catalog.Names() {
+			args = append(args, "--image", svc+"="+images[svc])
+		}
+		return append(args, extra...)
+	}
+
+	first := call(ctx, t, m, "deploy", deployArgs(v1), true)
+	require.Equal(t, 1, first.Revision)
+	requireImages(ctx, t, cs, env.Namespace, v1)
+	require.Positive(t, pods.Answered("auth-server"), "the readiness gate reached the API through the service proxy")
+
+	second := call(ctx, t, m, "deploy", deployArgs(v2), true)
+	require.Equal(t, 2, second.Revision)
+	requireImages(ctx, t, cs, env.Namespace, v2)
+
+	bad := filepath.Join(t.TempDir(), "crashloop.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte("services:\n  auth-server:\n    podLabels:\n      "+testenv.FaultLabel+": "+testenv.FaultCrashLoop+"\n"), 0o644))
+	failed := call(ctx, t, m, "deploy", deployArgs(v2, "--values", bad), false)
+	require.Equal(t, report.RolledBack, failed.Verdict)
+	require.Equal(t, 2, failed.RolledBackTo, "back to the newest verified revision")
+	require.NotEmpty(t, failed.Problems)
+	require.Equal(t, "auth-server", failed.Problems[0].Service)
+	require.Equal(t, "CrashLoopBackOff", failed.Problems[0].Reason, "the report says why")
+	requireImages(ctx, t, cs, env.Namespace, v2)
+	d, err := cs.AppsV1().Deployments(env.Namespace).Get(ctx, "auth-server", metav1.GetOptions{})
+	require.NoError(t, err)
+	require.NotContains(t, d.Spec.Template.Labels, testenv.FaultLabel, "the bad pod template is gone")
+
+	back := call(ctx, t, m, "rollback", append(append([]string{}, common...), "--revision", "1"), true)
+	require.Equal(t, 1, back.RolledBackTo)
+	requireImages(ctx, t, cs, env.Namespace, v1)
+
+	status := call(ctx, t, m, "status", common, true)
+	require.Equal(t, back.Revision, status.Revision)
+	require.Len(t, status.History, back.Revision)
+	for _, s := range status.Services {
+		require.Equal(t, v1[s.Name], s.Image, "status shows what runs")
+	}
+}
+
+// call runs a cluster function with --format json and returns its report;
+// a failing call's report is read from the error, where the module puts it.
+func call(ctx context.Context, t *testing.T, m *daggercall.Module, function string, args []string, wantOK bool) report.Result {
+	t.Helper()
+	start := time.Now()
+	out, err := m.Call(ctx, function, args)
+	timed(function, start)
+	if wantOK {
+		require.NoError(t, err)
+	} else {
+		require.Error(t, err)
+		out = err.Error()
+	}
+	i := strings.Index(out, "{")
+	require.GreaterOrEqual(t, i, 0, "a JSON report in %q", out)
+	var res report.Result
+	require.NoError(t, json.NewDecoder(strings.NewReader(out[i:])).Decode(&res), out)
+	require.Equal(t, wantOK, res.OK, out)
+	return res
+}
+
+func requireImages(ctx context.Context, t *testing.T, cs kubernetes.Interface, namespace string, want map[string]string) {
+	t.Helper()
+	for svc, ref := range want {
+		d, err := cs.AppsV1().Deployments(namespace).Get(ctx, svc, metav1.GetOptions{})
+		require.NoError(t, err)
+		require.Equal(t, ref, d.Spec.Template.Spec.Containers[0].Image, "%s runs the published digest", svc)
 	}
 }
