@@ -43,8 +43,10 @@ func (m *Krgeobuk) Check(
 			return fmt.Errorf("check: --target %q is not a make target name", t)
 		}
 	}
-	_, err := m.checkContainer(goImage, target).Sync(ctx)
-	return err
+	if _, err := m.checkContainer(goImage, target).Sync(ctx); err != nil {
+		return fmt.Errorf("check: %w", explained(err))
+	}
+	return nil
 }
 
 // nodeInstall adds Node.js and npm, which the examples build with, unless

@@ -83,7 +83,7 @@ func (m *Krgeobuk) IntegrationTest(
 	}
 	out, err := ctr.Stdout(ctx)
 	if err != nil {
-		return "", fmt.Errorf("integration-test %s: %w", service, err)
+		return "", fmt.Errorf("integration-test %s: %w", service, explained(err))
 	}
 	return out, nil
 }

@@ -123,7 +123,7 @@ func (m *Krgeobuk) publish(ctx context.Context, a publishArgs) ([]published, err
 		}
 		ref, err := build.Publish(ctx, targets[i], variants, auth)
 		if err != nil {
-			return nil, err
+			return nil, explained(err)
 		}
 		out = append(out, published{service: req.Service.Name, ref: ref})
 	}
