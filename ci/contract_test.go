@@ -176,6 +176,11 @@ func TestIntegrationTestWiresTheChartsEnvironment(t *testing.T) {
 	require.Equal(t, []any{"mysqld", "--port=3307"}, as[0].Args["args"])
 	require.Equal(t, true, as[0].Args["useEntrypoint"])
 	require.Len(t, calls(mysql, "withDockerHealthcheck"), 1, "health-checked")
+	// The engine runs health checks without the container's secret variables
+	// (seen on the real engine): a check that needs a password never passes.
+	for _, hc := range append(calls(mysql, "withDockerHealthcheck"), calls(redis, "withDockerHealthcheck")...) {
+		require.NotContains(t, fmt.Sprint(hc.Args["args"]), "PASSWORD", "a health check must not need a secret")
+	}
 	mplain, msecret := envVars(mysql)
 	require.Equal(t, map[string]string{"MYSQL_DATABASE": "auth"}, mplain)
 	require.ElementsMatch(t, []string{"MYSQL_USER", "MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD"}, msecret)
