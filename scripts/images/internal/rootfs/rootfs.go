@@ -13,7 +13,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Recipe is the version of how the base tarball is made; bump it when the
@@ -87,6 +89,9 @@ func Extract(ctx context.Context, tarball, dir string) error {
 type Opts struct {
 	// Offline runs it in a fresh network namespace with only loopback up.
 	Offline bool
+	// JoinNet, when non-zero, runs it in the network namespace of that
+	// process (a server started Offline), e.g. for a client or health check.
+	JoinNet int
 	// Env is the whole environment of the command (nothing is inherited).
 	Env []string
 	// Dir is the working directory inside the rootfs.
@@ -108,9 +113,19 @@ func Command(ctx context.Context, dir string, opt Opts, args ...string) (*exec.C
 	if len(args) == 0 {
 		return nil, errors.New("rootfs: no command")
 	}
-	ns := []string{"--mount", "--propagation", "private", "--fork", "--kill-child"}
+	// a pid namespace too: when the command ends or is killed, every
+	// process it started goes with it
+	ns := []string{"--mount", "--propagation", "private", "--pid", "--fork", "--kill-child"}
 	if opt.Offline {
 		ns = append(ns, "--net")
+	}
+	name := "unshare"
+	if opt.JoinNet != 0 {
+		if opt.Offline {
+			return nil, errors.New("rootfs: Offline and JoinNet exclude each other")
+		}
+		ns = append([]string{"--net=/proc/" + strconv.Itoa(opt.JoinNet) + "/ns/net", "--", "unshare"}, ns...)
+		name = "nsenter"
 	}
 	wd := opt.Dir
 	if wd == "" {
@@ -130,7 +145,9 @@ unset ROOT
 exec chroot "$r" /bin/sh -c 'cd "$0" && exec "$@"' "$@"`
 	full := append(ns, "--", "/bin/sh", "-c", script, "sh", wd)
 	full = append(full, args...)
-	cmd := exec.CommandContext(ctx, "unshare", full...)
+	cmd := exec.CommandContext(ctx, name, full...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	env := append([]string{}, opt.Env...)
 	hasPath := false
 	for _, e := range env {
