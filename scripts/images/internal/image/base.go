@@ -249,6 +249,15 @@ func (s *Bases) Push(ctx context.Context, registry string) (map[string]string, e
 // network, at build time) and leaves it writable for any user.
 func setupNode(ctx context.Context, repo, root string) error {
 	env := []string{stdPath, "HOME=/root", "npm_config_cache=" + NPMCache, "npm_config_update_notifier=false"}
+	// The host may reach the npm registry through a TLS-inspecting proxy:
+	// trust what the host trusts, for this build step only (the file is
+	// removed with /tmp/fill and never enters the image).
+	if extra := os.Getenv("NODE_EXTRA_CA_CERTS"); extra != "" {
+		if err := copyFile(extra, filepath.Join(root, "tmp", "fill", "host-ca.crt"), 0o644); err != nil {
+			return fmt.Errorf("NODE_EXTRA_CA_CERTS: %w", err)
+		}
+		env = append(env, "NODE_EXTRA_CA_CERTS=/tmp/fill/host-ca.crt")
+	}
 	for _, ex := range []string{"auth-api", "spa"} {
 		dir := filepath.Join(root, "tmp", "fill", ex)
 		for _, f := range []string{"package.json", "package-lock.json"} {
