@@ -18,7 +18,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -80,39 +79,55 @@ func built(t *testing.T, ctx context.Context, name string) (string, *image.Base,
 	return root, recipe, append(cf.Config.Env, "HOME=/root")
 }
 
-// serve starts args in root with no network and returns the pid whose
-// network namespace it lives in; the whole process tree dies at cleanup.
-func serve(t *testing.T, ctx context.Context, root string, env []string, args ...string) (int, *strings.Builder) {
+// server is a program started by serve.
+type server struct {
+	pid    int
+	logf   string
+	exited chan struct{}
+}
+
+// Log is what the server wrote so far.
+func (s *server) Log() string {
+	b, _ := os.ReadFile(s.logf)
+	return string(b)
+}
+
+// serve starts args in root with no network; the pid of the result is the
+// one whose network namespace the server lives in. Its whole process tree
+// dies at cleanup. Its output goes to a world-writable file, as a container
+// runtime's would be reachable, so a server that drops privileges can still
+// open /dev/stderr.
+func serve(t *testing.T, ctx context.Context, root string, env []string, args ...string) *server {
 	t.Helper()
-	var log strings.Builder
-	w := &lockedWriter{b: &log}
-	cmd, err := rootfs.Command(ctx, root, rootfs.Opts{Offline: true, Env: env, Stdout: w, Stderr: w}, args...)
+	logf := filepath.Join(t.TempDir(), "server.log")
+	f, err := os.OpenFile(logf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o666)
+	require.NoError(t, err)
+	require.NoError(t, f.Chmod(0o666))
+	t.Cleanup(func() { _ = f.Close() })
+	cmd, err := rootfs.Command(ctx, root, rootfs.Opts{Offline: true, Env: env, Stdout: f, Stderr: f}, args...)
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
+	s := &server{pid: cmd.Process.Pid, logf: logf, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(s.exited) }()
 	t.Cleanup(func() {
 		_ = cmd.Cancel()
-		<-done
+		<-s.exited
 	})
-	return cmd.Process.Pid, &log
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	b  *strings.Builder
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
+	return s
 }
 
 // eventually retries f every 250 ms for at most budget.
-func eventually(ctx context.Context, budget time.Duration, f func(ctx context.Context) error) error {
+// It stops early, failing, when the server s (if any) has exited.
+func eventually(ctx context.Context, s *server, budget time.Duration, f func(ctx context.Context) error) error {
 	b := retry.WithMaxDuration(budget, retry.NewConstant(250*time.Millisecond))
 	return retry.Do(ctx, b, func(ctx context.Context) error {
+		if s != nil {
+			select {
+			case <-s.exited:
+				return fmt.Errorf("the server exited")
+			default:
+			}
+		}
 		if err := f(ctx); err != nil {
 			return retry.RetryableError(err)
 		}
@@ -194,12 +209,12 @@ func TestNginxImageServesTheChartsConfigAsUID101(t *testing.T) {
 	page := "<!doctype html><title>krgeobuk spa</title><div id=app>" + secret(t) + "</div>\n"
 	require.NoError(t, os.WriteFile(filepath.Join(root, "usr/share/nginx/html/index.html"), []byte(page), 0o644))
 
-	pid, log := serve(t, ctx, root, env, "setpriv", "--reuid=101", "--regid=101", "--clear-groups", "nginx", "-g", "daemon off;")
+	srv := serve(t, ctx, root, env, "setpriv", "--reuid=101", "--regid=101", "--clear-groups", "nginx", "-g", "daemon off;")
 	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return netns.Dial(ctx, pid, network, addr)
+		return netns.Dial(ctx, srv.pid, network, addr)
 	}}, Timeout: 5 * time.Second}
 	var body string
-	err = eventually(ctx, time.Minute, func(ctx context.Context) error {
+	err = eventually(ctx, srv, time.Minute, func(ctx context.Context) error {
 		resp, err := client.Get("http://127.0.0.1:8080/")
 		if err != nil {
 			return err
@@ -215,7 +230,7 @@ func TestNginxImageServesTheChartsConfigAsUID101(t *testing.T) {
 		body = string(b)
 		return nil
 	})
-	require.NoError(t, err, "nginx as uid 101 with the chart's nginx.conf:\n%s", log.String())
+	require.NoError(t, err, "nginx as uid 101 with the chart's nginx.conf:\n%s", srv.Log())
 	require.Equal(t, page, body)
 
 	// every nginx process runs as 101
@@ -253,10 +268,10 @@ func TestMySQLImageCreatesTheDatabaseAndUserFromSecrets(t *testing.T) {
 	env = append(env, "MYSQL_DATABASE=krgeobuk_test", "MYSQL_USER="+user, "MYSQL_PASSWORD="+pass, "MYSQL_ROOT_PASSWORD="+rootPass)
 	// as the module runs it: the entrypoint with `mysqld --port=P`
 	args := append(append([]string{}, recipe.Config.Entrypoint...), "mysqld", "--port=3307")
-	pid, log := serve(t, ctx, root, env, args...)
+	srv := serve(t, ctx, root, env, args...)
 
 	mysql.RegisterDialContext("netns", func(ctx context.Context, addr string) (net.Conn, error) {
-		return netns.Dial(ctx, pid, "tcp", addr)
+		return netns.Dial(ctx, srv.pid, "tcp", addr)
 	})
 	open := func(u, p string) *sql.DB {
 		cfg := mysql.NewConfig()
@@ -268,8 +283,8 @@ func TestMySQLImageCreatesTheDatabaseAndUserFromSecrets(t *testing.T) {
 		return db
 	}
 	app := open(user, pass)
-	err := eventually(ctx, 3*time.Minute, func(ctx context.Context) error { return app.PingContext(ctx) })
-	require.NoError(t, err, "connect as %s on 0.0.0.0:3307:\n%s", user, log.String())
+	err := eventually(ctx, srv, 3*time.Minute, func(ctx context.Context) error { return app.PingContext(ctx) })
+	require.NoError(t, err, "connect as %s on 0.0.0.0:3307:\n%s", user, srv.Log())
 
 	var current string
 	require.NoError(t, app.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&current))
@@ -281,15 +296,15 @@ func TestMySQLImageCreatesTheDatabaseAndUserFromSecrets(t *testing.T) {
 
 	// the health check the module uses
 	var out strings.Builder
-	err = rootfs.Run(ctx, root, rootfs.Opts{JoinNet: pid, Env: env[:1], Stdout: &out, Stderr: &out},
+	err = rootfs.Run(ctx, root, rootfs.Opts{JoinNet: srv.pid, Env: env[:1], Stdout: &out, Stderr: &out},
 		"mysqladmin", "ping", "--host=127.0.0.1", "--port=3307", "--silent")
 	require.NoError(t, err, out.String())
 
 	// secrets: never on a command line, never in the log, init file gone
 	noSecretOnCmdlines(t, pass, rootPass)
-	require.NotContains(t, log.String(), pass)
-	require.NotContains(t, log.String(), rootPass)
-	require.NoError(t, eventually(ctx, time.Minute, func(context.Context) error {
+	require.NotContains(t, srv.Log(), pass)
+	require.NotContains(t, srv.Log(), rootPass)
+	require.NoError(t, eventually(ctx, srv, time.Minute, func(context.Context) error {
 		if _, err := os.Stat(filepath.Join(root, "run/mysqld/init.sql")); err == nil {
 			return fmt.Errorf("init file with the secrets still present")
 		}
@@ -301,21 +316,23 @@ func TestRedisImageAnswersTheItestStartWithPassword(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	root, _, env := built(t, ctx, "redis")
-	pass := secret(t)
+	// no quote in it: pipelines/itest writes the password into redis.conf
+	// unquoted, so a quote or space would break its config
+	pass := strings.ReplaceAll(secret(t), "'", "")
 	// pipelines/itest's start command (printf builtin: no secret on a command line)
 	start := `umask 077 && printf 'port %d\nrequirepass %s\nsave ""\nappendonly no\n' 6380 "$REDIS_PASSWORD" > /tmp/redis.conf && exec redis-server /tmp/redis.conf`
-	pid, log := serve(t, ctx, root, append(env, "REDIS_PASSWORD="+pass), "sh", "-c", start)
+	srv := serve(t, ctx, root, append(env, "REDIS_PASSWORD="+pass), "sh", "-c", start)
 
 	var conn net.Conn
-	err := eventually(ctx, time.Minute, func(ctx context.Context) error {
-		c, err := netns.Dial(ctx, pid, "tcp", "127.0.0.1:6380")
+	err := eventually(ctx, srv, time.Minute, func(ctx context.Context) error {
+		c, err := netns.Dial(ctx, srv.pid, "tcp", "127.0.0.1:6380")
 		if err != nil {
 			return err
 		}
 		conn = c
 		return nil
 	})
-	require.NoError(t, err, log.String())
+	require.NoError(t, err, srv.Log())
 	defer func() { _ = conn.Close() }()
 	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
 	r := bufio.NewReader(conn)
