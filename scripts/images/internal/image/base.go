@@ -59,8 +59,11 @@ type Base struct {
 	Packages []string
 	// Inputs are repository files whose content goes into the image.
 	Inputs []string
-	Setup  func(ctx context.Context, repo, root string) error
-	Config v1.Config
+	// Content is the recipe's own file content that goes into the image
+	// (part of the cache key).
+	Content string
+	Setup   func(ctx context.Context, repo, root string) error
+	Config  v1.Config
 }
 
 // BaseImages are the images the e2e tests pass to the module.
@@ -81,6 +84,7 @@ func BaseImages() []Base {
 			Name: "nginx", Stands: "nginxinc/nginx-unprivileged (Debian 12's nginx as uid 101 on 8080)",
 			Packages: []string{"nginx"},
 			Setup:    setupNginx,
+			Content:  nginxDefault,
 			Config: v1.Config{
 				Env: []string{stdPath}, User: "101:101", WorkingDir: "/",
 				Cmd:          []string{"nginx", "-g", "daemon off;"},
@@ -91,6 +95,7 @@ func BaseImages() []Base {
 			Name: "mysql", Stands: "mysql:8 (Debian 12's MariaDB 10.11 with a MySQL-image-like entrypoint)",
 			Packages: []string{"mariadb-server", "mariadb-client"},
 			Setup:    setupMySQL,
+			Content:  string(mysqlEntrypoint),
 			Config: v1.Config{
 				Env: []string{stdPath}, WorkingDir: "/",
 				Entrypoint:   []string{"/usr/local/bin/docker-entrypoint.sh"},
@@ -119,7 +124,7 @@ type Bases struct {
 
 // Key is b's cache key: the recipe version, name, packages and inputs.
 func (s *Bases) Key(b Base) (string, error) {
-	parts := []string{BaseRecipe, b.Name, strings.Join(b.Packages, " "), fmt.Sprint(b.Config)}
+	parts := []string{BaseRecipe, b.Name, strings.Join(b.Packages, " "), fmt.Sprint(b.Config), b.Content}
 	for _, in := range b.Inputs {
 		h, err := HashFiles(filepath.Join(s.Repo, in))
 		if err != nil {

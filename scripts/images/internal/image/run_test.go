@@ -174,6 +174,7 @@ func TestNodeImageBuildsTheExamplesOffline(t *testing.T) {
 	for _, ex := range []string{"auth-api", "spa"} {
 		t.Run(ex, func(t *testing.T) {
 			// the committed example, as the module's source directory holds it
+			require.NoError(t, os.MkdirAll(filepath.Join(root, "src"), 0o755))
 			archive := exec.Command("sh", "-c", `git -C "$0" archive HEAD "examples/$1" | tar -x -C "$2" --strip-components=1`, repo(t), ex, filepath.Join(root, "src"))
 			out, err := archive.CombinedOutput()
 			require.NoError(t, err, "copy examples/%s: %s", ex, out)

@@ -11,7 +11,8 @@ datadir=/var/lib/mysql
 mkdir -p /run/mysqld "$datadir"
 chown mysql:mysql /run/mysqld "$datadir"
 if [ ! -d "$datadir/mysql" ]; then
-	mariadb-install-db --user=mysql --datadir="$datadir" --skip-test-db >/dev/null
+	# --force: a container's hostname may not resolve, which install-db would refuse
+	mariadb-install-db --user=mysql --datadir="$datadir" --skip-test-db --force
 fi
 
 # quote escapes a value for a single-quoted SQL string (from stdin).
