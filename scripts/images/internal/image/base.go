@@ -220,6 +220,9 @@ func (s *Bases) BuildAll(ctx context.Context) (map[string]string, error) {
 // HTTP allowed) as <registry>/krgeobuk-e2e/<name>:<tag> and returns name →
 // the digest reference, which resolves to exactly what was pushed.
 func (s *Bases) Push(ctx context.Context, registry string) (map[string]string, error) {
+	if _, err := name.NewRegistry(registry, name.StrictValidation); err != nil || strings.ContainsAny(registry, "/@") {
+		return nil, fmt.Errorf("push: registry %q is not a host[:port] address", registry)
+	}
 	refs := map[string]string{}
 	for _, b := range BaseImages() {
 		out, err := s.Build(ctx, b)
