@@ -27,7 +27,7 @@ import (
 // only), so the module download cache lives elsewhere, served as a file
 // GOPROXY.
 const (
-	GoSDKRecipe    = "gosdk-r1"
+	GoSDKRecipe    = "gosdk-r2"
 	CodegenVersion = "v0.21.8"
 	LibCommit      = "56bb30426a8462af6f95cfdae6461d0cc796ff50"
 	LibVersion     = "v0.21.8"
@@ -165,8 +165,24 @@ func (g *GoSDK) Build(ctx context.Context) (string, error) {
 	if err := copyTree(ctx, proxy, filepath.Join(root, strings.TrimPrefix(ProxyDir, "/"))); err != nil {
 		return "", err
 	}
+	// Build the module offline in a copy of the finished rootfs, exactly as
+	// the engine will: it proves the image, and its Go build cache becomes
+	// the top layer, which seeds the engine's go-build cache volume so a
+	// fresh engine does not compile Kubernetes and Helm again.
+	fmt.Fprintln(g.Log, "go-sdk: offline build of the module in a copy of the image (warms the Go build cache)")
+	warm := filepath.Join(work, "warm")
+	if err := copyTree(ctx, root, warm); err != nil {
+		return "", err
+	}
+	if err := g.buildModuleIn(ctx, warm, GoSDKEnv, g.Log); err != nil {
+		return "", fmt.Errorf("go-sdk: the module does not build offline in the image: %w", err)
+	}
 	fmt.Fprintln(g.Log, "go-sdk: layers")
 	sys, gol, mods := filepath.Join(work, "system.tar"), filepath.Join(work, "go.tar"), filepath.Join(work, "modules.tar")
+	gocache := filepath.Join(work, "gocache.tar")
+	if err := Layer(gocache, warm, only("root/.cache/go-build")); err != nil {
+		return "", err
+	}
 	goDir, proxyDir := "usr/local/go", strings.TrimPrefix(ProxyDir, "/")
 	if err := Layer(sys, root, func(rel string) bool { return !layer.Under(rel, goDir) && !layer.Under(rel, proxyDir) }); err != nil {
 		return "", err
@@ -177,7 +193,7 @@ func (g *GoSDK) Build(ctx context.Context) (string, error) {
 	if err := Layer(mods, root, only(proxyDir)); err != nil {
 		return "", err
 	}
-	img, err := Assemble([]string{sys, gol, mods}, v1.Config{Env: GoSDKEnv, WorkingDir: "/", Cmd: []string{"/bin/sh"}})
+	img, err := Assemble([]string{sys, gol, mods, gocache}, v1.Config{Env: GoSDKEnv, WorkingDir: "/", Cmd: []string{"/bin/sh"}})
 	if err != nil {
 		return "", err
 	}

@@ -62,6 +62,19 @@ func (g *GoSDK) Prove(ctx context.Context, layoutDir string, log io.Writer) erro
 	if err := Unpack(ctx, img, root); err != nil {
 		return err
 	}
+	if err := g.buildModuleIn(ctx, root, cf.Config.Env, log); err != nil {
+		return fmt.Errorf("go-sdk image %s: %w", layoutDir, err)
+	}
+	if fi, err := os.Stat(filepath.Join(root, "runtime")); err != nil || fi.Size() == 0 {
+		return fmt.Errorf("go-sdk image %s: go build left no /runtime", layoutDir)
+	}
+	return nil
+}
+
+// buildModuleIn copies the module into root/src and runs there, chrooted
+// with no network and env, the engine's steps: codegen generate-module, the
+// typedefs step's go get, and go build to /runtime.
+func (g *GoSDK) buildModuleIn(ctx context.Context, root string, env []string, log io.Writer) error {
 	cfg, err := CopyModule(g.Repo, filepath.Join(root, "src"))
 	if err != nil {
 		return err
@@ -69,7 +82,7 @@ func (g *GoSDK) Prove(ctx context.Context, layoutDir string, log io.Writer) erro
 	if err := Introspection(ctx, g.Repo, filepath.Join(root, "schema.json")); err != nil {
 		return err
 	}
-	env := append(append([]string{}, cf.Config.Env...), "HOME=/root")
+	env = append(append([]string{}, env...), "HOME=/root")
 	wd := "/src/" + cfg.Source
 	steps := [][]string{
 		{"codegen", "generate-module", "--output", "/src", "--module-source-path", wd, "--module-name", cfg.Name,
@@ -78,13 +91,10 @@ func (g *GoSDK) Prove(ctx context.Context, layoutDir string, log io.Writer) erro
 		{"go", "build", "-ldflags", "-s -w", "-o", "/runtime", "."},
 	}
 	for _, s := range steps {
-		fmt.Fprintf(log, "prove go-sdk (offline chroot): %v\n", s)
+		fmt.Fprintf(log, "go-sdk (offline chroot): %v\n", s)
 		if err := rootfs.Run(ctx, root, rootfs.Opts{Offline: true, Env: env, Dir: wd}, s...); err != nil {
-			return fmt.Errorf("go-sdk image %s: %w", layoutDir, err)
+			return err
 		}
-	}
-	if fi, err := os.Stat(filepath.Join(root, "runtime")); err != nil || fi.Size() == 0 {
-		return fmt.Errorf("go-sdk image %s: go build left no /runtime", layoutDir)
 	}
 	return nil
 }
