@@ -98,14 +98,12 @@ type Opts struct {
 	Dir string
 	// Stdout and Stderr default to a buffer quoted in the error.
 	Stdout, Stderr io.Writer
-	// Setup is shell run on the host, inside the new namespaces, before the
-	// chroot ($ROOT is the rootfs); it is trusted project text, never input.
-	Setup string
 }
 
 // Command prepares args to run chrooted in dir with opt; the caller starts it.
-// /proc and /dev are mounted inside a private mount namespace, so they are
-// gone when the command ends, even if it is killed.
+// /proc (Go, npm and MariaDB read /proc/self) and /dev are mounted inside a
+// private mount namespace, so they are gone when the command ends, even if
+// it is killed: nothing is ever left mounted on the host.
 func Command(ctx context.Context, dir string, opt Opts, args ...string) (*exec.Cmd, error) {
 	if err := need("unshare", "chroot", "mount"); err != nil {
 		return nil, err
@@ -139,9 +137,6 @@ r=$KRGEOBUK_ROOTFS; o=${KRGEOBUK_OFFLINE:-}; unset KRGEOBUK_ROOTFS KRGEOBUK_OFFL
 mount -t proc proc "$r/proc"
 mount --rbind /dev "$r/dev"
 if [ -n "$o" ]; then ip link set lo up; fi
-ROOT=$r
-` + opt.Setup + `
-unset ROOT
 exec chroot "$r" /bin/sh -c 'cd "$0" && exec "$@"' "$@"`
 	full := append(ns, "--", "/bin/sh", "-c", script, "sh", wd)
 	full = append(full, args...)
