@@ -94,6 +94,17 @@ backup-tool:
 bench-backup:
 	$(GO) test -count=1 -run '^$$' -bench BenchmarkMySQLBackupRestore -benchtime=1x -timeout 30m ./infrastructure/backup/
 
+## images: build (or reuse, cached in $KRGEOBUK_CACHE/dagger-images) the Dagger Go SDK image and the e2e base images
+.PHONY: images images-test
+images:
+	$(GO) -C scripts/images run . go-sdk
+	$(GO) -C scripts/images run . base
+
+## images-test: the images' tests: layers, configs and real offline runs of every image (slow cold; part of e2e)
+images-test: images
+	$(GO) -C scripts/images vet ./...
+	$(GO) -C scripts/images test -count=1 -timeout 60m ./...
+
 ## engine-build: build (once, cached in $KRGEOBUK_CACHE/dagger-engine) the Dagger engine v0.21.8 from the Go module proxy, patched
 .PHONY: engine-build engine-up engine-down e2e dagger-call
 ENGINE := $(GO) -C scripts/engine run .

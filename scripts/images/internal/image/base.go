@@ -1,0 +1,345 @@
+package image
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/krgeobuk/krgeobuk-infra/scripts/images/internal/rootfs"
+)
+
+// BaseRecipe versions how the base images are made; bump it when a recipe
+// below changes.
+const BaseRecipe = "base-r1"
+
+// NPMCache is the node image's pre-filled npm cache: not /root/.npm, which
+// pipelines/build hides under a cache volume.
+const NPMCache = "/var/cache/krgeobuk-npm"
+
+//go:embed files/mysql-entrypoint.sh
+var mysqlEntrypoint []byte
+
+const stdPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// nginxDefault serves /usr/share/nginx/html on 8080 as an unprivileged
+// user; pipelines/build replaces it with the chart's nginx.conf.
+const nginxDefault = `worker_processes auto;
+pid /tmp/nginx.pid;
+error_log /dev/stderr warn;
+events { worker_connections 1024; }
+http {
+  include /etc/nginx/mime.types;
+  default_type application/octet-stream;
+  access_log /dev/stdout;
+  client_body_temp_path /tmp/client_body;
+  proxy_temp_path /tmp/proxy;
+  fastcgi_temp_path /tmp/fastcgi;
+  uwsgi_temp_path /tmp/uwsgi;
+  scgi_temp_path /tmp/scgi;
+  server {
+    listen 8080;
+    root /usr/share/nginx/html;
+  }
+}
+`
+
+// Base is one e2e base image: Debian packages and a few setup steps. The
+// names say what each stands for; Stands says what really is inside.
+type Base struct {
+	Name     string // node, nginx, mysql, redis: the module's image arguments
+	Stands   string
+	Packages []string
+	// Inputs are repository files whose content goes into the image.
+	Inputs []string
+	// Content is the recipe's own file content that goes into the image
+	// (part of the cache key).
+	Content string
+	Setup   func(ctx context.Context, repo, root string) error
+	Config  v1.Config
+}
+
+// BaseImages are the images the e2e tests pass to the module.
+func BaseImages() []Base {
+	return []Base{
+		{
+			Name: "node", Stands: "node:20 (Debian 12's nodejs 18 and npm 9, with an npm cache pre-filled from the examples' lockfiles)",
+			Packages: []string{"nodejs", "npm", "ca-certificates"},
+			Inputs:   []string{"examples/auth-api/package-lock.json", "examples/auth-api/package.json", "examples/spa/package-lock.json", "examples/spa/package.json"},
+			Setup:    setupNode,
+			Config: v1.Config{
+				Env: []string{stdPath, "npm_config_cache=" + NPMCache, "npm_config_offline=true",
+					"npm_config_update_notifier=false", "npm_config_fund=false", "npm_config_audit=false"},
+				Cmd: []string{"node"}, WorkingDir: "/",
+			},
+		},
+		{
+			Name: "nginx", Stands: "nginxinc/nginx-unprivileged (Debian 12's nginx as uid 101 on 8080)",
+			Packages: []string{"nginx"},
+			Setup:    setupNginx,
+			Content:  nginxDefault,
+			Config: v1.Config{
+				Env: []string{stdPath}, User: "101:101", WorkingDir: "/",
+				Cmd:          []string{"nginx", "-g", "daemon off;"},
+				ExposedPorts: map[string]struct{}{"8080/tcp": {}},
+			},
+		},
+		{
+			Name: "mysql", Stands: "mysql:8 (Debian 12's MariaDB 10.11 with a MySQL-image-like entrypoint)",
+			Packages: []string{"mariadb-server", "mariadb-client"},
+			Setup:    setupMySQL,
+			Content:  string(mysqlEntrypoint),
+			Config: v1.Config{
+				Env: []string{stdPath}, WorkingDir: "/",
+				Entrypoint:   []string{"/usr/local/bin/docker-entrypoint.sh"},
+				Cmd:          []string{"mysqld"},
+				ExposedPorts: map[string]struct{}{"3306/tcp": {}},
+			},
+		},
+		{
+			Name: "redis", Stands: "redis:7 (Debian 12's redis-server 7.0)",
+			Packages: []string{"redis-server", "redis-tools"},
+			Config: v1.Config{
+				Env: []string{stdPath}, WorkingDir: "/",
+				Cmd:          []string{"redis-server", "--protected-mode", "no"},
+				ExposedPorts: map[string]struct{}{"6379/tcp": {}},
+			},
+		},
+	}
+}
+
+// Bases builds and pushes the base images.
+type Bases struct {
+	Repo  string
+	Cache string
+	Log   io.Writer
+}
+
+// Key is b's cache key: the recipe version, name, packages and inputs.
+func (s *Bases) Key(b Base) (string, error) {
+	parts := []string{BaseRecipe, b.Name, strings.Join(b.Packages, " "), fmt.Sprint(b.Config), b.Content}
+	for _, in := range b.Inputs {
+		h, err := HashFiles(filepath.Join(s.Repo, in))
+		if err != nil {
+			return "", fmt.Errorf("image %s: %w", b.Name, err)
+		}
+		parts = append(parts, in, h)
+	}
+	return Key(parts...), nil
+}
+
+// Tag is the exact tag an image is pushed under.
+func (s *Bases) Tag(b Base) (string, error) {
+	k, err := s.Key(b)
+	if err != nil {
+		return "", err
+	}
+	return "bookworm-" + BaseRecipe + "-" + k, nil
+}
+
+// LayoutPath is where b's layout lives in the cache.
+func (s *Bases) LayoutPath(b Base) (string, error) {
+	t, err := s.Tag(b)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(s.Cache, "dagger-images", b.Name, t, "layout"), nil
+}
+
+// Build returns b's layout, building it when the cache lacks it.
+func (s *Bases) Build(ctx context.Context, b Base) (string, error) {
+	log := s.Log
+	if log == nil {
+		log = io.Discard
+	}
+	out, err := s.LayoutPath(b)
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(filepath.Join(out, "index.json")); err == nil {
+		return out, nil
+	}
+	fmt.Fprintf(log, "image %s: building (%s)\n", b.Name, b.Stands)
+	work := filepath.Join(filepath.Dir(out), "work")
+	_ = os.RemoveAll(work)
+	defer func() { _ = os.RemoveAll(work) }()
+	root := filepath.Join(work, "rootfs")
+	base, err := rootfs.BaseTarball(ctx, filepath.Join(s.Cache, "dagger-images"), "bookworm")
+	if err != nil {
+		return "", err
+	}
+	if err := rootfs.Extract(ctx, base, root); err != nil {
+		return "", err
+	}
+	if err := rootfs.AptInstall(ctx, root, b.Packages...); err != nil {
+		return "", fmt.Errorf("image %s: %w", b.Name, err)
+	}
+	if b.Setup != nil {
+		if err := b.Setup(ctx, s.Repo, root); err != nil {
+			return "", fmt.Errorf("image %s: %w", b.Name, err)
+		}
+		if err := rootfs.Tidy(root); err != nil {
+			return "", err
+		}
+	}
+	tar := filepath.Join(work, "layer.tar")
+	if err := Layer(tar, root, nil); err != nil {
+		return "", err
+	}
+	img, err := Assemble([]string{tar}, b.Config)
+	if err != nil {
+		return "", err
+	}
+	if err := WriteLayout(out, img); err != nil {
+		return "", err
+	}
+	return out, nil
+}
+
+// BuildAll builds every base image and returns name → layout path.
+func (s *Bases) BuildAll(ctx context.Context) (map[string]string, error) {
+	outs := map[string]string{}
+	for _, b := range BaseImages() {
+		out, err := s.Build(ctx, b)
+		if err != nil {
+			return nil, err
+		}
+		outs[b.Name] = out
+	}
+	return outs, nil
+}
+
+// Push builds (if needed) and pushes every base image to registry (plain
+// HTTP allowed) as <registry>/krgeobuk-e2e/<name>:<tag> and returns name →
+// the digest reference, which resolves to exactly what was pushed.
+func (s *Bases) Push(ctx context.Context, registry string) (map[string]string, error) {
+	if _, err := name.NewRegistry(registry, name.StrictValidation); err != nil || strings.ContainsAny(registry, "/@") {
+		return nil, fmt.Errorf("push: registry %q is not a host[:port] address", registry)
+	}
+	refs := map[string]string{}
+	for _, b := range BaseImages() {
+		out, err := s.Build(ctx, b)
+		if err != nil {
+			return nil, err
+		}
+		img, err := ReadLayout(out)
+		if err != nil {
+			return nil, err
+		}
+		tag, err := s.Tag(b)
+		if err != nil {
+			return nil, err
+		}
+		ref, err := name.NewTag(fmt.Sprintf("%s/krgeobuk-e2e/%s:%s", registry, b.Name, tag), name.Insecure, name.StrictValidation)
+		if err != nil {
+			return nil, fmt.Errorf("image %s: registry %q: %w", b.Name, registry, err)
+		}
+		if err := remote.Write(ref, img, remote.WithContext(ctx)); err != nil {
+			return nil, fmt.Errorf("push %s: %w", ref, err)
+		}
+		d, err := img.Digest()
+		if err != nil {
+			return nil, err
+		}
+		refs[b.Name] = ref.String() + "@" + d.String()
+	}
+	return refs, nil
+}
+
+// setupNode fills the npm cache from the examples' lockfiles (npm ci with
+// network, at build time) and leaves it writable for any user.
+func setupNode(ctx context.Context, repo, root string) error {
+	env := []string{stdPath, "HOME=/root", "npm_config_cache=" + NPMCache, "npm_config_update_notifier=false"}
+	// The host may reach the npm registry through a TLS-inspecting proxy:
+	// trust what the host trusts, for this build step only (the file is
+	// removed with /tmp/fill and never enters the image).
+	if extra := os.Getenv("NODE_EXTRA_CA_CERTS"); extra != "" {
+		if err := copyFile(extra, filepath.Join(root, "tmp", "fill", "host-ca.crt"), 0o644); err != nil {
+			return fmt.Errorf("NODE_EXTRA_CA_CERTS: %w", err)
+		}
+		env = append(env, "NODE_EXTRA_CA_CERTS=/tmp/fill/host-ca.crt")
+	}
+	for _, ex := range []string{"auth-api", "spa"} {
+		dir := filepath.Join(root, "tmp", "fill", ex)
+		for _, f := range []string{"package.json", "package-lock.json"} {
+			if err := copyFile(filepath.Join(repo, "examples", ex, f), filepath.Join(dir, f), 0o644); err != nil {
+				return err
+			}
+		}
+		if err := withResolv(root, func() error {
+			return rootfs.Run(ctx, root, rootfs.Opts{Env: env, Dir: "/tmp/fill/" + ex}, "npm", "ci", "--no-audit", "--no-fund")
+		}); err != nil {
+			return fmt.Errorf("fill the npm cache from examples/%s: %w", ex, err)
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(root, "tmp", "fill")); err != nil {
+		return err
+	}
+	_ = os.RemoveAll(filepath.Join(root, strings.TrimPrefix(NPMCache, "/"), "_logs"))
+	return rootfs.Run(ctx, root, rootfs.Opts{}, "chmod", "-R", "a+rwX", NPMCache)
+}
+
+// withResolv gives the rootfs the host's resolver for f (network at build
+// time only); Tidy empties it again.
+func withResolv(root string, f func() error) error {
+	b, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc/resolv.conf"), b, 0o644); err != nil {
+		return err
+	}
+	return f()
+}
+
+// setupNginx makes the unprivileged layout: user 101, everything nginx
+// writes owned by it, a default config on 8080.
+func setupNginx(ctx context.Context, _, root string) error {
+	steps := [][]string{
+		{"groupadd", "--system", "--gid", "101", "nginx"},
+		{"useradd", "--system", "--uid", "101", "--gid", "101", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", "nginx"},
+		{"mkdir", "-p", "/usr/share/nginx/html", "/var/lib/nginx", "/var/log/nginx", "/var/cache/nginx"},
+		{"rm", "-f", "/etc/nginx/sites-enabled/default"},
+		{"chown", "-R", "101:101", "/var/lib/nginx", "/var/log/nginx", "/var/cache/nginx", "/usr/share/nginx/html"},
+	}
+	for _, s := range steps {
+		if err := rootfs.Run(ctx, root, rootfs.Opts{}, s...); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc/nginx/nginx.conf"), []byte(nginxDefault), 0o644); err != nil {
+		return err
+	}
+	index := "<!doctype html><title>krgeobuk nginx</title><p>krgeobuk local nginx image</p>\n"
+	p := filepath.Join(root, "usr/share/nginx/html/index.html")
+	if err := os.WriteFile(p, []byte(index), 0o644); err != nil {
+		return err
+	}
+	return os.Chown(p, 101, 101)
+}
+
+// setupMySQL installs the entrypoint and empties the data directory, which
+// the entrypoint initialises on first start.
+func setupMySQL(ctx context.Context, _, root string) error {
+	if err := copyBytes(mysqlEntrypoint, filepath.Join(root, "usr/local/bin/docker-entrypoint.sh"), 0o755); err != nil {
+		return err
+	}
+	return rootfs.Run(ctx, root, rootfs.Opts{}, "sh", "-c", "rm -rf /var/lib/mysql/* && chown mysql:mysql /var/lib/mysql")
+}
+
+func copyBytes(b []byte, to string, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(to, b, mode); err != nil {
+		return err
+	}
+	return os.Chmod(to, mode)
+}

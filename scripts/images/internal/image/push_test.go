@@ -1,0 +1,77 @@
+package image_test
+
+import (
+	"context"
+	"io"
+	"log"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/stretchr/testify/require"
+
+	"github.com/krgeobuk/krgeobuk-infra/scripts/images/internal/image"
+)
+
+func TestPushPrintsExactDigestRefsThatResolve(t *testing.T) {
+	requireTools(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	b := &image.Bases{Repo: repo(t), Cache: cache(t)}
+
+	refs, err := b.Push(ctx, addr)
+	require.NoError(t, err)
+	require.Len(t, refs, 4)
+	for _, img := range []string{"node", "nginx", "mysql", "redis"} {
+		ref, ok := refs[img]
+		require.True(t, ok, "push output lacks %s", img)
+		require.Regexp(t, regexp.MustCompile(`^`+regexp.QuoteMeta(addr)+`/krgeobuk-e2e/`+img+`:bookworm-base-r1-[0-9a-f]{16}@sha256:[0-9a-f]{64}$`), ref,
+			"%s must be pushed under an exact tag with its digest", img)
+		require.NotContains(t, ref, ":latest")
+
+		// both the digest and the tag resolve to what was pushed
+		d, err := name.NewDigest(ref, name.Insecure)
+		require.NoError(t, err)
+		pulled, err := remote.Image(d, remote.WithContext(ctx))
+		require.NoError(t, err)
+		got, err := pulled.Digest()
+		require.NoError(t, err)
+		require.Equal(t, d.DigestStr(), got.String())
+		tag, err := name.NewTag(strings.SplitN(ref, "@", 2)[0], name.Insecure)
+		require.NoError(t, err)
+		desc, err := remote.Head(tag, remote.WithContext(ctx))
+		require.NoError(t, err)
+		require.Equal(t, d.DigestStr(), desc.Digest.String())
+	}
+
+	// the pulled nginx image is the unprivileged one
+	d, _ := name.NewDigest(refs["nginx"], name.Insecure)
+	pulled, err := remote.Image(d, remote.WithContext(ctx))
+	require.NoError(t, err)
+	cf, err := pulled.ConfigFile()
+	require.NoError(t, err)
+	require.Equal(t, "101:101", cf.Config.User)
+
+	// pushing again changes nothing: same refs
+	again, err := b.Push(ctx, addr)
+	require.NoError(t, err)
+	require.Equal(t, refs, again)
+}
+
+func TestPushRefusesABadRegistryAddress(t *testing.T) {
+	b := &image.Bases{Repo: repo(t), Cache: t.TempDir()}
+	for _, bad := range []string{"", "http://127.0.0.1:5000", "127.0.0.1:5000/extra", "UPPER CASE"} {
+		t.Run(bad, func(t *testing.T) {
+			_, err := b.Push(context.Background(), bad)
+			require.ErrorContains(t, err, "is not a host[:port] address")
+		})
+	}
+}
