@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -101,6 +103,19 @@ func BaseImages() []Base {
 				Entrypoint:   []string{"/usr/local/bin/docker-entrypoint.sh"},
 				Cmd:          []string{"mysqld"},
 				ExposedPorts: map[string]struct{}{"3306/tcp": {}},
+			},
+		},
+		{
+			// check's Go image: the module installs Node.js only when the image lacks it, and
+			// the engine has no network, so this one carries Node.js, npm and the lint tools.
+			Name: "golang", Stands: "golang:1.26.8-bookworm (Debian 12 with the host's Go toolchain, git, make, shellcheck, nodejs and npm)",
+			Packages: []string{"git", "make", "shellcheck", "nodejs", "npm", "ca-certificates"},
+			Content:  "go toolchain " + runtime.Version(),
+			Setup:    setupGolang,
+			Config: v1.Config{
+				Env:        []string{"PATH=/go/bin:/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "GOPATH=/go", "GOTOOLCHAIN=local"},
+				Cmd:        []string{"bash"},
+				WorkingDir: "/go",
 			},
 		},
 		{
@@ -284,6 +299,20 @@ func setupNode(ctx context.Context, repo, root string) error {
 	}
 	_ = os.RemoveAll(filepath.Join(root, strings.TrimPrefix(NPMCache, "/"), "_logs"))
 	return rootfs.Run(ctx, root, rootfs.Opts{}, "chmod", "-R", "a+rwX", NPMCache)
+}
+
+// setupGolang copies the host's Go toolchain (the one running this tool, whose
+// version is in the cache key) to /usr/local/go, as the golang image has it.
+func setupGolang(ctx context.Context, _, root string) error {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOROOT").Output()
+	if err != nil {
+		return fmt.Errorf("go env GOROOT: %w", err)
+	}
+	goroot := strings.TrimSpace(string(out))
+	if v, err := GoVersion(goroot); err != nil || v != runtime.Version() {
+		return fmt.Errorf("GOROOT %s holds %s, not %s (the version in the cache key)", goroot, v, runtime.Version())
+	}
+	return copyTree(ctx, goroot, filepath.Join(root, "usr/local/go"))
 }
 
 // withResolv gives the rootfs the host's resolver for f (network at build

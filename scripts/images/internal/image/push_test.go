@@ -29,8 +29,8 @@ func TestPushPrintsExactDigestRefsThatResolve(t *testing.T) {
 
 	refs, err := b.Push(ctx, addr)
 	require.NoError(t, err)
-	require.Len(t, refs, 4)
-	for _, img := range []string{"node", "nginx", "mysql", "redis"} {
+	require.Len(t, refs, 5)
+	for _, img := range []string{"node", "nginx", "mysql", "redis", "golang"} {
 		ref, ok := refs[img]
 		require.True(t, ok, "push output lacks %s", img)
 		require.Regexp(t, regexp.MustCompile(`^`+regexp.QuoteMeta(addr)+`/krgeobuk-e2e/`+img+`:bookworm-base-r1-[0-9a-f]{16}@sha256:[0-9a-f]{64}$`), ref,

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -196,6 +197,32 @@ func TestNodeImageBuildsTheExamplesOffline(t *testing.T) {
 		"setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", "node", "-e", "require('@nestjs/core'); require('mysql2'); require('ioredis'); console.log('loaded')")
 	require.NoError(t, err, out.String())
 	require.Contains(t, out.String(), "loaded")
+}
+
+// check's Go image needs, offline: Go (the cache key's version), gofmt,
+// git, make, shellcheck, and Node.js with npm so check skips its install.
+func TestGolangImageHasWhatCheckRunsOffline(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	root, _, env := built(t, ctx, "golang")
+	require.NoError(t, os.WriteFile(filepath.Join(root, "tmp/bad.go"), []byte("package x\nfunc  f() {}\n"), 0o644))
+	tests := []struct {
+		cmd  string
+		want string
+	}{
+		{"go version", "go version " + runtime.Version() + " linux/amd64"},
+		{"gofmt -l /tmp/bad.go", "/tmp/bad.go"},
+		{"command -v npm && command -v node", "/usr/bin/npm\n/usr/bin/node"},
+		{"make --version", "GNU Make"},
+		{"shellcheck --version", "ShellCheck"},
+		{"git --version", "git version"},
+	}
+	for _, tt := range tests {
+		var out strings.Builder
+		err := rootfs.Run(ctx, root, rootfs.Opts{Offline: true, Env: env, Dir: "/", Stdout: &out, Stderr: &out}, "sh", "-c", tt.cmd)
+		require.NoError(t, err, "%s: %s", tt.cmd, out.String())
+		require.Contains(t, out.String(), tt.want, tt.cmd)
+	}
 }
 
 func TestNginxImageServesTheChartsConfigAsUID101(t *testing.T) {
