@@ -111,15 +111,15 @@ ENGINE := $(GO) -C scripts/engine run .
 engine-build:
 	$(ENGINE) build
 
-## engine-up: start the engine in its own namespaces with a local registry (GO_SDK_LAYOUT=DIR: builtin Go SDK image)
-engine-up: engine-build
-	$(ENGINE) up $(if $(GO_SDK_LAYOUT),--go-sdk-layout $(abspath $(GO_SDK_LAYOUT)))
+## engine-up: start the engine in its own namespaces with the builtin Go SDK image and the local base images in its registry
+engine-up:
+	scripts/e2e.sh up
 
 ## engine-down: stop the engine and check it left nothing behind
 engine-down:
 	$(ENGINE) down
 
-## e2e: build and start the engine, run the end-to-end tests on it, stop it (GO_SDK_LAYOUT=DIR adds the module tests)
+## e2e: build and start the engine, run the end-to-end tests (every module function) on it, stop it
 e2e:
 	scripts/e2e.sh
 

@@ -1,26 +1,56 @@
 #!/usr/bin/env bash
-# make e2e: build (or reuse) and start the Dagger engine, run the end-to-end tests in its network
-# namespace, stop it. GO_SDK_LAYOUT=DIR (an OCI layout of the builtin Go SDK image) adds the
-# module tests. Every step's time is printed: a report, not an assertion.
+# make e2e: build (or reuse) the Dagger engine and the local images, start the engine with the
+# builtin Go SDK image and push the base images to its registry, run the end-to-end tests in its
+# network namespace, stop it. `scripts/e2e.sh up` only starts it (make engine-up).
+# Every step's time is printed: a report, not an assertion.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
+cache=${KRGEOBUK_CACHE:-$HOME/.cache/krgeobuk}
+pushed=$cache/dagger-images/pushed.json
 engine() { go -C scripts/engine run . "$@"; }
-step() { printf 'e2e: %-22s %4ds\n' "$1" "$((SECONDS - $2))" >>"$report"; }
 report=$(mktemp)
+step() { printf 'e2e: %-30s %5ds\n' "$1" "$((SECONDS - $2))" | tee -a "$report"; }
+
+start_engine() {
+  local t=$SECONDS
+  engine build; step "engine build" "$t"
+  t=$SECONDS
+  # the Go SDK image carries codegen v0.21.8; this builds it (cached) and checks the bindings
+  go -C scripts/codegen/tools run ./generate -repo ../../.. -check
+  local sdk
+  sdk=$(go -C scripts/images run . go-sdk)
+  go -C scripts/images run . base >/dev/null
+  step "images (Go SDK, base)" "$t"
+  t=$SECONDS; engine up --go-sdk-layout "$sdk"; step "engine start" "$t"
+  t=$SECONDS
+  mkdir -p "$cache/bin"
+  go -C scripts/images build -o "$cache/bin/krgeobuk-images" .
+  engine exec -- "$cache/bin/krgeobuk-images" push --registry 127.0.0.1:5000 >"$pushed"
+  step "push base images" "$t"
+  echo "e2e: base images in the engine's registry: $pushed"
+}
+
+if [ "${1:-}" = up ]; then
+  start_engine
+  rm -f "$report"
+  exit 0
+fi
+
 bin=$(mktemp -d)
 trap 'rm -rf "$bin" "$report"' EXIT
-
-t=$SECONDS; go -C scripts/engine test -count=1 ./...; go -C e2e test -count=1 ./daggercall/...; step "unit tests" "$t"
-t=$SECONDS; engine build; step "engine build" "$t"
-sdk=()
-[ -n "${GO_SDK_LAYOUT:-}" ] && sdk=(--go-sdk-layout "$(realpath "$GO_SDK_LAYOUT")")
-t=$SECONDS; engine up "${sdk[@]}"; step "engine up" "$t"
+t=$SECONDS
+go -C scripts/engine test -count=1 ./...
+go -C e2e test -count=1 ./daggercall/...
+step "unit tests" "$t"
 trap 'engine down; rm -rf "$bin"; cat "$report"; rm -f "$report"' EXIT
-t=$SECONDS; go -C e2e test -c -o "$bin/engine.test" .; go -C e2e test -c -o "$bin/module.test" ./moduletest; step "compile tests" "$t"
+start_engine
+t=$SECONDS; make --no-print-directory images-test; step "image tests (offline runs)" "$t"
+t=$SECONDS
+go -C e2e test -c -o "$bin/engine.test" .
+go -C e2e test -c -o "$bin/module.test" ./moduletest
+step "compile tests" "$t"
 t=$SECONDS; engine exec --dir "$repo/e2e" -- "$bin/engine.test" -test.v -test.count=1 -test.timeout=30m; step "engine tests" "$t"
-if [ ${#sdk[@]} -gt 0 ]; then
-  t=$SECONDS; engine exec --dir "$repo/e2e/moduletest" -- "$bin/module.test" -test.v -test.count=1 -test.timeout=60m; step "module tests" "$t"
-else
-  echo "e2e: module tests not run: GO_SDK_LAYOUT is unset (the builtin Go SDK image comes from the images part)" | tee -a "$report"
-fi
+t=$SECONDS
+KRGEOBUK_E2E_IMAGES=$pushed engine exec --dir "$repo/e2e/moduletest" -- "$bin/module.test" -test.v -test.count=1 -test.timeout=60m
+step "module tests" "$t"

@@ -114,8 +114,8 @@ func TestModuleOnARealEngine(t *testing.T) {
 	t.Run("build and run", func(t *testing.T) { testBuild(ctx, t, s.Dagger(), m, images) })
 	var v1, v2 map[string]string
 	t.Run("publish", func(t *testing.T) {
-		v1 = publish(ctx, t, m, images, "e2e-1", "0e2e01")
-		v2 = publish(ctx, t, m, images, "e2e-2", "0e2e02")
+		v1 = publish(ctx, t, m, images, "e2e-1", "0e2e001")
+		v2 = publish(ctx, t, m, images, "e2e-2", "0e2e002")
 		for _, svc := range catalog.Names() {
 			require.NotEqual(t, v1[svc], v2[svc], "another revision label is another image")
 		}
@@ -195,7 +195,7 @@ func testBuild(ctx context.Context, t *testing.T, dag *dagger.Client, m *daggerc
 	for _, svc := range catalog.All() {
 		t.Run(svc.Name, func(t *testing.T) {
 			start := time.Now()
-			out, err := m.Call(ctx, "build", []string{"--service", svc.Name, "--env", "development", "--revision", "0e2e00",
+			out, err := m.Call(ctx, "build", []string{"--service", svc.Name, "--env", "development", "--revision", "0e2e000",
 				"--node-image", images.Node, "--nginx-image", images.Nginx})
 			require.NoError(t, err)
 			var ids []struct{ ID string }
