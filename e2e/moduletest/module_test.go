@@ -8,6 +8,7 @@ package moduletest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -256,6 +257,10 @@ func get(ctx context.Context, t *testing.T, dag *dagger.Client, images baseImage
 		WithEnvVariable("CACHE_BUST", time.Now().String()).
 		WithExec([]string{"sh", "-c", `i=0; while test $i -lt 30; do wget -q -T 5 -O - "$0" && exit 0; i=$((i+1)); sleep 1; done; exit 1`, url}).
 		Stdout(ctx)
+	var ee *dagger.ExecError
+	if errors.As(err, &ee) {
+		require.NoError(t, err, "GET %s:\n%s\n%s", url, ee.Stdout, ee.Stderr)
+	}
 	require.NoError(t, err, "GET %s", url)
 	return out
 }

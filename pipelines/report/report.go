@@ -6,6 +6,7 @@
 package report
 
 import (
+	"fmt"
 	"strconv"
 	"time"
 
@@ -110,6 +111,17 @@ type Duration time.Duration
 // MarshalJSON implements json.Marshaler.
 func (d Duration) MarshalJSON() ([]byte, error) {
 	return []byte(formatSeconds(time.Duration(d))), nil
+}
+
+// UnmarshalJSON reads the seconds back, so a program consuming the JSON
+// report (a CI wrapper, the end-to-end tests) can decode it into Result.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	secs, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		return fmt.Errorf("duration %s: want seconds: %w", b, err)
+	}
+	*d = Duration(time.Duration(secs * float64(time.Second)).Round(time.Millisecond))
+	return nil
 }
 
 func formatSeconds(d time.Duration) string {

@@ -123,6 +123,15 @@ func TestJSONShape(t *testing.T) {
 	require.EqualValues(t, 1, back["rolledBackTo"])
 	problems := back["problems"].([]any)
 	require.Equal(t, "CrashLoop", problems[0].(map[string]any)["class"])
+
+	// A program reading the report gets the same result back.
+	var typed report.Result
+	require.NoError(t, json.Unmarshal(b.Bytes(), &typed))
+	require.Equal(t, res.Duration, typed.Duration)
+	require.Equal(t, res.Verdict, typed.Verdict)
+	require.Equal(t, res.RolledBackTo, typed.RolledBackTo)
+	require.Equal(t, res.Problems[0].Reason, typed.Problems[0].Reason)
+	require.Error(t, json.Unmarshal([]byte(`{"duration":"1.5s"}`), &typed), "a duration is seconds")
 }
 
 func TestTableAndMarkdownTellTheStory(t *testing.T) {
