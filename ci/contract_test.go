@@ -364,6 +364,14 @@ func TestBadArgumentsFailBeforeAnyCall(t *testing.T) {
 			_, err := m.Status(ctx, "production", nil, nil, "table")
 			return err
 		}, "--kubeconfig is required"},
+		{"history: unknown environment", func() error {
+			_, err := m.History(ctx, "qa", kubeconfig, nil, "table")
+			return err
+		}, `history: environment "qa": unknown`},
+		{"history: unknown format", func() error {
+			_, err := m.History(ctx, "staging", kubeconfig, nil, "yaml")
+			return err
+		}, `--format "yaml"`},
 		{"promote: tag instead of digest", func() error {
 			_, err := m.Promote(ctx, "staging", "production", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1.4.2"}, nil, nil, "", "", nil, "", nil)
 			return err

@@ -366,6 +366,41 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 				}
 			}
 			return (*Krgeobuk).Deploy(&parent, ctx, env, kubeconfig, image, registry, tag, service, username, password, kubeApi, values, format)
+		case "History":
+			var parent Krgeobuk
+			err = json.Unmarshal(parentJSON, &parent)
+			if err != nil {
+				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
+			}
+			var env string
+			if inputArgs["env"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["env"]), &env)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg env", err))
+				}
+			}
+			var kubeconfig *dagger.Secret
+			if inputArgs["kubeconfig"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["kubeconfig"]), &kubeconfig)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg kubeconfig", err))
+				}
+			}
+			var kubeApi *dagger.Service
+			if inputArgs["kubeAPI"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["kubeAPI"]), &kubeApi)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg kubeAPI", err))
+				}
+			}
+			var format string
+			if inputArgs["format"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["format"]), &format)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
+				}
+			}
+			return (*Krgeobuk).History(&parent, ctx, env, kubeconfig, kubeApi, format)
 		case "IntegrationTest":
 			var parent Krgeobuk
 			err = json.Unmarshal(parentJSON, &parent)

@@ -188,6 +188,33 @@ func (m *Krgeobuk) Status(
 	return rendered(d, d.Status(ctx), format)
 }
 
+// List every stored revision of an environment's release with its images,
+// verified mark, time and author, oldest first.
+func (m *Krgeobuk) History(
+	ctx context.Context,
+	// Environment: development, staging or production.
+	env string,
+	// kubeconfig of the deployer account, e.g. file:./kubeconfig.
+	kubeconfig *dagger.Secret,
+	// Reach the Kubernetes API server through this service, e.g.
+	// tcp://localhost:6443.
+	// +optional
+	kubeAPI *dagger.Service,
+	// Report format: table, markdown or json.
+	// +default="table"
+	format string,
+) (string, error) {
+	e, err := checkOp(env, kubeconfig, format, "", nil)
+	if err != nil {
+		return "", fmt.Errorf("history: %w", err)
+	}
+	d, err := deployer(ctx, e, kubeconfig, kubeAPI, "", nil)
+	if err != nil {
+		return "", fmt.Errorf("history: %w", err)
+	}
+	return rendered(d, d.History(ctx), format)
+}
+
 // Promote the images verified in one environment to the repositories another
 // deploys from, copying by digest (no rebuild) and reading each digest back.
 // Returns one line per service: service, source, destination and whether it

@@ -27,7 +27,6 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/e2e/daggercall"
 	"github.com/krgeobuk/krgeobuk-infra/e2e/daggersession"
 	"github.com/krgeobuk/krgeobuk-infra/e2e/podstandin"
-	"github.com/krgeobuk/krgeobuk-infra/e2e/smokeimage"
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv"
 	"github.com/krgeobuk/krgeobuk-infra/k8s"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/appenv"
@@ -37,23 +36,19 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
 )
 
-const (
-	// localRegistry is the registry `engine up` serves inside the engine's network namespace,
-	// which is also docker.io's mirror; gatewayRegistry is the same registry at the address
-	// module containers reach it by (the engine's CNI bridge): deploy resolves digests there.
-	localRegistry   = "127.0.0.1:5000"
-	gatewayRegistry = "10.87.0.1:5000"
-)
+// gatewayRegistry is the registry `engine up` serves inside the engine's network namespace, at
+// the address module containers reach it by (the engine's CNI bridge): deploy resolves digests
+// there, the engine pushes there, and this process (in that namespace) reads there.
+const gatewayRegistry = "10.87.0.1:5000"
 
 // baseImages are the local stand-ins for the module's base images, as `images push` printed
-// them, plus the busybox smoke image the probes run in.
+// them.
 type baseImages struct {
-	Node    string `json:"node"`
-	Nginx   string `json:"nginx"`
-	MySQL   string `json:"mysql"`
-	Redis   string `json:"redis"`
-	Golang  string `json:"golang"`
-	Busybox string `json:"-"`
+	Node   string `json:"node"`
+	Nginx  string `json:"nginx"`
+	MySQL  string `json:"mysql"`
+	Redis  string `json:"redis"`
+	Golang string `json:"golang"`
 }
 
 func loadBaseImages(t *testing.T) baseImages {
@@ -67,12 +62,6 @@ func loadBaseImages(t *testing.T) baseImages {
 	for what, ref := range map[string]string{"node": b.Node, "nginx": b.Nginx, "mysql": b.MySQL, "redis": b.Redis, "golang": b.Golang} {
 		require.NotEmpty(t, ref, "%s: no %s image", path, what)
 	}
-	img, err := smokeimage.Busybox()
-	require.NoError(t, err)
-	b.Busybox = localRegistry + "/library/busybox:krgeobuk-e2e"
-	ref, err := name.ParseReference(b.Busybox, name.Insecure)
-	require.NoError(t, err)
-	require.NoError(t, remote.Write(ref, img))
 	return b
 }
 
@@ -142,7 +131,7 @@ func testSignatures(t *testing.T, m *daggercall.Module) {
 	for n := range m.Functions {
 		names = append(names, n)
 	}
-	require.ElementsMatch(t, []string{"build", "check", "deploy", "integrationTest", "promote", "publish", "rollback", "status"}, names)
+	require.ElementsMatch(t, []string{"build", "check", "deploy", "history", "integrationTest", "promote", "publish", "rollback", "status"}, names)
 	types := map[string]daggercall.TypeRef{}
 	for _, a := range m.Functions["deploy"].Args {
 		types[a.Name] = a.Type
@@ -246,16 +235,32 @@ func withStores(ctx context.Context, t *testing.T, dag *dagger.Client, api *dagg
 	return api
 }
 
+// probe polls a URL from Node.js (the node base image is the client): at
+// most 30 attempts a second apart, printing the body of the first 2xx answer.
+const probe = `const url = process.argv[1];
+(async () => {
+  for (let i = 0; i < 30; i++) {
+    try {
+      const r = await fetch(url);
+      const body = await r.text();
+      if (r.ok) { process.stdout.write(body); return; }
+      console.error(r.status + " " + body);
+    } catch (e) { console.error(String(e.cause || e)); }
+    await new Promise((done) => setTimeout(done, 1000));
+  }
+  process.exit(1);
+})();`
+
 // get starts ctr as a service with its own entrypoint and fetches path from
-// a client container, the way a probe would: polled, at most 30 times a
-// second apart, as the API may answer 503 until its stores connect.
+// a client container, the way a probe would, polling as the API may answer
+// 503 until its stores connect.
 func get(ctx context.Context, t *testing.T, dag *dagger.Client, images baseImages, ctr *dagger.Container, svc catalog.Service, path string) string {
 	srv := ctr.AsService(dagger.ContainerAsServiceOpts{UseEntrypoint: true})
 	url := fmt.Sprintf("http://%s:%d%s", svc.Name, svc.HTTPPort, path)
-	out, err := dag.Container().From(images.Busybox).
+	out, err := dag.Container().From(images.Node).
 		WithServiceBinding(svc.Name, srv).
 		WithEnvVariable("CACHE_BUST", time.Now().String()).
-		WithExec([]string{"sh", "-c", `i=0; while test $i -lt 30; do wget -q -T 5 -O - "$0" && exit 0; i=$((i+1)); sleep 1; done; exit 1`, url}).
+		WithExec([]string{"node", "-e", probe, url}).
 		Stdout(ctx)
 	var ee *dagger.ExecError
 	if errors.As(err, &ee) {
@@ -373,10 +378,20 @@ func testDeploy(ctx context.Context, t *testing.T, m *daggercall.Module, v1, v2 
 
 	status := call(ctx, t, m, "status", common, true)
 	require.Equal(t, back.Revision, status.Revision)
-	require.Len(t, status.History, back.Revision)
+	require.Len(t, status.Services, len(catalog.Names()))
 	for _, s := range status.Services {
 		require.Equal(t, v1[s.Name], s.Image, "status shows what runs")
 	}
+
+	history := call(ctx, t, m, "history", common, true)
+	require.Len(t, history.History, back.Revision, "every revision: two deploys, the bad one, its rollback, the manual rollback")
+	var verified []bool
+	for _, r := range history.History {
+		verified = append(verified, r.Verified)
+	}
+	require.Equal(t, []bool{true, true, false, true, true}, verified, "only the bad release is unverified")
+	require.Equal(t, v1, history.History[0].Images)
+	require.Equal(t, v1, history.History[4].Images)
 }
 
 // call runs a cluster function with --format json and returns its report;
