@@ -72,7 +72,7 @@ type Base struct {
 func BaseImages() []Base {
 	return []Base{
 		{
-			Name: "node", Stands: "node:20 (Debian 12's nodejs 18 and npm 9, with an npm cache pre-filled from the examples' lockfiles)",
+			Name: "node", Stands: "node:22 (Debian 12's nodejs 18 and npm 9, with an npm cache pre-filled from the examples' lockfiles)",
 			Packages: []string{"nodejs", "npm", "ca-certificates"},
 			Inputs:   []string{"examples/auth-api/package-lock.json", "examples/auth-api/package.json", "examples/spa/package-lock.json", "examples/spa/package.json"},
 			Setup:    setupNode,
