@@ -78,10 +78,11 @@ func repoRoot(t *testing.T) string {
 	return ""
 }
 
-// TestModuleOnARealEngine loads the module once (a load costs minutes: codegen type-checks the
-// module and its Helm and client-go dependencies) and runs every function on the real engine in
-// the order a release takes: check, build (and run what was built), publish, integration-test,
-// deploy, a bad deploy rolled back automatically, a manual rollback, status.
+// TestModuleOnARealEngine loads the module once (every load in a new session runs codegen, which
+// type-checks the module and its Helm and client-go dependencies) and runs every function on the
+// real engine in the order a release takes: check, build (and run what was built), publish,
+// integration-test, deploy, a bad deploy rolled back automatically, a manual rollback, status,
+// history and promote.
 func TestModuleOnARealEngine(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
 	defer cancel()
@@ -119,7 +120,7 @@ func TestModuleOnARealEngine(t *testing.T) {
 		require.Contains(t, out, "# fail 0")
 		require.Regexp(t, `# pass [1-9]`, out)
 	})
-	t.Run("deploy, automatic and manual rollback, status", func(t *testing.T) {
+	t.Run("deploy, automatic and manual rollback, status, history, promote", func(t *testing.T) {
 		require.NotEmpty(t, v1, "publish must pass first")
 		testDeploy(ctx, t, m, v1, v2)
 	})
@@ -315,7 +316,8 @@ func keys(m map[string]string) []string {
 // testDeploy deploys the published digests to the simulated cluster through
 // the module (kubeconfig as a Secret, the API server reached through a host
 // service), then a bad release that must roll back by itself, then a manual
-// rollback to the first release, then status.
+// rollback to the first release, then status and history, then a promotion of
+// what was verified.
 func testDeploy(ctx context.Context, t *testing.T, m *daggercall.Module, v1, v2 map[string]string) {
 	cluster, err := testenv.Start(ctx, testenv.Options{Name: "e2e"})
 	require.NoError(t, err)
@@ -392,6 +394,28 @@ func testDeploy(ctx context.Context, t *testing.T, m *daggercall.Module, v1, v2 
 	require.Equal(t, []bool{true, true, false, true, true}, verified, "only the bad release is unverified")
 	require.Equal(t, v1, history.History[0].Images)
 	require.Equal(t, v1, history.History[4].Images)
+
+	// promote copies what development verified last (revision 5: the first release's images)
+	// to another environment's repositories, by digest, without a rebuild.
+	start := time.Now()
+	out, err := m.Call(ctx, "promote", []string{"--from", "development", "--to", "staging", "--kubeconfig", "file:" + kubeconfig,
+		"--kube-api", "tcp://127.0.0.1:" + apiPort, "--to-registry", gatewayRegistry + "/promoted"})
+	timed("promote", start)
+	require.NoError(t, err)
+	var lines []string
+	require.NoError(t, json.Unmarshal([]byte(out), &lines), out)
+	require.Len(t, lines, len(catalog.Names()))
+	for _, line := range lines {
+		require.Contains(t, line, "(copied)", line)
+	}
+	for svc, ref := range v1 {
+		from, err := name.NewDigest(ref)
+		require.NoError(t, err)
+		to, err := name.NewDigest(gatewayRegistry + "/promoted/" + svc + "@" + from.DigestStr())
+		require.NoError(t, err)
+		_, err = remote.Head(to)
+		require.NoError(t, err, "%s was promoted by digest", svc)
+	}
 }
 
 // call runs a cluster function with --format json and returns its report;
