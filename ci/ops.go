@@ -146,23 +146,16 @@ func (m *Krgeobuk) Rollback(
 	// +default="table"
 	format string,
 ) (string, error) {
-	e, err := checkOp(env, kubeconfig, format, "", nil)
-	if err != nil {
-		return "", fmt.Errorf("rollback: %w", err)
-	}
 	if revision < 0 {
 		return "", fmt.Errorf("rollback: --revision %d: revisions start at 1", revision)
 	}
-	d, err := deployer(ctx, e, kubeconfig, kubeAPI, "", nil)
-	if err != nil {
-		return "", fmt.Errorf("rollback: %w", err)
-	}
-	return rendered(d, d.Rollback(ctx, deploy.RollbackRequest{To: revision, Force: force}), format)
+	return onRelease(ctx, "rollback", env, kubeconfig, kubeAPI, format, func(d *deploy.Deployer) *report.Result {
+		return d.Rollback(ctx, deploy.RollbackRequest{To: revision, Force: force})
+	})
 }
 
 // Report an environment's release: current revision and whether it passed
-// its gates, each service's rollout and image, the deploy lock and the
-// release history with verified revisions marked.
+// its gates, each service's rollout and image, and the deploy lock.
 func (m *Krgeobuk) Status(
 	ctx context.Context,
 	// Environment: development, staging or production.
@@ -177,15 +170,9 @@ func (m *Krgeobuk) Status(
 	// +default="table"
 	format string,
 ) (string, error) {
-	e, err := checkOp(env, kubeconfig, format, "", nil)
-	if err != nil {
-		return "", fmt.Errorf("status: %w", err)
-	}
-	d, err := deployer(ctx, e, kubeconfig, kubeAPI, "", nil)
-	if err != nil {
-		return "", fmt.Errorf("status: %w", err)
-	}
-	return rendered(d, d.Status(ctx), format)
+	return onRelease(ctx, "status", env, kubeconfig, kubeAPI, format, func(d *deploy.Deployer) *report.Result {
+		return d.Status(ctx)
+	})
 }
 
 // List every stored revision of an environment's release with its images,
@@ -204,15 +191,24 @@ func (m *Krgeobuk) History(
 	// +default="table"
 	format string,
 ) (string, error) {
+	return onRelease(ctx, "history", env, kubeconfig, kubeAPI, format, func(d *deploy.Deployer) *report.Result {
+		return d.History(ctx)
+	})
+}
+
+// onRelease checks the arguments every operation on an environment's
+// release shares, connects, runs op and renders its report.
+func onRelease(ctx context.Context, op, env string, kubeconfig *dagger.Secret, kubeAPI *dagger.Service, format string,
+	run func(*deploy.Deployer) *report.Result) (string, error) {
 	e, err := checkOp(env, kubeconfig, format, "", nil)
 	if err != nil {
-		return "", fmt.Errorf("history: %w", err)
+		return "", fmt.Errorf("%s: %w", op, err)
 	}
 	d, err := deployer(ctx, e, kubeconfig, kubeAPI, "", nil)
 	if err != nil {
-		return "", fmt.Errorf("history: %w", err)
+		return "", fmt.Errorf("%s: %w", op, err)
 	}
-	return rendered(d, d.History(ctx), format)
+	return rendered(d, run(d), format)
 }
 
 // Promote the images verified in one environment to the repositories another
