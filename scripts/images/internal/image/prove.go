@@ -53,7 +53,11 @@ func (g *GoSDK) Prove(ctx context.Context, layoutDir string, log io.Writer) erro
 	if err != nil {
 		return err
 	}
-	scratch, err := os.MkdirTemp(filepath.Join(g.Cache, "tmp"), "go-sdk-prove-")
+	tmpRoot := filepath.Join(g.Cache, "tmp")
+	if err := os.MkdirAll(tmpRoot, 0o755); err != nil {
+		return fmt.Errorf("go-sdk proof scratch: %w", err)
+	}
+	scratch, err := os.MkdirTemp(tmpRoot, "go-sdk-prove-")
 	if err != nil {
 		return err
 	}
