@@ -150,7 +150,7 @@ func (m *Krgeobuk) Rollback(
 		return "", fmt.Errorf("rollback: --revision %d: revisions start at 1", revision)
 	}
 	return onRelease(ctx, "rollback", env, kubeconfig, kubeAPI, format, func(d *deploy.Deployer) *report.Result {
-		return d.Rollback(ctx, deploy.RollbackRequest{To: revision, Force: force})
+		return d.Rollback(ctx, deploy.RollbackRequest{Revision: revision, Force: force})
 	})
 }
 

@@ -354,9 +354,9 @@ func TestManualRollback(t *testing.T) {
 		req  deploy.RollbackRequest
 		want string
 	}{
-		{deploy.RollbackRequest{To: 9}, "revision 9 does not exist (history holds 1..4)"},
-		{deploy.RollbackRequest{To: 4}, "revision 4 is the current revision"},
-		{deploy.RollbackRequest{To: -1}, "revision -1 does not exist"},
+		{deploy.RollbackRequest{Revision: 9}, "revision 9 does not exist (history holds 1..4)"},
+		{deploy.RollbackRequest{Revision: 4}, "revision 4 is the current revision"},
+		{deploy.RollbackRequest{Revision: -1}, "revision -1 does not exist"},
 	}
 	for _, r := range refusals {
 		res := d.Rollback(ctx, r.req)
@@ -364,7 +364,7 @@ func TestManualRollback(t *testing.T) {
 		require.Contains(t, res.Error, r.want)
 	}
 
-	res := d.Rollback(ctx, deploy.RollbackRequest{To: 1})
+	res := d.Rollback(ctx, deploy.RollbackRequest{Revision: 1})
 	requireVerdict(t, report.Verified, res)
 	require.Equal(t, 1, res.RolledBackTo)
 	require.Equal(t, 5, res.Revision)
@@ -376,10 +376,10 @@ func TestManualRollback(t *testing.T) {
 	require.Equal(t, v1["authz-server"], image)
 
 	// Revision 4 was never verified: refused unless forced.
-	res = d.Rollback(ctx, deploy.RollbackRequest{To: 4})
+	res = d.Rollback(ctx, deploy.RollbackRequest{Revision: 4})
 	requireVerdict(t, report.Refused, res)
 	require.Contains(t, res.Error, "revision 4 was never verified; pass --force")
-	res = d.Rollback(ctx, deploy.RollbackRequest{To: 4, Force: true})
+	res = d.Rollback(ctx, deploy.RollbackRequest{Revision: 4, Force: true})
 	requireVerdict(t, report.Verified, res)
 	require.Equal(t, 6, res.Revision)
 

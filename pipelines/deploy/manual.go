@@ -14,9 +14,9 @@ import (
 
 // RollbackRequest says where a manual rollback goes.
 type RollbackRequest struct {
-	// To is the revision to return to; 0 means the newest verified revision
+	// Revision is the revision to return to; 0 means the newest verified revision
 	// older than the current one.
-	To int
+	Revision int
 	// Force allows returning to a revision that was never verified.
 	Force bool
 }
@@ -27,8 +27,8 @@ type RollbackRequest struct {
 // newest verified revision. It holds the deploy lock throughout.
 func (d *Deployer) Rollback(ctx context.Context, req RollbackRequest) *report.Result {
 	r := d.newRun("rollback")
-	if req.To < 0 {
-		return r.refused(ctx, fmt.Errorf("revision %d does not exist: revisions start at 1", req.To))
+	if req.Revision < 0 {
+		return r.refused(ctx, fmt.Errorf("revision %d does not exist: revisions start at 1", req.Revision))
 	}
 	if err := d.preflightAPI(ctx, r); err != nil {
 		return r.refused(ctx, err)
@@ -84,21 +84,21 @@ func pickTarget(history []release.Revision, req RollbackRequest) (release.Revisi
 		return release.Revision{}, errors.New("the release does not exist")
 	}
 	current := history[len(history)-1]
-	if req.To == 0 {
+	if req.Revision == 0 {
 		t, ok := release.LastVerified(history, current.Number)
 		if !ok {
 			return release.Revision{}, fmt.Errorf("no verified revision older than the current revision %d", current.Number)
 		}
 		return t, nil
 	}
-	t, ok := release.Find(history, req.To)
+	t, ok := release.Find(history, req.Revision)
 	switch {
 	case !ok:
-		return release.Revision{}, fmt.Errorf("revision %d does not exist (history holds %d..%d)", req.To, history[0].Number, current.Number)
-	case req.To == current.Number:
-		return release.Revision{}, fmt.Errorf("revision %d is the current revision", req.To)
+		return release.Revision{}, fmt.Errorf("revision %d does not exist (history holds %d..%d)", req.Revision, history[0].Number, current.Number)
+	case req.Revision == current.Number:
+		return release.Revision{}, fmt.Errorf("revision %d is the current revision", req.Revision)
 	case !t.Verified && !req.Force:
-		return release.Revision{}, fmt.Errorf("revision %d was never verified; pass --force to roll back to it anyway", req.To)
+		return release.Revision{}, fmt.Errorf("revision %d was never verified; pass --force to roll back to it anyway", req.Revision)
 	}
 	return t, nil
 }

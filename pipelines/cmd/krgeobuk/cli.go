@@ -179,7 +179,7 @@ func execute(ctx context.Context, cmd string, o options, log io.Writer) (out res
 		}
 		out.res = d.Deploy(ctx, deploy.Request{Images: o.images, Values: values})
 	case "rollback":
-		out.res = d.Rollback(ctx, deploy.RollbackRequest{To: o.to, Force: o.force})
+		out.res = d.Rollback(ctx, deploy.RollbackRequest{Revision: o.to, Force: o.force})
 	case "status":
 		out.res = d.Status(ctx)
 	case "history":
