@@ -20,6 +20,7 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/policy"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/values"
 )
 
 func find[T runtime.Object](res *render.Result, name string) T {
@@ -56,13 +57,15 @@ func TestAppsEveryEnvironment(t *testing.T) {
 	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
 			env := chartstest.Env(t, name)
-			values := chartstest.DeployValues(env)
-			require.NoError(t, render.Lint(charts.AppsDir, env.Namespace, values))
+			vals := chartstest.DeployValues(env)
+			require.NoError(t, render.Lint(charts.AppsDir, env.Namespace, vals))
 
-			res, err := chartstest.Render(t, env, values)
+			res, err := chartstest.Render(t, env, vals)
 			require.NoError(t, err)
 			require.NotEmpty(t, res.Notes)
-			ctx := policy.Context{Environment: name, RequireDigest: env.ImagePolicy() == "digest"}
+			policyName, err := values.ImagePolicy(chartstest.Chart(t), vals)
+			require.NoError(t, err)
+			ctx := policy.Context{Environment: name, RequireDigest: policyName == values.PolicyDigest}
 			require.NoError(t, policy.Error(policy.Check(ctx, res.Objects)))
 			require.NoError(t, policy.Error(policy.DeployerCanApply(role, res.Objects)))
 			for _, o := range res.Objects {
@@ -329,7 +332,7 @@ func TestAppsRejectBadValues(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			env := chartstest.Env(t, tt.env)
-			_, err := chartstest.Render(t, env, render.MergeValues(chartstest.DeployValues(env), tt.values))
+			_, err := chartstest.Render(t, env, values.Merge(chartstest.DeployValues(env), tt.values))
 			require.Error(t, err)
 			for _, w := range tt.wantErr {
 				require.ErrorContains(t, err, w)
@@ -351,7 +354,7 @@ func TestAppsDevelopmentExtras(t *testing.T) {
 	require.Equal(t, "ghcr.io/krgeobuk/auth-server@"+chartstest.Digest("auth-server"), d.Spec.Template.Spec.Containers[0].Image,
 		"a digest wins over a tag even where tags are allowed")
 
-	tagged := render.MergeValues(chartstest.Env(t, "development").Values, chartstest.Set("services.auth-server.image.tag", "1.4.2"))
+	tagged := values.Merge(chartstest.Env(t, "development").Values, chartstest.Set("services.auth-server.image.tag", "1.4.2"))
 	out, err := chartstest.Render(t, chartstest.Env(t, "development"), tagged)
 	require.NoError(t, err)
 	require.Equal(t, "ghcr.io/krgeobuk/auth-server:1.4.2", find[*appsv1.Deployment](out, "auth-server").Spec.Template.Spec.Containers[0].Image)

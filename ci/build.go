@@ -59,6 +59,10 @@ func checkBuildArgs(services []string, platform []dagger.Platform, env, revision
 // labels and an SPA's nginx.conf from the chart.
 func (a *buildArgs) requests(ctx context.Context) ([]build.Request, error) {
 	var out []build.Request
+	src, err := appenv.EmbeddedSource(a.env)
+	if err != nil {
+		return nil, err
+	}
 	for _, s := range a.services {
 		labels, err := a.labels.Map(s.Name)
 		if err != nil {
@@ -66,7 +70,7 @@ func (a *buildArgs) requests(ctx context.Context) ([]build.Request, error) {
 		}
 		req := build.Request{Service: s, Platforms: a.platforms, Images: a.images, Labels: labels}
 		if !s.IsAPI() {
-			if req.NginxConf, err = appenv.NginxConf(ctx, a.env, s.Name); err != nil {
+			if req.NginxConf, err = appenv.NginxConf(ctx, src, s.Name); err != nil {
 				return nil, err
 			}
 		}

@@ -56,7 +56,11 @@ func (m *Krgeobuk) IntegrationTest(
 	if err != nil {
 		return "", fmt.Errorf("integration-test %s: %w", service, err)
 	}
-	senv, err := appenv.ForService(ctx, env, service, nil)
+	chartSrc, err := appenv.EmbeddedSource(env)
+	if err != nil {
+		return "", fmt.Errorf("integration-test: %w", err)
+	}
+	senv, err := appenv.ForService(ctx, chartSrc, service, nil)
 	if err != nil {
 		return "", fmt.Errorf("integration-test: %w", err)
 	}

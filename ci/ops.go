@@ -12,11 +12,13 @@ import (
 
 	"dagger/krgeobuk/internal/dagger"
 
+	"github.com/krgeobuk/krgeobuk-infra/charts"
 	"github.com/krgeobuk/krgeobuk-infra/k8s"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/promote"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/registry"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
 )
 
@@ -256,7 +258,12 @@ func (m *Krgeobuk) Promote(
 	if err != nil {
 		return nil, fmt.Errorf("promote: %w", err)
 	}
-	if _, err := environment.Load(k8s.Environments, to); err != nil {
+	toEnv, err := environment.Load(k8s.Environments, to)
+	if err != nil {
+		return nil, fmt.Errorf("promote: %w", err)
+	}
+	apps, err := render.LoadFS(charts.Apps, charts.AppsDir)
+	if err != nil {
 		return nil, fmt.Errorf("promote: %w", err)
 	}
 	verified, err := parseImages(image)
@@ -269,7 +276,7 @@ func (m *Krgeobuk) Promote(
 	if (username == "") != (password == nil) || (sourceUsername == "") != (sourcePassword == nil) {
 		return nil, fmt.Errorf("promote: give a registry user name and its password together, or neither")
 	}
-	dest, err := promote.Destinations(to, toRegistry)
+	dest, err := promote.Destinations(apps, toEnv, toRegistry)
 	if err != nil {
 		return nil, err
 	}

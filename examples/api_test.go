@@ -41,7 +41,9 @@ type stack struct {
 func newStack(t *testing.T) *stack {
 	t.Helper()
 	s := &stack{mysql: dbtest.StartMariaDB(t), redis: dbtest.StartRedis(t)}
-	env, err := appenv.ForService(context.Background(), "development", "auth-server", map[string]string{
+	src, err := appenv.EmbeddedSource("development")
+	require.NoError(t, err)
+	env, err := appenv.ForService(context.Background(), src, "auth-server", map[string]string{
 		"MYSQL_HOST": s.mysql.Host, "MYSQL_PORT": strconv.Itoa(s.mysql.Port),
 		"REDIS_HOST": s.redis.Host, "REDIS_PORT": strconv.Itoa(s.redis.Port),
 		"PORT": strconv.Itoa(freePort(t)), "TCP_PORT": strconv.Itoa(freePort(t)),

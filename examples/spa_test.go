@@ -29,7 +29,9 @@ func TestSPABuildsForTheChartsNginx(t *testing.T) {
 	assets := regexp.MustCompile(`(?:src|href)="/(assets/[^"]+)"`).FindAllStringSubmatch(string(index), -1)
 	require.NotEmpty(t, assets, "index.html loads its bundle from /assets")
 
-	conf, err := appenv.NginxConf(ctx, "production", "auth-client")
+	src, err := appenv.EmbeddedSource("production")
+	require.NoError(t, err)
+	conf, err := appenv.NginxConf(ctx, src, "auth-client")
 	require.NoError(t, err)
 	immutable := regexp.MustCompile(`location ~\* (\\\.\(\?:[^)]+\)\$)`).FindStringSubmatch(conf)
 	require.Len(t, immutable, 2, "the chart's nginx.conf has a location for hashed assets")

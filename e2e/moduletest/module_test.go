@@ -213,7 +213,9 @@ func testBuild(ctx context.Context, t *testing.T, dag *dagger.Client, m *daggerc
 // withStores binds an API image to throwaway MySQL and Redis under the
 // chart's host names and gives it the chart's environment, as a pod gets it.
 func withStores(ctx context.Context, t *testing.T, dag *dagger.Client, api *dagger.Container, images baseImages, service string) *dagger.Container {
-	senv, err := appenv.ForService(ctx, "development", service, nil)
+	src, err := appenv.EmbeddedSource("development")
+	require.NoError(t, err)
+	senv, err := appenv.ForService(ctx, src, service, nil)
 	require.NoError(t, err)
 	stores, err := itest.Stores(senv)
 	require.NoError(t, err)

@@ -10,12 +10,14 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"helm.sh/helm/v3/pkg/chart"
 
 	"github.com/krgeobuk/krgeobuk-infra/charts"
 	"github.com/krgeobuk/krgeobuk-infra/k8s"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/values"
 )
 
 // Digest is a stand-in digest for service, as a deploy would add after publishing.
@@ -37,7 +39,7 @@ func DeployValues(env *environment.Environment) map[string]any {
 	for _, s := range catalog.All() {
 		services[s.Name] = map[string]any{"image": map[string]any{"digest": Digest(s.Name)}}
 	}
-	return render.MergeValues(env.Values, map[string]any{"services": services})
+	return values.Merge(env.Values, map[string]any{"services": services})
 }
 
 // Set builds a nested override from a dotted path: Set("a.b", 1) is {a: {b: 1}}.
@@ -51,24 +53,30 @@ func Set(path string, v any) map[string]any {
 }
 
 // Render renders the umbrella chart for env with values.
-func Render(t testing.TB, env *environment.Environment, values map[string]any) (*render.Result, error) {
+func Render(t testing.TB, env *environment.Environment, vals map[string]any) (*render.Result, error) {
+	t.Helper()
+	return render.Render(context.Background(), render.Request{
+		Chart: Chart(t), Release: env.Release, Namespace: env.Namespace, Values: vals,
+	})
+}
+
+// Chart loads the embedded krgeobuk-apps chart or fails the test.
+func Chart(t testing.TB) *chart.Chart {
 	t.Helper()
 	ch, err := render.LoadFS(charts.Apps, charts.AppsDir)
 	require.NoError(t, err)
-	return render.Render(context.Background(), render.Request{
-		Chart: ch, Release: env.Release, Namespace: env.Namespace, Values: values,
-	})
+	return ch
 }
 
 // MustRender renders env as a deploy would, with overrides laid on top, or fails the test.
 func MustRender(t testing.TB, envName string, overrides ...map[string]any) *render.Result {
 	t.Helper()
 	env := Env(t, envName)
-	values := DeployValues(env)
+	vals := DeployValues(env)
 	for _, o := range overrides {
-		values = render.MergeValues(values, o)
+		vals = values.Merge(vals, o)
 	}
-	res, err := Render(t, env, values)
+	res, err := Render(t, env, vals)
 	require.NoError(t, err)
 	return res
 }

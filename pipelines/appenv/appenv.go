@@ -8,7 +8,6 @@ package appenv
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"maps"
 	"slices"
@@ -18,17 +17,46 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
+	"helm.sh/helm/v3/pkg/chart"
+
 	"github.com/krgeobuk/krgeobuk-infra/charts"
 	"github.com/krgeobuk/krgeobuk-infra/k8s"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/values"
 )
 
 // SecretSource is the environment whose values make the chart render the
 // APIs' Secrets (from throwaway literals). Everywhere else the Secret is
-// created out of band with the same keys, so its key set is learnt here.
+// created out of band with the same keys, so its key set is learnt there.
 const SecretSource = "development"
+
+// Source is what appenv renders: the umbrella chart, the environment asked
+// about, and the environment that renders the APIs' Secrets (SecretSource).
+type Source struct {
+	Chart   *chart.Chart
+	Env     *environment.Environment
+	Secrets *environment.Environment
+}
+
+// EmbeddedSource is the Source for environment env built from the chart and
+// environment folders embedded in this binary, as the doors deploy them.
+func EmbeddedSource(env string) (Source, error) {
+	ch, err := render.LoadFS(charts.Apps, charts.AppsDir)
+	if err != nil {
+		return Source{}, fmt.Errorf("appenv: %w", err)
+	}
+	e, err := environment.Load(k8s.Environments, env)
+	if err != nil {
+		return Source{}, fmt.Errorf("appenv: %w", err)
+	}
+	sec, err := environment.Load(k8s.Environments, SecretSource)
+	if err != nil {
+		return Source{}, fmt.Errorf("appenv: %w", err)
+	}
+	return Source{Chart: ch, Env: e, Secrets: sec}, nil
+}
 
 // ServiceEnv is the environment of one service's main container.
 type ServiceEnv struct {
@@ -58,20 +86,20 @@ func (e *ServiceEnv) Keys() []string {
 // example MYSQL_HOST pointing at a local server); an override of a key the
 // chart does not provide, or of a Secret key, is an error, so a test can never
 // invent a variable production lacks.
-func ForService(ctx context.Context, env, service string, overrides map[string]string) (*ServiceEnv, error) {
+func ForService(ctx context.Context, src Source, service string, overrides map[string]string) (*ServiceEnv, error) {
 	if _, err := catalog.Lookup(service); err != nil {
 		return nil, fmt.Errorf("appenv: %w", err)
 	}
-	res, err := Render(ctx, env)
+	res, err := Render(ctx, src.Chart, src.Env)
 	if err != nil {
 		return nil, err
 	}
-	out, err := fromObjects(res.Objects, env, service)
+	out, err := fromObjects(res.Objects, src.Env.Name, service)
 	if err != nil {
 		return nil, err
 	}
 	if out.Secret != "" {
-		keys, err := secretKeys(ctx, service)
+		keys, err := secretKeys(ctx, src.Chart, src.Secrets, service)
 		if err != nil {
 			return nil, err
 		}
@@ -85,7 +113,7 @@ func ForService(ctx context.Context, env, service string, overrides map[string]s
 
 // NginxConf returns the nginx.conf the chart mounts into an SPA's container
 // in environment env, so images built for it serve the same configuration.
-func NginxConf(ctx context.Context, env, service string) (string, error) {
+func NginxConf(ctx context.Context, src Source, service string) (string, error) {
 	s, err := catalog.Lookup(service)
 	if err != nil {
 		return "", fmt.Errorf("appenv: %w", err)
@@ -93,10 +121,11 @@ func NginxConf(ctx context.Context, env, service string) (string, error) {
 	if s.IsAPI() {
 		return "", fmt.Errorf("appenv: service %s is an API; only SPAs have an nginx.conf", service)
 	}
-	res, err := Render(ctx, env)
+	res, err := Render(ctx, src.Chart, src.Env)
 	if err != nil {
 		return "", err
 	}
+	env := src.Env.Name
 	name := service + "-nginx"
 	for _, o := range res.Objects {
 		if cm, ok := o.Typed.(*corev1.ConfigMap); ok && cm.Name == name {
@@ -110,51 +139,19 @@ func NginxConf(ctx context.Context, env, service string) (string, error) {
 	return "", fmt.Errorf("appenv: environment %s: the chart renders no ConfigMap %s", env, name)
 }
 
-// Render renders the umbrella chart with environment env's values, as a
-// deploy would, with a stand-in digest for every image (environments that
-// demand digests refuse to render without one; which digest does not change
-// any environment variable).
-func Render(ctx context.Context, env string) (*render.Result, error) {
-	e, err := environment.Load(k8s.Environments, env)
-	if err != nil {
-		return nil, fmt.Errorf("appenv: %w", err)
+// Render renders chart ch with environment env's values, as a deploy
+// would, with a stand-in digest for every image (environments that demand
+// digests refuse to render without one; which digest does not change any
+// environment variable).
+func Render(ctx context.Context, ch *chart.Chart, env *environment.Environment) (*render.Result, error) {
+	if ch == nil || env == nil {
+		return nil, fmt.Errorf("appenv: a chart and an environment are required")
 	}
-	ch, err := render.LoadFS(charts.Apps, charts.AppsDir)
+	res, err := render.Render(ctx, render.Request{Chart: ch, Release: env.Release, Namespace: env.Namespace, Values: values.StandInPins(env.Values)})
 	if err != nil {
-		return nil, fmt.Errorf("appenv: %w", err)
-	}
-	values := withStandInDigests(e.Values)
-	res, err := render.Render(ctx, render.Request{Chart: ch, Release: e.Release, Namespace: e.Namespace, Values: values})
-	if err != nil {
-		return nil, fmt.Errorf("appenv: environment %s: %w", env, err)
+		return nil, fmt.Errorf("appenv: environment %s: %w", env.Name, err)
 	}
 	return res, nil
-}
-
-func withStandInDigests(values map[string]any) map[string]any {
-	out := maps.Clone(values)
-	services, _ := out["services"].(map[string]any)
-	services = maps.Clone(services)
-	if services == nil {
-		services = map[string]any{}
-	}
-	for _, s := range catalog.All() {
-		svc, _ := services[s.Name].(map[string]any)
-		svc = maps.Clone(svc)
-		if svc == nil {
-			svc = map[string]any{}
-		}
-		img, _ := svc["image"].(map[string]any)
-		img = maps.Clone(img)
-		if img == nil {
-			img = map[string]any{}
-		}
-		img["digest"] = fmt.Sprintf("sha256:%x", sha256.Sum256([]byte("appenv stand-in "+s.Name)))
-		svc["image"] = img
-		services[s.Name] = svc
-	}
-	out["services"] = services
-	return out
 }
 
 // fromObjects follows the service Deployment's main container: its envFrom
@@ -220,12 +217,12 @@ func fromObjects(objs []render.Object, env, service string) (*ServiceEnv, error)
 
 // secretKeys learns the keys of the service's Secret from the chart, rendered
 // where it renders Secrets.
-func secretKeys(ctx context.Context, service string) ([]string, error) {
-	res, err := Render(ctx, SecretSource)
+func secretKeys(ctx context.Context, ch *chart.Chart, secrets *environment.Environment, service string) ([]string, error) {
+	res, err := Render(ctx, ch, secrets)
 	if err != nil {
 		return nil, err
 	}
-	src, err := fromObjects(res.Objects, SecretSource, service)
+	src, err := fromObjects(res.Objects, secrets.Name, service)
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +234,7 @@ func secretKeys(ctx context.Context, service string) ([]string, error) {
 			return slices.Compact(keys), nil
 		}
 	}
-	return nil, fmt.Errorf("appenv: environment %s: the chart renders no Secret %s to learn its keys from", SecretSource, src.Secret)
+	return nil, fmt.Errorf("appenv: environment %s: the chart renders no Secret %s to learn its keys from", secrets.Name, src.Secret)
 }
 
 func (e *ServiceEnv) apply(overrides map[string]string) error {

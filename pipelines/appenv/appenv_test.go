@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/values"
 )
 
 var chartConfigKeys = []string{"LOG_LEVEL", "MYSQL_CONNECTION_LIMIT", "MYSQL_CONNECT_TIMEOUT_MS", "MYSQL_DATABASE",
@@ -30,7 +31,7 @@ func TestForService(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.env+"/"+tt.service, func(t *testing.T) {
-			got, err := ForService(context.Background(), tt.env, tt.service, tt.overrides)
+			got, err := ForService(context.Background(), source(t, tt.env), tt.service, tt.overrides)
 			require.NoError(t, err)
 			require.Equal(t, tt.service+"-config", got.ConfigMap)
 			require.Equal(t, tt.service+"-secrets", got.Secret)
@@ -63,25 +64,48 @@ func TestForServiceRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ForService(context.Background(), tt.env, tt.service, tt.overrides)
+			src, err := EmbeddedSource(tt.env)
+			if err == nil {
+				_, err = ForService(context.Background(), src, tt.service, tt.overrides)
+			}
 			require.ErrorContains(t, err, tt.wantErr)
 		})
 	}
 }
 
 func TestSPAHasNoEnvironmentButTheChartsNginxConf(t *testing.T) {
-	got, err := ForService(context.Background(), "staging", "portal-client", nil)
+	staging := source(t, "staging")
+	got, err := ForService(context.Background(), staging, "portal-client", nil)
 	require.NoError(t, err)
 	require.Empty(t, got.Keys(), "the chart gives an SPA no environment")
 
-	conf, err := NginxConf(context.Background(), "staging", "portal-client")
+	conf, err := NginxConf(context.Background(), staging, "portal-client")
 	require.NoError(t, err)
 	require.Contains(t, conf, "listen 8080;")
 	require.Contains(t, conf, "pid /tmp/nginx.pid;")
 	require.Contains(t, conf, "include /etc/nginx/mime.types;")
 
-	_, err = NginxConf(context.Background(), "staging", "auth-server")
+	_, err = NginxConf(context.Background(), staging, "auth-server")
 	require.ErrorContains(t, err, "service auth-server is an API")
+}
+
+// appenv renders the environment it is given, not the embedded one of the
+// same name: a platform team's own environment folder is what it reads.
+func TestForServiceReadsTheGivenEnvironment(t *testing.T) {
+	src := source(t, "staging")
+	own := *src.Env
+	own.Values = values.Merge(src.Env.Values, map[string]any{"services": map[string]any{"auth-server": map[string]any{"config": map[string]any{"LOG_LEVEL": "warn"}}}})
+	src.Env = &own
+	got, err := ForService(context.Background(), src, "auth-server", nil)
+	require.NoError(t, err)
+	require.Equal(t, "warn", got.Config["LOG_LEVEL"])
+}
+
+func source(t *testing.T, env string) Source {
+	t.Helper()
+	src, err := EmbeddedSource(env)
+	require.NoError(t, err)
+	return src
 }
 
 // The container is followed through envFrom: a reference to something the

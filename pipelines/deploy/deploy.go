@@ -1,14 +1,14 @@
-// Package deploy is the gated deploy flow: preflight (API server, images by
-// digest, schema, server-side dry run, deploy lock), one Helm upgrade
-// --install without waiting, the rollout and readiness gates, and the
-// verdict: a revision that passed is marked verified; one that failed is
-// rolled back to the newest verified revision, which is gated again. A
-// failed first install is removed. Manual rollback, status and history work
-// over the same parts. Every run returns one report.Result.
+// Package deploy is the gated deploy flow, as named actions, one file each:
+// preflight (API server, images by digest, schema, policy rules,
+// server-side dry run), lock and recovery (the deploy Lease; a release a
+// dead deploy left pending), upgrade (one Helm upgrade --install without
+// waiting), gates (rollout, then readiness), remediation (what follows a
+// failure is decided by next.go from the release history alone, then
+// carried out), manual rollback, status and history. Every run returns one
+// report.Result. Deploy in flow.go reads top to bottom.
 package deploy
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -16,9 +16,11 @@ import (
 	"sync"
 	"time"
 
+	retry "github.com/sethvargo/go-retry"
 	"helm.sh/helm/v3/pkg/chart"
 
 	"github.com/krgeobuk/krgeobuk-infra/charts"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/budget"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/kube"
@@ -27,13 +29,6 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
 )
-
-// LockName is the Lease, in the environment's namespace, that serialises
-// deploys and rollbacks of the environment.
-const LockName = "krgeobuk-deploy-lock"
-
-// FieldManager names this pipeline in server-side dry runs.
-const FieldManager = "krgeobuk-deploy"
 
 // Config is what a Deployer needs. Kubeconfig and Env are required.
 type Config struct {
@@ -85,6 +80,7 @@ type Deployer struct {
 	eps      gate.Endpoints
 	actor    string
 	redactor *report.Redactor
+	budgets  budget.Budgets
 	logMu    sync.Mutex
 	log      io.Writer
 }
@@ -102,7 +98,8 @@ func New(cfg Config) (*Deployer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("environment %s: %s", cfg.Env.Name, red.String(err.Error()))
 	}
-	d := &Deployer{cfg: cfg, env: cfg.Env, kc: kc, redactor: red, chart: cfg.Chart, resolver: cfg.Registry, eps: cfg.Endpoints}
+	d := &Deployer{cfg: cfg, env: cfg.Env, kc: kc, redactor: red, chart: cfg.Chart, resolver: cfg.Registry, eps: cfg.Endpoints,
+		budgets: budget.Defaults().Over(cfg.Env.Budgets)}
 	d.log = io.Discard
 	if cfg.Log != nil {
 		d.log = red.Writer(cfg.Log)
@@ -115,6 +112,7 @@ func New(cfg Config) (*Deployer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("environment %s: %w", cfg.Env.Name, err)
 	}
+	d.rel.Budgets = d.budgets
 	if d.chart == nil {
 		d.chart, err = render.LoadFS(charts.Apps, charts.AppsDir)
 		if err != nil {
@@ -123,6 +121,9 @@ func New(cfg Config) (*Deployer, error) {
 	}
 	if d.resolver == nil {
 		d.resolver = &registry.Resolver{}
+	}
+	if d.resolver.NewBudget == nil {
+		d.resolver.NewBudget = func() retry.Backoff { return budget.Registry(d.budgets.Registry) }
 	}
 	if d.eps == nil {
 		d.eps = gate.ServiceProxy{Config: kc.RESTConfig()}
@@ -178,78 +179,6 @@ func (d *Deployer) emit(ev Event) {
 	}
 }
 
-// run tracks one run's result and steps.
-type run struct {
-	d     *Deployer
-	res   *report.Result
-	start time.Time
-	ready map[string]string // readiness gate phase per service
-}
-
-func (d *Deployer) newRun(command string) *run {
-	now := time.Now()
-	return &run{d: d, start: now, res: &report.Result{
-		Command: command, Environment: d.env.Name, Namespace: d.env.Namespace, Release: d.env.Release,
-		Actor: d.actor, StartedAt: now.UTC(),
-	}}
-}
-
-// step runs fn as a named step, recording its outcome and duration.
-func (r *run) step(name string, fn func() (string, error)) error {
-	r.d.emit(Event{Step: name, Status: "start"})
-	t := time.Now()
-	detail, err := fn()
-	s := report.Step{Name: name, Status: "ok", Duration: report.Duration(time.Since(t)), Detail: detail}
-	if err != nil {
-		s.Status = "failed"
-		s.Detail = err.Error()
-	}
-	r.res.Steps = append(r.res.Steps, s)
-	r.d.emit(Event{Step: name, Status: s.Status, Detail: s.Detail})
-	return err
-}
-
-func (r *run) skip(name, why string) {
-	r.res.Steps = append(r.res.Steps, report.Step{Name: name, Status: "skipped", Detail: why})
-	r.d.emit(Event{Step: name, Status: "skipped", Detail: why})
-}
-
-func (r *run) note(format string, args ...any) {
-	n := fmt.Sprintf(format, args...)
-	r.res.Notes = append(r.res.Notes, n)
-	r.d.logf("note: %s", n)
-}
-
-// finish fills the verdict and redacts every message: a Result never holds
-// a secret, even before it is rendered.
-func (r *run) finish(v report.Verdict, err error, summary string) *report.Result {
-	res := r.res
-	res.Verdict, res.OK, res.Summary = v, v.OK(), summary
-	if err != nil {
-		res.Error = err.Error()
-	}
-	res.Duration = report.Duration(time.Since(r.start))
-	red := r.d.redactor
-	res.Summary, res.Error = red.String(res.Summary), red.String(res.Error)
-	for i := range res.Steps {
-		res.Steps[i].Detail = red.String(res.Steps[i].Detail)
-	}
-	for i := range res.Notes {
-		res.Notes[i] = red.String(res.Notes[i])
-	}
-	for _, ps := range [][]gate.Problem{res.Problems, res.RollbackProblems} {
-		for i := range ps {
-			ps[i].Message = red.String(ps[i].Message)
-			ps[i].Reason = red.String(ps[i].Reason)
-			for j := range ps[i].Events {
-				ps[i].Events[j] = red.String(ps[i].Events[j])
-			}
-		}
-	}
-	r.d.logf("verdict: %s: %s", v, res.Summary)
-	return res
-}
-
 // Refused builds the result of a run that could not start (no Deployer:
 // bad kubeconfig, unknown environment). The error is passed through red.
 func Refused(command string, env *environment.Environment, err error, red *report.Redactor) *report.Result {
@@ -260,17 +189,4 @@ func Refused(command string, env *environment.Environment, err error, red *repor
 	res.Error = red.String(err.Error())
 	res.Summary = "Refused before anything changed: " + res.Error
 	return res
-}
-
-// holderIdentity names this run in the deploy lock. It is unique per run,
-// not per actor, so a second deploy by the same person is refused too.
-func (d *Deployer) holderIdentity() string {
-	host, _ := os.Hostname()
-	return fmt.Sprintf("%s (pid %d on %s, %s)", d.actor, os.Getpid(), host, time.Now().UTC().Format(time.RFC3339))
-}
-
-// detach gives cleanup work (releasing the lock) a bounded context that
-// survives the cancellation of ctx.
-func detach(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), d)
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"helm.sh/helm/v3/pkg/chart"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv"
@@ -14,8 +15,8 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy/deploytest"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/release"
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/values"
 )
 
 // history reads the release history the way `krgeobuk history` does.
@@ -275,7 +276,7 @@ func TestConcurrentDeployIsRefusedNamingTheHolder(t *testing.T) {
 
 	// Alice's second deploy is slow to become ready; while its gate waits,
 	// Bob deploys.
-	slow := render.MergeValues(fault("auth-server", testenv.FaultSlowReady),
+	slow := values.Merge(fault("auth-server", testenv.FaultSlowReady),
 		svcValues("auth-server", map[string]any{"podAnnotations": map[string]any{testenv.ReadyAfterAnnotation: "10s"}}))
 	done := make(chan *report.Result, 1)
 	f.drain()
@@ -435,6 +436,8 @@ func TestPreflightRefusals(t *testing.T) {
 			mutate: func(req *deploy.Request, _ *deploy.Config) {
 				req.Values = svcValues("auth-server", map[string]any{"replicas": "two"})
 			}},
+		{name: "policy rule broken", step: "preflight/policy", want: "policy violation(s)",
+			mutate: func(_ *deploy.Request, cfg *deploy.Config) { cfg.Chart = withRogueDeployment(t) }},
 		{name: "namespace missing fails the server-side dry run", step: "preflight/dry-run", want: `namespaces "no-such-namespace" not found`,
 			mutate: func(_ *deploy.Request, cfg *deploy.Config) {
 				env := *cfg.Env
@@ -463,6 +466,27 @@ func TestPreflightRefusals(t *testing.T) {
 	}
 }
 
+// withRogueDeployment is the embedded chart plus a Deployment that keeps no
+// rule: no probes, no resources, no security context, an image by tag. The
+// schema and the API server accept it; only the policy rules refuse it.
+func withRogueDeployment(t *testing.T) *chart.Chart {
+	ch := chartOf(t)
+	ch.Templates = append(ch.Templates, &chart.File{Name: "templates/rogue.yaml", Data: []byte(`apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: rogue
+spec:
+  selector: {matchLabels: {app: rogue}}
+  template:
+    metadata: {labels: {app: rogue}}
+    spec:
+      containers:
+        - name: rogue
+          image: busybox:latest
+`)})
+	return ch
+}
+
 // A secret that reaches a message (here: a readiness body echoing the
 // database password) never shows in the JSON, table, Markdown or log, nor
 // do the kubeconfig's credentials.
@@ -475,7 +499,7 @@ func TestSecretsNeverReachReportsOrLogs(t *testing.T) {
 	ctx := context.Background()
 	secretValues := svcValues("auth-server", map[string]any{"secret": map[string]any{"values": map[string]any{"MYSQL_PASSWORD": password}}})
 	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: f.publish("1.0.0"), Values: secretValues}))
-	bad := render.MergeValues(secretValues, svcValues("auth-server", map[string]any{"podAnnotations": map[string]any{deploytest.ReadinessAnnotation: "fail"}}))
+	bad := values.Merge(secretValues, svcValues("auth-server", map[string]any{"podAnnotations": map[string]any{deploytest.ReadinessAnnotation: "fail"}}))
 	res := d.Deploy(ctx, deploy.Request{Images: f.publish("2.0.0"), Values: bad})
 	requireVerdict(t, report.RolledBack, res)
 	require.Equal(t, gate.ReadinessEndpoint, res.Problems[0].Class)

@@ -29,6 +29,7 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/registry"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/values"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
@@ -160,12 +161,12 @@ func requireVerdict(t *testing.T, want report.Verdict, res *report.Result) {
 // pinnedValues are the values a deploy hands Helm: the environment's, then
 // over, then each service's image by digest.
 func pinnedValues(env *environment.Environment, refs map[string]string, over map[string]any) map[string]any {
-	values := render.MergeValues(render.MergeValues(env.Values, nil), over)
+	pins := map[string]values.Image{}
 	for svc, ref := range refs {
 		repo, digest, _ := strings.Cut(ref, "@")
-		values = render.MergeValues(values, svcValues(svc, map[string]any{"image": map[string]any{"repository": repo, "digest": digest, "tag": ""}}))
+		pins[svc] = values.Image{Repository: repo, Digest: digest}
 	}
-	return values
+	return values.Layer(env.Values, over, pins)
 }
 
 // chartOf loads the embedded chart; a fresh copy every time, as Helm

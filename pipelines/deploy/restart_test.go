@@ -11,8 +11,8 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/values"
 )
 
 // The API server goes away while the gates watch and comes back: the
@@ -40,7 +40,7 @@ func TestAPIServerRestartMidDeploy(t *testing.T) {
 		return <-done
 	}
 
-	slow := render.MergeValues(fault("auth-server", testenv.FaultSlowReady),
+	slow := values.Merge(fault("auth-server", testenv.FaultSlowReady),
 		svcValues("auth-server", map[string]any{"podAnnotations": map[string]any{testenv.ReadyAfterAnnotation: "3s"}}))
 	res := restartDuring(slow, "2.0.0")
 	requireVerdict(t, report.Verified, res)

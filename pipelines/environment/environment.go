@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/budget"
 )
 
 // Dir is the folder, inside the file system given to Load, that holds one folder per environment.
@@ -42,18 +44,13 @@ type Environment struct {
 	Gates   Gates
 	// LockTTL is how long a deploy lock lives without renewal before it counts as stale.
 	LockTTL time.Duration
+	// Budgets bound every retry outside the gates: budget.Defaults with the
+	// environment's budgets: overrides laid over them.
+	Budgets budget.Budgets
 	// Values are the krgeobuk-apps values of this environment (chart defaults not merged in).
 	Values map[string]any
 	// MonitoringValues are the monitoring-stack values, nil when the file is absent.
 	MonitoringValues map[string]any
-}
-
-// ImagePolicy is the environment's global.imagePolicy ("digest" or "tag"); "" when unset, which
-// means the chart default.
-func (e *Environment) ImagePolicy() string {
-	g, _ := e.Values["global"].(map[string]any)
-	p, _ := g["imagePolicy"].(string)
-	return p
 }
 
 type settings struct {
@@ -68,6 +65,24 @@ type settings struct {
 	Lock struct {
 		TTL duration `json:"ttl"`
 	} `json:"lock"`
+	Budgets struct {
+		APIRead           duration `json:"apiRead"`
+		APIWrite          duration `json:"apiWrite"`
+		DryRun            duration `json:"dryRun"`
+		Lock              duration `json:"lock"`
+		Cleanup           duration `json:"cleanup"`
+		Registry          duration `json:"registry"`
+		ReadinessInterval duration `json:"readinessInterval"`
+	} `json:"budgets"`
+}
+
+// budgets lays the file's overrides over budget.Defaults.
+func (s settings) budgets() budget.Budgets {
+	b := s.Budgets
+	return budget.Defaults().Over(budget.Budgets{
+		APIRead: b.APIRead.Duration, APIWrite: b.APIWrite.Duration, DryRun: b.DryRun.Duration, Lock: b.Lock.Duration,
+		Cleanup: b.Cleanup.Duration, Registry: b.Registry.Duration, ReadinessInterval: b.ReadinessInterval.Duration,
+	})
 }
 
 type duration struct{ time.Duration }
@@ -135,6 +150,7 @@ func Load(fsys fs.FS, name string) (*Environment, error) {
 			UnschedulableGrace: s.Gates.UnschedulableGrace.Duration,
 		},
 		LockTTL: s.Lock.TTL.Duration,
+		Budgets: s.budgets(),
 	}
 	if err := readYAML(fsys, path.Join(dir, AppsValuesFile), &env.Values, false); err != nil {
 		return nil, err
@@ -168,6 +184,16 @@ func (s settings) validate(folder string) error {
 	} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be a positive duration", field))
+		}
+	}
+	b := s.Budgets
+	for field, d := range map[string]time.Duration{
+		"budgets.apiRead": b.APIRead.Duration, "budgets.apiWrite": b.APIWrite.Duration, "budgets.dryRun": b.DryRun.Duration,
+		"budgets.lock": b.Lock.Duration, "budgets.cleanup": b.Cleanup.Duration, "budgets.registry": b.Registry.Duration,
+		"budgets.readinessInterval": b.ReadinessInterval.Duration,
+	} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative (leave it out for the default)", field))
 		}
 	}
 	sortErrors(errs)

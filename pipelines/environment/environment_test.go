@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/krgeobuk/krgeobuk-infra/k8s"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/budget"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
 )
 
@@ -23,7 +24,7 @@ func TestEmbeddedEnvironmentsLoad(t *testing.T) {
 		require.Equal(t, name, env.Name)
 		require.Equal(t, "krgeobuk", env.Namespace)
 		require.Equal(t, "krgeobuk-apps", env.Release)
-		require.Equal(t, wantPolicy[name], env.ImagePolicy(), name)
+		require.Equal(t, wantPolicy[name], env.Values["global"].(map[string]any)["imagePolicy"], name)
 		require.Positive(t, env.Gates.RolloutTimeout)
 		require.Positive(t, env.LockTTL)
 	}
@@ -84,8 +85,29 @@ func TestLoad(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, 2*time.Minute, env.Gates.RolloutTimeout)
 			require.Equal(t, 5*time.Minute, env.LockTTL)
-			require.Equal(t, "tag", env.ImagePolicy())
+			require.Equal(t, "tag", env.Values["global"].(map[string]any)["imagePolicy"])
 			require.Nil(t, env.MonitoringValues)
 		})
 	}
+}
+
+func TestBudgetOverrides(t *testing.T) {
+	env, err := environment.Load(envFS(goodSettings, "a: 1\n"), "dev")
+	require.NoError(t, err)
+	require.Equal(t, budget.Defaults(), env.Budgets, "no budgets: every default")
+
+	env, err = environment.Load(envFS(goodSettings+"budgets: {apiRead: 45s, readinessInterval: 5s}\n", "a: 1\n"), "dev")
+	require.NoError(t, err)
+	want := budget.Defaults()
+	want.APIRead, want.ReadinessInterval = 45*time.Second, 5*time.Second
+	require.Equal(t, want, env.Budgets, "overrides replace only what they name")
+
+	_, err = environment.Load(envFS(goodSettings+"budgets: {dryRun: -1s}\n", "a: 1\n"), "dev")
+	require.ErrorContains(t, err, "budgets.dryRun must not be negative")
+	_, err = environment.Load(envFS(goodSettings+"budgets: {apiReads: 1s}\n", "a: 1\n"), "dev")
+	require.ErrorContains(t, err, `unknown field "apiReads"`)
+
+	prod, err := environment.Load(k8s.Environments, "production")
+	require.NoError(t, err)
+	require.Equal(t, time.Minute, prod.Budgets.Registry, "production waits longer for its registry")
 }

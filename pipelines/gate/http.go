@@ -15,6 +15,7 @@ import (
 	retry "github.com/sethvargo/go-retry"
 	"k8s.io/client-go/rest"
 
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/budget"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 )
 
@@ -60,6 +61,9 @@ type ReadinessOptions struct {
 	Services  []catalog.Service
 	// Timeout bounds the retries for each service. Required.
 	Timeout time.Duration
+	// Interval caps the wait between two requests to one service (default
+	// budget.Defaults().ReadinessInterval).
+	Interval time.Duration
 	// AttemptTimeout bounds a single request (default 5s).
 	AttemptTimeout time.Duration
 	Progress       func(Progress)
@@ -73,6 +77,9 @@ type ReadinessOptions struct {
 func CheckReadiness(ctx context.Context, eps Endpoints, opts ReadinessOptions) error {
 	if opts.Timeout <= 0 {
 		return errors.New("readiness gate: no timeout given")
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = budget.Defaults().ReadinessInterval
 	}
 	if opts.AttemptTimeout <= 0 {
 		opts.AttemptTimeout = 5 * time.Second
@@ -128,7 +135,7 @@ func checkOne(ctx context.Context, eps Endpoints, opts ReadinessOptions, svc cat
 		return p, false
 	}
 	attempts := 0
-	b := retry.WithMaxDuration(opts.Timeout, retry.WithCappedDuration(2*time.Second, retry.NewExponential(200*time.Millisecond)))
+	b := budget.Readiness(opts.Timeout, opts.Interval)
 	err = retry.Do(ctx, b, func(ctx context.Context) error {
 		attempts++
 		actx, cancel := context.WithTimeout(ctx, opts.AttemptTimeout)

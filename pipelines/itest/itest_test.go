@@ -19,7 +19,9 @@ func TestStoresComeFromTheChart(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.service, func(t *testing.T) {
-			env, err := appenv.ForService(context.Background(), "staging", tt.service, nil)
+			src, err := appenv.EmbeddedSource("staging")
+			require.NoError(t, err)
+			env, err := appenv.ForService(context.Background(), src, tt.service, nil)
 			require.NoError(t, err)
 			got, err := Stores(env)
 			require.NoError(t, err)

@@ -11,14 +11,14 @@ import (
 	retry "github.com/sethvargo/go-retry"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
+
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/budget"
 )
 
-// Budget returns a fresh retry budget for API calls: exponential backoff from
-// 200ms, capped at 2s per wait, giving up after max in total. A budget is
-// stateful, so every retried operation needs its own.
-func Budget(max time.Duration) retry.Backoff {
-	return retry.WithMaxDuration(max, retry.WithCappedDuration(2*time.Second, retry.NewExponential(200*time.Millisecond)))
-}
+// Budget returns a fresh retry budget for API calls, giving up after max in
+// total; the backoff is budget.API's. A budget is stateful, so every retried
+// operation needs its own.
+func Budget(max time.Duration) retry.Backoff { return budget.API(max) }
 
 // Retry runs fn until it succeeds, fails with an error that is not
 // transient (see IsTransient), the budget b runs out or ctx ends. The error

@@ -21,11 +21,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	retry "github.com/sethvargo/go-retry"
 
-	"github.com/krgeobuk/krgeobuk-infra/charts"
-	"github.com/krgeobuk/krgeobuk-infra/k8s"
+	"helm.sh/helm/v3/pkg/chart"
+
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/values"
 )
 
 // Copy is one image to promote.
@@ -81,10 +81,10 @@ func Plan(verified, destinations map[string]string) ([]Copy, error) {
 }
 
 // Destinations returns, for environment env, the repository each service
-// deploys from: the chart's default overlaid with the environment's values.
+// deploys from: chart ch's default overlaid with the environment's values.
 // A non-empty registry (host and path, e.g. 127.0.0.1:5000/krgeobuk)
 // replaces them all with registry/<service>.
-func Destinations(env, registry string) (map[string]string, error) {
+func Destinations(ch *chart.Chart, env *environment.Environment, registry string) (map[string]string, error) {
 	out := map[string]string{}
 	if registry != "" {
 		registry = strings.TrimSuffix(registry, "/")
@@ -97,33 +97,11 @@ func Destinations(env, registry string) (map[string]string, error) {
 		}
 		return out, nil
 	}
-	e, err := environment.Load(k8s.Environments, env)
+	out, err := values.Repositories(ch, env.Values)
 	if err != nil {
-		return nil, fmt.Errorf("promote: %w", err)
-	}
-	ch, err := render.LoadFS(charts.Apps, charts.AppsDir)
-	if err != nil {
-		return nil, fmt.Errorf("promote: %w", err)
-	}
-	for _, s := range catalog.Names() {
-		repo := lookup(e.Values, s)
-		if repo == "" {
-			repo = lookup(ch.Values, s)
-		}
-		if repo == "" {
-			return nil, fmt.Errorf("promote: environment %s: no image repository for %s", env, s)
-		}
-		out[s] = repo
+		return nil, fmt.Errorf("promote: environment %s: %w", env.Name, err)
 	}
 	return out, nil
-}
-
-func lookup(values map[string]any, service string) string {
-	services, _ := values["services"].(map[string]any)
-	svc, _ := services[service].(map[string]any)
-	img, _ := svc["image"].(map[string]any)
-	repo, _ := img["repository"].(string)
-	return repo
 }
 
 // Result says what happened to one image.

@@ -19,8 +19,29 @@ import (
 	retry "github.com/sethvargo/go-retry"
 	"github.com/stretchr/testify/require"
 
+	"helm.sh/helm/v3/pkg/chart"
+
+	"github.com/krgeobuk/krgeobuk-infra/charts"
+	"github.com/krgeobuk/krgeobuk-infra/k8s"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/release"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/values"
 )
+
+func appsChart(t *testing.T) *chart.Chart {
+	t.Helper()
+	ch, err := render.LoadFS(charts.Apps, charts.AppsDir)
+	require.NoError(t, err)
+	return ch
+}
+
+func production(t *testing.T) *environment.Environment {
+	t.Helper()
+	e, err := environment.Load(k8s.Environments, "production")
+	require.NoError(t, err)
+	return e
+}
 
 // serve starts a real OCI registry (go-containerregistry's in-process
 // implementation) on a loopback port. wrap, when set, sits in front of it.
@@ -88,21 +109,26 @@ func TestPlan(t *testing.T) {
 }
 
 func TestDestinations(t *testing.T) {
-	got, err := Destinations("production", "")
+	apps, prod := appsChart(t), production(t)
+	got, err := Destinations(apps, prod, "")
 	require.NoError(t, err)
 	require.Equal(t, map[string]string{
 		"auth-server": "ghcr.io/krgeobuk/auth-server", "authz-server": "ghcr.io/krgeobuk/authz-server",
 		"auth-client": "ghcr.io/krgeobuk/auth-client", "portal-client": "ghcr.io/krgeobuk/portal-client",
 	}, got, "the chart's repositories, as the environment deploys them")
 
-	got, err = Destinations("production", "127.0.0.1:5000/prod/")
+	got, err = Destinations(appsChart(t), production(t), "127.0.0.1:5000/prod/")
 	require.NoError(t, err)
 	require.Equal(t, "127.0.0.1:5000/prod/auth-client", got["auth-client"])
 
-	_, err = Destinations("production", "ghcr.io/Krgeobuk")
+	_, err = Destinations(appsChart(t), production(t), "ghcr.io/Krgeobuk")
 	require.ErrorContains(t, err, `registry "ghcr.io/Krgeobuk"`)
-	_, err = Destinations("qa", "")
-	require.ErrorContains(t, err, `environment "qa": unknown`)
+	moved := *prod
+	moved.Values = values.Merge(prod.Values, map[string]any{"services": map[string]any{
+		"auth-server": map[string]any{"image": map[string]any{"repository": "reg.example/auth"}}}})
+	got, err = Destinations(apps, &moved, "")
+	require.NoError(t, err)
+	require.Equal(t, "reg.example/auth", got["auth-server"], "the environment's repository wins over the chart's")
 }
 
 func TestRunCopiesByDigestAndVerifies(t *testing.T) {
@@ -111,7 +137,7 @@ func TestRunCopiesByDigestAndVerifies(t *testing.T) {
 		"auth-server": push(t, from+"/krgeobuk/auth-server", false),
 		"auth-client": push(t, from+"/krgeobuk/auth-client", true),
 	}
-	dest, err := Destinations("production", to+"/prod")
+	dest, err := Destinations(appsChart(t), production(t), to+"/prod")
 	require.NoError(t, err)
 	plan, err := Plan(verified, dest)
 	require.NoError(t, err)
@@ -187,7 +213,7 @@ func TestRunUsesDestinationCredentials(t *testing.T) {
 
 func mustDest(t *testing.T, host string) map[string]string {
 	t.Helper()
-	d, err := Destinations("production", host+"/prod")
+	d, err := Destinations(appsChart(t), production(t), host+"/prod")
 	require.NoError(t, err)
 	return d
 }

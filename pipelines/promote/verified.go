@@ -9,18 +9,13 @@ import (
 )
 
 // Verified returns the images of the newest revision in history that passed
-// every gate, and that revision's number. Only digest references count: a
-// revision whose images were deployed by tag cannot be promoted by digest.
+// every gate, and that revision's number; the choice is release.Choose's,
+// the same one rollbacks make. Only digest references count: a revision
+// whose images were deployed by tag cannot be promoted by digest.
 func Verified(history []release.Revision) (map[string]string, int, error) {
-	var best *release.Revision
-	for i := range history {
-		r := &history[i]
-		if r.Verified && (best == nil || r.Number > best.Number) {
-			best = r
-		}
-	}
-	if best == nil {
-		return nil, 0, fmt.Errorf("promote: no verified revision in the release history; deploy and pass the gates first")
+	best, err := release.Choose(history, release.Target{})
+	if err != nil {
+		return nil, 0, fmt.Errorf("promote: %w; deploy and pass the gates first", err)
 	}
 	out := map[string]string{}
 	for svc, ref := range best.Images {

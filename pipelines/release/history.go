@@ -15,6 +15,7 @@ import (
 
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/kube"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/values"
 )
 
 // Revision is one entry of a release's history, as reports show it. It
@@ -139,38 +140,15 @@ func toRevision(rel *helmrelease.Release) Revision {
 		}
 	}
 	r.DeployedBy = rel.Labels[LabelDeployedBy]
-	r.Images = Images(rel.Config)
+	r.Images = values.Images(rel.Config)
 	return r
-}
-
-// Images reads services.<name>.image.{repository,digest,tag} from values.
-func Images(values map[string]any) map[string]string {
-	services, _ := values["services"].(map[string]any)
-	out := map[string]string{}
-	for name, v := range services {
-		svc, _ := v.(map[string]any)
-		img, _ := svc["image"].(map[string]any)
-		repo, _ := img["repository"].(string)
-		digest, _ := img["digest"].(string)
-		tag, _ := img["tag"].(string)
-		switch {
-		case repo != "" && digest != "":
-			out[name] = repo + "@" + digest
-		case repo != "" && tag != "":
-			out[name] = repo + ":" + tag
-		}
-	}
-	if len(out) == 0 {
-		return nil
-	}
-	return out
 }
 
 // History returns every stored revision, oldest first; an empty slice when
 // the release does not exist. Transient API failures are retried.
 func (c *Client) History(ctx context.Context) ([]Revision, error) {
 	var rels []*helmrelease.Release
-	err := kube.Retry(ctx, kube.Budget(30*time.Second), func(context.Context) error {
+	err := kube.Retry(ctx, kube.Budget(c.Budgets.APIRead), func(context.Context) error {
 		var err error
 		rels, err = c.cfg.Releases.History(c.Name)
 		if isNotFound(err) {
@@ -199,26 +177,4 @@ func (c *Client) Last(ctx context.Context) (Revision, error) {
 		return Revision{}, fmt.Errorf("release %s: %w", c.Name, ErrNoRelease)
 	}
 	return h[len(h)-1], nil
-}
-
-// LastVerified returns the newest verified revision older than before (0
-// means any), or false when there is none.
-func LastVerified(history []Revision, before int) (Revision, bool) {
-	for i := len(history) - 1; i >= 0; i-- {
-		r := history[i]
-		if r.Verified && (before == 0 || r.Number < before) {
-			return r, true
-		}
-	}
-	return Revision{}, false
-}
-
-// Find returns revision n from history.
-func Find(history []Revision, n int) (Revision, bool) {
-	for _, r := range history {
-		if r.Number == n {
-			return r, true
-		}
-	}
-	return Revision{}, false
 }

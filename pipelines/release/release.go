@@ -14,6 +14,7 @@ import (
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/storage/driver"
 
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/budget"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/kube"
 )
 
@@ -42,6 +43,9 @@ const MaxHistory = 20
 type Client struct {
 	Name      string
 	Namespace string
+	// Budgets bound the retries of reads and writes of the release record;
+	// New sets budget.Defaults.
+	Budgets budget.Budgets
 
 	kc  *kube.Client
 	cfg *action.Configuration
@@ -63,7 +67,7 @@ func New(kc *kube.Client, namespace, name string, log func(format string, args .
 	if err := cfg.Init(kc.Getter(), namespace, "secret", log); err != nil {
 		return nil, fmt.Errorf("release %s: helm: %w", name, err)
 	}
-	return &Client{Name: name, Namespace: namespace, kc: kc, cfg: cfg}, nil
+	return &Client{Name: name, Namespace: namespace, Budgets: budget.Defaults(), kc: kc, cfg: cfg}, nil
 }
 
 var releaseName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)

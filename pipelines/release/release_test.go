@@ -123,8 +123,8 @@ func TestApplyVerifyAndTheMarkStaysWithItsRevision(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "one", cm.Data["message"])
 
-	lv, ok := release.LastVerified(h, 0)
-	require.True(t, ok)
+	lv, err := release.Choose(h, release.Target{})
+	require.NoError(t, err)
 	require.Equal(t, 1, lv.Number)
 	deps, err := r3.Deployments()
 	require.NoError(t, err)

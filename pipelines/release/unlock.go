@@ -3,7 +3,6 @@ package release
 import (
 	"context"
 	"fmt"
-	"time"
 
 	helmrelease "helm.sh/helm/v3/pkg/release"
 
@@ -25,7 +24,7 @@ func (c *Client) Unlock(ctx context.Context, why string) (Revision, bool, error)
 	was := rel.Info.Status
 	rel.Info.Status = helmrelease.StatusFailed
 	rel.Info.Description = fmt.Sprintf("%s; marked failed by deploy recovery: %s", was, why)
-	err = kube.Retry(ctx, kube.Budget(30*time.Second), func(context.Context) error {
+	err = kube.Retry(ctx, kube.Budget(c.Budgets.APIWrite), func(context.Context) error {
 		return c.cfg.Releases.Update(rel)
 	})
 	if err != nil {

@@ -25,7 +25,7 @@ func (c *Client) MarkVerified(ctx context.Context, rev int, at time.Time) error 
 	if err != nil {
 		return err
 	}
-	err = kube.Retry(ctx, kube.Budget(time.Minute), func(ctx context.Context) error {
+	err = kube.Retry(ctx, kube.Budget(c.Budgets.APIWrite), func(ctx context.Context) error {
 		_, err := c.kc.Typed.CoreV1().Secrets(c.Namespace).Patch(ctx, c.secretName(rev), types.MergePatchType, patch, metav1.PatchOptions{})
 		return err
 	})
@@ -39,7 +39,7 @@ func (c *Client) MarkVerified(ctx context.Context, rev int, at time.Time) error 
 // with the reason as its description, as Helm's own --atomic does, so
 // `helm history` tells the same story as our reports.
 func (c *Client) MarkFailed(ctx context.Context, rev int, reason string) error {
-	err := kube.Retry(ctx, kube.Budget(time.Minute), func(context.Context) error {
+	err := kube.Retry(ctx, kube.Budget(c.Budgets.APIWrite), func(context.Context) error {
 		rel, err := c.cfg.Releases.Get(c.Name, rev)
 		if err != nil {
 			return err

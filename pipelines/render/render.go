@@ -18,6 +18,8 @@ import (
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/ignore"
 	"helm.sh/helm/v3/pkg/releaseutil"
+
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/values"
 )
 
 // LoadFS loads the chart rooted at dir inside fsys, honouring .helmignore the
@@ -110,7 +112,7 @@ func Render(ctx context.Context, req Request) (*Result, error) {
 	inst.Namespace = req.Namespace
 	inst.IsUpgrade = req.IsUpgrade
 	inst.KubeVersion = &chartutil.KubeVersion{Version: "v1.37.0", Major: "1", Minor: "37"}
-	rel, err := inst.RunWithContext(ctx, req.Chart, copyValues(req.Values))
+	rel, err := inst.RunWithContext(ctx, req.Chart, values.Merge(req.Values, nil))
 	if err != nil {
 		return nil, fmt.Errorf("render chart %s: %w", name, err)
 	}
@@ -123,11 +125,11 @@ func Render(ctx context.Context, req Request) (*Result, error) {
 
 // Lint runs Helm's linter on the chart directory with the given values and
 // fails on warnings as well as errors (`helm lint --strict`).
-func Lint(chartDir, namespace string, values map[string]any) error {
+func Lint(chartDir, namespace string, vals map[string]any) error {
 	l := action.NewLint()
 	l.Strict = true
 	l.Namespace = namespace
-	res := l.Run([]string{chartDir}, copyValues(values))
+	res := l.Run([]string{chartDir}, values.Merge(vals, nil))
 	if len(res.Errors) == 0 {
 		return nil
 	}
@@ -173,47 +175,4 @@ func stripComments(doc string) string {
 		}
 	}
 	return b.String()
-}
-
-// MergeValues returns base with over laid on top the way Helm layers values
-// files: maps merge key by key, anything else in over replaces what base had.
-// The result shares no map or slice with either input, so layering the same
-// environment values into many releases never lets one change another.
-func MergeValues(base, over map[string]any) map[string]any {
-	out := copyValues(base)
-	for k, v := range over {
-		if bm, ok := out[k].(map[string]any); ok {
-			if om, ok := v.(map[string]any); ok {
-				out[k] = MergeValues(bm, om)
-				continue
-			}
-		}
-		out[k] = copyValue(v)
-	}
-	return out
-}
-
-// copyValues deep-copies values so that Helm's in-place coalescing never
-// mutates a caller's map (environment values are reused across renders).
-func copyValues(v map[string]any) map[string]any {
-	out := make(map[string]any, len(v))
-	for k, val := range v {
-		out[k] = copyValue(val)
-	}
-	return out
-}
-
-func copyValue(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		return copyValues(t)
-	case []any:
-		out := make([]any, len(t))
-		for i, e := range t {
-			out[i] = copyValue(e)
-		}
-		return out
-	default:
-		return v
-	}
 }

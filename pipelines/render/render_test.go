@@ -65,24 +65,3 @@ func TestLintStrict(t *testing.T) {
 	err := render.Lint("testdata/tiny", "ns", map[string]any{"replicas": "two"})
 	require.ErrorContains(t, err, "helm lint --strict testdata/tiny")
 }
-
-func TestMergeValues(t *testing.T) {
-	base := map[string]any{
-		"global":   map[string]any{"environment": "staging", "dataServer": map[string]any{"address": "10.0.0.1"}},
-		"services": map[string]any{"auth-server": map[string]any{"replicas": 2, "calls": []any{"authz-server"}}},
-	}
-	over := map[string]any{
-		"global":   map[string]any{"dataServer": map[string]any{"address": "10.0.0.2"}},
-		"services": map[string]any{"auth-server": map[string]any{"calls": []any{}}},
-	}
-	got := render.MergeValues(base, over)
-	require.Equal(t, map[string]any{
-		"global":   map[string]any{"environment": "staging", "dataServer": map[string]any{"address": "10.0.0.2"}},
-		"services": map[string]any{"auth-server": map[string]any{"replicas": 2, "calls": []any{}}},
-	}, got, "maps merge key by key; a list replaces the list")
-
-	got["global"].(map[string]any)["environment"] = "production"
-	over["global"].(map[string]any)["dataServer"].(map[string]any)["address"] = "changed"
-	require.Equal(t, "staging", base["global"].(map[string]any)["environment"], "the result shares no map with base")
-	require.Equal(t, "10.0.0.2", got["global"].(map[string]any)["dataServer"].(map[string]any)["address"], "nor with over")
-}

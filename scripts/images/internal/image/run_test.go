@@ -229,7 +229,9 @@ func TestNginxImageServesTheChartsConfigAsUID101(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	root, _, env := built(t, ctx, "nginx")
-	conf, err := appenv.NginxConf(ctx, "production", "auth-client")
+	src, err := appenv.EmbeddedSource("production")
+	require.NoError(t, err)
+	conf, err := appenv.NginxConf(ctx, src, "auth-client")
 	require.NoError(t, err)
 	require.Contains(t, conf, "listen 8080")
 	// what pipelines/build does: the chart's config and the built site

@@ -1,0 +1,113 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+
+	retry "github.com/sethvargo/go-retry"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/budget"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/kube"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/policy"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/registry"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/values"
+)
+
+// FieldManager names this pipeline in server-side dry runs.
+const FieldManager = "krgeobuk-deploy"
+
+// plan is what preflight established: the values to apply (images pinned
+// by digest) and what they deploy. Nothing has changed yet.
+type plan struct {
+	values  map[string]any
+	enabled []catalog.Service
+	images  []registry.Image
+	objects []*unstructured.Unstructured
+}
+
+// preflight checks everything that can be checked before the cluster
+// changes, in order of cost: the API server answers; every enabled service
+// has an image that its registry serves (pinned to its digest); the values
+// match the chart's schema; the rendered manifests keep every policy rule;
+// the API server accepts them in a server-side dry run.
+func (d *Deployer) preflight(ctx context.Context, r *run, req Request) (plan, error) {
+	var p plan
+	if err := d.preflightAPI(ctx, r); err != nil {
+		return p, err
+	}
+	requested := values.Merge(d.env.Values, req.Values)
+	err := r.step("preflight/images", func() (string, error) {
+		var err error
+		if p.enabled, err = values.Enabled(d.chart, requested); err != nil {
+			return "", err
+		}
+		if err := values.CheckImages(p.enabled, req.Images); err != nil {
+			return "", err
+		}
+		if p.images, err = d.resolver.ResolveAll(ctx, req.Images); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%d images found in their registries and pinned by digest", len(p.images)), nil
+	})
+	if err != nil {
+		return p, err
+	}
+	p.values = values.Layer(d.env.Values, req.Values, pins(p.images))
+	var objs []render.Object
+	err = r.step("preflight/render", func() (string, error) {
+		res, err := render.Render(ctx, render.Request{Chart: d.chart, Release: d.env.Release, Namespace: d.env.Namespace, Values: p.values})
+		if err != nil {
+			return "", err
+		}
+		objs = res.Objects
+		for _, o := range objs {
+			p.objects = append(p.objects, o.U)
+		}
+		return fmt.Sprintf("values match the chart schema; %d objects rendered", len(objs)), nil
+	})
+	if err != nil {
+		return p, err
+	}
+	err = r.step("preflight/policy", func() (string, error) {
+		imagePolicy, err := values.ImagePolicy(d.chart, p.values)
+		if err != nil {
+			return "", err
+		}
+		pctx := policy.Context{Environment: d.env.Name, RequireDigest: imagePolicy == values.PolicyDigest}
+		if err := policy.Error(policy.Check(pctx, objs)); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%d objects keep all %d policy rules", len(objs), len(policy.Rules())), nil
+	})
+	if err != nil {
+		return p, err
+	}
+	err = r.step("preflight/dry-run", func() (string, error) {
+		err := d.kc.DryRunApply(ctx, p.objects, FieldManager, func() retry.Backoff { return budget.API(d.budgets.DryRun) })
+		return fmt.Sprintf("%d objects accepted by a server-side dry run", len(p.objects)), err
+	})
+	return p, err
+}
+
+func (d *Deployer) preflightAPI(ctx context.Context, r *run) error {
+	return r.step("preflight/api", func() (string, error) {
+		v, err := d.kc.Ping(ctx, kube.Budget(d.budgets.APIRead))
+		if err != nil {
+			return "", err
+		}
+		return "API server answers, version " + v, nil
+	})
+}
+
+// pins are the image pins of the values layering, from the images preflight
+// resolved.
+func pins(images []registry.Image) map[string]values.Image {
+	out := make(map[string]values.Image, len(images))
+	for _, img := range images {
+		out[img.Service] = values.Image{Repository: img.Repository, Digest: img.Digest}
+	}
+	return out
+}
