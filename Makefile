@@ -15,8 +15,9 @@ deps:
 	scripts/install-deps.sh
 
 ## test: everything CI runs: static checks, then the whole Go suite
-# The cold tool builds take minutes: they run before `go test`, outside its timeouts.
-test: lint testenv monitoring-tools dagger-module
+# The cold tool builds take minutes: they run before `go test`, outside its timeouts. deps is
+# idempotent and takes a second once the packages are there, so a fresh clone needs no other step.
+test: deps lint testenv monitoring-tools dagger-module
 	$(GO) test -count=1 ./...
 
 ## testenv: build (or reuse) the simulated cluster's binaries in $(KRGEOBUK_CACHE)/testenv
