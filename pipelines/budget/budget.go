@@ -31,6 +31,9 @@ type Budgets struct {
 	Cleanup time.Duration
 	// Registry bounds the lookup of one image in its registry.
 	Registry time.Duration
+	// Copy bounds each step of copying one image between registries
+	// (promotion): look-up, copy, read-back.
+	Copy time.Duration
 	// ReadinessInterval caps the wait between two readiness probes of one
 	// service; the first retry comes after 200ms.
 	ReadinessInterval time.Duration
@@ -45,6 +48,7 @@ func Defaults() Budgets {
 		Lock:              30 * time.Second,
 		Cleanup:           30 * time.Second,
 		Registry:          30 * time.Second,
+		Copy:              time.Minute,
 		ReadinessInterval: 2 * time.Second,
 	}
 }
@@ -64,6 +68,7 @@ func (b Budgets) Over(o Budgets) Budgets {
 		Lock:              pick(b.Lock, o.Lock),
 		Cleanup:           pick(b.Cleanup, o.Cleanup),
 		Registry:          pick(b.Registry, o.Registry),
+		Copy:              pick(b.Copy, o.Copy),
 		ReadinessInterval: pick(b.ReadinessInterval, o.ReadinessInterval),
 	}
 }

@@ -72,6 +72,7 @@ type settings struct {
 		Lock              duration `json:"lock"`
 		Cleanup           duration `json:"cleanup"`
 		Registry          duration `json:"registry"`
+		Copy              duration `json:"copy"`
 		ReadinessInterval duration `json:"readinessInterval"`
 	} `json:"budgets"`
 }
@@ -81,7 +82,7 @@ func (s settings) budgets() budget.Budgets {
 	b := s.Budgets
 	return budget.Defaults().Over(budget.Budgets{
 		APIRead: b.APIRead.Duration, APIWrite: b.APIWrite.Duration, DryRun: b.DryRun.Duration, Lock: b.Lock.Duration,
-		Cleanup: b.Cleanup.Duration, Registry: b.Registry.Duration, ReadinessInterval: b.ReadinessInterval.Duration,
+		Cleanup: b.Cleanup.Duration, Registry: b.Registry.Duration, Copy: b.Copy.Duration, ReadinessInterval: b.ReadinessInterval.Duration,
 	})
 }
 
@@ -189,7 +190,7 @@ func (s settings) validate(folder string) error {
 	b := s.Budgets
 	for field, d := range map[string]time.Duration{
 		"budgets.apiRead": b.APIRead.Duration, "budgets.apiWrite": b.APIWrite.Duration, "budgets.dryRun": b.DryRun.Duration,
-		"budgets.lock": b.Lock.Duration, "budgets.cleanup": b.Cleanup.Duration, "budgets.registry": b.Registry.Duration,
+		"budgets.lock": b.Lock.Duration, "budgets.cleanup": b.Cleanup.Duration, "budgets.registry": b.Registry.Duration, "budgets.copy": b.Copy.Duration,
 		"budgets.readinessInterval": b.ReadinessInterval.Duration,
 	} {
 		if d < 0 {

@@ -14,7 +14,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -23,6 +22,7 @@ import (
 
 	"helm.sh/helm/v3/pkg/chart"
 
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/budget"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/values"
@@ -121,12 +121,9 @@ type Options struct {
 	NewBudget func() retry.Backoff
 }
 
-// DefaultBudget retries a transient registry failure for up to a minute.
-func DefaultBudget() retry.Backoff {
-	b := retry.NewExponential(250 * time.Millisecond)
-	b = retry.WithCappedDuration(4*time.Second, b)
-	return retry.WithMaxDuration(time.Minute, b)
-}
+// DefaultBudget retries a transient registry failure within the default
+// copy budget (budget.Defaults().Copy).
+func DefaultBudget() retry.Backoff { return budget.Registry(budget.Defaults().Copy) }
 
 // Run copies each image (single manifests and multi-platform indexes alike)
 // and reads the digest back from the destination. It stops at the first

@@ -13,12 +13,13 @@ import (
 	"net/http"
 	"sort"
 	"syscall"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	retry "github.com/sethvargo/go-retry"
+
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/budget"
 )
 
 // Image is one service's image pinned by digest.
@@ -55,11 +56,8 @@ type Resolver struct {
 	NewBudget func() retry.Backoff
 }
 
-// DefaultBudget retries for up to 30s with exponential waits from 250ms,
-// capped at 4s.
-func DefaultBudget() retry.Backoff {
-	return retry.WithMaxDuration(30*time.Second, retry.WithCappedDuration(4*time.Second, retry.NewExponential(250*time.Millisecond)))
-}
+// DefaultBudget is budget.Registry with the default registry budget.
+func DefaultBudget() retry.Backoff { return budget.Registry(budget.Defaults().Registry) }
 
 // Resolve confirms the image exists and returns its digest. A reference by
 // digest must be served under exactly that digest; a reference by tag is
