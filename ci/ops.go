@@ -15,6 +15,7 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/k8s"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/kube"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/promote"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/registry"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
@@ -387,7 +388,7 @@ func deployer(ctx context.Context, e *environment.Environment, kubeconfig *dagge
 		if err != nil {
 			return nil, fmt.Errorf("kube-api: %w", err)
 		}
-		if data, err = throughEndpoint(data, endpoint); err != nil {
+		if data, err = kube.ThroughEndpoint(data, endpoint); err != nil {
 			return nil, err
 		}
 	}
