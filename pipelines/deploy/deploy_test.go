@@ -11,7 +11,7 @@ import (
 
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy/deploytest"
+	"github.com/krgeobuk/krgeobuk-infra/internal/deploytest"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/release"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
