@@ -77,7 +77,8 @@ type Op struct {
 type Build struct {
 	Registry, Tag string
 	Services      []string
-	// Publish builds and publishes, returning service -> repository@digest.
+	// Publish builds and publishes, returning service -> repository@digest;
+	// its errors say that publishing failed.
 	Publish func(ctx context.Context) (map[string]string, error)
 }
 
@@ -148,7 +149,7 @@ func Run(ctx context.Context, op Op) *Outcome {
 	}
 	if op.Command == Deploy && len(images) == 0 {
 		if images, err = op.Build.Publish(ctx); err != nil {
-			return refuse(env, fmt.Errorf("publish: %w", err))
+			return refuse(env, err)
 		}
 	}
 	d, err := connect(ctx, env, op.Kubeconfig, op.KubeAPI, op.Registry, out.Redactor, func(c *deploy.Config) {
