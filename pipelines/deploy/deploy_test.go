@@ -9,9 +9,9 @@ import (
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/krgeobuk/krgeobuk-infra/internal/deploytest"
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
-	"github.com/krgeobuk/krgeobuk-infra/internal/deploytest"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/release"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
