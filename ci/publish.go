@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"dagger/krgeobuk/graphs"
 	"dagger/krgeobuk/internal/dagger"
 
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/build"
@@ -102,26 +103,17 @@ func (m *Krgeobuk) publish(ctx context.Context, a publishArgs) ([]published, err
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
-	b, err := connect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer b.close()
-	var auth *build.RegistryAuth
+	var auth *graphs.RegistryAuth
 	if a.password != nil {
-		pw, err := b.secret(ctx, a.password)
-		if err != nil {
-			return nil, err
-		}
-		auth = &build.RegistryAuth{Username: a.username, Password: pw}
+		auth = &graphs.RegistryAuth{Username: a.username, Password: a.password}
 	}
 	var out []published
 	for i, req := range reqs {
-		variants, err := m.built(ctx, b, req, a.source)
+		variants, err := m.built(req, a.source)
 		if err != nil {
 			return nil, fmt.Errorf("publish %s: %w", req.Service.Name, err)
 		}
-		ref, err := build.Publish(ctx, targets[i], variants, auth)
+		ref, err := graphs.Publish(ctx, targets[i], variants, auth)
 		if err != nil {
 			return nil, explained(err)
 		}
