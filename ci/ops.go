@@ -61,15 +61,9 @@ func (m *Krgeobuk) Deploy(
 		Command: request.Deploy, Env: env, Format: format, Images: image, Values: fileSource(values),
 		Kubeconfig: secretSource(kubeconfig), KubeAPI: tunnel(kubeAPI),
 		Registry: request.Credentials{Username: username, Password: secretSource(password)},
-		Build: &request.Build{Registry: registry, Tag: tag, Services: service, Publish: func(ctx context.Context) (map[string]string, error) {
-			refs, err := m.publish(ctx, publishArgs{registry: registry, tag: tag, services: service, username: username, password: password,
-				env: env, sourceURL: defaultSourceURL})
-			images := map[string]string{}
-			for _, r := range refs {
-				images[r.service] = r.ref
-			}
-			return images, err
-		}},
+		Build: &request.Build{Registry: registry, Tag: tag, Services: service, Publish: m.publishing(publishArgs{
+			registry: registry, tag: tag, services: service, username: username, password: password, env: env, sourceURL: defaultSourceURL,
+		})},
 	}).Text()
 }
 

@@ -80,6 +80,19 @@ type publishArgs struct {
 
 type published struct{ service, ref string }
 
+// publishing is deploy's way to make its images when none are given: build
+// and publish, then deploy service -> repository@digest.
+func (m *Krgeobuk) publishing(a publishArgs) func(context.Context) (map[string]string, error) {
+	return func(ctx context.Context) (map[string]string, error) {
+		refs, err := m.publish(ctx, a)
+		images := map[string]string{}
+		for _, r := range refs {
+			images[r.service] = r.ref
+		}
+		return images, err
+	}
+}
+
 func (m *Krgeobuk) publish(ctx context.Context, a publishArgs) ([]published, error) {
 	targets, err := build.Targets(a.registry, a.tag, a.services)
 	if err != nil {
