@@ -79,7 +79,7 @@ monitoring-tools:
 ## demo: a gated deploy on a simulated cluster: a healthy release, then a crash-looping one rolled back
 .PHONY: demo bench-deploy
 demo:
-	$(GO) run ./pipelines/cmd/krgeobuk/demo
+	$(GO) run ./internal/demo
 
 ## bench-deploy: our gated deploy vs Helm's --atomic/--wait on the simulated cluster (about 7 min)
 bench-deploy:

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"time"
 
-	lib "dagger.io/dagger"
-
 	"dagger/krgeobuk/internal/dagger"
+
+	"dagger/krgeobuk/graphs"
 
 	"github.com/krgeobuk/krgeobuk-infra/k8s"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/appenv"
@@ -81,16 +81,11 @@ func (a *buildArgs) requests(ctx context.Context) ([]build.Request, error) {
 
 // built builds one request with its source (or the example of its kind) and
 // returns its platform variants.
-func (m *Krgeobuk) built(ctx context.Context, b *bridge, req build.Request, source *dagger.Directory) ([]*lib.Container, error) {
-	src := source
-	if src == nil {
-		src = m.Repo.Directory(exampleSource[req.Service.Kind])
+func (m *Krgeobuk) built(req build.Request, source *dagger.Directory) ([]*dagger.Container, error) {
+	if source == nil {
+		source = m.Repo.Directory(exampleSource[req.Service.Kind])
 	}
-	var err error
-	if req.Source, err = b.dir(ctx, src); err != nil {
-		return nil, err
-	}
-	return build.Containers(b.c, req)
+	return graphs.Containers(dag, req, source)
 }
 
 // Build a service's runtime image: one container per platform, ready to
@@ -138,14 +133,18 @@ func (m *Krgeobuk) Build(
 	if err != nil {
 		return nil, fmt.Errorf("build: %w", err)
 	}
-	b, err := connect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer b.close()
-	built, err := m.built(ctx, b, reqs[0], source)
+	built, err := m.built(reqs[0], source)
 	if err != nil {
 		return nil, fmt.Errorf("build %s: %w", service, err)
 	}
-	return b.containers(ctx, built)
+	return built, nil
+}
+
+// platforms converts the module's platform scalars.
+func platforms(in []dagger.Platform) []string {
+	out := make([]string, 0, len(in))
+	for _, p := range in {
+		out = append(out, string(p))
+	}
+	return out
 }

@@ -343,7 +343,7 @@ func TestBadArgumentsFailBeforeAnyCall(t *testing.T) {
 		{"deploy: nothing to deploy", func() error {
 			_, err := m.Deploy(ctx, "staging", kubeconfig, nil, "", "", nil, "", nil, nil, nil, "table")
 			return err
-		}, "give --image service=repository@digest, or --registry and --tag"},
+		}, "nothing to deploy: give --image service=repository@sha256:..., or --registry and --tag"},
 		{"deploy: malformed image pair", func() error {
 			_, err := m.Deploy(ctx, "staging", kubeconfig, []string{"auth-server"}, "", "", nil, "", nil, nil, nil, "table")
 			return err
@@ -367,7 +367,7 @@ func TestBadArgumentsFailBeforeAnyCall(t *testing.T) {
 		{"history: unknown environment", func() error {
 			_, err := m.History(ctx, "qa", kubeconfig, nil, "table")
 			return err
-		}, `history: environment "qa": unknown`},
+		}, "history qa: refused\n"},
 		{"history: unknown format", func() error {
 			_, err := m.History(ctx, "staging", kubeconfig, nil, "yaml")
 			return err

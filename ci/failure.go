@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	lib "dagger.io/dagger"
-
 	"dagger/krgeobuk/internal/dagger"
 )
 
@@ -20,16 +18,11 @@ func explained(err error) error {
 	var cmd []string
 	var code int
 	var stdout, stderr string
-	var ours *dagger.ExecError
-	var theirs *lib.ExecError
-	switch {
-	case errors.As(err, &ours):
-		cmd, code, stdout, stderr = ours.Cmd, ours.ExitCode, ours.Stdout, ours.Stderr
-	case errors.As(err, &theirs):
-		cmd, code, stdout, stderr = theirs.Cmd, theirs.ExitCode, theirs.Stdout, theirs.Stderr
-	default:
+	var failed *dagger.ExecError
+	if !errors.As(err, &failed) {
 		return err
 	}
+	cmd, code, stdout, stderr = failed.Cmd, failed.ExitCode, failed.Stdout, failed.Stderr
 	out := strings.TrimSpace(strings.TrimSpace(stdout) + "\n" + strings.TrimSpace(stderr))
 	return fmt.Errorf("%s exited with code %d:\n%s", strings.Join(cmd, " "), code, lastLines(out, outputLines))
 }

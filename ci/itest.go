@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"dagger/krgeobuk/graphs"
 	"dagger/krgeobuk/internal/dagger"
 
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/appenv"
@@ -68,20 +69,11 @@ func (m *Krgeobuk) IntegrationTest(
 		return "", fmt.Errorf("integration-test: %w", err)
 	}
 
-	b, err := connect(ctx)
-	if err != nil {
-		return "", err
-	}
-	defer b.close()
-	src, err := b.dir(ctx, source)
-	if err != nil {
-		return "", err
-	}
-	creds, err := itest.NewCredentials(b.c, senv)
+	creds, err := graphs.NewCredentials(dag, senv)
 	if err != nil {
 		return "", fmt.Errorf("integration-test: %w", err)
 	}
-	ctr, err := itest.Container(b.c, itest.Request{Env: senv, Source: src, Images: images, Script: script, Credentials: creds})
+	ctr, err := graphs.TestContainer(dag, graphs.TestRequest{Env: senv, Source: source, Images: images, Script: script, Credentials: creds})
 	if err != nil {
 		return "", fmt.Errorf("integration-test: %w", err)
 	}

@@ -1,25 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"strings"
-
-	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"sigs.k8s.io/yaml"
 
 	"dagger/krgeobuk/internal/dagger"
 
-	"github.com/krgeobuk/krgeobuk-infra/charts"
-	"github.com/krgeobuk/krgeobuk-infra/k8s"
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/promote"
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/registry"
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/request"
 )
 
 // Deploy services to an environment through the gated flow: preflight
@@ -71,57 +57,14 @@ func (m *Krgeobuk) Deploy(
 	// +default="table"
 	format string,
 ) (string, error) {
-	e, err := checkOp(env, kubeconfig, format, username, password)
-	if err != nil {
-		return "", fmt.Errorf("deploy: %w", err)
-	}
-	images, err := parseImages(image)
-	if err != nil {
-		return "", fmt.Errorf("deploy: %w", err)
-	}
-	extra, err := readValues(ctx, values)
-	if err != nil {
-		return "", fmt.Errorf("deploy: %w", err)
-	}
-	if len(images) == 0 && (registry == "" || tag == "") {
-		return "", fmt.Errorf("deploy: give --image service=repository@digest, or --registry and --tag to build and publish first")
-	}
-	if len(images) > 0 && (registry != "" || len(service) > 0) {
-		return "", fmt.Errorf("deploy: --image deploys given images; --registry and --service are for building them, not both")
-	}
-	if len(images) == 0 {
-		refs, err := m.publish(ctx, publishArgs{registry: registry, tag: tag, services: service, username: username, password: password,
-			env: env, sourceURL: defaultSourceURL})
-		if err != nil {
-			return "", fmt.Errorf("deploy: %w", err)
-		}
-		images = map[string]string{}
-		for _, r := range refs {
-			images[r.service] = r.ref
-		}
-	}
-	d, err := deployer(ctx, e, kubeconfig, kubeAPI, username, password)
-	if err != nil {
-		return "", fmt.Errorf("deploy: %w", err)
-	}
-	return rendered(d, d.Deploy(ctx, deploy.Request{Images: images, Values: extra}), format)
-}
-
-// readValues reads --values; a file that is not a YAML mapping is refused
-// here, before the cluster is contacted.
-func readValues(ctx context.Context, f *dagger.File) (map[string]any, error) {
-	if f == nil {
-		return nil, nil
-	}
-	data, err := f.Contents(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("--values: %w", err)
-	}
-	var values map[string]any
-	if err := yaml.Unmarshal([]byte(data), &values); err != nil {
-		return nil, fmt.Errorf("--values: not a YAML mapping of chart values: %w", err)
-	}
-	return values, nil
+	return request.Run(ctx, request.Op{
+		Command: request.Deploy, Env: env, Format: format, Images: image, Values: fileSource(values),
+		Kubeconfig: secretSource(kubeconfig), KubeAPI: tunnel(kubeAPI),
+		Registry: request.Credentials{Username: username, Password: secretSource(password)},
+		Build: &request.Build{Registry: registry, Tag: tag, Services: service, Publish: m.publishing(publishArgs{
+			registry: registry, tag: tag, services: service, username: username, password: password, env: env, sourceURL: defaultSourceURL,
+		})},
+	}).Text()
 }
 
 // Roll an environment back to a verified revision (the newest one older than
@@ -148,12 +91,8 @@ func (m *Krgeobuk) Rollback(
 	// +default="table"
 	format string,
 ) (string, error) {
-	if revision < 0 {
-		return "", fmt.Errorf("rollback: --revision %d: revisions start at 1", revision)
-	}
-	return onRelease(ctx, "rollback", env, kubeconfig, kubeAPI, format, func(d *deploy.Deployer) *report.Result {
-		return d.Rollback(ctx, deploy.RollbackRequest{Revision: revision, Force: force})
-	})
+	return request.Run(ctx, request.Op{Command: request.Rollback, Env: env, Format: format, Revision: revision, Force: force,
+		Kubeconfig: secretSource(kubeconfig), KubeAPI: tunnel(kubeAPI)}).Text()
 }
 
 // Report an environment's release: current revision and whether it passed
@@ -172,9 +111,8 @@ func (m *Krgeobuk) Status(
 	// +default="table"
 	format string,
 ) (string, error) {
-	return onRelease(ctx, "status", env, kubeconfig, kubeAPI, format, func(d *deploy.Deployer) *report.Result {
-		return d.Status(ctx)
-	})
+	return request.Run(ctx, request.Op{Command: request.Status, Env: env, Format: format,
+		Kubeconfig: secretSource(kubeconfig), KubeAPI: tunnel(kubeAPI)}).Text()
 }
 
 // List every stored revision of an environment's release with its images,
@@ -193,24 +131,8 @@ func (m *Krgeobuk) History(
 	// +default="table"
 	format string,
 ) (string, error) {
-	return onRelease(ctx, "history", env, kubeconfig, kubeAPI, format, func(d *deploy.Deployer) *report.Result {
-		return d.History(ctx)
-	})
-}
-
-// onRelease checks the arguments every operation on an environment's
-// release shares, connects, runs op and renders its report.
-func onRelease(ctx context.Context, op, env string, kubeconfig *dagger.Secret, kubeAPI *dagger.Service, format string,
-	run func(*deploy.Deployer) *report.Result) (string, error) {
-	e, err := checkOp(env, kubeconfig, format, "", nil)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", op, err)
-	}
-	d, err := deployer(ctx, e, kubeconfig, kubeAPI, "", nil)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", op, err)
-	}
-	return rendered(d, run(d), format)
+	return request.Run(ctx, request.Op{Command: request.History, Env: env, Format: format,
+		Kubeconfig: secretSource(kubeconfig), KubeAPI: tunnel(kubeAPI)}).Text()
 }
 
 // Promote the images verified in one environment to the repositories another
@@ -251,178 +173,49 @@ func (m *Krgeobuk) Promote(
 	// +optional
 	sourcePassword *dagger.Secret,
 ) ([]string, error) {
-	if from == to {
-		return nil, fmt.Errorf("promote: --from and --to are both %q", from)
-	}
-	fromEnv, err := environment.Load(k8s.Environments, from)
-	if err != nil {
-		return nil, fmt.Errorf("promote: %w", err)
-	}
-	toEnv, err := environment.Load(k8s.Environments, to)
-	if err != nil {
-		return nil, fmt.Errorf("promote: %w", err)
-	}
-	apps, err := render.LoadFS(charts.Apps, charts.AppsDir)
-	if err != nil {
-		return nil, fmt.Errorf("promote: %w", err)
-	}
-	verified, err := parseImages(image)
-	if err != nil {
-		return nil, fmt.Errorf("promote: %w", err)
-	}
-	if len(verified) == 0 && kubeconfig == nil {
-		return nil, fmt.Errorf("promote: give --image service=repository@digest, or --kubeconfig to read %s's verified revision", from)
-	}
-	if (username == "") != (password == nil) || (sourceUsername == "") != (sourcePassword == nil) {
-		return nil, fmt.Errorf("promote: give a registry user name and its password together, or neither")
-	}
-	dest, err := promote.Destinations(apps, toEnv, toRegistry)
-	if err != nil {
-		return nil, err
-	}
-	if len(verified) > 0 {
-		if _, err := promote.Plan(verified, dest); err != nil {
-			return nil, err
-		}
-	}
-
-	if len(verified) == 0 {
-		d, err := deployer(ctx, fromEnv, kubeconfig, kubeAPI, "", nil)
-		if err != nil {
-			return nil, fmt.Errorf("promote: %w", err)
-		}
-		history, err := d.Release().History(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("promote: %s: %w", from, err)
-		}
-		if verified, _, err = promote.Verified(history); err != nil {
-			return nil, err
-		}
-	}
-	plan, err := promote.Plan(verified, dest)
-	if err != nil {
-		return nil, err
-	}
-	opts := promote.Options{}
-	if opts.Dest, err = registryAuth(ctx, username, password); err != nil {
-		return nil, err
-	}
-	if opts.Source, err = registryAuth(ctx, sourceUsername, sourcePassword); err != nil {
-		return nil, err
-	}
-	res, err := promote.Run(ctx, plan, opts)
-	var out []string
-	for _, r := range res {
-		what := "copied"
-		if !r.Copied {
-			what = "already present"
-		}
-		out = append(out, fmt.Sprintf("%s %s -> %s (%s)", r.Service, r.From, r.To, what))
-	}
-	return out, err
+	res, err := request.Promote(ctx, request.Promotion{
+		From: from, To: to, Images: image, Kubeconfig: secretSource(kubeconfig), KubeAPI: tunnel(kubeAPI), ToRegistry: toRegistry,
+		Dest:   request.Credentials{Username: username, Password: secretSource(password)},
+		Source: request.Credentials{Username: sourceUsername, Password: secretSource(sourcePassword)},
+	})
+	return request.Lines(res), err
 }
 
 const defaultSourceURL = "https://github.com/krgeobuk/krgeobuk-infra"
 
-var formats = []string{"table", "markdown", "json"}
-
-// checkOp checks what every cluster operation needs, before any call.
-func checkOp(env string, kubeconfig *dagger.Secret, format, username string, password *dagger.Secret) (*environment.Environment, error) {
-	e, err := environment.Load(k8s.Environments, env)
-	if err != nil {
-		return nil, err
+// secretSource reads a secret's plaintext only when the request needs it,
+// so a refused call sends no query.
+func secretSource(s *dagger.Secret) request.Source {
+	if s == nil {
+		return nil
 	}
-	if kubeconfig == nil {
-		return nil, fmt.Errorf("--kubeconfig is required (a secret: file:./kubeconfig or env:NAME)")
+	return func(ctx context.Context) ([]byte, error) {
+		p, err := s.Plaintext(ctx)
+		return []byte(p), err
 	}
-	ok := false
-	for _, f := range formats {
-		ok = ok || f == format
-	}
-	if !ok {
-		return nil, fmt.Errorf("--format %q: want one of %s", format, strings.Join(formats, ", "))
-	}
-	if (username == "") != (password == nil) {
-		return nil, fmt.Errorf("give both --username and --password, or neither")
-	}
-	return e, nil
 }
 
-// parseImages reads service=reference pairs; a service named twice is an
-// error rather than a silent override.
-func parseImages(pairs []string) (map[string]string, error) {
-	out := map[string]string{}
-	for _, p := range pairs {
-		svc, ref, ok := strings.Cut(p, "=")
-		svc, ref = strings.TrimSpace(svc), strings.TrimSpace(ref)
-		if !ok || svc == "" || ref == "" {
-			return nil, fmt.Errorf("--image %q: want service=repository@sha256:...", p)
-		}
-		if _, dup := out[svc]; dup {
-			return nil, fmt.Errorf("--image: service %s given twice", svc)
-		}
-		out[svc] = ref
+// fileSource reads a file's contents only when the request needs them.
+func fileSource(f *dagger.File) request.Source {
+	if f == nil {
+		return nil
 	}
-	return out, nil
+	return func(ctx context.Context) ([]byte, error) {
+		c, err := f.Contents(ctx)
+		return []byte(c), err
+	}
 }
 
-func registryAuth(ctx context.Context, username string, password *dagger.Secret) ([]remote.Option, error) {
-	if password == nil {
-		return nil, nil
+// tunnel starts the API server's tunnel and answers its host:port; the
+// request rewrites the kubeconfig to reach the cluster through it.
+func tunnel(s *dagger.Service) func(context.Context) (string, error) {
+	if s == nil {
+		return nil
 	}
-	pw, err := password.Plaintext(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("registry password: %w", err)
-	}
-	return []remote.Option{remote.WithAuth(&authn.Basic{Username: username, Password: pw})}, nil
-}
-
-// deployer reads the kubeconfig secret and prepares the deploy packages'
-// client, through kubeAPI when given.
-func deployer(ctx context.Context, e *environment.Environment, kubeconfig *dagger.Secret, kubeAPI *dagger.Service,
-	username string, password *dagger.Secret) (*deploy.Deployer, error) {
-	kc, err := kubeconfig.Plaintext(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("kubeconfig: %w", err)
-	}
-	data := []byte(kc)
-	if kubeAPI != nil {
-		if _, err := kubeAPI.Start(ctx); err != nil {
-			return nil, fmt.Errorf("kube-api: %w", err)
+	return func(ctx context.Context) (string, error) {
+		if _, err := s.Start(ctx); err != nil {
+			return "", err
 		}
-		endpoint, err := kubeAPI.Endpoint(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("kube-api: %w", err)
-		}
-		if data, err = throughEndpoint(data, endpoint); err != nil {
-			return nil, err
-		}
+		return s.Endpoint(ctx)
 	}
-	auth, err := registryAuth(ctx, username, password)
-	if err != nil {
-		return nil, err
-	}
-	return deploy.New(deploy.Config{Kubeconfig: data, Env: e, Registry: &registry.Resolver{Options: auth}})
-}
-
-// rendered formats the report (redacted by the deployer's redactor) and turns
-// a result that is not OK into an error carrying the report.
-func rendered(d *deploy.Deployer, res *report.Result, format string) (string, error) {
-	var buf bytes.Buffer
-	var err error
-	switch format {
-	case "json":
-		err = report.JSON(&buf, res, d.Redactor())
-	case "markdown":
-		err = report.Markdown(&buf, res, d.Redactor())
-	default:
-		err = report.Table(&buf, res, d.Redactor())
-	}
-	if err != nil {
-		return "", err
-	}
-	if !res.OK {
-		return "", fmt.Errorf("%s %s: %s\n%s", res.Command, res.Environment, res.Verdict, buf.String())
-	}
-	return buf.String(), nil
 }

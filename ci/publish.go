@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"dagger/krgeobuk/graphs"
 	"dagger/krgeobuk/internal/dagger"
 
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/build"
@@ -79,6 +80,19 @@ type publishArgs struct {
 
 type published struct{ service, ref string }
 
+// publishing is deploy's way to make its images when none are given: build
+// and publish, then deploy service -> repository@digest.
+func (m *Krgeobuk) publishing(a publishArgs) func(context.Context) (map[string]string, error) {
+	return func(ctx context.Context) (map[string]string, error) {
+		refs, err := m.publish(ctx, a)
+		images := map[string]string{}
+		for _, r := range refs {
+			images[r.service] = r.ref
+		}
+		return images, err
+	}
+}
+
 func (m *Krgeobuk) publish(ctx context.Context, a publishArgs) ([]published, error) {
 	targets, err := build.Targets(a.registry, a.tag, a.services)
 	if err != nil {
@@ -102,26 +116,17 @@ func (m *Krgeobuk) publish(ctx context.Context, a publishArgs) ([]published, err
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
-	b, err := connect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer b.close()
-	var auth *build.RegistryAuth
+	var auth *graphs.RegistryAuth
 	if a.password != nil {
-		pw, err := b.secret(ctx, a.password)
-		if err != nil {
-			return nil, err
-		}
-		auth = &build.RegistryAuth{Username: a.username, Password: pw}
+		auth = &graphs.RegistryAuth{Username: a.username, Password: a.password}
 	}
 	var out []published
 	for i, req := range reqs {
-		variants, err := m.built(ctx, b, req, a.source)
+		variants, err := m.built(req, a.source)
 		if err != nil {
 			return nil, fmt.Errorf("publish %s: %w", req.Service.Name, err)
 		}
-		ref, err := build.Publish(ctx, targets[i], variants, auth)
+		ref, err := graphs.Publish(ctx, targets[i], variants, auth)
 		if err != nil {
 			return nil, explained(err)
 		}

@@ -219,13 +219,13 @@ func withStores(ctx context.Context, t *testing.T, dag *dagger.Client, api *dagg
 	require.NoError(t, err)
 	stores, err := itest.Stores(senv)
 	require.NoError(t, err)
-	creds, err := itest.NewCredentials(dag, senv)
+	creds, err := secrets(dag, senv)
 	require.NoError(t, err)
 	for _, st := range stores {
 		if st.Engine == "mysql" {
-			api = api.WithServiceBinding(st.Alias, itest.MySQL(dag, images.MySQL, st.Port, senv.Config["MYSQL_DATABASE"], creds))
+			api = api.WithServiceBinding(st.Alias, mysqlStore(dag, images.MySQL, st.Port, senv.Config["MYSQL_DATABASE"], creds))
 		} else {
-			api = api.WithServiceBinding(st.Alias, itest.Redis(dag, images.Redis, st.Port, creds[itest.KeyRedisPassword]))
+			api = api.WithServiceBinding(st.Alias, redisStore(dag, images.Redis, st.Port, creds[itest.KeyRedisPassword]))
 		}
 	}
 	for _, k := range senv.Keys() {

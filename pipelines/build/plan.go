@@ -1,12 +1,12 @@
-// Package build holds the container graphs that turn a service's source into
-// its image, written against the published dagger.io/dagger library so the
-// Dagger module and tests share them, and the decisions around them (which
-// base images, which platforms, which labels, where to publish) as plain
-// functions that need no engine.
+// Package build plans the images of the services: which base images, which
+// platforms, which labels, where to publish, as plain functions that need no
+// engine. The container graphs that carry a plan out live with the Dagger
+// module (ci/graphs).
 package build
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -102,6 +102,39 @@ func CheckPlatforms(platforms []string) ([]string, error) {
 	return out, nil
 }
 
+// Request is one service to build: everything but its source.
+type Request struct {
+	Service catalog.Service
+	// Platforms to build; empty means the engine's platform. Checked with
+	// CheckPlatforms.
+	Platforms []string
+	Images    Images
+	// Labels are added to every image (see Labels.Map).
+	Labels map[string]string
+	// NginxConf is the chart's nginx.conf; required for SPAs.
+	NginxConf string
+}
+
+// Variants checks the request and returns the platforms to build, one image
+// each, in order; "" stands for the engine's own platform.
+func (r Request) Variants() ([]string, error) {
+	platforms, err := CheckPlatforms(r.Platforms)
+	if err != nil {
+		return nil, fmt.Errorf("build %s: %w", r.Service.Name, err)
+	}
+	if !r.Service.IsAPI() && r.NginxConf == "" {
+		return nil, fmt.Errorf("build %s: an SPA needs the chart's nginx.conf", r.Service.Name)
+	}
+	if len(platforms) == 0 {
+		platforms = []string{""}
+	}
+	return platforms, nil
+}
+
+// SortedLabels are the label names in a fixed order, so the same inputs give
+// the same graph and the same cache keys.
+func (r Request) SortedLabels() []string { return slices.Sorted(maps.Keys(r.Labels)) }
+
 // Labels are the OCI annotations every image carries.
 type Labels struct {
 	// Source is the repository URL the image was built from.
@@ -185,6 +218,15 @@ func Targets(registry, tag string, services []string) ([]Target, error) {
 		out = append(out, Target{Service: s.Name, Repository: repo.Name(), Address: t.Name()})
 	}
 	return out, nil
+}
+
+// Registry is the registry host of the target, the one a login is for.
+func (t Target) Registry() (string, error) {
+	repo, err := name.NewRepository(t.Repository)
+	if err != nil {
+		return "", fmt.Errorf("publish %s: %w", t.Service, err)
+	}
+	return repo.RegistryStr(), nil
 }
 
 // Pinned turns the digest the engine answers after a publish (the address

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 )
 
 func TestDefaultImagesArePinnedByDigest(t *testing.T) {
@@ -116,4 +118,43 @@ func TestPinned(t *testing.T) {
 	require.ErrorContains(t, err, "service auth-server: publish answered")
 	_, err = tg.Pinned("ghcr.io/other/auth-server@" + d)
 	require.ErrorContains(t, err, "outside ghcr.io/krgeobuk/auth-server")
+}
+
+func TestRequestVariants(t *testing.T) {
+	api, err := catalog.Lookup("auth-server")
+	require.NoError(t, err)
+	spa, err := catalog.Lookup("auth-client")
+	require.NoError(t, err)
+	tests := []struct {
+		name    string
+		req     Request
+		want    []string
+		wantErr string
+	}{
+		{"the engine's platform", Request{Service: api}, []string{""}, ""},
+		{"given, deduplicated", Request{Service: api, Platforms: []string{"linux/arm64", "linux/amd64", "linux/arm64"}}, []string{"linux/arm64", "linux/amd64"}, ""},
+		{"unsupported", Request{Service: api, Platforms: []string{"windows/amd64"}}, nil, `build auth-server: platform "windows/amd64" is not supported (supported: linux/amd64, linux/arm64)`},
+		{"an SPA without nginx.conf", Request{Service: spa}, nil, "build auth-client: an SPA needs the chart's nginx.conf"},
+		{"an SPA with it", Request{Service: spa, NginxConf: "events {}"}, []string{""}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.req.Variants()
+			if tt.wantErr != "" {
+				require.EqualError(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tt.want, got)
+		})
+	}
+	require.Equal(t, []string{"a", "b", "c"}, Request{Labels: map[string]string{"c": "", "a": "", "b": ""}}.SortedLabels())
+}
+
+func TestTargetRegistry(t *testing.T) {
+	ts, err := Targets("127.0.0.1:5000/krgeobuk", "v1", []string{"auth-server"})
+	require.NoError(t, err)
+	host, err := ts[0].Registry()
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:5000", host)
 }

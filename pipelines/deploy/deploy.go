@@ -178,15 +178,3 @@ func (d *Deployer) emit(ev Event) {
 		d.cfg.Progress(ev)
 	}
 }
-
-// Refused builds the result of a run that could not start (no Deployer:
-// bad kubeconfig, unknown environment). The error is passed through red.
-func Refused(command string, env *environment.Environment, err error, red *report.Redactor) *report.Result {
-	res := &report.Result{Command: command, Verdict: report.Refused, StartedAt: time.Now().UTC()}
-	if env != nil {
-		res.Environment, res.Namespace, res.Release = env.Name, env.Namespace, env.Release
-	}
-	res.Error = red.String(err.Error())
-	res.Summary = "Refused before anything changed: " + res.Error
-	return res
-}

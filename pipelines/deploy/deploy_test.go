@@ -10,9 +10,9 @@ import (
 	"helm.sh/helm/v3/pkg/chart"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/krgeobuk/krgeobuk-infra/internal/deploytest"
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy/deploytest"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/release"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"

@@ -1,9 +1,9 @@
 // Package itest runs a service's own test command against ephemeral MySQL 8
 // and Redis 7 as Dagger services, bound under the host names and ports the
 // chart gives the service, with exactly the environment the chart's ConfigMap
-// and Secret provide (computed by pipelines/appenv). The decisions (which
-// stores, which ports, which command, which credentials) are plain functions;
-// Container assembles the graph against dagger.io/dagger.
+// and Secret provide (computed by pipelines/appenv). This package holds the
+// decisions (which stores, which ports, which command, which credentials) as
+// plain functions; the Dagger module's ci/graphs assembles the graph.
 package itest
 
 import (
@@ -13,8 +13,6 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
-
-	"dagger.io/dagger"
 
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/appenv"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/build"
@@ -106,30 +104,32 @@ const (
 	KeyMySQLUser     = "MYSQL_USER"
 	KeyMySQLPassword = "MYSQL_PASSWORD"
 	KeyRedisPassword = "REDIS_PASSWORD"
-	keyMySQLRoot     = "MYSQL_ROOT_PASSWORD"
+	KeyMySQLRoot     = "MYSQL_ROOT_PASSWORD"
 )
 
-// Credentials are the throwaway secrets of one run, by key.
-type Credentials map[string]*dagger.Secret
-
-// NewCredentials makes a random value for every Secret key of the service
-// (and the test database's root password) and hands each to the engine as a
-// secret. Values never leave this function other than through SetSecret.
-func NewCredentials(c *dagger.Client, env *appenv.ServiceEnv) (Credentials, error) {
+// NewSecretValues makes a random value for every Secret key of the service
+// and the test database's root password: the throwaway credentials of one
+// run, to be handed to the engine only as secrets (see SecretName).
+func NewSecretValues(env *appenv.ServiceEnv) (map[string]string, error) {
 	for _, k := range []string{KeyMySQLUser, KeyMySQLPassword, KeyRedisPassword} {
 		if !slices.Contains(env.SecretKeys, k) {
 			return nil, fmt.Errorf("service %s: the chart's Secret %s has no %s; the stores cannot be wired", env.Service, env.Secret, k)
 		}
 	}
-	out := Credentials{}
-	for _, k := range append(slices.Clone(env.SecretKeys), keyMySQLRoot) {
+	out := map[string]string{}
+	for _, k := range append(slices.Clone(env.SecretKeys), KeyMySQLRoot) {
 		v, err := random(k)
 		if err != nil {
 			return nil, err
 		}
-		out[k] = c.SetSecret(fmt.Sprintf("krgeobuk-itest-%s-%s", env.Service, k), v)
+		out[k] = v
 	}
 	return out, nil
+}
+
+// SecretName names one run's secret in the engine.
+func SecretName(service, key string) string {
+	return fmt.Sprintf("krgeobuk-itest-%s-%s", service, key)
 }
 
 func random(key string) (string, error) {

@@ -87,3 +87,33 @@ func TestImages(t *testing.T) {
 	_, err = DefaultImages().WithOverrides("", "", "redis:latest")
 	require.ErrorContains(t, err, `redis image: image "redis:latest": the tag latest is not a pin`)
 }
+
+func TestNewSecretValues(t *testing.T) {
+	src, err := appenv.EmbeddedSource("staging")
+	require.NoError(t, err)
+	env, err := appenv.ForService(context.Background(), src, "auth-server", nil)
+	require.NoError(t, err)
+	a, err := NewSecretValues(env)
+	require.NoError(t, err)
+	b, err := NewSecretValues(env)
+	require.NoError(t, err)
+	require.ElementsMatch(t, append(append([]string{}, env.SecretKeys...), KeyMySQLRoot), keys(a), "every Secret key and the root password")
+	for k, v := range a {
+		require.NotEmpty(t, v, k)
+		require.NotEqual(t, v, b[k], "%s: random per run", k)
+	}
+	require.Regexp(t, `^itest_[0-9a-f]{8}$`, a[KeyMySQLUser], "MySQL user names are short")
+	require.Equal(t, "krgeobuk-itest-auth-server-MYSQL_USER", SecretName("auth-server", KeyMySQLUser))
+
+	env.SecretKeys = []string{KeyMySQLUser}
+	_, err = NewSecretValues(env)
+	require.ErrorContains(t, err, "has no MYSQL_PASSWORD; the stores cannot be wired")
+}
+
+func keys(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}

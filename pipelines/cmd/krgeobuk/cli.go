@@ -6,30 +6,23 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"sort"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"k8s.io/klog/v2"
-	"sigs.k8s.io/yaml"
 
-	"github.com/krgeobuk/krgeobuk-infra/k8s"
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/registry"
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/request"
 )
 
 const usage = `usage: krgeobuk <command> [flags]
 
 commands:
   deploy    preflight, upgrade --install, gate, verify or roll back
-  rollback  return to the last verified revision (or --to N)
+  rollback  return to the last verified revision (or --revision N)
   status    the current revision, its workloads and the deploy lock
   history   every revision with its images, verified mark, time and author
+  promote   copy the images verified in one environment to another's repositories
 
 Run "krgeobuk <command> -h" for the command's flags.
 `
@@ -41,30 +34,30 @@ const (
 	exitUsage  = 2
 )
 
-// multi is a repeatable key=value flag.
-type multi map[string]string
+// list is a repeatable flag; its values are checked by package request, so
+// both doors refuse a bad one with the same words.
+type list []string
 
-func (m multi) String() string { return "" }
+func (l *list) String() string     { return strings.Join(*l, ",") }
+func (l *list) Set(v string) error { *l = append(*l, v); return nil }
 
-func (m multi) Set(v string) error {
-	k, val, ok := strings.Cut(v, "=")
-	if !ok || k == "" || val == "" {
-		return fmt.Errorf("want service=value, got %q", v)
-	}
-	if _, dup := m[k]; dup {
-		return fmt.Errorf("%s given twice", k)
-	}
-	m[k] = val
-	return nil
+// secretRef is a flag naming a secret as env:NAME or file:PATH.
+type secretRef struct{ src request.Source }
+
+func (s *secretRef) String() string { return "" }
+func (s *secretRef) Set(v string) error {
+	src, err := request.FromRef(v)
+	s.src = src
+	return err
 }
 
 type options struct {
-	env, envDir, kubeconfig, actor string
-	jsonOut, markdownOut, output   string
-	values                         string
-	images, readiness              multi
-	to                             int
-	force, verbose                 bool
+	op                   request.Op
+	promotion            request.Promotion
+	kubeconfig, envDir   string
+	values               string
+	jsonOut, markdownOut string
+	password, srcPass    secretRef
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -77,32 +70,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	cmd := args[0]
 	switch cmd {
-	case "deploy", "rollback", "status", "history":
+	case request.Deploy, request.Rollback, request.Status, request.History, "promote":
 	default:
 		fmt.Fprintf(stderr, "krgeobuk: unknown command %q\n\n%s", cmd, usage)
 		return exitUsage
 	}
-	o := options{images: multi{}, readiness: multi{}}
+	o := options{op: request.Op{Command: cmd}}
 	fl := flag.NewFlagSet("krgeobuk "+cmd, flag.ContinueOnError)
 	fl.SetOutput(stderr)
-	fl.StringVar(&o.env, "env", "", "environment name (required): a folder under environments/")
-	fl.StringVar(&o.envDir, "environments", "", "directory holding environments/<env>/ (default: the ones built into this binary)")
-	fl.StringVar(&o.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file (default $KUBECONFIG); its current context is used")
-	fl.StringVar(&o.actor, "actor", "", "who runs this, recorded on revisions (default $USER@host)")
-	fl.StringVar(&o.output, "output", "table", "what to print on stdout: table, json or markdown")
-	fl.StringVar(&o.jsonOut, "json", "", "also write the JSON result to this file")
-	fl.StringVar(&o.markdownOut, "markdown", "", "also write the Markdown summary to this file (e.g. $GITHUB_STEP_SUMMARY)")
-	fl.BoolVar(&o.verbose, "verbose", false, "log Helm's and client-go's own messages too")
-	if cmd == "deploy" {
-		fl.Var(o.images, "image", "service=image reference, by digest or tag; repeat for every enabled service")
-		fl.StringVar(&o.values, "values", "", "YAML file of values laid over the environment's")
-	}
-	if cmd == "deploy" || cmd == "rollback" {
-		fl.Var(o.readiness, "readiness-url", "service=URL to ask instead of the API server's service proxy; repeatable")
-	}
-	if cmd == "rollback" {
-		fl.IntVar(&o.to, "to", 0, "revision to return to (default: the newest verified revision before the current one)")
-		fl.BoolVar(&o.force, "force", false, "allow a revision that was never verified")
+	if cmd == "promote" {
+		defineRemote(fl, &o)
+	} else {
+		define(fl, &o)
 	}
 	if err := fl.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -114,92 +93,96 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "krgeobuk %s: unexpected arguments %v\n", cmd, fl.Args())
 		return exitUsage
 	}
-	if o.env == "" {
-		fmt.Fprintf(stderr, "krgeobuk %s: --env is required\n", cmd)
-		return exitUsage
-	}
-	switch o.output {
-	case "table", "json", "markdown":
-	default:
-		fmt.Fprintf(stderr, "krgeobuk %s: --output must be table, json or markdown\n", cmd)
-		return exitUsage
-	}
-	if !o.verbose {
+	if !o.op.Verbose {
 		// client-go reports every dropped watch (an API server restart) on
 		// stderr; the gates already retry, so it is noise here.
 		klog.LogToStderr(false)
 		klog.SetOutput(io.Discard)
 	}
-	res := execute(ctx, cmd, o, stderr)
-	return write(res, o, stdout, stderr)
-}
-
-func execute(ctx context.Context, cmd string, o options, log io.Writer) (out result) {
-	out.red = &report.Redactor{}
-	var fsys fs.FS = k8s.Environments
+	if cmd == "promote" {
+		return promoteRun(ctx, o, stdout, stderr)
+	}
+	if o.op.Env == "" {
+		fmt.Fprintf(stderr, "krgeobuk %s: --env is required\n", cmd)
+		return exitUsage
+	}
+	o.op.Log = stderr
+	o.op.Kubeconfig = fileSource(o.kubeconfig)
+	o.op.Values = fileSource(o.values)
+	o.op.Registry.Password = o.password.src
 	if o.envDir != "" {
-		fsys = os.DirFS(o.envDir)
+		o.op.Environments = os.DirFS(o.envDir)
 	}
-	env, err := environment.Load(fsys, o.env)
-	if err != nil {
-		out.res = deploy.Refused(cmd, nil, err, out.red)
-		return out
-	}
-	if o.kubeconfig == "" {
-		out.res = deploy.Refused(cmd, env, errors.New("no kubeconfig: pass --kubeconfig FILE or set $KUBECONFIG"), out.red)
-		return out
-	}
-	kubeconfig, err := os.ReadFile(o.kubeconfig)
-	if err != nil {
-		out.res = deploy.Refused(cmd, env, fmt.Errorf("kubeconfig: %w", err), out.red)
-		return out
-	}
-	out.red.Add(report.SecretsFromKubeconfig(kubeconfig)...)
-	d, err := deploy.New(deploy.Config{
-		Kubeconfig: kubeconfig, Env: env, Actor: o.actor, Log: log, Verbose: o.verbose, ReadinessURLs: o.readiness,
-		Registry: &registry.Resolver{Options: []remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain)}},
-	})
-	if err != nil {
-		out.res = deploy.Refused(cmd, env, err, out.red)
-		return out
-	}
-	out.red = d.Redactor()
-	switch cmd {
-	case "deploy":
-		var values map[string]any
-		if o.values != "" {
-			data, err := os.ReadFile(o.values)
-			if err == nil {
-				err = yaml.Unmarshal(data, &values)
-			}
-			if err != nil {
-				out.res = deploy.Refused(cmd, env, fmt.Errorf("values file %s: %w", o.values, err), out.red)
-				return out
-			}
-		}
-		out.res = d.Deploy(ctx, deploy.Request{Images: o.images, Values: values})
-	case "rollback":
-		out.res = d.Rollback(ctx, deploy.RollbackRequest{Revision: o.to, Force: o.force})
-	case "status":
-		out.res = d.Status(ctx)
-	case "history":
-		out.res = d.History(ctx)
-	}
-	return out
+	return write(request.Run(ctx, o.op), o, stdout, stderr)
 }
 
-type result struct {
-	res *report.Result
-	red *report.Redactor
+// define declares the flags of deploy, rollback, status and history.
+func define(fl *flag.FlagSet, o *options) {
+	cmd := o.op.Command
+	fl.StringVar(&o.op.Env, "env", "", "environment name (required): a folder under environments/")
+	fl.StringVar(&o.envDir, "environments", "", "directory holding environments/<env>/ (default: the ones built into this binary)")
+	fl.StringVar(&o.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file (default $KUBECONFIG); its current context is used")
+	fl.StringVar(&o.op.Actor, "actor", "", "who runs this, recorded on revisions (default $USER@host)")
+	fl.StringVar(&o.op.Format, "format", request.Formats[0], "report format on stdout: "+strings.Join(request.Formats, ", "))
+	fl.StringVar(&o.jsonOut, "json", "", "also write the JSON result to this file")
+	fl.StringVar(&o.markdownOut, "markdown", "", "also write the Markdown summary to this file (e.g. $GITHUB_STEP_SUMMARY)")
+	fl.BoolVar(&o.op.Verbose, "verbose", false, "log Helm's and client-go's own messages too")
+	if cmd == request.Deploy {
+		fl.Var((*list)(&o.op.Images), "image", "service=image reference, by digest or tag; repeat for every enabled service")
+		fl.StringVar(&o.values, "values", "", "YAML file of values laid over the environment's")
+		fl.StringVar(&o.op.Registry.Username, "username", "", "registry user name for image lookups at preflight (default: docker's credentials)")
+		fl.Var(&o.password, "password", "registry password or token, as env:NAME or file:PATH")
+	}
+	if cmd == request.Deploy || cmd == request.Rollback {
+		fl.Var((*list)(&o.op.ReadinessURLs), "readiness-url", "service=URL to ask instead of the API server's service proxy; repeatable")
+	}
+	if cmd == request.Rollback {
+		fl.IntVar(&o.op.Revision, "revision", 0, "revision to return to (default: the newest verified revision before the current one)")
+		fl.BoolVar(&o.op.Force, "force", false, "allow a revision that was never verified")
+	}
 }
 
-// write prints the result and writes the requested files; the exit code
+// defineRemote declares promote's flags, named as the Dagger module's.
+func defineRemote(fl *flag.FlagSet, o *options) {
+	p := &o.promotion
+	fl.StringVar(&p.From, "from", "", "environment the images were verified in, e.g. staging")
+	fl.StringVar(&p.To, "to", "", "environment to promote to, e.g. production")
+	fl.Var((*list)(&p.Images), "image", "verified service=repository@sha256:...; default: the newest verified revision of --from's release")
+	fl.StringVar(&o.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file to read --from's release history (default $KUBECONFIG)")
+	fl.StringVar(&p.ToRegistry, "to-registry", "", "registry to copy to, as <registry>/<service> (default: the repositories --to deploys from)")
+	fl.StringVar(&p.Dest.Username, "username", "", "destination registry user name")
+	fl.Var(&o.password, "password", "destination registry password or token, as env:NAME or file:PATH")
+	fl.StringVar(&p.Source.Username, "source-username", "", "source registry user name")
+	fl.Var(&o.srcPass, "source-password", "source registry password or token, as env:NAME or file:PATH")
+}
+
+func promoteRun(ctx context.Context, o options, stdout, stderr io.Writer) int {
+	p := o.promotion
+	p.Kubeconfig = fileSource(o.kubeconfig)
+	p.Dest.Password, p.Source.Password = o.password.src, o.srcPass.src
+	res, err := request.Promote(ctx, p)
+	for _, l := range request.Lines(res) {
+		fmt.Fprintln(stdout, l)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "krgeobuk: %v\n", err)
+		return exitFailed
+	}
+	return exitOK
+}
+
+// fileSource reads path when the request needs it; "" is no file.
+func fileSource(path string) request.Source {
+	if path == "" {
+		return nil
+	}
+	return func(context.Context) ([]byte, error) { return os.ReadFile(path) }
+}
+
+// write prints the report and writes the requested files; the exit code
 // follows the verdict.
-func write(r result, o options, stdout, stderr io.Writer) int {
-	render := map[string]func(io.Writer, *report.Result, *report.Redactor) error{
-		"table": report.Table, "json": report.JSON, "markdown": report.Markdown,
-	}
-	if err := render[o.output](stdout, r.res, r.red); err != nil {
+func write(out *request.Outcome, o options, stdout, stderr io.Writer) int {
+	if err := out.Render(stdout, out.Format); err != nil {
 		fmt.Fprintf(stderr, "krgeobuk: %v\n", err)
 		return exitFailed
 	}
@@ -223,7 +206,7 @@ func write(r result, o options, stdout, stderr io.Writer) int {
 		}
 		f, err := os.OpenFile(p, mode, 0o644)
 		if err == nil {
-			err = render[files[p]](f, r.res, r.red)
+			err = out.Render(f, files[p])
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
@@ -233,7 +216,7 @@ func write(r result, o options, stdout, stderr io.Writer) int {
 			return exitFailed
 		}
 	}
-	if !r.res.OK {
+	if !out.OK() {
 		return exitFailed
 	}
 	return exitOK

@@ -14,10 +14,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/krgeobuk/krgeobuk-infra/internal/deploytest"
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv"
 	"github.com/krgeobuk/krgeobuk-infra/k8s"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy/deploytest"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
 )
 
@@ -31,11 +31,11 @@ func TestUsageErrors(t *testing.T) {
 		{nil, "usage: krgeobuk <command>"},
 		{[]string{"launch"}, `unknown command "launch"`},
 		{[]string{"status"}, "--env is required"},
-		{[]string{"deploy", "--env", "x", "--image", "auth-server"}, "want service=value"},
-		{[]string{"deploy", "--env", "x", "--image", "a=1", "--image", "a=2"}, "a given twice"},
-		{[]string{"status", "--env", "x", "--output", "yaml"}, "--output must be table, json or markdown"},
 		{[]string{"history", "--env", "x", "extra"}, "unexpected arguments [extra]"},
 		{[]string{"rollback", "--env", "x", "--image", "a=b"}, "flag provided but not defined: -image"},
+		{[]string{"rollback", "--env", "x", "--to", "3"}, "flag provided but not defined: -to"},
+		{[]string{"status", "--env", "x", "--output", "json"}, "flag provided but not defined: -output"},
+		{[]string{"deploy", "--env", "x", "--password", "hunter22"}, "a secret is given as env:NAME or file:PATH, never in clear"},
 	}
 	for _, tt := range tests {
 		var out, errb bytes.Buffer
@@ -45,11 +45,29 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
-func TestUnknownEnvironmentIsRefused(t *testing.T) {
-	var out, errb bytes.Buffer
-	require.Equal(t, exitFailed, run(context.Background(), []string{"status", "--env", "qa", "--kubeconfig", "/dev/null"}, &out, &errb))
-	require.Contains(t, out.String(), "REFUSED")
-	require.Contains(t, out.String(), `environment "qa": unknown (known: [development production staging])`)
+// Bad input is a refused report on stdout (the same one the Dagger module
+// returns: ci/doors_test.go), exit 1, with nothing read.
+func TestBadInputIsARefusedReport(t *testing.T) {
+	t.Setenv("KUBECONFIG", "")
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"status", "--env", "qa", "--kubeconfig", "/dev/null"}, `environment "qa": unknown (known: [development production staging])`},
+		{[]string{"deploy", "--env", "staging", "--kubeconfig", "/nonexistent", "--image", "auth-server"}, `--image "auth-server": want service=repository@sha256:...`},
+		{[]string{"deploy", "--env", "staging", "--kubeconfig", "/nonexistent", "--image", "a=1", "--image", "a=2"}, "--image: service a given twice"},
+		{[]string{"status", "--env", "staging", "--kubeconfig", "/nonexistent", "--format", "yaml"}, `--format "yaml": want one of table, markdown, json`},
+		{[]string{"deploy", "--env", "staging", "--kubeconfig", "/nonexistent", "--image", "a=1", "--username", "ci-bot"}, "give both --username and --password, or neither"},
+		{[]string{"rollback", "--env", "staging", "--kubeconfig", "/nonexistent", "--revision", "-1"}, "--revision -1: revisions start at 1"},
+		{[]string{"history", "--env", "staging"}, "no kubeconfig: --kubeconfig is required"},
+	}
+	for _, tt := range tests {
+		var out, errb bytes.Buffer
+		require.Equal(t, exitFailed, run(context.Background(), tt.args, &out, &errb), tt.args)
+		require.Contains(t, out.String(), ": REFUSED\n")
+		require.Contains(t, out.String(), "Refused before anything changed: "+tt.want)
+		require.Empty(t, errb.String())
+	}
 }
 
 // environmentDir writes an environment "clitest" like development, in its
@@ -132,7 +150,7 @@ func TestDeployRollbackStatusHistory(t *testing.T) {
 	valuesFile := filepath.Join(tmp, "bad.yaml")
 	require.NoError(t, os.WriteFile(valuesFile, []byte("services:\n  auth-server:\n    podLabels:\n      "+testenv.FaultLabel+": crashloop\n"), 0o644))
 	args = append(append(append([]string{"deploy"}, common...), readiness...), images("2.0.0")...)
-	out, _ = cli(exitFailed, append(args, "--values", valuesFile, "--json", jsonFile, "--markdown", mdFile, "--output", "json")...)
+	out, _ = cli(exitFailed, append(args, "--values", valuesFile, "--json", jsonFile, "--markdown", mdFile, "--format", "json")...)
 	require.NoError(t, json.Unmarshal([]byte(out), &res))
 	require.Equal(t, "rolled-back", res["verdict"])
 	require.EqualValues(t, 1, res["rolledBackTo"])
@@ -143,11 +161,11 @@ func TestDeployRollbackStatusHistory(t *testing.T) {
 
 	out, _ = cli(exitOK, append([]string{"status"}, common...)...)
 	require.Contains(t, out, "Revision 3 is deployed and verified")
-	out, _ = cli(exitOK, append([]string{"history", "--output", "markdown"}, common...)...)
+	out, _ = cli(exitOK, append([]string{"history", "--format", "markdown"}, common...)...)
 	require.Contains(t, out, "| 2 | failed | no |")
-	out, _ = cli(exitFailed, append(append([]string{"rollback", "--to", "2"}, common...), readiness...)...)
+	out, _ = cli(exitFailed, append(append([]string{"rollback", "--revision", "2"}, common...), readiness...)...)
 	require.Contains(t, out, "revision 2 was never verified; pass --force")
-	out, _ = cli(exitOK, append(append([]string{"rollback", "--to", "1"}, common...), readiness...)...)
+	out, _ = cli(exitOK, append(append([]string{"rollback", "--revision", "1"}, common...), readiness...)...)
 	require.Contains(t, out, "Rolled back to revision 1")
 	require.True(t, strings.Contains(out, "VERIFIED"))
 }

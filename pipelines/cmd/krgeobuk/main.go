@@ -1,14 +1,16 @@
 // Command krgeobuk deploys the krgeobuk platform without a CI engine: the
-// same gated deploy, rollback, status and history as the Dagger module,
-// over the same packages.
+// same gated deploy, rollback, status, history and promote as the Dagger
+// module, through the same request layer (pipelines/request), so both doors
+// take the same flags and refuse bad input with the same report.
 //
 //	krgeobuk deploy   --env staging --kubeconfig ./kubeconfig --image auth-server=ghcr.io/krgeobuk/auth-server@sha256:... ...
-//	krgeobuk rollback --env staging --kubeconfig ./kubeconfig [--to 7 [--force]]
+//	krgeobuk rollback --env staging --kubeconfig ./kubeconfig [--revision 7 [--force]]
 //	krgeobuk status   --env staging --kubeconfig ./kubeconfig
-//	krgeobuk history  --env staging --kubeconfig ./kubeconfig
+//	krgeobuk history  --env staging --kubeconfig ./kubeconfig --format markdown
+//	krgeobuk promote  --from staging --to production --kubeconfig ./staging.kubeconfig --username ci --password env:GHCR_TOKEN
 //
 // Exit status: 0 for a verified or unchanged deploy (and for status and
-// history), 1 for any failed, refused, rolled-back or cancelled run, 2 for
+// history, and a promotion that copied everything), 1 for any failed, refused, rolled-back or cancelled run, 2 for
 // bad usage.
 package main
 

@@ -23,7 +23,7 @@ import (
 const BaseRecipe = "base-r1"
 
 // NPMCache is the node image's pre-filled npm cache: not /root/.npm, which
-// pipelines/build hides under a cache volume.
+// ci/graphs hides under a cache volume.
 const NPMCache = "/var/cache/krgeobuk-npm"
 
 //go:embed files/mysql-entrypoint.sh
@@ -32,7 +32,7 @@ var mysqlEntrypoint []byte
 const stdPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // nginxDefault serves /usr/share/nginx/html on 8080 as an unprivileged
-// user; pipelines/build replaces it with the chart's nginx.conf.
+// user; ci/graphs replaces it with the chart's nginx.conf.
 const nginxDefault = `worker_processes auto;
 pid /tmp/nginx.pid;
 error_log /dev/stderr warn;

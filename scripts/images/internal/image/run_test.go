@@ -164,7 +164,7 @@ func TestNodeImageBuildsTheExamplesOffline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	root, _, env := built(t, ctx, "node")
-	// pipelines/build mounts an empty cache volume on /root/.npm; the image's
+	// ci/graphs mounts an empty cache volume on /root/.npm; the image's
 	// cache must not be there
 	require.NoDirExists(t, filepath.Join(root, "root/.npm"))
 	steps := map[string][][]string{
@@ -234,7 +234,7 @@ func TestNginxImageServesTheChartsConfigAsUID101(t *testing.T) {
 	conf, err := appenv.NginxConf(ctx, src, "auth-client")
 	require.NoError(t, err)
 	require.Contains(t, conf, "listen 8080")
-	// what pipelines/build does: the chart's config and the built site
+	// what ci/graphs does: the chart's config and the built site
 	require.NoError(t, os.WriteFile(filepath.Join(root, "etc/nginx/nginx.conf"), []byte(conf), 0o644))
 	page := "<!doctype html><title>krgeobuk spa</title><div id=app>" + secret(t) + "</div>\n"
 	require.NoError(t, os.WriteFile(filepath.Join(root, "usr/share/nginx/html/index.html"), []byte(page), 0o644))
@@ -346,10 +346,10 @@ func TestRedisImageAnswersTheItestStartWithPassword(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	root, _, env := built(t, ctx, "redis")
-	// no quote in it: pipelines/itest writes the password into redis.conf
+	// no quote in it: ci/graphs writes the password into redis.conf
 	// unquoted, so a quote or space would break its config
 	pass := strings.ReplaceAll(secret(t), "'", "")
-	// pipelines/itest's start command (printf builtin: no secret on a command line)
+	// ci/graphs' Redis start command (printf builtin: no secret on a command line)
 	start := `umask 077 && printf 'port %d\nrequirepass %s\nsave ""\nappendonly no\n' 6380 "$REDIS_PASSWORD" > /tmp/redis.conf && exec redis-server /tmp/redis.conf`
 	srv := serve(t, ctx, root, append(env, "REDIS_PASSWORD="+pass), "sh", "-c", start)
 

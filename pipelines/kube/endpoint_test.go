@@ -1,10 +1,12 @@
-package main
+package kube_test
 
 import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/kube"
 )
 
 const hostKubeconfig = `apiVersion: v1
@@ -22,7 +24,7 @@ current-context: kwok
 `
 
 func TestThroughEndpoint(t *testing.T) {
-	out, err := throughEndpoint([]byte(hostKubeconfig), "kube-api.abc.dagger.local:32766")
+	out, err := kube.ThroughEndpoint([]byte(hostKubeconfig), "kube-api.abc.dagger.local:32766")
 	require.NoError(t, err)
 	cfg, err := clientcmd.Load(out)
 	require.NoError(t, err)
@@ -40,18 +42,8 @@ func TestThroughEndpoint(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := throughEndpoint([]byte(tt.kubeconfig), tt.endpoint)
+			_, err := kube.ThroughEndpoint([]byte(tt.kubeconfig), tt.endpoint)
 			require.ErrorContains(t, err, tt.wantErr)
 		})
 	}
-}
-
-func TestParseImages(t *testing.T) {
-	got, err := parseImages([]string{"auth-server=ghcr.io/krgeobuk/auth-server@sha256:ab", " auth-client = ghcr.io/krgeobuk/auth-client:1 "})
-	require.NoError(t, err)
-	require.Equal(t, map[string]string{"auth-server": "ghcr.io/krgeobuk/auth-server@sha256:ab", "auth-client": "ghcr.io/krgeobuk/auth-client:1"}, got)
-	_, err = parseImages([]string{"auth-server=a", "auth-server=b"})
-	require.ErrorContains(t, err, "service auth-server given twice")
-	_, err = parseImages([]string{"=a"})
-	require.ErrorContains(t, err, `--image "=a": want service=repository@sha256:...`)
 }

@@ -23,10 +23,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
+	"github.com/krgeobuk/krgeobuk-infra/internal/deploytest"
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv"
 	"github.com/krgeobuk/krgeobuk-infra/k8s"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy/deploytest"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
 )

@@ -1,4 +1,4 @@
-package itest
+package graphs
 
 import (
 	"fmt"
@@ -6,27 +6,44 @@ import (
 	"slices"
 	"strconv"
 
-	"dagger.io/dagger"
+	"dagger/krgeobuk/internal/dagger"
 
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/appenv"
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/build"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/itest"
 )
 
-// Request is one integration test run.
-type Request struct {
+// Credentials are the throwaway secrets of one integration test run, by key.
+type Credentials map[string]*dagger.Secret
+
+// NewCredentials hands a random value for every Secret key of the service
+// (and the test database's root password) to the engine as a secret.
+func NewCredentials(c *dagger.Client, env *appenv.ServiceEnv) (Credentials, error) {
+	values, err := itest.NewSecretValues(env)
+	if err != nil {
+		return nil, err
+	}
+	out := Credentials{}
+	for k, v := range values {
+		out[k] = c.SetSecret(itest.SecretName(env.Service, k), v)
+	}
+	return out, nil
+}
+
+// TestRequest is one integration test run.
+type TestRequest struct {
 	Env    *appenv.ServiceEnv
 	Source *dagger.Directory
-	Images Images
+	Images itest.Images
 	// Script is the package.json script to run; "" means `npm test`.
 	Script      string
 	Credentials Credentials
 }
 
-// Container returns the test container: the service's sources with its
+// TestContainer returns the test container: the service's sources with its
 // dependencies installed, the stores bound under the chart's names, the
 // chart's environment set, and the test command as its last exec. Evaluating
 // its stdout runs the tests; a failing test fails the evaluation.
-func Container(c *dagger.Client, req Request) (*dagger.Container, error) {
+func TestContainer(c *dagger.Client, req TestRequest) (*dagger.Container, error) {
 	if req.Env == nil {
 		return nil, fmt.Errorf("integration test: no environment")
 	}
@@ -34,27 +51,27 @@ func Container(c *dagger.Client, req Request) (*dagger.Container, error) {
 	if req.Source == nil {
 		return nil, fmt.Errorf("integration test %s: no source directory", svc)
 	}
-	stores, err := Stores(req.Env)
+	stores, err := itest.Stores(req.Env)
 	if err != nil {
 		return nil, err
 	}
-	cmd, err := Command(req.Script)
+	cmd, err := itest.Command(req.Script)
 	if err != nil {
 		return nil, fmt.Errorf("integration test %s: %w", svc, err)
 	}
-	for _, k := range append(slices.Clone(req.Env.SecretKeys), keyMySQLRoot) {
+	for _, k := range append(slices.Clone(req.Env.SecretKeys), itest.KeyMySQLRoot) {
 		if req.Credentials[k] == nil {
 			return nil, fmt.Errorf("integration test %s: no credential for %s", svc, k)
 		}
 	}
 
-	ctr := build.NodeDeps(c, req.Images.Node, req.Source, "")
+	ctr := NodeDeps(c, req.Images.Node, req.Source, "")
 	for _, st := range stores {
 		var s *dagger.Service
 		if st.Engine == "mysql" {
 			s = MySQL(c, req.Images.MySQL, st.Port, req.Env.Config["MYSQL_DATABASE"], req.Credentials)
 		} else {
-			s = Redis(c, req.Images.Redis, st.Port, req.Credentials[KeyRedisPassword])
+			s = Redis(c, req.Images.Redis, st.Port, req.Credentials[itest.KeyRedisPassword])
 		}
 		ctr = ctr.WithServiceBinding(st.Alias, s)
 	}
@@ -76,9 +93,9 @@ func MySQL(c *dagger.Client, image string, port int, db string, creds Credential
 	return c.Container().
 		From(image).
 		WithEnvVariable("MYSQL_DATABASE", db).
-		WithSecretVariable("MYSQL_USER", creds[KeyMySQLUser]).
-		WithSecretVariable("MYSQL_PASSWORD", creds[KeyMySQLPassword]).
-		WithSecretVariable("MYSQL_ROOT_PASSWORD", creds[keyMySQLRoot]).
+		WithSecretVariable("MYSQL_USER", creds[itest.KeyMySQLUser]).
+		WithSecretVariable("MYSQL_PASSWORD", creds[itest.KeyMySQLPassword]).
+		WithSecretVariable("MYSQL_ROOT_PASSWORD", creds[itest.KeyMySQLRoot]).
 		WithExposedPort(port).
 		WithDockerHealthcheck([]string{"mysqladmin", "ping", "--host=127.0.0.1", "--port=" + p, "--silent"},
 			dagger.ContainerWithDockerHealthcheckOpts{Interval: "2s", Timeout: "5s", StartPeriod: "120s", Retries: 30}).

@@ -1,27 +1,17 @@
-package build
+// Package graphs holds the Dagger container graphs of the module: building
+// an image, publishing it, and an integration test's stores. What to build,
+// with which arguments, is decided without an engine in pipelines/build and
+// pipelines/itest; these functions only carry a plan out against the
+// module's client.
+package graphs
 
 import (
 	"fmt"
 
-	"dagger.io/dagger"
+	"dagger/krgeobuk/internal/dagger"
 
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/build"
 )
-
-// Request is one service to build.
-type Request struct {
-	Service catalog.Service
-	// Source is the service's repository checkout (package.json at its root).
-	Source *dagger.Directory
-	// Platforms to build; empty means the engine's platform. Checked with
-	// CheckPlatforms.
-	Platforms []string
-	Images    Images
-	// Labels are added to every image (see Labels.Map).
-	Labels map[string]string
-	// NginxConf is the chart's nginx.conf; required for SPAs.
-	NginxConf string
-}
 
 // Work directory of the build stage.
 const workdir = "/app"
@@ -30,32 +20,29 @@ const workdir = "/app"
 // node_modules or dist must never leak into an image.
 var sourceExcludes = []string{"node_modules", "dist", ".git", "coverage"}
 
-// Containers returns one runtime image per platform (in the order given),
-// ready to export or publish as a multi-platform image. Nothing runs until
-// the caller evaluates a result.
-func Containers(c *dagger.Client, req Request) ([]*dagger.Container, error) {
-	if req.Source == nil {
+// Containers returns one runtime image per platform of req (in the order
+// given), built from source, ready to export or publish as a multi-platform
+// image. Nothing runs until the caller evaluates a result.
+func Containers(c *dagger.Client, req build.Request, source *dagger.Directory) ([]*dagger.Container, error) {
+	if source == nil {
 		return nil, fmt.Errorf("build %s: no source directory", req.Service.Name)
 	}
-	platforms, err := CheckPlatforms(req.Platforms)
+	platforms, err := req.Variants()
 	if err != nil {
-		return nil, fmt.Errorf("build %s: %w", req.Service.Name, err)
-	}
-	if !req.Service.IsAPI() && req.NginxConf == "" {
-		return nil, fmt.Errorf("build %s: an SPA needs the chart's nginx.conf", req.Service.Name)
-	}
-	if len(platforms) == 0 {
-		platforms = []string{""}
+		return nil, err
 	}
 	var out []*dagger.Container
 	for _, p := range platforms {
 		var ctr *dagger.Container
 		if req.Service.IsAPI() {
-			ctr = api(c, req, dagger.Platform(p))
+			ctr = api(c, req, source, dagger.Platform(p))
 		} else {
-			ctr = spa(c, req, dagger.Platform(p))
+			ctr = spa(c, req, source, dagger.Platform(p))
 		}
-		out = append(out, withLabels(ctr, req.Labels))
+		for _, k := range req.SortedLabels() {
+			ctr = ctr.WithLabel(k, req.Labels[k])
+		}
+		out = append(out, ctr)
 	}
 	return out, nil
 }
@@ -66,7 +53,7 @@ func Containers(c *dagger.Client, req Request) ([]*dagger.Container, error) {
 func NodeDeps(c *dagger.Client, nodeImage string, source *dagger.Directory, platform dagger.Platform) *dagger.Container {
 	return c.Container(dagger.ContainerOpts{Platform: platform}).
 		From(nodeImage).
-		WithMountedCache("/root/.npm", c.CacheVolume(NPMCacheVolume)).
+		WithMountedCache("/root/.npm", c.CacheVolume(build.NPMCacheVolume)).
 		WithWorkdir(workdir).
 		WithFile(workdir+"/package.json", source.File("package.json")).
 		WithFile(workdir+"/package-lock.json", source.File("package-lock.json")).
@@ -74,26 +61,26 @@ func NodeDeps(c *dagger.Client, nodeImage string, source *dagger.Directory, plat
 		WithDirectory(workdir, source, dagger.ContainerWithDirectoryOpts{Exclude: sourceExcludes})
 }
 
-// NodeBuild is NodeDeps followed by `npm run build`.
-func NodeBuild(c *dagger.Client, nodeImage string, source *dagger.Directory, platform dagger.Platform) *dagger.Container {
+// nodeBuild is NodeDeps followed by `npm run build`.
+func nodeBuild(c *dagger.Client, nodeImage string, source *dagger.Directory, platform dagger.Platform) *dagger.Container {
 	return NodeDeps(c, nodeImage, source, platform).WithExec([]string{"npm", "run", "build"})
 }
 
 // api: build, prune to production dependencies, and copy dist, node_modules
 // and package.json into a fresh Node image running as uid 1000. The chart's
 // wait-for-database init container runs `node` from the same image.
-func api(c *dagger.Client, req Request, platform dagger.Platform) *dagger.Container {
-	built := NodeBuild(c, req.Images.Node, req.Source, platform).
+func api(c *dagger.Client, req build.Request, source *dagger.Directory, platform dagger.Platform) *dagger.Container {
+	built := nodeBuild(c, req.Images.Node, source, platform).
 		WithExec([]string{"npm", "prune", "--omit=dev", "--no-audit", "--no-fund"})
-	owner := dagger.ContainerWithDirectoryOpts{Owner: APIUser}
+	owner := dagger.ContainerWithDirectoryOpts{Owner: build.APIUser}
 	return c.Container(dagger.ContainerOpts{Platform: platform}).
 		From(req.Images.Node).
 		WithWorkdir(workdir).
 		WithEnvVariable("NODE_ENV", "production").
-		WithFile(workdir+"/package.json", built.File(workdir+"/package.json"), dagger.ContainerWithFileOpts{Owner: APIUser}).
+		WithFile(workdir+"/package.json", built.File(workdir+"/package.json"), dagger.ContainerWithFileOpts{Owner: build.APIUser}).
 		WithDirectory(workdir+"/node_modules", built.Directory(workdir+"/node_modules"), owner).
 		WithDirectory(workdir+"/dist", built.Directory(workdir+"/dist"), owner).
-		WithUser(APIUser).
+		WithUser(build.APIUser).
 		WithExposedPort(req.Service.HTTPPort).
 		WithExposedPort(req.Service.TCPPort).
 		WithEntrypoint([]string{"node", "dist/main.js"})
@@ -101,19 +88,12 @@ func api(c *dagger.Client, req Request, platform dagger.Platform) *dagger.Contai
 
 // spa: the static build served by unprivileged nginx with the chart's own
 // nginx.conf, so the image and the cluster never disagree about it.
-func spa(c *dagger.Client, req Request, platform dagger.Platform) *dagger.Container {
-	built := NodeBuild(c, req.Images.Node, req.Source, platform)
+func spa(c *dagger.Client, req build.Request, source *dagger.Directory, platform dagger.Platform) *dagger.Container {
+	built := nodeBuild(c, req.Images.Node, source, platform)
 	return c.Container(dagger.ContainerOpts{Platform: platform}).
 		From(req.Images.Nginx).
 		WithNewFile("/etc/nginx/nginx.conf", req.NginxConf, dagger.ContainerWithNewFileOpts{Permissions: 0o644}).
 		WithDirectory("/usr/share/nginx/html", built.Directory(workdir+"/dist")).
-		WithUser(SPAUser).
+		WithUser(build.SPAUser).
 		WithExposedPort(req.Service.HTTPPort)
-}
-
-func withLabels(ctr *dagger.Container, labels map[string]string) *dagger.Container {
-	for _, k := range sortedKeys(labels) {
-		ctr = ctr.WithLabel(k, labels[k])
-	}
-	return ctr
 }

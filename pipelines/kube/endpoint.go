@@ -1,4 +1,4 @@
-package main
+package kube
 
 import (
 	"fmt"
@@ -8,12 +8,12 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// throughEndpoint rewrites a kubeconfig so its current cluster is reached at
-// endpoint (host:port of a Dagger service tunnelling to the real API
-// server), while TLS still verifies the certificate against the original
-// host name. A cluster on the engine's host (kind, kwok, k3d: 127.0.0.1:6443)
+// ThroughEndpoint rewrites a kubeconfig so its current cluster is reached at
+// endpoint (host:port of a tunnel to the real API server, such as a Dagger
+// service), while TLS still verifies the certificate against the original
+// host name. A cluster on a CI engine's host (kind, kwok, k3d: 127.0.0.1:6443)
 // is otherwise unreachable from inside the engine.
-func throughEndpoint(kubeconfig []byte, endpoint string) ([]byte, error) {
+func ThroughEndpoint(kubeconfig []byte, endpoint string) ([]byte, error) {
 	if _, _, err := net.SplitHostPort(endpoint); err != nil {
 		return nil, fmt.Errorf("kube-api endpoint %q: %w", endpoint, err)
 	}

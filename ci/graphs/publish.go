@@ -1,11 +1,12 @@
-package build
+package graphs
 
 import (
 	"context"
 	"fmt"
 
-	"dagger.io/dagger"
-	"github.com/google/go-containerregistry/pkg/name"
+	"dagger/krgeobuk/internal/dagger"
+
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/build"
 )
 
 // RegistryAuth are the credentials for a push; the password only ever
@@ -17,7 +18,7 @@ type RegistryAuth struct {
 
 // Publish pushes one service's image (several platform variants become one
 // multi-platform index) to t.Address and returns repository@digest.
-func Publish(ctx context.Context, t Target, variants []*dagger.Container, auth *RegistryAuth) (string, error) {
+func Publish(ctx context.Context, t build.Target, variants []*dagger.Container, auth *RegistryAuth) (string, error) {
 	if len(variants) == 0 {
 		return "", fmt.Errorf("publish %s: nothing to publish", t.Service)
 	}
@@ -26,11 +27,11 @@ func Publish(ctx context.Context, t Target, variants []*dagger.Container, auth *
 		if auth.Username == "" || auth.Password == nil {
 			return "", fmt.Errorf("publish %s: registry credentials need both a username and a password secret", t.Service)
 		}
-		repo, err := name.NewRepository(t.Repository)
+		host, err := t.Registry()
 		if err != nil {
-			return "", fmt.Errorf("publish %s: %w", t.Service, err)
+			return "", err
 		}
-		first = first.WithRegistryAuth(repo.RegistryStr(), auth.Username, auth.Password)
+		first = first.WithRegistryAuth(host, auth.Username, auth.Password)
 	}
 	published, err := first.Publish(ctx, t.Address, dagger.ContainerPublishOpts{PlatformVariants: variants[1:]})
 	if err != nil {

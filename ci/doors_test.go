@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// krgeobukCLI builds the CLI of the root module (the other front door).
+func krgeobukCLI(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "krgeobuk")
+	cmd := exec.Command("go", "build", "-o", bin, "./pipelines/cmd/krgeobuk")
+	cmd.Dir = ".."
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "build the CLI: %s", out)
+	return bin
+}
+
+// Both front doors turn the same bad input into the same refused report:
+// the CLI prints it and exits 1, the module's function fails with it after
+// the line "<command> <env>: refused". Both go through pipelines/request;
+// this proves neither adds checks or words of its own.
+func TestBothDoorsRefuseBadInputAlike(t *testing.T) {
+	cli := krgeobukCLI(t)
+	ctx := context.Background()
+	m := module()
+	const kubeconfig = "apiVersion: v1\nkind: Config\n"
+	kc := dag.SetSecret("kubeconfig", kubeconfig)
+	dir := t.TempDir()
+	kcFile, valuesFile := filepath.Join(dir, "kubeconfig"), filepath.Join(dir, "values.yaml")
+	require.NoError(t, os.WriteFile(kcFile, []byte(kubeconfig), 0o600))
+	require.NoError(t, os.WriteFile(valuesFile, []byte("- replicas: 3\n"), 0o600))
+	values := dag.Directory().WithNewFile("values.yaml", "- replicas: 3\n").File("values.yaml")
+	digest := "auth-server=ghcr.io/krgeobuk/auth-server@sha256:" + strings.Repeat("a", 64)
+
+	tests := []struct {
+		name   string
+		cli    []string
+		module func() (string, error)
+		want   string
+	}{
+		{"unknown environment", []string{"status", "--env", "qa", "--kubeconfig", kcFile},
+			func() (string, error) { return m.Status(ctx, "qa", kc, nil, "table") }, `environment "qa": unknown`},
+		{"bad image pair", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", "auth-server"},
+			func() (string, error) {
+				return m.Deploy(ctx, "staging", kc, []string{"auth-server"}, "", "", nil, "", nil, nil, nil, "table")
+			}, `--image "auth-server": want service=repository@sha256:...`},
+		{"duplicate service", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", digest, "--image", digest},
+			func() (string, error) {
+				return m.Deploy(ctx, "staging", kc, []string{digest, digest}, "", "", nil, "", nil, nil, nil, "table")
+			}, "--image: service auth-server given twice"},
+		{"bad format", []string{"history", "--env", "staging", "--kubeconfig", kcFile, "--format", "yaml"},
+			func() (string, error) { return m.History(ctx, "staging", kc, nil, "yaml") }, `--format "yaml": want one of table, markdown, json`},
+		{"values not a mapping", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", digest, "--values", valuesFile},
+			func() (string, error) {
+				return m.Deploy(ctx, "staging", kc, []string{digest}, "", "", nil, "", nil, nil, values, "table")
+			}, "--values: not a YAML mapping of chart values"},
+		{"user without password", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", digest, "--username", "ci-bot"},
+			func() (string, error) {
+				return m.Deploy(ctx, "staging", kc, []string{digest}, "", "", nil, "ci-bot", nil, nil, nil, "table")
+			}, "give both --username and --password, or neither"},
+		{"negative revision", []string{"rollback", "--env", "production", "--kubeconfig", kcFile, "--revision", "-1"},
+			func() (string, error) { return m.Rollback(ctx, "production", kc, -1, false, nil, "table") }, "--revision -1: revisions start at 1"},
+		{"missing kubeconfig", []string{"status", "--env", "staging", "--format", "markdown"},
+			func() (string, error) { return m.Status(ctx, "staging", nil, nil, "markdown") }, "no kubeconfig: --kubeconfig is required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			cmd := exec.Command(cli, tt.cli...)
+			cmd.Env = append(os.Environ(), "KUBECONFIG=")
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			var exit *exec.ExitError
+			require.True(t, errors.As(cmd.Run(), &exit), "the CLI fails; stderr: %s", stderr.String())
+			require.Equal(t, 1, exit.ExitCode())
+			require.Empty(t, stderr.String())
+			require.Contains(t, stdout.String(), "Refused before anything changed: "+tt.want)
+
+			out, err := tt.module()
+			require.Error(t, err)
+			require.Empty(t, out)
+			headline, report, ok := strings.Cut(err.Error(), "\n")
+			require.True(t, ok)
+			require.Equal(t, tt.cli[0]+" "+flagValue(tt.cli, "--env")+": refused", headline)
+			require.Equal(t, stdout.String(), report, "the same report on both doors")
+		})
+	}
+}
+
+func flagValue(args []string, name string) string {
+	for i, a := range args {
+		if a == name && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
+}

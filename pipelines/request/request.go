@@ -1,0 +1,269 @@
+// Package request is what both front doors of the pipeline (the Dagger
+// module in ci/ and the krgeobuk CLI) share: they turn their arguments into
+// an Op and call Run, so parsing, checking, refusing and rendering happen in
+// one place and say the same thing on both doors. A bad argument becomes a
+// refused report before any secret or file is read.
+package request
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+
+	"github.com/krgeobuk/krgeobuk-infra/k8s"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/kube"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/registry"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
+)
+
+// Commands an Op runs on an environment's release.
+const (
+	Deploy   = "deploy"
+	Rollback = "rollback"
+	Status   = "status"
+	History  = "history"
+)
+
+// Op is one operation on an environment's release, as a door received it:
+// raw arguments, and Sources for what must be read (secrets, files), which
+// Run reads only once every argument has passed.
+type Op struct {
+	// Command is Deploy, Rollback, Status or History.
+	Command string
+	// Env names a folder under environments/.
+	Env string
+	// Environments holds environments/<env>/; nil means the ones built in.
+	Environments fs.FS
+	// Format is one of Formats; "" means the first.
+	Format string
+	// Kubeconfig is the deployer's kubeconfig; nil is refused.
+	Kubeconfig Source
+	// KubeAPI, when set, yields host:port of a tunnel to the API server
+	// (see kube.ThroughEndpoint).
+	KubeAPI func(ctx context.Context) (string, error)
+	// Registry is the login for image lookups at preflight.
+	Registry Credentials
+
+	// Images are deploy's service=reference pairs.
+	Images []string
+	// Values is deploy's values file; nil means none.
+	Values Source
+	// Build makes deploy's images when none are given; nil where the door
+	// cannot build.
+	Build *Build
+
+	// Revision is rollback's target; 0 means the newest verified one.
+	Revision int
+	// Force lets rollback return to a revision never verified.
+	Force bool
+
+	// ReadinessURLs are service=URL pairs sending readiness checks to fixed
+	// URLs instead of the API server's service proxy.
+	ReadinessURLs []string
+	// Actor is recorded on revisions; "" means $USER@host.
+	Actor string
+	// Log receives progress lines, redacted; nil discards them.
+	Log     io.Writer
+	Verbose bool
+}
+
+// Build is how a door that can build images (the Dagger module) publishes
+// them when a deploy names no --image.
+type Build struct {
+	Registry, Tag string
+	Services      []string
+	// Publish builds and publishes, returning service -> repository@digest;
+	// its errors say that publishing failed.
+	Publish func(ctx context.Context) (map[string]string, error)
+}
+
+// Outcome is a run's report and the redactor every rendering of it must
+// pass through.
+type Outcome struct {
+	Result   *report.Result
+	Redactor *report.Redactor
+	// Format is the checked format of the request.
+	Format string
+}
+
+// OK says whether the run reached a verdict a caller counts as success.
+func (o *Outcome) OK() bool { return o.Result.OK }
+
+// Render writes the report in format (one of Formats), redacted.
+func (o *Outcome) Render(w io.Writer, format string) error {
+	return Render(w, format, o.Result, o.Redactor)
+}
+
+// Text is the report in the request's format. A run that is not OK is an
+// error carrying the report, so a Dagger call fails and still shows why.
+func (o *Outcome) Text() (string, error) {
+	var buf bytes.Buffer
+	if err := o.Render(&buf, o.Format); err != nil {
+		return "", fmt.Errorf("render the report: %w", err)
+	}
+	if !o.OK() {
+		return "", fmt.Errorf("%s %s: %s\n%s", o.Result.Command, o.Result.Environment, o.Result.Verdict, buf.String())
+	}
+	return buf.String(), nil
+}
+
+// Run checks op, reads its sources, runs it and returns the report. It never
+// returns without one: bad input is a refused report naming the argument.
+func Run(ctx context.Context, op Op) *Outcome {
+	out := &Outcome{Redactor: &report.Redactor{}, Format: op.Format}
+	if out.Format == "" {
+		out.Format = Formats[0]
+	}
+	refuse := func(env *environment.Environment, err error) *Outcome {
+		out.Result = Refused(op.Command, env, err, out.Redactor)
+		return out
+	}
+	env, err := loadEnv(op.Environments, op.Env)
+	if err != nil {
+		refuse(nil, err).Result.Environment = op.Env // the name given, for the headline
+		return out
+	}
+	if err := CheckFormat(out.Format); err != nil {
+		out.Format = Formats[0]
+		return refuse(env, err)
+	}
+	images, readiness, err := op.check()
+	if err != nil {
+		return refuse(env, err)
+	}
+
+	var values map[string]any
+	if op.Values != nil {
+		data, err := op.Values(ctx)
+		if err != nil {
+			return refuse(env, fmt.Errorf("--values: %w", err))
+		}
+		if values, err = Values(data); err != nil {
+			return refuse(env, err)
+		}
+	}
+	if op.Command == Deploy && len(images) == 0 {
+		if images, err = op.Build.Publish(ctx); err != nil {
+			return refuse(env, err)
+		}
+	}
+	d, err := connect(ctx, env, op.Kubeconfig, op.KubeAPI, op.Registry, out.Redactor, func(c *deploy.Config) {
+		c.Actor, c.Log, c.Verbose, c.ReadinessURLs = op.Actor, op.Log, op.Verbose, readiness
+	})
+	if err != nil {
+		return refuse(env, err)
+	}
+	out.Redactor = d.Redactor()
+	switch op.Command {
+	case Deploy:
+		out.Result = d.Deploy(ctx, deploy.Request{Images: images, Values: values})
+	case Rollback:
+		out.Result = d.Rollback(ctx, deploy.RollbackRequest{Revision: op.Revision, Force: op.Force})
+	case Status:
+		out.Result = d.Status(ctx)
+	case History:
+		out.Result = d.History(ctx)
+	}
+	return out
+}
+
+// check checks every argument that needs nothing read, in the order a
+// person reads the command line.
+func (op Op) check() (images, readiness map[string]string, err error) {
+	switch op.Command {
+	case Deploy, Rollback, Status, History:
+	default:
+		return nil, nil, fmt.Errorf("unknown command %q", op.Command)
+	}
+	if op.Command == Deploy {
+		if images, err = Images(op.Images); err != nil {
+			return nil, nil, err
+		}
+		if err := op.checkBuild(len(images) > 0); err != nil {
+			return nil, nil, err
+		}
+	}
+	if readiness, err = Pairs("--readiness-url", "URL", op.ReadinessURLs); err != nil {
+		return nil, nil, err
+	}
+	if op.Command == Rollback && op.Revision < 0 {
+		return nil, nil, fmt.Errorf("--revision %d: revisions start at 1", op.Revision)
+	}
+	if err := op.Registry.Check(); err != nil {
+		return nil, nil, err
+	}
+	if op.Kubeconfig == nil {
+		return nil, nil, errNoKubeconfig
+	}
+	return images, readiness, nil
+}
+
+// checkBuild: a deploy either names its images or, where the door can,
+// builds them; never both, never neither.
+func (op Op) checkBuild(haveImages bool) error {
+	b := op.Build
+	switch {
+	case haveImages && b != nil && (b.Registry != "" || b.Tag != "" || len(b.Services) > 0):
+		return errors.New("--image deploys given images; --registry, --tag and --service are for building them, not both")
+	case haveImages:
+		return nil
+	case b == nil:
+		return errors.New("nothing to deploy: give --image service=repository@sha256:... for the services to deploy")
+	case b.Registry == "" || b.Tag == "":
+		return errors.New("nothing to deploy: give --image service=repository@sha256:..., or --registry and --tag to build and publish first")
+	}
+	return nil
+}
+
+var errNoKubeconfig = errors.New("no kubeconfig: --kubeconfig is required (the deployer account's kubeconfig)")
+
+func loadEnv(fsys fs.FS, name string) (*environment.Environment, error) {
+	if fsys == nil {
+		fsys = k8s.Environments
+	}
+	return environment.Load(fsys, name)
+}
+
+// connect reads the kubeconfig (through the tunnel when given) and the
+// registry login, and prepares a deployer. red learns every secret read, so
+// a refusal after this point is redacted too.
+func connect(ctx context.Context, env *environment.Environment, kubeconfig Source, kubeAPI func(context.Context) (string, error),
+	creds Credentials, red *report.Redactor, configure func(*deploy.Config)) (*deploy.Deployer, error) {
+	if kubeconfig == nil {
+		return nil, errNoKubeconfig
+	}
+	data, err := kubeconfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	red.Add(report.SecretsFromKubeconfig(data)...)
+	if kubeAPI != nil {
+		endpoint, err := kubeAPI(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("kube-api: %w", err)
+		}
+		if data, err = kube.ThroughEndpoint(data, endpoint); err != nil {
+			return nil, err
+		}
+	}
+	opts, password, err := creds.Options(ctx)
+	if err != nil {
+		return nil, err
+	}
+	red.Add(password)
+	cfg := deploy.Config{Kubeconfig: data, Env: env, Registry: &registry.Resolver{Options: opts}}
+	if configure != nil {
+		configure(&cfg)
+	}
+	d, err := deploy.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	d.Redactor().Add(password)
+	return d, nil
+}

@@ -1,0 +1,242 @@
+package request_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/request"
+)
+
+func TestPairs(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      []string
+		want    map[string]string
+		wantErr string
+	}{
+		{"none", nil, map[string]string{}, ""},
+		{"trimmed", []string{"auth-server=ghcr.io/krgeobuk/auth-server@sha256:ab", " auth-client = ghcr.io/krgeobuk/auth-client:1 "},
+			map[string]string{"auth-server": "ghcr.io/krgeobuk/auth-server@sha256:ab", "auth-client": "ghcr.io/krgeobuk/auth-client:1"}, ""},
+		{"no equals sign", []string{"auth-server"}, nil, `--image "auth-server": want service=repository@sha256:...`},
+		{"no service", []string{"=a"}, nil, `--image "=a": want service=repository@sha256:...`},
+		{"no value", []string{"auth-server= "}, nil, `--image "auth-server= ": want service=repository@sha256:...`},
+		{"twice", []string{"auth-server=a", "auth-server=b"}, nil, "--image: service auth-server given twice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := request.Images(tt.in)
+			if tt.wantErr != "" {
+				require.EqualError(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tt.want, got)
+		})
+	}
+	_, err := request.Pairs("--readiness-url", "URL", []string{"auth-server"})
+	require.EqualError(t, err, `--readiness-url "auth-server": want service=URL`)
+}
+
+func TestValues(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    map[string]any
+		wantErr string
+	}{
+		{"mapping", "services:\n  auth-server:\n    replicas: 3\n", map[string]any{"services": map[string]any{"auth-server": map[string]any{"replicas": float64(3)}}}, ""},
+		{"empty", "", nil, ""},
+		{"list", "- replicas: 3\n", nil, "--values: not a YAML mapping of chart values"},
+		{"scalar", "three", nil, "--values: not a YAML mapping of chart values"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := request.Values([]byte(tt.in))
+			if tt.wantErr != "" {
+				require.ErrorContains(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tt.want, got)
+		})
+	}
+}
+
+func TestFormats(t *testing.T) {
+	res := &report.Result{Command: "status", Environment: "staging", Verdict: report.Reported, OK: true, Summary: "token s3cr3t-token"}
+	red := &report.Redactor{}
+	red.Add("s3cr3t-token")
+	for _, f := range request.Formats {
+		require.NoError(t, request.CheckFormat(f))
+		var b bytes.Buffer
+		require.NoError(t, request.Render(&b, f, res, red))
+		require.NotContains(t, b.String(), "s3cr3t-token", f)
+		require.Contains(t, b.String(), report.Redacted, f)
+	}
+	require.EqualError(t, request.CheckFormat("yaml"), `--format "yaml": want one of table, markdown, json`)
+	require.Equal(t, "table", request.Formats[0], "the default")
+}
+
+func TestCredentials(t *testing.T) {
+	pw := request.Bytes([]byte("ghp-token-1234\n"))
+	tests := []struct {
+		name    string
+		creds   request.Credentials
+		secret  string
+		wantErr string
+	}{
+		{"neither: the default keychain", request.Credentials{}, "", ""},
+		{"both", request.Credentials{Username: "ci-bot", Password: pw}, "ghp-token-1234", ""},
+		{"user without password", request.Credentials{Username: "ci-bot"}, "", "give both --username and --password, or neither"},
+		{"password without user", request.Credentials{Password: pw}, "", "give both --username and --password, or neither"},
+		{"source flags named", request.Credentials{Flag: "source-", Username: "x"}, "", "give both --source-username and --source-password, or neither"},
+		{"unreadable password", request.Credentials{Username: "u", Password: func(context.Context) ([]byte, error) { return nil, errors.New("gone") }},
+			"", "--password: gone"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts, secret, err := tt.creds.Options(context.Background())
+			if tt.wantErr != "" {
+				require.EqualError(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.Len(t, opts, 1)
+			require.Equal(t, tt.secret, secret, "the password, without a file's final newline, for the redactor")
+		})
+	}
+}
+
+func TestFromRef(t *testing.T) {
+	t.Setenv("REQUEST_TEST_TOKEN", "from-env")
+	file := filepath.Join(t.TempDir(), "token")
+	require.NoError(t, os.WriteFile(file, []byte("from-file\n"), 0o600))
+	for ref, want := range map[string]string{"env:REQUEST_TEST_TOKEN": "from-env", "file:" + file: "from-file\n"} {
+		src, err := request.FromRef(ref)
+		require.NoError(t, err)
+		got, err := src(context.Background())
+		require.NoError(t, err)
+		require.Equal(t, want, string(got))
+	}
+	for _, ref := range []string{"hunter22", "env:", "cmd:pass show x", ""} {
+		_, err := request.FromRef(ref)
+		require.EqualError(t, err, "a secret is given as env:NAME or file:PATH, never in clear", ref)
+	}
+	src, err := request.FromRef("env:REQUEST_TEST_UNSET")
+	require.NoError(t, err)
+	_, err = src(context.Background())
+	require.EqualError(t, err, "environment variable REQUEST_TEST_UNSET is not set")
+}
+
+// never is a Source a refused request must not read.
+func never(t *testing.T) request.Source {
+	return func(context.Context) ([]byte, error) {
+		t.Error("a refused request read a source")
+		return nil, errors.New("read")
+	}
+}
+
+// Every bad argument is a refused report naming it, and nothing (kubeconfig,
+// values, password) is read for it.
+func TestRunRefusesBadInputBeforeReadingAnything(t *testing.T) {
+	base := func(t *testing.T) request.Op {
+		return request.Op{Command: request.Deploy, Env: "staging", Kubeconfig: never(t), Values: never(t),
+			Images: []string{"auth-server=ghcr.io/krgeobuk/auth-server@sha256:" + strings.Repeat("a", 64)}}
+	}
+	tests := []struct {
+		name string
+		edit func(t *testing.T, op *request.Op)
+		want string
+	}{
+		{"unknown environment", func(t *testing.T, op *request.Op) { op.Env = "qa" }, `environment "qa": unknown`},
+		{"unknown command", func(t *testing.T, op *request.Op) { op.Command = "launch" }, `unknown command "launch"`},
+		{"bad format", func(t *testing.T, op *request.Op) { op.Format = "yaml" }, `--format "yaml": want one of table, markdown, json`},
+		{"bad image pair", func(t *testing.T, op *request.Op) { op.Images = []string{"auth-server"} }, `--image "auth-server": want service=repository@sha256:...`},
+		{"duplicate service", func(t *testing.T, op *request.Op) { op.Images = []string{"auth-server=a", "auth-server=b"} }, "--image: service auth-server given twice"},
+		{"nothing to deploy", func(t *testing.T, op *request.Op) { op.Images = nil }, "nothing to deploy: give --image"},
+		{"images and a build", func(t *testing.T, op *request.Op) { op.Build = &request.Build{Registry: "ghcr.io/krgeobuk"} }, "not both"},
+		{"a build without a tag", func(t *testing.T, op *request.Op) {
+			op.Images, op.Build = nil, &request.Build{Registry: "ghcr.io/krgeobuk"}
+		}, "or --registry and --tag to build and publish first"},
+		{"bad readiness URL", func(t *testing.T, op *request.Op) { op.ReadinessURLs = []string{"x"} }, `--readiness-url "x": want service=URL`},
+		{"user without password", func(t *testing.T, op *request.Op) { op.Registry.Username = "ci-bot" }, "give both --username and --password, or neither"},
+		{"negative revision", func(t *testing.T, op *request.Op) { op.Command, op.Revision = request.Rollback, -1 }, "--revision -1: revisions start at 1"},
+		{"missing kubeconfig", func(t *testing.T, op *request.Op) { op.Kubeconfig = nil }, "no kubeconfig: --kubeconfig is required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			op := base(t)
+			tt.edit(t, &op)
+			out := request.Run(context.Background(), op)
+			require.Equal(t, report.Refused, out.Result.Verdict)
+			require.False(t, out.OK())
+			require.Contains(t, out.Result.Error, tt.want)
+			require.Equal(t, "Refused before anything changed: "+out.Result.Error, out.Result.Summary)
+			require.Equal(t, op.Env, out.Result.Environment)
+			_, err := out.Text()
+			require.ErrorContains(t, err, op.Command+" "+op.Env+": refused\n", "a not-OK run is an error carrying the report")
+			require.ErrorContains(t, err, tt.want)
+		})
+	}
+}
+
+// A values file that is not a mapping is refused once read, before the
+// kubeconfig is.
+func TestRunRefusesValuesThatAreNotAMapping(t *testing.T) {
+	out := request.Run(context.Background(), request.Op{Command: request.Deploy, Env: "staging", Kubeconfig: never(t),
+		Values: request.Bytes([]byte("- replicas: 3\n")), Images: []string{"auth-server=x"}, Format: "markdown"})
+	require.Equal(t, report.Refused, out.Result.Verdict)
+	require.Contains(t, out.Result.Error, "--values: not a YAML mapping of chart values")
+	require.Equal(t, "markdown", out.Format)
+}
+
+// A secret read before a refusal (the kubeconfig's token) never reaches the
+// report.
+func TestRunRedactsARefusalAfterTheKubeconfigIsRead(t *testing.T) {
+	const token = "deployer-token-7d2e"
+	out := request.Run(context.Background(), request.Op{Command: request.Status, Env: "staging",
+		Kubeconfig: request.Bytes([]byte("apiVersion: v1\nkind: Config\nusers: [{name: u, user: {token: " + token + "}}]\n")),
+		KubeAPI:    func(context.Context) (string, error) { return "", errors.New("tunnel to " + token + " failed") }})
+	require.Equal(t, report.Refused, out.Result.Verdict)
+	for _, f := range request.Formats {
+		var b bytes.Buffer
+		require.NoError(t, out.Render(&b, f))
+		require.Contains(t, b.String(), "kube-api: tunnel to")
+		require.NotContains(t, b.String(), token, f)
+	}
+}
+
+func TestPromoteRefusesBadInput(t *testing.T) {
+	digest := "auth-server=ghcr.io/krgeobuk/auth-server@sha256:" + strings.Repeat("a", 64)
+	tests := []struct {
+		name string
+		p    request.Promotion
+		want string
+	}{
+		{"same environment", request.Promotion{From: "staging", To: "staging"}, `promote: --from and --to are both "staging"`},
+		{"unknown environment", request.Promotion{From: "qa", To: "production"}, `promote: environment "qa": unknown`},
+		{"bad image pair", request.Promotion{From: "staging", To: "production", Images: []string{"x"}}, `promote: --image "x": want service=`},
+		{"nothing to read", request.Promotion{From: "staging", To: "production"}, "or --kubeconfig to read staging's verified revision"},
+		{"tag instead of digest", request.Promotion{From: "staging", To: "production", Images: []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}},
+			"is not pinned by digest"},
+		{"source user without password", request.Promotion{From: "staging", To: "production", Images: []string{digest},
+			Source: request.Credentials{Username: "u"}}, "give both --source-username and --source-password"},
+		{"malformed registry", request.Promotion{From: "staging", To: "production", Images: []string{digest}, ToRegistry: "ghcr.io/Krgeobuk"},
+			`registry "ghcr.io/Krgeobuk"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.p.Kubeconfig = nil
+			_, err := request.Promote(context.Background(), tt.p)
+			require.ErrorContains(t, err, tt.want)
+		})
+	}
+}
