@@ -157,3 +157,38 @@ func TestVerdictOK(t *testing.T) {
 		require.Equal(t, ok, v.OK(), v)
 	}
 }
+
+// TestHistoryNamesRevisionsMadeOutsideThePipeline: a revision the pipeline
+// did not make (helm rollback, helm upgrade) is shown as such in the table
+// and in Markdown, never credited to whoever deployed before it.
+func TestHistoryNamesRevisionsMadeOutsideThePipeline(t *testing.T) {
+	res := &report.Result{Command: "history", Environment: "staging", Verdict: report.Reported, History: []release.Revision{
+		{Number: 1, Status: "superseded", DeployedBy: "alice", Updated: time.Unix(1700000000, 0)},
+		{Number: 2, Status: "deployed", Outside: true, Updated: time.Unix(1700000100, 0)},
+	}}
+	tests := []struct {
+		name   string
+		render func(*bytes.Buffer) error
+		lines  []string
+	}{
+		{"table", func(b *bytes.Buffer) error { return report.Table(b, res, &report.Redactor{}) },
+			[]string{"1  superseded  no  2023-11-14T22:13:20Z  alice", "2  deployed    no  2023-11-14T22:15:00Z  outside the pipeline"}},
+		{"markdown", func(b *bytes.Buffer) error { return report.Markdown(b, res, &report.Redactor{}) },
+			[]string{"| 1 | superseded | no | 2023-11-14T22:13:20Z | alice |", "| 2 | deployed | no | 2023-11-14T22:15:00Z | outside the pipeline |"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			require.NoError(t, tt.render(&b))
+			// Compare words, not the table's column padding.
+			out := strings.Join(strings.Fields(b.String()), " ")
+			for _, l := range tt.lines {
+				require.Contains(t, out, strings.Join(strings.Fields(l), " "))
+			}
+			require.Equal(t, 1, strings.Count(b.String(), "alice"), "revision 2 must not be credited to alice")
+		})
+	}
+	js, err := json.Marshal(res.History[1])
+	require.NoError(t, err)
+	require.Contains(t, string(js), `"outside":true`)
+}
