@@ -225,7 +225,7 @@ func (d *Deployer) rollbackTo(ctx context.Context, r *run, target release.Revisi
 	var rev release.Revision
 	err := r.step(step, func() (string, error) {
 		var err error
-		rev, err = d.rel.Rollback(ctx, target.Number)
+		rev, err = d.rel.Rollback(ctx, target.Number, release.RollbackOptions{DeployedBy: d.actor})
 		if err != nil {
 			return "", err
 		}
@@ -307,19 +307,21 @@ func (d *Deployer) workloads(rev release.Revision) ([]gate.Workload, []catalog.S
 	return wls, apis, nil
 }
 
-// snapshot fills the services from the cluster as they are now.
-func (d *Deployer) snapshot(ctx context.Context, r *run, rev release.Revision) {
+// snapshot fills the services from the cluster as they are now and returns
+// what holds back those that are not available, classified as the gates do.
+func (d *Deployer) snapshot(ctx context.Context, r *run, rev release.Revision) []gate.Problem {
 	wls, _, err := d.workloads(rev)
 	if err != nil {
 		r.note("could not read the workloads of revision %d: %v", rev.Number, err)
-		return
+		return nil
 	}
-	statuses, err := gate.Snapshot(ctx, d.kc.Watch, d.env.Namespace, wls, 20*time.Second)
+	statuses, problems, err := gate.Snapshot(ctx, d.kc.Watch, d.env.Namespace, wls, 20*time.Second)
 	if err != nil {
 		r.note("%v", err)
-		return
+		return nil
 	}
 	r.res.Services = d.services(r, statuses, rev)
+	return problems
 }
 
 func (d *Deployer) services(r *run, statuses []gate.Status, rev release.Revision) []report.Service {

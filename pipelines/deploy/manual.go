@@ -127,7 +127,7 @@ func (d *Deployer) Status(ctx context.Context) *report.Result {
 	cur := history[len(history)-1]
 	r.res.Revision = cur.Number
 	r.res.History = []release.Revision{cur}
-	d.snapshot(ctx, r, cur)
+	r.res.Problems = d.snapshot(ctx, r, cur)
 	summary := fmt.Sprintf("Revision %d is %s and ", cur.Number, cur.Status)
 	if cur.Verified {
 		summary += fmt.Sprintf("verified (%s).", cur.VerifiedAt.Format(time.RFC3339))
@@ -135,6 +135,9 @@ func (d *Deployer) Status(ctx context.Context) *report.Result {
 		summary += fmt.Sprintf("not verified; the newest verified revision is %d.", lv.Number)
 	} else {
 		summary += "not verified; no revision is."
+	}
+	if len(r.res.Problems) > 0 {
+		summary += " Now: " + headline(&gate.Failure{Problems: r.res.Problems}) + "."
 	}
 	return r.finish(report.Reported, nil, summary)
 }

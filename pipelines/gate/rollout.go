@@ -365,12 +365,22 @@ func ownedBy(refs []metav1.OwnerReference, uid types.UID) bool {
 // deadline passes, its not-ready pods or, when there is none to blame, the
 // workload itself.
 func (w *watcher) explainPending(statuses []Status) []Problem {
+	return w.explain(statuses, true)
+}
+
+// explain names what holds back every workload that is not available: each
+// pod of its new ReplicaSet classified exactly as the gate classifies it
+// (Classify), or merely not Ready. With blameWorkload, a workload with no
+// pod to blame gets a RolloutTimeout problem of its own; a workload the
+// controller gave up on (ProgressDeadlineExceeded) always gets its
+// ProgressDeadline problem.
+func (w *watcher) explain(statuses []Status, blameWorkload bool) []Problem {
 	var out []Problem
 	for _, st := range statuses {
 		if st.Phase == PhaseAvailable {
 			continue
 		}
-		var found bool
+		var found, fatal bool
 		if _, pods := w.status(st.Workload); len(pods) > 0 {
 			for _, pod := range pods {
 				ps := Classify(st.Service, pod) // unschedulable within its grace, say
@@ -379,11 +389,19 @@ func (w *watcher) explainPending(statuses []Status) []Problem {
 						ps = []Problem{p}
 					}
 				}
+				for _, p := range ps {
+					fatal = fatal || p.Class.Fatal()
+				}
 				out = append(out, ps...)
 				found = found || len(ps) > 0
 			}
 		}
-		if !found {
+		switch {
+		case st.Phase == PhaseFailed && !fatal:
+			// The controller itself gave up; no pod state says why.
+			out = append(out, Problem{Class: ProgressDeadline, Service: st.Service, Reason: "ProgressDeadlineExceeded", Message: st.Message})
+		case found:
+		case blameWorkload:
 			msg := st.Message
 			if msg == "" {
 				msg = fmt.Sprintf("%d of %d replicas available", st.Ready, st.Desired)
@@ -395,9 +413,17 @@ func (w *watcher) explainPending(statuses []Status) []Problem {
 }
 
 // fail builds the Failure: problems described, each pod's recent events
-// attached (read with a short, separate deadline so a failing API server
-// cannot hold the verdict back).
+// attached.
 func (w *watcher) fail(ctx context.Context, statuses []Status, problems []Problem, timedOut bool) error {
+	markFailed(statuses, problems)
+	for _, st := range statuses {
+		w.report(Progress{Service: st.Service, Gate: RolloutGate, Phase: st.Phase, Ready: st.Ready, Desired: st.Desired, Message: st.Message})
+	}
+	return &Failure{Gate: RolloutGate, TimedOut: timedOut, Problems: w.describe(ctx, problems)}
+}
+
+// markFailed sets the phase of every workload with a fatal problem.
+func markFailed(statuses []Status, problems []Problem) {
 	for i := range statuses {
 		for _, p := range problems {
 			if p.Service == statuses[i].Service && p.Class.Fatal() {
@@ -405,9 +431,12 @@ func (w *watcher) fail(ctx context.Context, statuses []Status, problems []Proble
 			}
 		}
 	}
-	for _, st := range statuses {
-		w.report(Progress{Service: st.Service, Gate: RolloutGate, Phase: st.Phase, Ready: st.Ready, Desired: st.Desired, Message: st.Message})
-	}
+}
+
+// describe attaches each pod's recent events (read with a short, separate
+// deadline so a failing API server cannot hold the verdict back) and a
+// suggestion to every problem.
+func (w *watcher) describe(ctx context.Context, problems []Problem) []Problem {
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	events := map[string][]string{}
@@ -420,7 +449,7 @@ func (w *watcher) fail(ctx context.Context, statuses []Status, problems []Proble
 		}
 		problems[i] = Describe(w.opts.Namespace, problems[i])
 	}
-	return &Failure{Gate: RolloutGate, TimedOut: timedOut, Problems: problems}
+	return problems
 }
 
 // RecentEvents returns up to n of the newest events about pod, oldest first,

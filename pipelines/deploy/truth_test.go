@@ -1,0 +1,82 @@
+package deploy_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"helm.sh/helm/v3/pkg/action"
+
+	"github.com/krgeobuk/krgeobuk-infra/internal/testenv"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/kube"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
+)
+
+// TestHelmRollbackToACrashLoopingRevision is what issue 12 found with the
+// stock helm CLI: someone runs `helm rollback` to a revision that crash
+// loops. status names the crash loop (pod, container, reason) instead of
+// "0/1 progressing", and history does not credit the revision Helm made to
+// the last person who deployed through the pipeline.
+func TestHelmRollbackToACrashLoopingRevision(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	d := f.deployer("alice")
+	ctx := context.Background()
+	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: f.publish("1.0.0")}))
+	res := d.Deploy(ctx, deploy.Request{Images: f.publish("2.0.0"), Values: fault("auth-server", testenv.FaultCrashLoop)})
+	requireVerdict(t, report.RolledBack, res)
+	require.Equal(t, 3, res.RollbackRevision)
+
+	// `helm rollback krgeobuk-apps 2`, through Helm's own SDK as the CLI does.
+	kc, err := kube.FromKubeconfig(f.kc, f.env.Namespace)
+	require.NoError(t, err)
+	helm := new(action.Configuration)
+	require.NoError(t, helm.Init(kc.Getter(), f.env.Namespace, "secret", func(string, ...any) {}))
+	rb := action.NewRollback(helm)
+	rb.Version = 2
+	require.NoError(t, rb.Run(f.env.Release))
+
+	// Wait (bounded, watching) until the new pods show the crash loop.
+	_, err = gate.WatchRollout(ctx, kc.Watch, gate.RolloutOptions{Namespace: f.env.Namespace, Release: f.env.Release,
+		Workloads: []gate.Workload{{Service: "auth-server", Deployment: "auth-server"}}, Timeout: f.env.Gates.RolloutTimeout})
+	var failure *gate.Failure
+	require.ErrorAs(t, err, &failure)
+
+	st := d.Status(ctx)
+	requireVerdict(t, report.Reported, st)
+	require.Equal(t, 4, st.Revision)
+	require.NotEmpty(t, st.Problems, "status names what is wrong")
+	p := st.Problems[0]
+	require.Equal(t, gate.CrashLoop, p.Class)
+	require.Equal(t, "auth-server", p.Service)
+	require.Equal(t, "auth-server", p.Container)
+	require.Equal(t, "CrashLoopBackOff", p.Reason)
+	require.True(t, strings.HasPrefix(p.Pod, "auth-server-"), p.Pod)
+	require.Contains(t, st.Summary, "CrashLoop in auth-server: pod "+p.Pod)
+	for _, s := range st.Services {
+		if s.Name == "auth-server" {
+			require.Equal(t, string(gate.PhaseFailed), s.Phase)
+		}
+	}
+
+	h := d.History(ctx).History
+	require.Len(t, h, 4)
+	tests := []struct {
+		rev     int
+		by      string
+		outside bool
+	}{
+		{1, "alice", false},
+		{2, "alice", false},
+		{3, "alice", false}, // the pipeline's own rollback
+		{4, "", true},       // helm rollback copied revision 2's labels
+	}
+	for _, tt := range tests {
+		r := h[tt.rev-1]
+		require.Equal(t, tt.by, r.DeployedBy, "revision %d", tt.rev)
+		require.Equal(t, tt.outside, r.Outside, "revision %d", tt.rev)
+	}
+}
