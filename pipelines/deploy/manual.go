@@ -19,6 +19,8 @@ type RollbackRequest struct {
 	To int
 	// Force allows returning to a revision that was never verified.
 	Force bool
+	// TakeOverLock: see Request.TakeOverLock.
+	TakeOverLock bool
 }
 
 // Rollback returns the release to a verified revision (or, forced, to any
@@ -49,6 +51,7 @@ func (d *Deployer) Rollback(ctx context.Context, req RollbackRequest) *report.Re
 	if err != nil {
 		return r.refused(ctx, err)
 	}
+	r.takeOver = req.TakeOverLock
 	return d.locked(ctx, r, func(ctx context.Context) outcome {
 		// The history may have moved while we waited for the lock.
 		history, err := d.rel.History(ctx)
