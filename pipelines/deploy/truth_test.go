@@ -2,8 +2,10 @@ package deploy_test
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"helm.sh/helm/v3/pkg/action"
@@ -79,4 +81,43 @@ func TestHelmRollbackToACrashLoopingRevision(t *testing.T) {
 		require.Equal(t, tt.by, r.DeployedBy, "revision %d", tt.rev)
 		require.Equal(t, tt.outside, r.Outside, "revision %d", tt.rev)
 	}
+}
+
+// TestControllerNotActingFailsFastTwice: with kube-controller-manager
+// stopped nothing observes the new generation. The rollout gate gives up
+// after the controller grace, naming the controller, instead of waiting out
+// its timeout; the rollback is still applied (the controller rolls it out
+// when it returns) and its gate is bounded by the same grace. So the run
+// holds the lock about twice the grace, not twice the rollout timeout.
+func TestControllerNotActingFailsFastTwice(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	// Stopping the controller manager would stall every other test on the
+	// shared cluster, so this test has a cluster of its own.
+	c, err := testenv.Start(ctx, testenv.Options{Name: "no-controller", Dir: t.TempDir(), Log: os.Stderr})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, c.Stop()) })
+	f := newFixtureOn(t, c)
+	f.env.Gates.ControllerGrace = 3 * time.Second
+	d := f.deployer("ci")
+	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: f.publish("1.0.0")}))
+
+	require.NoError(t, c.StopControllerManager(ctx))
+	start := time.Now()
+	res := d.Deploy(ctx, deploy.Request{Images: f.publish("2.0.0")})
+	took := time.Since(start)
+	requireVerdict(t, report.RollbackFailed, res)
+	require.Less(t, took, f.env.Gates.RolloutTimeout, "bounded by the controller grace, not the rollout timeout")
+	for _, ps := range [][]gate.Problem{res.Problems, res.RollbackProblems} {
+		require.NotEmpty(t, ps)
+		require.Equal(t, gate.ControllerNotActing, ps[0].Class)
+		require.Contains(t, ps[0].Message, "the Deployment controller has not observed generation")
+		require.Contains(t, ps[0].Message, "is kube-controller-manager running?")
+		require.Contains(t, ps[0].Suggestion, "kube-controller-manager")
+	}
+	require.Equal(t, 1, res.RolledBackTo, "the rollback was applied all the same")
+
+	// The controller returns: the next deploy goes through.
+	require.NoError(t, c.StartControllerManager(ctx))
+	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: f.publish("3.0.0")}))
 }

@@ -57,6 +57,10 @@ type Status struct {
 	Updated int32  `json:"updated"`
 	Desired int32  `json:"desired"`
 	Message string `json:"message,omitempty"`
+
+	// unobserved is the Deployment's generation while the controller has not
+	// observed it (observed is the one it has), 0 otherwise.
+	unobserved, observed int64
 }
 
 // RolloutOptions configure WatchRollout.
@@ -71,10 +75,24 @@ type RolloutOptions struct {
 	// UnschedulableGrace is how long a pod may stay unschedulable before the
 	// gate fails (the cluster autoscaler may add a node meanwhile).
 	UnschedulableGrace time.Duration
+	// ControllerGrace is how long a Deployment's new generation may stay
+	// unobserved by the Deployment controller before the gate fails with
+	// ControllerNotActing, instead of waiting out Timeout for a controller
+	// that is not running. 0 means DefaultControllerGrace.
+	ControllerGrace time.Duration
 	// Progress receives an update whenever a workload's phase, ready count
 	// or message changes. It is called from the gate's goroutine.
 	Progress func(Progress)
 }
+
+// DefaultControllerGrace is RolloutOptions.ControllerGrace when unset: a
+// running controller observes a new generation within a second or two, and
+// one that lost its leader lease wins it back within about 15s.
+const DefaultControllerGrace = time.Minute
+
+// waitingForController is a workload's message while its Deployment's new
+// generation is not observed yet.
+const waitingForController = "waiting for the controller to observe the new generation"
 
 // RolloutGate is the gate's name in failures and progress.
 const RolloutGate = "rollout"
@@ -94,6 +112,9 @@ func WatchRollout(ctx context.Context, cs kubernetes.Interface, opts RolloutOpti
 	}
 	if len(opts.Workloads) == 0 {
 		return nil, nil
+	}
+	if opts.ControllerGrace <= 0 {
+		opts.ControllerGrace = DefaultControllerGrace
 	}
 	gctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
@@ -118,6 +139,7 @@ func WatchRollout(ctx context.Context, cs kubernetes.Interface, opts RolloutOpti
 		pods:    pods.Core().V1().Pods().Lister(),
 		changed: make(chan struct{}, 1),
 		unsched: map[types.UID]time.Time{},
+		unobs:   map[string]unobserved{},
 		last:    map[string]Progress{},
 	}
 	notify := cache.ResourceEventHandlerFuncs{
@@ -211,7 +233,15 @@ type watcher struct {
 	// unsched remembers when this gate first saw each pod unschedulable; the
 	// grace period runs on this process's clock, not the scheduler's.
 	unsched map[types.UID]time.Time
-	last    map[string]Progress
+	// unobs remembers since when (on this clock) each Deployment's current
+	// generation has been waiting for the controller.
+	unobs map[string]unobserved
+	last  map[string]Progress
+}
+
+type unobserved struct {
+	generation int64
+	since      time.Time
 }
 
 func (w *watcher) poke() {
@@ -240,6 +270,12 @@ func (w *watcher) evaluate(now time.Time) ([]Status, []Problem, time.Time) {
 	for _, wl := range w.opts.Workloads {
 		st, newPods := w.status(wl)
 		fatal := 0
+		if p, deadline, ok := w.controllerLag(wl, st, now); ok {
+			problems = append(problems, p)
+			fatal++
+		} else if !deadline.IsZero() && (next.IsZero() || deadline.Before(next)) {
+			next = deadline
+		}
 		for _, pod := range newPods {
 			for _, p := range Classify(wl.Service, pod) {
 				if p.Class == Unschedulable {
@@ -275,6 +311,29 @@ func (w *watcher) evaluate(now time.Time) ([]Status, []Problem, time.Time) {
 	return statuses, problems, next
 }
 
+// controllerLag judges a workload whose new generation the Deployment
+// controller has not observed: a ControllerNotActing problem once that has
+// lasted ControllerGrace, else when the grace ends (zero when the
+// generation is observed).
+func (w *watcher) controllerLag(wl Workload, st Status, now time.Time) (Problem, time.Time, bool) {
+	if st.unobserved == 0 {
+		delete(w.unobs, wl.Deployment)
+		return Problem{}, time.Time{}, false
+	}
+	u, ok := w.unobs[wl.Deployment]
+	if !ok || u.generation != st.unobserved {
+		u = unobserved{generation: st.unobserved, since: now}
+		w.unobs[wl.Deployment] = u
+	}
+	deadline := u.since.Add(w.opts.ControllerGrace)
+	if now.Before(deadline) {
+		return Problem{}, deadline, false
+	}
+	return Problem{Class: ControllerNotActing, Service: wl.Service, Reason: "GenerationNotObserved",
+		Message: fmt.Sprintf("the Deployment controller has not observed generation %d of Deployment %s for %s (observed: %d): is kube-controller-manager running?",
+			st.unobserved, wl.Deployment, now.Sub(u.since).Round(time.Second), st.observed)}, deadline, true
+}
+
 func (w *watcher) report(p Progress) {
 	if w.opts.Progress == nil || w.last[p.Service] == p {
 		return
@@ -301,7 +360,8 @@ func (w *watcher) status(wl Workload) (Status, []*corev1.Pod) {
 	}
 	st.Updated = d.Status.UpdatedReplicas
 	if d.Generation > d.Status.ObservedGeneration {
-		st.Phase, st.Message = PhaseProgressing, "waiting for the controller to observe the new generation"
+		st.Phase, st.Message = PhaseProgressing, waitingForController
+		st.unobserved, st.observed = d.Generation, d.Status.ObservedGeneration
 		return st, nil
 	}
 	for _, c := range d.Status.Conditions {
