@@ -2,7 +2,9 @@ package deploy_test
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/user"
 	"strings"
 	"testing"
 	"time"
@@ -120,4 +122,18 @@ func TestControllerNotActingFailsFastTwice(t *testing.T) {
 	// The controller returns: the next deploy goes through.
 	require.NoError(t, c.StartControllerManager(ctx))
 	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: f.publish("3.0.0")}))
+}
+
+// TestDefaultActorWithoutUSER: cron jobs and containers often have no
+// $USER; the revision is then credited to the OS user, not "unknown".
+func TestDefaultActorWithoutUSER(t *testing.T) {
+	t.Setenv("USER", "")
+	host, err := os.Hostname()
+	require.NoError(t, err)
+	want := fmt.Sprintf("uid-%d", os.Getuid())
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		want = u.Username
+	}
+	require.Equal(t, want+"@"+host, deploy.DefaultActor())
+	require.NotContains(t, deploy.DefaultActor(), "unknown")
 }

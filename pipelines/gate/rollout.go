@@ -46,7 +46,23 @@ type Progress struct {
 	Phase   Phase  `json:"phase"`
 	Ready   int32  `json:"ready"`
 	Desired int32  `json:"desired"`
+	// Attempt counts the readiness gate's requests to the service so far
+	// (readiness progress only; it has no replica counts).
+	Attempt int    `json:"attempt,omitempty"`
 	Message string `json:"message,omitempty"`
+}
+
+// Counts is the progress's figures for a log line: "ready/desired" for the
+// rollout gate, "attempt N" for the readiness gate (empty before the first
+// request), never a meaningless "0/0".
+func (p Progress) Counts() string {
+	if p.Gate == ReadinessGate {
+		if p.Attempt == 0 {
+			return ""
+		}
+		return fmt.Sprintf("attempt %d", p.Attempt)
+	}
+	return fmt.Sprintf("%d/%d", p.Ready, p.Desired)
 }
 
 // Status is where a workload stood when the rollout gate ended.

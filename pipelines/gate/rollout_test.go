@@ -402,3 +402,35 @@ func TestProgressDeadlineExceededFailsTheGate(t *testing.T) {
 	require.Equal(t, "stalled", f.Problems[0].Service)
 	require.Contains(t, f.Problems[0].Message, "has timed out progressing")
 }
+
+// TestReadinessProgressCountsAttempts: readiness progress says which
+// attempt it is and what the last one answered, never a replica count of
+// "0/0" it does not have.
+func TestReadinessProgressCountsAttempts(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) <= 2 {
+			http.Error(w, "redis: connecting", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprint(w, `{"status":"ok"}`)
+	}))
+	defer srv.Close()
+	auth, _ := catalog.Lookup("auth-server")
+	var lines []string
+	err := gate.CheckReadiness(context.Background(), staticEndpoints{"auth-server": srv.URL}, gate.ReadinessOptions{
+		Namespace: "krgeobuk", Services: []catalog.Service{auth}, Timeout: 10 * time.Second,
+		Progress: func(p gate.Progress) { lines = append(lines, strings.Join(strings.Fields(string(p.Phase)+" "+p.Counts()+" "+p.Message), " ")) },
+	})
+	require.NoError(t, err)
+	require.Equal(t, []string{
+		"checking " + auth.ReadinessPath, // before the first request
+		"checking attempt 1 HTTP 503",    // the second 503 is the same outcome: no line
+		"ready attempt 3 " + auth.ReadinessPath,
+	}, lines)
+	for _, l := range lines {
+		require.NotContains(t, l, "0/0")
+	}
+	require.Equal(t, "2/3", gate.Progress{Gate: gate.RolloutGate, Ready: 2, Desired: 3}.Counts())
+}
