@@ -421,7 +421,9 @@ func TestReadinessProgressCountsAttempts(t *testing.T) {
 	var lines []string
 	err := gate.CheckReadiness(context.Background(), staticEndpoints{"auth-server": srv.URL}, gate.ReadinessOptions{
 		Namespace: "krgeobuk", Services: []catalog.Service{auth}, Timeout: 10 * time.Second,
-		Progress: func(p gate.Progress) { lines = append(lines, strings.Join(strings.Fields(string(p.Phase)+" "+p.Counts()+" "+p.Message), " ")) },
+		Progress: func(p gate.Progress) {
+			lines = append(lines, strings.Join(strings.Fields(string(p.Phase)+" "+p.Counts()+" "+p.Message), " "))
+		},
 	})
 	require.NoError(t, err)
 	require.Equal(t, []string{
