@@ -29,8 +29,9 @@ func TestHelmRollbackToACrashLoopingRevision(t *testing.T) {
 	f := newFixture(t)
 	d := f.deployer("alice")
 	ctx := context.Background()
-	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: f.publish("1.0.0")}))
-	res := d.Deploy(ctx, deploy.Request{Images: f.publish("2.0.0"), Values: fault("auth-server", testenv.FaultCrashLoop)})
+	images := f.publish("1.0.0")
+	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: images}))
+	res := d.Deploy(ctx, deploy.Request{Images: images, Values: fault("auth-server", testenv.FaultCrashLoop)})
 	requireVerdict(t, report.RolledBack, res)
 	require.Equal(t, 3, res.RollbackRevision)
 

@@ -3,6 +3,7 @@ package gate
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"k8s.io/client-go/informers"
@@ -57,5 +58,8 @@ func Snapshot(ctx context.Context, cs kubernetes.Interface, namespace string, wo
 		}
 	}
 	markFailed(out, fatal)
+	// The worst first: a crash loop in one service matters more than the
+	// pods of another still starting, and reports lead with the first.
+	sort.SliceStable(problems, func(i, j int) bool { return problems[i].Class.Fatal() && !problems[j].Class.Fatal() })
 	return out, w.describe(ctx, problems), nil
 }
