@@ -1,10 +1,15 @@
 package kube_test
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -12,6 +17,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/krgeobuk/krgeobuk-infra/internal/testenv"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/kube"
 )
 
@@ -141,4 +147,74 @@ func TestDeliberateTakeoverStopsTheOldHolder(t *testing.T) {
 	require.ErrorContains(t, a.LostCause(), `held by "bob"`)
 	require.NoError(t, a.Release(ctx))
 	require.NoError(t, b.Release(ctx))
+}
+
+const (
+	helperKubeconfig = "KRGEOBUK_LOCK_HELPER_KUBECONFIG"
+	helperNamespace  = "KRGEOBUK_LOCK_HELPER_NAMESPACE"
+)
+
+// TestLockHelperProcess is not a test: TestKilledDeployDoesNotBlockTheNext
+// runs it in a process of its own, which takes the lock, says so and waits
+// to be killed.
+func TestLockHelperProcess(t *testing.T) {
+	path := os.Getenv(helperKubeconfig)
+	if path == "" {
+		t.Skip("helper process of TestKilledDeployDoesNotBlockTheNext")
+	}
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	kc, err := kube.FromKubeconfig(data, os.Getenv(helperNamespace))
+	require.NoError(t, err)
+	_, err = kube.AcquireLock(context.Background(), kc, kc.Namespace, "deploy", "doomed-deploy", 20*time.Second, kube.Budget(10*time.Second))
+	require.NoError(t, err)
+	fmt.Println("HELD")
+	// Bounded, should the test that kills it fail first.
+	<-time.After(2 * time.Minute)
+}
+
+// TestKilledDeployDoesNotBlockTheNext is issue 12's case: a deploy killed
+// with SIGKILL leaves its lock held and its lease live for the TTL. The next
+// deploy on the same host sees the process is gone and takes over at once.
+func TestKilledDeployDoesNotBlockTheNext(t *testing.T) {
+	ctx := context.Background()
+	kc := newNamespace(t)
+	cfg := filepath.Join(t.TempDir(), "kubeconfig")
+	require.NoError(t, os.WriteFile(cfg, testenv.Shared(t).Kubeconfig(), 0o600))
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLockHelperProcess$")
+	cmd.Env = append(os.Environ(), helperKubeconfig+"="+cfg, helperNamespace+"="+kc.Namespace)
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	held := make(chan bool, 1)
+	go func() {
+		s := bufio.NewScanner(out)
+		for s.Scan() {
+			if s.Text() == "HELD" {
+				held <- true
+				break
+			}
+		}
+		close(held)
+		_, _ = io.Copy(io.Discard, out)
+	}()
+	select {
+	case ok := <-held:
+		require.True(t, ok, "the helper exited without taking the lock")
+	case <-time.After(time.Minute):
+		t.Fatal("the helper did not take the lock within a minute")
+	}
+	_, err = kube.AcquireLock(ctx, kc, kc.Namespace, "deploy", "next-deploy", 20*time.Second, kube.Budget(5*time.Second))
+	require.Error(t, err, "while the helper runs, its lock holds")
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	_ = cmd.Wait() // reaped: its PID is gone
+	l, err := kube.AcquireLock(ctx, kc, kc.Namespace, "deploy", "next-deploy", 20*time.Second, kube.Budget(5*time.Second))
+	require.NoError(t, err, "taken over at once, not after the TTL")
+	defer func() { require.NoError(t, l.Release(ctx)) }()
+	require.Equal(t, "doomed-deploy", l.TookOver.Identity)
+	require.True(t, time.Now().Before(l.TookOver.Expires), "the killed holder's lease had not expired yet")
+	require.Contains(t, l.TookOverWhy, "its process "+strconv.Itoa(cmd.Process.Pid)+" on this host")
 }
