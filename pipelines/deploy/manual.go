@@ -118,7 +118,7 @@ func (d *Deployer) Status(ctx context.Context) *report.Result {
 		return r.finish(report.Failed, err, "Could not read the deploy lock.")
 	}
 	if holder != nil {
-		r.res.Lock = &report.Lock{Lease: d.env.Namespace + "/" + LockName, Holder: holder.Identity, Expires: holder.Expires, Live: live}
+		r.res.Lock = &report.Lock{Lease: d.env.Namespace + "/" + LockName, Holder: holder.Identity, Expires: holder.Expires, Live: live, Gone: holder.Gone}
 	}
 	history, err := d.rel.History(ctx)
 	if err != nil {

@@ -84,6 +84,9 @@ func Table(w io.Writer, res *Result, r *Redactor) error {
 	}
 	if res.Lock != nil && res.Lock.Holder != "" {
 		state := "expired"
+		if res.Lock.Gone != "" {
+			state = "stale: " + res.Lock.Gone
+		}
 		if res.Lock.Live {
 			state = "live until " + res.Lock.Expires.UTC().Format(time.RFC3339)
 		}

@@ -192,3 +192,26 @@ func TestHistoryNamesRevisionsMadeOutsideThePipeline(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(js), `"outside":true`)
 }
+
+// TestLockStates: the table says whether the lock's holder is live, its
+// lease expired, or its process is known to be gone.
+func TestLockStates(t *testing.T) {
+	exp := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		lock report.Lock
+		want string
+	}{
+		{"live", report.Lock{Lease: "ns/l", Holder: "alice", Expires: exp, Live: true}, "lock ns/l: held by alice (live until 2026-12-06T03:00:00Z)"},
+		{"expired", report.Lock{Lease: "ns/l", Holder: "alice", Expires: exp}, "lock ns/l: held by alice (expired)"},
+		{"process gone", report.Lock{Lease: "ns/l", Holder: "alice", Expires: exp, Gone: "its process 42 on this host (vm) has exited"},
+			"lock ns/l: held by alice (stale: its process 42 on this host (vm) has exited)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			require.NoError(t, report.Table(&b, &report.Result{Command: "status", Lock: &tt.lock}, &report.Redactor{}))
+			require.Contains(t, b.String(), tt.want)
+		})
+	}
+}
