@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"helm.sh/helm/v3/pkg/action"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
@@ -137,4 +139,33 @@ func TestDefaultActorWithoutUSER(t *testing.T) {
 	}
 	require.Equal(t, want+"@"+host, deploy.DefaultActor())
 	require.NotContains(t, deploy.DefaultActor(), "unknown")
+}
+
+// TestTakeOverLockDeliberately: a lock held by a deploy on another machine
+// that is known to be dead can be taken over on request instead of after
+// its TTL; without the request the refusal says how.
+func TestTakeOverLockDeliberately(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	holder := "bob (pid 7 on ci-runner-3, 2026-12-06T00:00:00Z)"
+	secs := int32(60)
+	now := metav1.NewMicroTime(time.Now())
+	_, err := f.cs.CoordinationV1().Leases(f.env.Namespace).Create(ctx, &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: deploy.LockName},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &secs, RenewTime: &now, AcquireTime: &now},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	d := f.deployer("alice")
+	images := f.publish("1.0.0")
+
+	res := d.Deploy(ctx, deploy.Request{Images: images})
+	requireVerdict(t, report.Refused, res)
+	require.Contains(t, res.Error, `is held by "`+holder+`": another deploy is running. It last renewed the lock at `)
+	require.Contains(t, res.Error, "counts as stale at ")
+	require.Contains(t, res.Error, "--take-over-lock")
+
+	res = d.Deploy(ctx, deploy.Request{Images: images, TakeOverLock: true})
+	requireVerdict(t, report.Verified, res)
+	require.Contains(t, strings.Join(res.Notes, "\n"), `The deploy lock was held by "`+holder+`": taken over deliberately while its lease was live until`)
 }
