@@ -362,6 +362,43 @@ func TestAppsDevelopmentExtras(t *testing.T) {
 		"without a tag the chart's appVersion is used")
 }
 
+// TestAppsNotesSayWhatWasRendered: the notes name each service's image as
+// rendered and whether it is pinned by digest or runs a tag, not the
+// environment's policy alone ("images by tag" while deploying digests).
+func TestAppsNotesSayWhatWasRendered(t *testing.T) {
+	dev := chartstest.Env(t, "development")
+	tests := []struct {
+		name   string
+		env    string
+		values map[string]any
+		want   []string
+	}{
+		{name: "development by digest", env: "development", values: chartstest.DeployValues(dev), want: []string{
+			"image policy: tags allowed",
+			"auth-server (api): ghcr.io/krgeobuk/auth-server@" + chartstest.Digest("auth-server") + " (by digest)",
+		}},
+		{name: "development, one service by tag", env: "development",
+			values: render.MergeValues(dev.Values, chartstest.Set("services.auth-server.image.tag", "1.4.2")), want: []string{
+				"auth-server (api): ghcr.io/krgeobuk/auth-server:1.4.2 (by tag)",
+				"auth-client (spa): ghcr.io/krgeobuk/auth-client:1.0.0 (by tag)",
+			}},
+		{name: "production", env: "production", values: chartstest.DeployValues(chartstest.Env(t, "production")), want: []string{
+			"image policy: digests only",
+			"portal-client (spa): ghcr.io/krgeobuk/portal-client@" + chartstest.Digest("portal-client") + " (by digest)",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := chartstest.Render(t, chartstest.Env(t, tt.env), tt.values)
+			require.NoError(t, err)
+			for _, w := range tt.want {
+				require.Contains(t, res.Notes, w)
+			}
+			require.NotContains(t, res.Notes, "images by")
+		})
+	}
+}
+
 func keys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {

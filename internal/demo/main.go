@@ -94,7 +94,7 @@ func run(ctx context.Context, out io.Writer, markdown string, keep bool) error {
 		case ev.Gate != nil:
 			g := ev.Gate
 			if g.Phase == "available" || g.Phase == "failed" || g.Phase == "ready" {
-				say("      %6.2fs  %-24s %-14s %-10s %d/%d %s", ev.Time.Sub(start).Seconds(), ev.Step, g.Service, g.Phase, g.Ready, g.Desired, g.Message)
+				say("      %6.2fs  %-24s %-14s %-10s %s %s", ev.Time.Sub(start).Seconds(), ev.Step, g.Service, g.Phase, g.Counts(), g.Message)
 			}
 		case ev.Status == "ok" || ev.Status == "failed" || ev.Status == "skipped":
 			say("      %6.2fs  %-24s %-6s %s", ev.Time.Sub(start).Seconds(), ev.Step, ev.Status, short(ev.Detail, 110))

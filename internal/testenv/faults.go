@@ -103,6 +103,48 @@ func (c *Cluster) StartAPIServer(ctx context.Context) error {
 	return nil
 }
 
+// StopControllerManager stops kube-controller-manager (SIGTERM, SIGKILL
+// after 2s) and returns once it has exited and been reaped: the API server
+// keeps answering and accepting changes, but no controller acts on them (no
+// Deployment observes its new generation, no ReplicaSet creates pods), as
+// when the controller manager crashed or lost its leader lease.
+func (c *Cluster) StopControllerManager(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.procs[compControllerManager]
+	if p == nil {
+		return fmt.Errorf("testenv: cluster %s has no controller manager", c.name)
+	}
+	if err := p.stop(2 * time.Second); err != nil {
+		return fmt.Errorf("testenv: cluster %s: stop controller manager: %w", c.name, err)
+	}
+	return nil
+}
+
+// StartControllerManager starts kube-controller-manager again and returns
+// once it reports healthy. Starting a running one is an error.
+func (c *Cluster) StartControllerManager(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.procs[compControllerManager]
+	if p == nil {
+		return fmt.Errorf("testenv: cluster %s has no controller manager", c.name)
+	}
+	if done, _ := p.exited(); !done {
+		return fmt.Errorf("testenv: cluster %s: controller manager is already running", c.name)
+	}
+	if err := p.start(); err != nil {
+		return fmt.Errorf("testenv: cluster %s: %w", c.name, err)
+	}
+	if err := c.waitHealthy(ctx, p, 2*time.Minute, c.componentHealthy(c.ports.controllerManager)); err != nil {
+		return fmt.Errorf("testenv: cluster %s: restart controller manager: %w", c.name, err)
+	}
+	return nil
+}
+
 // SetNodeReady makes a node's fake kubelet report Ready=False (ready false)
 // or Ready=True again, and returns once the node's Ready condition says so.
 // The controller manager reacts as it does to a kubelet reporting NotReady:

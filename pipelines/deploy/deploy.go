@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"sync"
 	"time"
 
@@ -138,14 +139,20 @@ func New(cfg Config) (*Deployer, error) {
 	return d, nil
 }
 
-// DefaultActor is $USER@hostname (or "unknown@hostname").
+// DefaultActor is $USER@hostname; without $USER (cron, containers, CI
+// agents) the OS user's name, or "uid-N" when the user database does not
+// know the uid.
 func DefaultActor() string {
-	user := os.Getenv("USER")
-	if user == "" {
-		user = "unknown"
+	name := os.Getenv("USER")
+	if name == "" {
+		if u, err := user.Current(); err == nil && u.Username != "" {
+			name = u.Username
+		} else {
+			name = fmt.Sprintf("uid-%d", os.Getuid())
+		}
 	}
 	host, _ := os.Hostname()
-	return user + "@" + host
+	return name + "@" + host
 }
 
 // Redactor returns the redactor every output of this Deployer must pass
@@ -165,7 +172,7 @@ func (d *Deployer) emit(ev Event) {
 	ev.Time = time.Now()
 	if ev.Gate != nil {
 		g := ev.Gate
-		d.logf("%s %-14s %-11s %d/%d %s", ev.Step, g.Service, g.Phase, g.Ready, g.Desired, g.Message)
+		d.logf("%s %-14s %-11s %s %s", ev.Step, g.Service, g.Phase, g.Counts(), g.Message)
 	} else {
 		line := fmt.Sprintf("%s: %s", ev.Step, ev.Status)
 		if ev.Detail != "" {

@@ -303,7 +303,7 @@ func TestStaleLockIsTakenOver(t *testing.T) {
 	staleLease(t, f, "ghost-job")
 	res := f.deployer("ci").Deploy(context.Background(), deploy.Request{Images: f.publish("1.0.0")})
 	requireVerdict(t, report.Verified, res)
-	require.Contains(t, strings.Join(res.Notes, "\n"), `The deploy lock was held by "ghost-job", whose lease expired`)
+	require.Contains(t, strings.Join(res.Notes, "\n"), `The deploy lock was held by "ghost-job": its lease expired`)
 }
 
 func TestCancelledDeployReleasesLockAndIsRecoverable(t *testing.T) {

@@ -18,6 +18,9 @@ type Request struct {
 	Images map[string]string
 	// Values are laid over the environment's values, under the image pins.
 	Values map[string]any
+	// TakeOverLock takes the deploy lock even from a holder that looks
+	// alive (--take-over-lock): for when its deploy is known to be gone.
+	TakeOverLock bool
 }
 
 // Deploy runs the whole flow and returns its result; it never panics on a
@@ -34,6 +37,7 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) *report.Result {
 		return r.refused(ctx, err)
 	}
 	r.res.Services = pendingServices(p.enabled, p.images)
+	r.takeOver = req.TakeOverLock
 	return d.locked(ctx, r, func(ctx context.Context) outcome {
 		history, err := d.rel.History(ctx)
 		if err != nil {

@@ -30,7 +30,7 @@ func (d *Deployer) gates(ctx context.Context, r *run, rev release.Revision, pref
 		var err error
 		statuses, err = gate.WatchRollout(ctx, d.kc.Watch, gate.RolloutOptions{
 			Namespace: d.env.Namespace, Release: d.env.Release, Workloads: workloads,
-			Timeout: d.env.Gates.RolloutTimeout, UnschedulableGrace: d.env.Gates.UnschedulableGrace,
+			Timeout: d.env.Gates.RolloutTimeout, UnschedulableGrace: d.env.Gates.UnschedulableGrace, ControllerGrace: d.env.Gates.ControllerGrace,
 			Progress: progress(prefix + "/rollout"),
 		})
 		return fmt.Sprintf("%d workloads fully available", len(workloads)), err
@@ -66,19 +66,21 @@ func (d *Deployer) workloads(rev release.Revision) ([]gate.Workload, []catalog.S
 	return wls, apis, nil
 }
 
-// snapshot fills the services from the cluster as they are now.
-func (d *Deployer) snapshot(ctx context.Context, r *run, rev release.Revision) {
+// snapshot fills the services from the cluster as they are now and returns
+// what holds back those that are not available, classified as the gates do.
+func (d *Deployer) snapshot(ctx context.Context, r *run, rev release.Revision) []gate.Problem {
 	wls, _, err := d.workloads(rev)
 	if err != nil {
 		r.note("could not read the workloads of revision %d: %v", rev.Number, err)
-		return
+		return nil
 	}
-	statuses, err := gate.Snapshot(ctx, d.kc.Watch, d.env.Namespace, wls, d.budgets.APIRead)
+	statuses, problems, err := gate.Snapshot(ctx, d.kc.Watch, d.env.Namespace, wls, d.budgets.APIRead)
 	if err != nil {
 		r.note("%v", err)
-		return
+		return nil
 	}
 	r.res.Services = d.services(r, statuses, rev)
+	return problems
 }
 
 func (d *Deployer) services(r *run, statuses []gate.Status, rev release.Revision) []report.Service {

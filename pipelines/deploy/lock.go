@@ -22,12 +22,13 @@ func (d *Deployer) locked(ctx context.Context, r *run, body func(context.Context
 	var held *kube.Lock
 	err := r.step("preflight/lock", func() (string, error) {
 		var err error
-		held, err = kube.AcquireLock(ctx, d.kc, d.env.Namespace, LockName, d.holderIdentity(), d.env.LockTTL, kube.Budget(d.budgets.Lock))
+		held, err = kube.AcquireLock(ctx, d.kc, d.env.Namespace, LockName, d.holderIdentity(), d.env.LockTTL, kube.Budget(d.budgets.Lock),
+			kube.LockOptions{TakeOver: r.takeOver})
 		if err != nil {
 			return "", err
 		}
 		if held.TookOver != nil {
-			return fmt.Sprintf("took over the stale lock of %q (expired %s)", held.TookOver.Identity, held.TookOver.Expires.UTC().Format(time.RFC3339)), nil
+			return fmt.Sprintf("took over the lock of %q: %s", held.TookOver.Identity, held.TookOverWhy), nil
 		}
 		return "lock " + held.Lease + " acquired", nil
 	})
@@ -40,8 +41,7 @@ func (d *Deployer) locked(ctx context.Context, r *run, body func(context.Context
 	}
 	r.res.Lock = &report.Lock{Lease: held.Lease, Holder: held.Identity, Live: true}
 	if held.TookOver != nil {
-		r.note("The deploy lock was held by %q, whose lease expired at %s without renewal: that deploy is gone, so this one took the lock over.",
-			held.TookOver.Identity, held.TookOver.Expires.UTC().Format(time.RFC3339))
+		r.note("The deploy lock was held by %q: %s. This deploy took the lock over.", held.TookOver.Identity, held.TookOverWhy)
 	}
 	lctx, cancel := context.WithCancelCause(ctx)
 	go func() {

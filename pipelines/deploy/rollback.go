@@ -18,6 +18,8 @@ type RollbackRequest struct {
 	Revision int
 	// Force allows returning to a revision that was never verified.
 	Force bool
+	// TakeOverLock: see Request.TakeOverLock.
+	TakeOverLock bool
 }
 
 // target is the request as release.Choose reads it, against history.
@@ -56,6 +58,7 @@ func (d *Deployer) Rollback(ctx context.Context, req RollbackRequest) *report.Re
 	if err != nil {
 		return r.refused(ctx, err)
 	}
+	r.takeOver = req.TakeOverLock
 	return d.locked(ctx, r, func(ctx context.Context) outcome {
 		// The history may have moved while we waited for the lock.
 		history, err := d.rel.History(ctx)
@@ -96,7 +99,7 @@ func (d *Deployer) rollbackTo(ctx context.Context, r *run, target release.Revisi
 	var rev release.Revision
 	err := r.step(step, func() (string, error) {
 		var err error
-		rev, err = d.rel.Rollback(ctx, target.Number)
+		rev, err = d.rel.Rollback(ctx, target.Number, release.RollbackOptions{DeployedBy: d.actor})
 		if err != nil {
 			return "", err
 		}

@@ -16,6 +16,8 @@ type run struct {
 	res   *report.Result
 	start time.Time
 	ready map[string]string // readiness gate phase per service
+	// takeOver asks locked to take the deploy lock from a live holder.
+	takeOver bool
 }
 
 func (d *Deployer) newRun(command string) *run {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/kube"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/release"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
@@ -22,7 +23,7 @@ func (d *Deployer) Status(ctx context.Context) *report.Result {
 		return r.finish(report.Failed, err, "Could not read the deploy lock.")
 	}
 	if holder != nil {
-		r.res.Lock = &report.Lock{Lease: d.env.Namespace + "/" + LockName, Holder: holder.Identity, Expires: holder.Expires, Live: live}
+		r.res.Lock = &report.Lock{Lease: d.env.Namespace + "/" + LockName, Holder: holder.Identity, Expires: holder.Expires, Live: live, Gone: holder.Gone}
 	}
 	history, err := d.rel.History(ctx)
 	if err != nil {
@@ -34,7 +35,7 @@ func (d *Deployer) Status(ctx context.Context) *report.Result {
 	cur := history[len(history)-1]
 	r.res.Revision = cur.Number
 	r.res.History = []release.Revision{cur}
-	d.snapshot(ctx, r, cur)
+	r.res.Problems = d.snapshot(ctx, r, cur)
 	summary := fmt.Sprintf("Revision %d is %s and ", cur.Number, cur.Status)
 	if cur.Verified {
 		summary += fmt.Sprintf("verified (%s).", cur.VerifiedAt.Format(time.RFC3339))
@@ -42,6 +43,9 @@ func (d *Deployer) Status(ctx context.Context) *report.Result {
 		summary += fmt.Sprintf("not verified; the newest verified revision is %d.", lv.Number)
 	} else {
 		summary += "not verified; no revision is."
+	}
+	if len(r.res.Problems) > 0 {
+		summary += " Now: " + headline(&gate.Failure{Problems: r.res.Problems}) + "."
 	}
 	return r.finish(report.Reported, nil, summary)
 }

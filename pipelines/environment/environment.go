@@ -33,7 +33,28 @@ type Gates struct {
 	RolloutTimeout     time.Duration
 	ReadinessTimeout   time.Duration
 	UnschedulableGrace time.Duration
+	// ControllerGrace is how long the Deployment controller may leave a new
+	// generation unobserved before the rollout gate fails with
+	// ControllerNotActing (kube-controller-manager down or without its
+	// leader lease). Optional; DefaultControllerGrace when unset.
+	ControllerGrace time.Duration
 }
+
+// DefaultControllerGrace is gates.controllerGrace when the file sets none: a
+// healthy controller observes a new generation within a second or two, and
+// a controller manager that lost its leader lease takes about 15s (its
+// lease duration) to win it back.
+const DefaultControllerGrace = time.Minute
+
+// The bounds of lock.ttl. The lock is renewed every third of it, so a
+// holder that dies (killed, its machine gone) blocks other deploys for at
+// most the TTL: minutes would block every deploy and rollback for minutes.
+// Below the minimum a renewal (every 2s) would hardly outlast a slow API
+// round trip.
+const (
+	MinLockTTL = 6 * time.Second
+	MaxLockTTL = 2 * time.Minute
+)
 
 // Environment is one loaded and validated environment.
 type Environment struct {
@@ -61,6 +82,7 @@ type settings struct {
 		RolloutTimeout     duration `json:"rolloutTimeout"`
 		ReadinessTimeout   duration `json:"readinessTimeout"`
 		UnschedulableGrace duration `json:"unschedulableGrace"`
+		ControllerGrace    duration `json:"controllerGrace"`
 	} `json:"gates"`
 	Lock struct {
 		TTL duration `json:"ttl"`
@@ -141,6 +163,9 @@ func Load(fsys fs.FS, name string) (*Environment, error) {
 	if err := s.validate(name); err != nil {
 		return nil, fmt.Errorf("environment %s: %s: %w", name, SettingsFile, err)
 	}
+	if s.Gates.ControllerGrace.Duration == 0 {
+		s.Gates.ControllerGrace.Duration = DefaultControllerGrace
+	}
 	env := &Environment{
 		Name:      s.Name,
 		Namespace: s.Namespace,
@@ -149,6 +174,7 @@ func Load(fsys fs.FS, name string) (*Environment, error) {
 			RolloutTimeout:     s.Gates.RolloutTimeout.Duration,
 			ReadinessTimeout:   s.Gates.ReadinessTimeout.Duration,
 			UnschedulableGrace: s.Gates.UnschedulableGrace.Duration,
+			ControllerGrace:    s.Gates.ControllerGrace.Duration,
 		},
 		LockTTL: s.Lock.TTL.Duration,
 		Budgets: s.budgets(),
@@ -196,6 +222,12 @@ func (s settings) validate(folder string) error {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative (leave it out for the default)", field))
 		}
+	}
+	if d := s.Gates.ControllerGrace.Duration; d < 0 {
+		errs = append(errs, fmt.Errorf("gates.controllerGrace must be a positive duration (or unset: %s)", DefaultControllerGrace))
+	}
+	if d := s.Lock.TTL.Duration; d > 0 && (d < MinLockTTL || d > MaxLockTTL) {
+		errs = append(errs, fmt.Errorf("lock.ttl %s is outside %s..%s: the lock is renewed every third of it, and a deploy that dies blocks the next for as long", d, MinLockTTL, MaxLockTTL))
 	}
 	sortErrors(errs)
 	return errors.Join(errs...)

@@ -34,7 +34,7 @@ const goodSettings = `name: dev
 namespace: krgeobuk
 release: krgeobuk-apps
 gates: {rolloutTimeout: 2m, readinessTimeout: 30s, unschedulableGrace: 10s}
-lock: {ttl: 5m}
+lock: {ttl: 30s}
 `
 
 func envFS(settings, values string) fstest.MapFS {
@@ -63,11 +63,17 @@ func TestLoad(t *testing.T) {
 			"name: prod\n"+goodSettings[len("name: dev\n"):], "a: 1\n"),
 			wantErr: `name "prod" does not match its folder "dev"`},
 		{name: "bad duration", env: "dev", fsys: envFS(
-			goodSettings[:len(goodSettings)-len("lock: {ttl: 5m}\n")]+"lock: {ttl: soon}\n", "a: 1\n"),
+			goodSettings[:len(goodSettings)-len("lock: {ttl: 30s}\n")]+"lock: {ttl: soon}\n", "a: 1\n"),
 			wantErr: `invalid duration "soon"`},
 		{name: "missing duration", env: "dev", fsys: envFS(
-			goodSettings[:len(goodSettings)-len("lock: {ttl: 5m}\n")], "a: 1\n"),
+			goodSettings[:len(goodSettings)-len("lock: {ttl: 30s}\n")], "a: 1\n"),
 			wantErr: "lock.ttl must be a positive duration"},
+		{name: "lock that blocks others for minutes", env: "dev", fsys: envFS(
+			goodSettings[:len(goodSettings)-len("lock: {ttl: 30s}\n")]+"lock: {ttl: 10m}\n", "a: 1\n"),
+			wantErr: "lock.ttl 10m0s is outside 6s..2m0s"},
+		{name: "lock renewed faster than the API answers", env: "dev", fsys: envFS(
+			goodSettings[:len(goodSettings)-len("lock: {ttl: 30s}\n")]+"lock: {ttl: 3s}\n", "a: 1\n"),
+			wantErr: "lock.ttl 3s is outside 6s..2m0s"},
 		{name: "bad namespace", env: "dev", fsys: envFS(
 			"name: dev\nnamespace: Krgeobuk_NS\n"+goodSettings[len("name: dev\nnamespace: krgeobuk\n"):], "a: 1\n"),
 			wantErr: `namespace "Krgeobuk_NS" is not a DNS label`},
@@ -84,7 +90,8 @@ func TestLoad(t *testing.T) {
 			}
 			require.NoError(t, err)
 			require.Equal(t, 2*time.Minute, env.Gates.RolloutTimeout)
-			require.Equal(t, 5*time.Minute, env.LockTTL)
+			require.Equal(t, 30*time.Second, env.LockTTL)
+			require.Equal(t, environment.DefaultControllerGrace, env.Gates.ControllerGrace, "unset: the default")
 			require.Equal(t, "tag", env.Values["global"].(map[string]any)["imagePolicy"])
 			require.Nil(t, env.MonitoringValues)
 		})

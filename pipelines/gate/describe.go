@@ -25,6 +25,10 @@ func Describe(namespace string, p Problem) Problem {
 	case ProgressDeadline:
 		p.Suggestion = fmt.Sprintf("The Deployment controller stopped waiting for progress; kubectl -n %s describe deployment %s",
 			namespace, p.Service)
+	case ControllerNotActing:
+		p.Suggestion = "Nothing in the cluster acts on the change: check that kube-controller-manager runs and holds " +
+			"its leader lease (kubectl -n kube-system get lease kube-controller-manager) and read its log. " +
+			"The release itself may be fine; deploy again once the controller acts."
 	case NotReady:
 		p.Suggestion = "The pod runs but its readiness probe does not pass. Check the service's readiness endpoint " +
 			"and the data stores it needs; " + describe

@@ -101,12 +101,12 @@ func CheckReadiness(ctx context.Context, eps Endpoints, opts ReadinessOptions) e
 		go func() {
 			defer wg.Done()
 			progress(Progress{Service: svc.Name, Gate: ReadinessGate, Phase: PhaseChecking, Message: svc.ReadinessPath})
-			p, ok := checkOne(ctx, eps, opts, svc)
+			p, attempts, ok := checkOne(ctx, eps, opts, svc, progress)
 			if ok {
-				progress(Progress{Service: svc.Name, Gate: ReadinessGate, Phase: PhaseReady, Message: svc.ReadinessPath})
+				progress(Progress{Service: svc.Name, Gate: ReadinessGate, Phase: PhaseReady, Attempt: attempts, Message: svc.ReadinessPath})
 				return
 			}
-			progress(Progress{Service: svc.Name, Gate: ReadinessGate, Phase: PhaseFailed, Message: p.Reason})
+			progress(Progress{Service: svc.Name, Gate: ReadinessGate, Phase: PhaseFailed, Attempt: attempts, Message: p.Reason})
 			mu.Lock()
 			problems = append(problems, Describe(opts.Namespace, p))
 			mu.Unlock()
@@ -127,14 +127,26 @@ func CheckReadiness(ctx context.Context, eps Endpoints, opts ReadinessOptions) e
 	return nil
 }
 
-func checkOne(ctx context.Context, eps Endpoints, opts ReadinessOptions, svc catalog.Service) (Problem, bool) {
+// checkOne asks one service until it answers 2xx or the budget is spent,
+// and returns the problem (when not ok) and how many requests it made. A
+// failed attempt whose outcome differs from the previous one is reported as
+// progress, so a person sees "attempt 3: HTTP 503" without a line per retry.
+func checkOne(ctx context.Context, eps Endpoints, opts ReadinessOptions, svc catalog.Service, progress func(Progress)) (Problem, int, bool) {
 	p := Problem{Class: ReadinessEndpoint, Service: svc.Name}
 	ep, err := eps.Readiness(ctx, opts.Namespace, svc)
 	if err != nil {
 		p.Reason, p.Message = "NoEndpoint", err.Error()
-		return p, false
+		return p, 0, false
 	}
 	attempts := 0
+	lastOutcome := ""
+	failed := func(err error) error {
+		if msg := outcome(err); msg != lastOutcome {
+			lastOutcome = msg
+			progress(Progress{Service: svc.Name, Gate: ReadinessGate, Phase: PhaseChecking, Attempt: attempts, Message: msg})
+		}
+		return retry.RetryableError(err)
+	}
 	b := budget.Readiness(opts.Timeout, opts.Interval)
 	err = retry.Do(ctx, b, func(ctx context.Context) error {
 		attempts++
@@ -146,17 +158,17 @@ func checkOne(ctx context.Context, eps Endpoints, opts ReadinessOptions, svc cat
 		}
 		resp, err := ep.Client.Do(req)
 		if err != nil {
-			return retry.RetryableError(err)
+			return failed(err)
 		}
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
 		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 			return nil
 		}
-		return retry.RetryableError(&statusError{code: resp.StatusCode, body: strings.TrimSpace(string(body))})
+		return failed(&statusError{code: resp.StatusCode, body: strings.TrimSpace(string(body))})
 	})
 	if err == nil {
-		return p, true
+		return p, attempts, true
 	}
 	var se *statusError
 	if errors.As(err, &se) {
@@ -165,11 +177,22 @@ func checkOne(ctx context.Context, eps Endpoints, opts ReadinessOptions, svc cat
 		if se.body != "" {
 			p.Message += ": " + se.body
 		}
-		return p, false
+		return p, attempts, false
 	}
 	p.Reason = "Unreachable"
 	p.Message = fmt.Sprintf("GET %s failed after %d attempts: %v", ep.URL, attempts, err)
-	return p, false
+	return p, attempts, false
+}
+
+// outcome names a failed attempt briefly: the status code, or that the
+// endpoint could not be reached. Bodies and error texts stay out of
+// progress lines (they may quote a URL with credentials or a secret).
+func outcome(err error) string {
+	var se *statusError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("HTTP %d", se.code)
+	}
+	return "unreachable"
 }
 
 type statusError struct {

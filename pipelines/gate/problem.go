@@ -37,6 +37,11 @@ const (
 	// ProgressDeadline: the Deployment controller gave up
 	// (ProgressDeadlineExceeded). Fatal.
 	ProgressDeadline Class = "ProgressDeadline"
+	// ControllerNotActing: the Deployment controller left a new generation
+	// unobserved for longer than the controller grace; no pod will change
+	// until kube-controller-manager runs (and holds its leader lease).
+	// Fatal.
+	ControllerNotActing Class = "ControllerNotActing"
 	// NotReady: the pod runs but is not Ready when the deadline passes.
 	NotReady Class = "NotReady"
 	// RolloutTimeout: the workload did not become available in time, with no
@@ -51,7 +56,7 @@ const (
 // Unschedulable: as soon as its grace period is over).
 func (c Class) Fatal() bool {
 	switch c {
-	case ImagePull, CrashLoop, ContainerConfig, ExitError, Unschedulable, ProgressDeadline:
+	case ImagePull, CrashLoop, ContainerConfig, ExitError, Unschedulable, ProgressDeadline, ControllerNotActing:
 		return true
 	}
 	return false

@@ -46,7 +46,23 @@ type Progress struct {
 	Phase   Phase  `json:"phase"`
 	Ready   int32  `json:"ready"`
 	Desired int32  `json:"desired"`
+	// Attempt counts the readiness gate's requests to the service so far
+	// (readiness progress only; it has no replica counts).
+	Attempt int    `json:"attempt,omitempty"`
 	Message string `json:"message,omitempty"`
+}
+
+// Counts is the progress's figures for a log line: "ready/desired" for the
+// rollout gate, "attempt N" for the readiness gate (empty before the first
+// request), never a meaningless "0/0".
+func (p Progress) Counts() string {
+	if p.Gate == ReadinessGate {
+		if p.Attempt == 0 {
+			return ""
+		}
+		return fmt.Sprintf("attempt %d", p.Attempt)
+	}
+	return fmt.Sprintf("%d/%d", p.Ready, p.Desired)
 }
 
 // Status is where a workload stood when the rollout gate ended.
@@ -57,6 +73,10 @@ type Status struct {
 	Updated int32  `json:"updated"`
 	Desired int32  `json:"desired"`
 	Message string `json:"message,omitempty"`
+
+	// unobserved is the Deployment's generation while the controller has not
+	// observed it (observed is the one it has), 0 otherwise.
+	unobserved, observed int64
 }
 
 // RolloutOptions configure WatchRollout.
@@ -71,10 +91,24 @@ type RolloutOptions struct {
 	// UnschedulableGrace is how long a pod may stay unschedulable before the
 	// gate fails (the cluster autoscaler may add a node meanwhile).
 	UnschedulableGrace time.Duration
+	// ControllerGrace is how long a Deployment's new generation may stay
+	// unobserved by the Deployment controller before the gate fails with
+	// ControllerNotActing, instead of waiting out Timeout for a controller
+	// that is not running. 0 means DefaultControllerGrace.
+	ControllerGrace time.Duration
 	// Progress receives an update whenever a workload's phase, ready count
 	// or message changes. It is called from the gate's goroutine.
 	Progress func(Progress)
 }
+
+// DefaultControllerGrace is RolloutOptions.ControllerGrace when unset: a
+// running controller observes a new generation within a second or two, and
+// one that lost its leader lease wins it back within about 15s.
+const DefaultControllerGrace = time.Minute
+
+// waitingForController is a workload's message while its Deployment's new
+// generation is not observed yet.
+const waitingForController = "waiting for the controller to observe the new generation"
 
 // RolloutGate is the gate's name in failures and progress.
 const RolloutGate = "rollout"
@@ -94,6 +128,9 @@ func WatchRollout(ctx context.Context, cs kubernetes.Interface, opts RolloutOpti
 	}
 	if len(opts.Workloads) == 0 {
 		return nil, nil
+	}
+	if opts.ControllerGrace <= 0 {
+		opts.ControllerGrace = DefaultControllerGrace
 	}
 	gctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
@@ -118,6 +155,7 @@ func WatchRollout(ctx context.Context, cs kubernetes.Interface, opts RolloutOpti
 		pods:    pods.Core().V1().Pods().Lister(),
 		changed: make(chan struct{}, 1),
 		unsched: map[types.UID]time.Time{},
+		unobs:   map[string]unobserved{},
 		last:    map[string]Progress{},
 	}
 	notify := cache.ResourceEventHandlerFuncs{
@@ -211,7 +249,15 @@ type watcher struct {
 	// unsched remembers when this gate first saw each pod unschedulable; the
 	// grace period runs on this process's clock, not the scheduler's.
 	unsched map[types.UID]time.Time
-	last    map[string]Progress
+	// unobs remembers since when (on this clock) each Deployment's current
+	// generation has been waiting for the controller.
+	unobs map[string]unobserved
+	last  map[string]Progress
+}
+
+type unobserved struct {
+	generation int64
+	since      time.Time
 }
 
 func (w *watcher) poke() {
@@ -240,6 +286,12 @@ func (w *watcher) evaluate(now time.Time) ([]Status, []Problem, time.Time) {
 	for _, wl := range w.opts.Workloads {
 		st, newPods := w.status(wl)
 		fatal := 0
+		if p, deadline, ok := w.controllerLag(wl, st, now); ok {
+			problems = append(problems, p)
+			fatal++
+		} else if !deadline.IsZero() && (next.IsZero() || deadline.Before(next)) {
+			next = deadline
+		}
 		for _, pod := range newPods {
 			for _, p := range Classify(wl.Service, pod) {
 				if p.Class == Unschedulable {
@@ -275,6 +327,29 @@ func (w *watcher) evaluate(now time.Time) ([]Status, []Problem, time.Time) {
 	return statuses, problems, next
 }
 
+// controllerLag judges a workload whose new generation the Deployment
+// controller has not observed: a ControllerNotActing problem once that has
+// lasted ControllerGrace, else when the grace ends (zero when the
+// generation is observed).
+func (w *watcher) controllerLag(wl Workload, st Status, now time.Time) (Problem, time.Time, bool) {
+	if st.unobserved == 0 {
+		delete(w.unobs, wl.Deployment)
+		return Problem{}, time.Time{}, false
+	}
+	u, ok := w.unobs[wl.Deployment]
+	if !ok || u.generation != st.unobserved {
+		u = unobserved{generation: st.unobserved, since: now}
+		w.unobs[wl.Deployment] = u
+	}
+	deadline := u.since.Add(w.opts.ControllerGrace)
+	if now.Before(deadline) {
+		return Problem{}, deadline, false
+	}
+	return Problem{Class: ControllerNotActing, Service: wl.Service, Reason: "GenerationNotObserved",
+		Message: fmt.Sprintf("the Deployment controller has not observed generation %d of Deployment %s for %s (observed: %d): is kube-controller-manager running?",
+			st.unobserved, wl.Deployment, now.Sub(u.since).Round(time.Second), st.observed)}, deadline, true
+}
+
 func (w *watcher) report(p Progress) {
 	if w.opts.Progress == nil || w.last[p.Service] == p {
 		return
@@ -301,7 +376,8 @@ func (w *watcher) status(wl Workload) (Status, []*corev1.Pod) {
 	}
 	st.Updated = d.Status.UpdatedReplicas
 	if d.Generation > d.Status.ObservedGeneration {
-		st.Phase, st.Message = PhaseProgressing, "waiting for the controller to observe the new generation"
+		st.Phase, st.Message = PhaseProgressing, waitingForController
+		st.unobserved, st.observed = d.Generation, d.Status.ObservedGeneration
 		return st, nil
 	}
 	for _, c := range d.Status.Conditions {
@@ -365,12 +441,22 @@ func ownedBy(refs []metav1.OwnerReference, uid types.UID) bool {
 // deadline passes, its not-ready pods or, when there is none to blame, the
 // workload itself.
 func (w *watcher) explainPending(statuses []Status) []Problem {
+	return w.explain(statuses, true)
+}
+
+// explain names what holds back every workload that is not available: each
+// pod of its new ReplicaSet classified exactly as the gate classifies it
+// (Classify), or merely not Ready. With blameWorkload, a workload with no
+// pod to blame gets a RolloutTimeout problem of its own; a workload the
+// controller gave up on (ProgressDeadlineExceeded) always gets its
+// ProgressDeadline problem.
+func (w *watcher) explain(statuses []Status, blameWorkload bool) []Problem {
 	var out []Problem
 	for _, st := range statuses {
 		if st.Phase == PhaseAvailable {
 			continue
 		}
-		var found bool
+		var found, fatal bool
 		if _, pods := w.status(st.Workload); len(pods) > 0 {
 			for _, pod := range pods {
 				ps := Classify(st.Service, pod) // unschedulable within its grace, say
@@ -379,11 +465,19 @@ func (w *watcher) explainPending(statuses []Status) []Problem {
 						ps = []Problem{p}
 					}
 				}
+				for _, p := range ps {
+					fatal = fatal || p.Class.Fatal()
+				}
 				out = append(out, ps...)
 				found = found || len(ps) > 0
 			}
 		}
-		if !found {
+		switch {
+		case st.Phase == PhaseFailed && !fatal:
+			// The controller itself gave up; no pod state says why.
+			out = append(out, Problem{Class: ProgressDeadline, Service: st.Service, Reason: "ProgressDeadlineExceeded", Message: st.Message})
+		case found:
+		case blameWorkload:
 			msg := st.Message
 			if msg == "" {
 				msg = fmt.Sprintf("%d of %d replicas available", st.Ready, st.Desired)
@@ -395,9 +489,17 @@ func (w *watcher) explainPending(statuses []Status) []Problem {
 }
 
 // fail builds the Failure: problems described, each pod's recent events
-// attached (read with a short, separate deadline so a failing API server
-// cannot hold the verdict back).
+// attached.
 func (w *watcher) fail(ctx context.Context, statuses []Status, problems []Problem, timedOut bool) error {
+	markFailed(statuses, problems)
+	for _, st := range statuses {
+		w.report(Progress{Service: st.Service, Gate: RolloutGate, Phase: st.Phase, Ready: st.Ready, Desired: st.Desired, Message: st.Message})
+	}
+	return &Failure{Gate: RolloutGate, TimedOut: timedOut, Problems: w.describe(ctx, problems)}
+}
+
+// markFailed sets the phase of every workload with a fatal problem.
+func markFailed(statuses []Status, problems []Problem) {
 	for i := range statuses {
 		for _, p := range problems {
 			if p.Service == statuses[i].Service && p.Class.Fatal() {
@@ -405,9 +507,12 @@ func (w *watcher) fail(ctx context.Context, statuses []Status, problems []Proble
 			}
 		}
 	}
-	for _, st := range statuses {
-		w.report(Progress{Service: st.Service, Gate: RolloutGate, Phase: st.Phase, Ready: st.Ready, Desired: st.Desired, Message: st.Message})
-	}
+}
+
+// describe attaches each pod's recent events (read with a short, separate
+// deadline so a failing API server cannot hold the verdict back) and a
+// suggestion to every problem.
+func (w *watcher) describe(ctx context.Context, problems []Problem) []Problem {
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	events := map[string][]string{}
@@ -420,7 +525,7 @@ func (w *watcher) fail(ctx context.Context, statuses []Status, problems []Proble
 		}
 		problems[i] = Describe(w.opts.Namespace, problems[i])
 	}
-	return &Failure{Gate: RolloutGate, TimedOut: timedOut, Problems: problems}
+	return problems
 }
 
 // RecentEvents returns up to n of the newest events about pod, oldest first,

@@ -239,11 +239,52 @@ func TestSnapshot(t *testing.T) {
 	deployment(t, cs, ns, "web", 1, nil, nil, nil)
 	_, err := watch(context.Background(), cs, ns, time.Minute, time.Second, nil, "web")
 	require.NoError(t, err)
-	st, err := gate.Snapshot(context.Background(), cs, ns, []gate.Workload{{Service: "web", Deployment: "web"}, {Service: "gone", Deployment: "gone"}}, 10*time.Second)
+	st, problems, err := gate.Snapshot(context.Background(), cs, ns, []gate.Workload{{Service: "web", Deployment: "web"}, {Service: "gone", Deployment: "gone"}}, 10*time.Second)
 	require.NoError(t, err)
 	require.Equal(t, gate.PhaseAvailable, st[0].Phase)
 	require.EqualValues(t, 1, st[0].Ready)
 	require.Equal(t, gate.PhaseWaiting, st[1].Phase)
+	require.Empty(t, problems, "a healthy workload and an absent one have no pod to blame")
+}
+
+// TestSnapshotNamesWhatTheGateWouldFailOn: status after `helm rollback` to
+// a bad revision must not say "0/1 progressing" and stop there; it names
+// the pod, container and reason exactly as the rollout gate does.
+func TestSnapshotNamesWhatTheGateWouldFailOn(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		fault   string
+		class   gate.Class
+		reasons []string
+		phase   gate.Phase
+	}{
+		{testenv.FaultCrashLoop, gate.CrashLoop, []string{"CrashLoopBackOff"}, gate.PhaseFailed},
+		{testenv.FaultImagePull, gate.ImagePull, []string{"ErrImagePull", "ImagePullBackOff"}, gate.PhaseFailed},
+		{testenv.FaultNeverReady, gate.NotReady, []string{"ContainersNotReady"}, gate.PhaseProgressing},
+	}
+	cs, ns := namespace(t)
+	for _, tt := range tests {
+		deployment(t, cs, ns, tt.fault, 1, map[string]string{testenv.FaultLabel: tt.fault}, nil, nil)
+	}
+	for _, tt := range tests {
+		t.Run(tt.fault, func(t *testing.T) {
+			// Let the gate see the fault first (never-ready: until its short
+			// deadline), so the snapshot is taken of a pod that shows it.
+			_, err := watch(context.Background(), cs, ns, 5*time.Second, time.Second, nil, tt.fault)
+			require.Error(t, err)
+			wls := []gate.Workload{{Service: tt.fault, Deployment: tt.fault}}
+			st, problems, err := gate.Snapshot(context.Background(), cs, ns, wls, 10*time.Second)
+			require.NoError(t, err)
+			require.Equal(t, tt.phase, st[0].Phase)
+			require.NotEmpty(t, problems)
+			p := problems[0]
+			require.Equal(t, tt.class, p.Class)
+			require.Contains(t, tt.reasons, p.Reason)
+			require.True(t, strings.HasPrefix(p.Pod, tt.fault+"-"), p.Pod)
+			require.Equal(t, tt.fault, p.Container)
+			require.NotEmpty(t, p.Suggestion)
+		})
+	}
 }
 
 // staticEndpoints points every service at one local server.
@@ -360,4 +401,38 @@ func TestProgressDeadlineExceededFailsTheGate(t *testing.T) {
 	require.Equal(t, gate.ProgressDeadline, f.Problems[0].Class)
 	require.Equal(t, "stalled", f.Problems[0].Service)
 	require.Contains(t, f.Problems[0].Message, "has timed out progressing")
+}
+
+// TestReadinessProgressCountsAttempts: readiness progress says which
+// attempt it is and what the last one answered, never a replica count of
+// "0/0" it does not have.
+func TestReadinessProgressCountsAttempts(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) <= 2 {
+			http.Error(w, "redis: connecting", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprint(w, `{"status":"ok"}`)
+	}))
+	defer srv.Close()
+	auth, _ := catalog.Lookup("auth-server")
+	var lines []string
+	err := gate.CheckReadiness(context.Background(), staticEndpoints{"auth-server": srv.URL}, gate.ReadinessOptions{
+		Namespace: "krgeobuk", Services: []catalog.Service{auth}, Timeout: 10 * time.Second,
+		Progress: func(p gate.Progress) {
+			lines = append(lines, strings.Join(strings.Fields(string(p.Phase)+" "+p.Counts()+" "+p.Message), " "))
+		},
+	})
+	require.NoError(t, err)
+	require.Equal(t, []string{
+		"checking " + auth.ReadinessPath, // before the first request
+		"checking attempt 1 HTTP 503",    // the second 503 is the same outcome: no line
+		"ready attempt 3 " + auth.ReadinessPath,
+	}, lines)
+	for _, l := range lines {
+		require.NotContains(t, l, "0/0")
+	}
+	require.Equal(t, "2/3", gate.Progress{Gate: gate.RolloutGate, Ready: 2, Desired: 3}.Counts())
 }

@@ -3,6 +3,7 @@ package gate
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"k8s.io/client-go/informers"
@@ -12,16 +13,22 @@ import (
 
 // Snapshot reads where each workload stands right now, without waiting for
 // anything to change: one list of Deployments, ReplicaSets and Pods. The
-// list is bounded by timeout.
-func Snapshot(ctx context.Context, cs kubernetes.Interface, namespace string, workloads []Workload, timeout time.Duration) ([]Status, error) {
+// list is bounded by timeout. For every workload that is not available it
+// also returns what holds it back, found by the very classification the
+// rollout gate fails on (Classify: pod, container, reason, message), with
+// events and suggestions; a workload with a fatal problem is in
+// PhaseFailed. An unschedulable pod is reported but does not fail its
+// workload: how long it has been refused is the gate's judgement to make.
+func Snapshot(ctx context.Context, cs kubernetes.Interface, namespace string, workloads []Workload, timeout time.Duration) ([]Status, []Problem, error) {
 	if len(workloads) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(namespace))
 	w := &watcher{
 		opts:    RolloutOptions{Namespace: namespace, Workloads: workloads},
+		cs:      cs,
 		deploys: f.Apps().V1().Deployments().Lister(),
 		sets:    f.Apps().V1().ReplicaSets().Lister(),
 		pods:    f.Core().V1().Pods().Lister(),
@@ -36,12 +43,23 @@ func Snapshot(ctx context.Context, cs kubernetes.Interface, namespace string, wo
 	defer f.Shutdown()
 	defer cancel()
 	if !cache.WaitForCacheSync(sctx.Done(), synced...) {
-		return nil, fmt.Errorf("status of %s: the API server did not list workloads within %s", namespace, timeout)
+		return nil, nil, fmt.Errorf("status of %s: the API server did not list workloads within %s", namespace, timeout)
 	}
 	out := make([]Status, 0, len(workloads))
 	for _, wl := range workloads {
 		st, _ := w.status(wl)
 		out = append(out, st)
 	}
-	return out, nil
+	problems := w.explain(out, false)
+	var fatal []Problem
+	for _, p := range problems {
+		if p.Class != Unschedulable {
+			fatal = append(fatal, p)
+		}
+	}
+	markFailed(out, fatal)
+	// The worst first: a crash loop in one service matters more than the
+	// pods of another still starting, and reports lead with the first.
+	sort.SliceStable(problems, func(i, j int) bool { return problems[i].Class.Fatal() && !problems[j].Class.Fatal() })
+	return out, w.describe(ctx, problems), nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -11,24 +12,60 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/budget"
 )
 
 // Holder describes who holds (or held) a deploy lock.
 type Holder struct {
 	Identity  string    `json:"identity"`
 	RenewedAt time.Time `json:"renewedAt"`
-	Expires   time.Time `json:"expires"`
+	// Expires is when the lease counts as stale unless renewed before.
+	Expires time.Time `json:"expires"`
+	// Host and PID name the holder's process where it recorded them.
+	Host string `json:"host,omitempty"`
+	PID  int    `json:"pid,omitempty"`
+	// Gone says why the holder is known to be dead before its lease
+	// expired: its process on this very host has exited.
+	Gone string `json:"gone,omitempty"`
 }
 
 // HeldError is returned by AcquireLock when another live holder has the lock.
 type HeldError struct {
 	Lease  string // namespace/name
 	Holder Holder
+	// At is when the lock was found held; the message's "ago" and "in" are
+	// relative to it.
+	At time.Time
 }
 
 func (e *HeldError) Error() string {
-	return fmt.Sprintf("deploy lock %s is held by %q (renewed %s, expires %s); another deploy is running",
-		e.Lease, e.Holder.Identity, e.Holder.RenewedAt.UTC().Format(time.RFC3339), e.Holder.Expires.UTC().Format(time.RFC3339))
+	h := e.Holder
+	at := e.At
+	if at.IsZero() {
+		at = time.Now()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "deploy lock %s is held by %q", e.Lease, h.Identity)
+	if h.PID > 0 {
+		fmt.Fprintf(&b, " (process %d on %s)", h.PID, h.Host)
+	}
+	fmt.Fprintf(&b, ": another deploy is running. It last renewed the lock at %s (%s ago)",
+		h.RenewedAt.UTC().Format(time.RFC3339), at.Sub(h.RenewedAt).Round(time.Second))
+	fmt.Fprintf(&b, "; should it stop renewing, the lock counts as stale at %s (in %s) and the next deploy takes it over.",
+		h.Expires.UTC().Format(time.RFC3339), h.Expires.Sub(at).Round(time.Second))
+	b.WriteString(" If you know that deploy is gone (its machine is down, say), take the lock over deliberately: " +
+		"--take-over-lock (TakeOverLock in the request).")
+	return b.String()
+}
+
+// LockOptions change how AcquireLock treats a live holder.
+type LockOptions struct {
+	// TakeOver takes the lock even from a holder that looks alive: for a
+	// person who knows that deploy is gone (its machine died) and will not
+	// wait for its lease to expire. The holder, if it still runs, loses the
+	// lock at its next renewal and stops.
+	TakeOver bool
 }
 
 // Lock is a held deploy lock: a coordination.k8s.io/v1 Lease whose holder
@@ -37,9 +74,11 @@ func (e *HeldError) Error() string {
 type Lock struct {
 	Lease    string // namespace/name
 	Identity string
-	// TookOver is the previous holder whose lease had expired (or nil when the
-	// lock was free): the deploy that held it is gone.
-	TookOver *Holder
+	// TookOver is the previous holder whose lease had expired, whose
+	// process was gone, or who was displaced deliberately (LockOptions
+	// TakeOver); nil when the lock was free. TookOverWhy says which.
+	TookOver    *Holder
+	TookOverWhy string
 
 	c         *Client
 	namespace string
@@ -58,11 +97,17 @@ const maxLockRaces = 5
 
 // AcquireLock takes the Lease namespace/name for identity with the given TTL.
 // It succeeds when the Lease does not exist, has no holder, is already ours,
-// or has expired (then Lock.TookOver names the previous holder). A live
-// foreign holder yields a *HeldError naming it. Transient API failures are
-// retried within budget b. The lock is renewed in the background until
-// Release.
-func AcquireLock(ctx context.Context, c *Client, namespace, name, identity string, ttl time.Duration, b retry.Backoff) (*Lock, error) {
+// has expired, or is held by a process on this same host that has exited
+// (then Lock.TookOver names the previous holder). A live foreign holder
+// yields a *HeldError naming it, unless opts asks to take over. Transient
+// API failures are retried within budget b. The lock is renewed in the
+// background until Release. opts is variadic so that callers written before
+// it keep compiling; at most one is used.
+func AcquireLock(ctx context.Context, c *Client, namespace, name, identity string, ttl time.Duration, b retry.Backoff, opts ...LockOptions) (*Lock, error) {
+	var o LockOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
 	if identity == "" {
 		return nil, errors.New("deploy lock: empty holder identity")
 	}
@@ -72,8 +117,9 @@ func AcquireLock(ctx context.Context, c *Client, namespace, name, identity strin
 	ref := namespace + "/" + name
 	leases := c.Typed.CoordinationV1().Leases(namespace)
 	var took *Holder
+	var why string
 	for race := 0; ; race++ {
-		took = nil
+		took, why = nil, ""
 		var lease *coordinationv1.Lease
 		err := Retry(ctx, b, func(ctx context.Context) error {
 			l, err := leases.Get(ctx, name, metav1.GetOptions{})
@@ -99,10 +145,14 @@ func AcquireLock(ctx context.Context, c *Client, namespace, name, identity strin
 			h, live := holderOf(lease, now)
 			switch {
 			case h.Identity == "" || h.Identity == identity:
+			case live && !o.TakeOver:
+				return nil, &HeldError{Lease: ref, Holder: h, At: now}
 			case live:
-				return nil, &HeldError{Lease: ref, Holder: h}
+				took, why = &h, fmt.Sprintf("taken over deliberately while its lease was live until %s", h.Expires.UTC().Format(time.RFC3339))
+			case h.Gone != "":
+				took, why = &h, h.Gone
 			default:
-				took = &h
+				took, why = &h, fmt.Sprintf("its lease expired at %s without renewal", h.Expires.UTC().Format(time.RFC3339))
 			}
 			fill(lease, identity, ttl, now, h.Identity != identity)
 			err = Retry(ctx, b, func(ctx context.Context) error {
@@ -121,7 +171,7 @@ func AcquireLock(ctx context.Context, c *Client, namespace, name, identity strin
 		break
 	}
 	l := &Lock{
-		Lease: ref, Identity: identity, TookOver: took,
+		Lease: ref, Identity: identity, TookOver: took, TookOverWhy: why,
 		c: c, namespace: namespace, name: name, ttl: ttl,
 		done: make(chan struct{}), lost: make(chan struct{}),
 	}
@@ -138,6 +188,16 @@ func fill(l *coordinationv1.Lease, identity string, ttl time.Duration, now time.
 	l.Spec.LeaseDurationSeconds = &secs
 	l.Spec.RenewTime = &mt
 	if newHolder {
+		if l.Annotations == nil {
+			l.Annotations = map[string]string{}
+		}
+		for k, v := range thisProcess().annotations() {
+			if v == "" {
+				delete(l.Annotations, k)
+			} else {
+				l.Annotations[k] = v
+			}
+		}
 		l.Spec.AcquireTime = &mt
 		n := int32(0)
 		if l.Spec.LeaseTransitions != nil {
@@ -147,13 +207,20 @@ func fill(l *coordinationv1.Lease, identity string, ttl time.Duration, now time.
 	}
 }
 
-// holderOf reads the holder of a Lease and whether its lease is still live
-// at now. The expiry is computed on this machine's clock from the holder's
-// renew time, so clocks that disagree by more than the TTL can misjudge.
+// holderOf reads the holder of a Lease and whether it is still live at now:
+// its lease has not expired and, when it runs on this very host, its process
+// still exists. The expiry is computed on this machine's clock from the
+// holder's renew time, so clocks that disagree by more than the TTL can
+// misjudge.
 func holderOf(l *coordinationv1.Lease, now time.Time) (Holder, bool) {
 	var h Holder
 	if l.Spec.HolderIdentity != nil {
 		h.Identity = *l.Spec.HolderIdentity
+	}
+	if h.Identity != "" {
+		p := processOf(l.Annotations)
+		h.Host, h.PID = p.host, p.pid
+		h.Gone = p.gone()
 	}
 	switch {
 	case l.Spec.RenewTime != nil:
@@ -164,7 +231,7 @@ func holderOf(l *coordinationv1.Lease, now time.Time) (Holder, bool) {
 	if l.Spec.LeaseDurationSeconds != nil {
 		h.Expires = h.RenewedAt.Add(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second)
 	}
-	return h, h.Identity != "" && now.Before(h.Expires)
+	return h, h.Identity != "" && now.Before(h.Expires) && h.Gone == ""
 }
 
 // Lost is closed when a renewal finds the lock taken by someone else (for
@@ -233,7 +300,7 @@ func (l *Lock) renew(ctx context.Context) {
 func (l *Lock) Release(ctx context.Context) error {
 	l.stop()
 	<-l.done
-	err := Retry(ctx, Budget(30*time.Second), func(ctx context.Context) error {
+	err := Retry(ctx, Budget(budget.Defaults().Cleanup), func(ctx context.Context) error {
 		leases := l.c.Typed.CoordinationV1().Leases(l.namespace)
 		lease, err := leases.Get(ctx, l.name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
@@ -248,6 +315,9 @@ func (l *Lock) Release(ctx context.Context) error {
 		lease.Spec.HolderIdentity = nil
 		lease.Spec.RenewTime = nil
 		lease.Spec.AcquireTime = nil
+		for _, k := range holderAnnotations {
+			delete(lease.Annotations, k)
+		}
 		_, err = leases.Update(ctx, lease, metav1.UpdateOptions{})
 		if apierrors.IsConflict(err) {
 			return retry.RetryableError(err)

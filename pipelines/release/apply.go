@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart"
@@ -33,6 +34,14 @@ func (c *Client) Apply(ctx context.Context, ch *chart.Chart, values map[string]a
 		return Revision{}, err
 	}
 	by := LabelValue(opts.DeployedBy)
+	// Helm numbers the new revision one above the newest record; writing the
+	// attribution with the records themselves leaves no window in which the
+	// revision exists unattributed. Should someone else's revision slip in
+	// between, the number differs and attribute below corrects it.
+	want := 1
+	if n := len(history); n > 0 {
+		want = history[n-1].Number + 1
+	}
 	var rel *helmrelease.Release
 	if len(history) == 0 {
 		in := action.NewInstall(c.cfg)
@@ -42,6 +51,7 @@ func (c *Client) Apply(ctx context.Context, ch *chart.Chart, values map[string]a
 		in.Labels = map[string]string{}
 		if by != "" {
 			in.Labels[LabelDeployedBy] = by
+			in.Labels[LabelDeployedRevision] = strconv.Itoa(want)
 		}
 		rel, err = in.RunWithContext(ctx, ch, vals)
 	} else {
@@ -51,11 +61,17 @@ func (c *Client) Apply(ctx context.Context, ch *chart.Chart, values map[string]a
 		up.Description = opts.Description
 		// "null" deletes a label Helm would otherwise copy from the previous
 		// revision.
-		up.Labels = map[string]string{LabelVerified: "null", LabelVerifiedAt: "null", LabelDeployedBy: "null"}
+		up.Labels = map[string]string{LabelVerified: "null", LabelVerifiedAt: "null", LabelDeployedBy: "null", LabelDeployedRevision: "null"}
 		if by != "" {
 			up.Labels[LabelDeployedBy] = by
+			up.Labels[LabelDeployedRevision] = strconv.Itoa(want)
 		}
 		rel, err = up.RunWithContext(ctx, c.Name, ch, vals)
+	}
+	if rel != nil && by != "" && rel.Version != want {
+		if aerr := c.attribute(ctx, rel, by); aerr != nil && err == nil {
+			err = aerr
+		}
 	}
 	if err != nil {
 		if rel != nil {

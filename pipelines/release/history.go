@@ -30,7 +30,16 @@ type Revision struct {
 	// Verified is true when every gate passed for this very revision.
 	Verified   bool      `json:"verified"`
 	VerifiedAt time.Time `json:"verifiedAt,omitzero"`
-	DeployedBy string    `json:"deployedBy,omitempty"`
+	// DeployedBy is who applied the revision through this pipeline; empty
+	// when Outside.
+	DeployedBy string `json:"deployedBy,omitempty"`
+	// Outside is true when the revision was not made by this pipeline: the
+	// helm CLI (upgrade, rollback, --atomic) or anything else that writes
+	// Helm's records, including revisions from before attribution was
+	// recorded per revision. Helm copies the previous revision's labels onto
+	// such revisions, so a deployed-by label that was not written for this
+	// very revision says nothing about who made it.
+	Outside bool `json:"outside,omitempty"`
 	// Images maps each service to the image it runs, repository@digest (or
 	// repository:tag when no digest was pinned).
 	Images map[string]string `json:"images,omitempty"`
@@ -139,7 +148,11 @@ func toRevision(rel *helmrelease.Release) Revision {
 			r.VerifiedAt = time.Unix(sec, 0).UTC()
 		}
 	}
-	r.DeployedBy = rel.Labels[LabelDeployedBy]
+	if by := rel.Labels[LabelDeployedBy]; by != "" && rel.Labels[LabelDeployedRevision] == strconv.Itoa(rel.Version) {
+		r.DeployedBy = by
+	} else {
+		r.Outside = true
+	}
 	r.Images = values.Images(rel.Config)
 	return r
 }

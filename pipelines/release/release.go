@@ -31,7 +31,13 @@ const (
 	// LabelVerifiedAt is the Unix time (seconds) the gates passed.
 	LabelVerifiedAt = "deploy.krgeobuk.dev/verified-at"
 	// LabelDeployedBy is who applied the revision (sanitised to a label value).
+	// It only counts together with LabelDeployedRevision: Helm copies both
+	// onto revisions it makes by itself (helm rollback, helm upgrade
+	// --atomic), and those were not made by the actor named.
 	LabelDeployedBy = "deploy.krgeobuk.dev/deployed-by"
+	// LabelDeployedRevision is the number of the revision LabelDeployedBy was
+	// written for, as LabelVerified is for the verified mark.
+	LabelDeployedRevision = "deploy.krgeobuk.dev/deployed-revision"
 )
 
 // MaxHistory is how many revisions Helm keeps per release. Helm prunes the

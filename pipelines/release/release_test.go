@@ -243,3 +243,63 @@ func TestLabelValue(t *testing.T) {
 		require.Equal(t, want, release.LabelValue(in), in)
 	}
 }
+
+// TestHistoryCreditsOnlyRevisionsThePipelineMade drives Helm's own SDK
+// (pkg/action, as the helm CLI does) between our applies: Helm copies the
+// release Secret's labels onto the revisions it makes, and history must not
+// credit those to the last actor of this pipeline.
+func TestHistoryCreditsOnlyRevisionsThePipelineMade(t *testing.T) {
+	t.Parallel()
+	rc, kc := client(t)
+	ctx := context.Background()
+	ch := tinyChart()
+	helm := new(action.Configuration)
+	require.NoError(t, helm.Init(kc.Getter(), kc.Namespace, "secret", func(string, ...any) {}))
+
+	_, err := rc.Apply(ctx, ch, map[string]any{"message": "one"}, release.ApplyOptions{DeployedBy: "alice"}) // 1
+	require.NoError(t, err)
+	_, err = rc.Apply(ctx, ch, map[string]any{"message": "two"}, release.ApplyOptions{DeployedBy: "bob"}) // 2
+	require.NoError(t, err)
+
+	// 3: `helm rollback tiny 1` copies revision 1's labels (alice's).
+	rb := action.NewRollback(helm)
+	rb.Version = 1
+	require.NoError(t, rb.Run("tiny"))
+	require.Equal(t, "alice", secretLabels(t, kc, 3)[release.LabelDeployedBy], "Helm copied the label; history must see through it")
+
+	// 4: `helm upgrade` copies revision 3's labels.
+	up := action.NewUpgrade(helm)
+	up.Namespace = kc.Namespace
+	_, err = up.RunWithContext(ctx, "tiny", ch, map[string]any{"message": "by hand"})
+	require.NoError(t, err)
+
+	// 5: our own rollback is ours again, 6: an apply with no actor is not.
+	_, err = rc.Rollback(ctx, 2, release.RollbackOptions{DeployedBy: "carol"})
+	require.NoError(t, err)
+	_, err = rc.Apply(ctx, ch, map[string]any{"message": "three"}, release.ApplyOptions{})
+	require.NoError(t, err)
+
+	h, err := rc.History(ctx)
+	require.NoError(t, err)
+	require.Len(t, h, 6)
+	tests := []struct {
+		rev     int
+		by      string
+		outside bool
+	}{
+		{1, "alice", false},
+		{2, "bob", false},
+		{3, "", true},
+		{4, "", true},
+		{5, "carol", false},
+		{6, "", true},
+	}
+	for _, tt := range tests {
+		t.Run(strconv.Itoa(tt.rev), func(t *testing.T) {
+			r := h[tt.rev-1]
+			require.Equal(t, tt.rev, r.Number)
+			require.Equal(t, tt.by, r.DeployedBy)
+			require.Equal(t, tt.outside, r.Outside)
+		})
+	}
+}

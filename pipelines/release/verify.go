@@ -60,3 +60,29 @@ func truncate(s string, n int) string {
 	}
 	return s[:n-1] + "…"
 }
+
+// attribute records on rel's release Secret that actor by made it, for this
+// very revision (see LabelDeployedRevision), and updates rel's labels to
+// match. Used where Helm wrote the record without our labels (its rollback
+// copies the previous revision's) or under another number than expected.
+func (c *Client) attribute(ctx context.Context, rel *helmrelease.Release, by string) error {
+	labels := map[string]string{LabelDeployedBy: by, LabelDeployedRevision: strconv.Itoa(rel.Version)}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"labels": labels}})
+	if err != nil {
+		return err
+	}
+	err = kube.Retry(ctx, kube.Budget(c.Budgets.APIWrite), func(ctx context.Context) error {
+		_, err := c.kc.Typed.CoreV1().Secrets(c.Namespace).Patch(ctx, c.secretName(rel.Version), types.MergePatchType, patch, metav1.PatchOptions{})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("release %s: record who made revision %d: %w", c.Name, rel.Version, err)
+	}
+	if rel.Labels == nil {
+		rel.Labels = map[string]string{}
+	}
+	for k, v := range labels {
+		rel.Labels[k] = v
+	}
+	return nil
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/release"
 )
 
 // JSON writes the result as indented JSON, redacted.
@@ -63,7 +64,7 @@ func Table(w io.Writer, res *Result, r *Redactor) error {
 		fmt.Fprintln(tw, "REVISION\tSTATUS\tVERIFIED\tUPDATED\tBY\tCHART\tDESCRIPTION")
 		for _, h := range res.History {
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Number, h.Status, yesNo(h.Verified),
-				h.Updated.UTC().Format(time.RFC3339), dash(h.DeployedBy), h.Chart, oneLine(h.Description, 80))
+				h.Updated.UTC().Format(time.RFC3339), author(h), h.Chart, oneLine(h.Description, 80))
 		}
 		_ = tw.Flush()
 		for _, h := range res.History {
@@ -83,6 +84,9 @@ func Table(w io.Writer, res *Result, r *Redactor) error {
 	}
 	if res.Lock != nil && res.Lock.Holder != "" {
 		state := "expired"
+		if res.Lock.Gone != "" {
+			state = "stale: " + res.Lock.Gone
+		}
 		if res.Lock.Live {
 			state = "live until " + res.Lock.Expires.UTC().Format(time.RFC3339)
 		}
@@ -154,7 +158,7 @@ func Markdown(w io.Writer, res *Result, r *Redactor) error {
 				imgs = append(imgs, fmt.Sprintf("%s: `%s`", svc, shortDigest(h.Images[svc])))
 			}
 			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s |\n", h.Number, h.Status, yesNo(h.Verified),
-				h.Updated.UTC().Format(time.RFC3339), dash(h.DeployedBy), strings.Join(imgs, "<br>"))
+				h.Updated.UTC().Format(time.RFC3339), md(author(h)), strings.Join(imgs, "<br>"))
 		}
 	}
 	if len(res.Steps) > 0 {
@@ -172,6 +176,19 @@ func Markdown(w io.Writer, res *Result, r *Redactor) error {
 	}
 	_, err := io.WriteString(w, r.String(b.String()))
 	return err
+}
+
+// Outside names, in history, a revision this pipeline did not make.
+const Outside = "outside the pipeline"
+
+// author says who made a revision: the pipeline's recorded actor, or that
+// it was made outside the pipeline (the helm CLI, say), never a name Helm
+// merely copied from an older revision.
+func author(h release.Revision) string {
+	if h.Outside || h.DeployedBy == "" {
+		return Outside
+	}
+	return h.DeployedBy
 }
 
 func dash(s string) string {

@@ -103,6 +103,9 @@ type Lock struct {
 	Holder  string    `json:"holder,omitempty"`
 	Expires time.Time `json:"expires,omitzero"`
 	Live    bool      `json:"live"`
+	// Gone says why a holder whose lease has not expired is stale all the
+	// same (its process on this host has exited).
+	Gone string `json:"gone,omitempty"`
 }
 
 // Duration marshals as seconds with millisecond precision.

@@ -157,3 +157,61 @@ func TestVerdictOK(t *testing.T) {
 		require.Equal(t, ok, v.OK(), v)
 	}
 }
+
+// TestHistoryNamesRevisionsMadeOutsideThePipeline: a revision the pipeline
+// did not make (helm rollback, helm upgrade) is shown as such in the table
+// and in Markdown, never credited to whoever deployed before it.
+func TestHistoryNamesRevisionsMadeOutsideThePipeline(t *testing.T) {
+	res := &report.Result{Command: "history", Environment: "staging", Verdict: report.Reported, History: []release.Revision{
+		{Number: 1, Status: "superseded", DeployedBy: "alice", Updated: time.Unix(1700000000, 0)},
+		{Number: 2, Status: "deployed", Outside: true, Updated: time.Unix(1700000100, 0)},
+	}}
+	tests := []struct {
+		name   string
+		render func(*bytes.Buffer) error
+		lines  []string
+	}{
+		{"table", func(b *bytes.Buffer) error { return report.Table(b, res, &report.Redactor{}) },
+			[]string{"1  superseded  no  2023-11-14T22:13:20Z  alice", "2  deployed    no  2023-11-14T22:15:00Z  outside the pipeline"}},
+		{"markdown", func(b *bytes.Buffer) error { return report.Markdown(b, res, &report.Redactor{}) },
+			[]string{"| 1 | superseded | no | 2023-11-14T22:13:20Z | alice |", "| 2 | deployed | no | 2023-11-14T22:15:00Z | outside the pipeline |"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			require.NoError(t, tt.render(&b))
+			// Compare words, not the table's column padding.
+			out := strings.Join(strings.Fields(b.String()), " ")
+			for _, l := range tt.lines {
+				require.Contains(t, out, strings.Join(strings.Fields(l), " "))
+			}
+			require.Equal(t, 1, strings.Count(b.String(), "alice"), "revision 2 must not be credited to alice")
+		})
+	}
+	js, err := json.Marshal(res.History[1])
+	require.NoError(t, err)
+	require.Contains(t, string(js), `"outside":true`)
+}
+
+// TestLockStates: the table says whether the lock's holder is live, its
+// lease expired, or its process is known to be gone.
+func TestLockStates(t *testing.T) {
+	exp := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		lock report.Lock
+		want string
+	}{
+		{"live", report.Lock{Lease: "ns/l", Holder: "alice", Expires: exp, Live: true}, "lock ns/l: held by alice (live until 2026-12-06T03:00:00Z)"},
+		{"expired", report.Lock{Lease: "ns/l", Holder: "alice", Expires: exp}, "lock ns/l: held by alice (expired)"},
+		{"process gone", report.Lock{Lease: "ns/l", Holder: "alice", Expires: exp, Gone: "its process 42 on this host (vm) has exited"},
+			"lock ns/l: held by alice (stale: its process 42 on this host (vm) has exited)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			require.NoError(t, report.Table(&b, &report.Result{Command: "status", Lock: &tt.lock}, &report.Redactor{}))
+			require.Contains(t, b.String(), tt.want)
+		})
+	}
+}
