@@ -333,31 +333,31 @@ func TestBadArgumentsFailBeforeAnyCall(t *testing.T) {
 			return m.Check(ctx, "", []string{"test; rm -rf /"})
 		}, `--target "test; rm -rf /" is not a make target name`},
 		{"deploy: unknown environment", func() error {
-			_, err := m.Deploy(ctx, "qa", kubeconfig, []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, "", nil, nil, nil, "table")
+			_, err := m.Deploy(ctx, "qa", kubeconfig, []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, "", nil, nil, nil, false, "table")
 			return err
 		}, `environment "qa": unknown`},
 		{"deploy: no kubeconfig", func() error {
-			_, err := m.Deploy(ctx, "staging", nil, []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, "", nil, nil, nil, "table")
+			_, err := m.Deploy(ctx, "staging", nil, []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, "", nil, nil, nil, false, "table")
 			return err
 		}, "--kubeconfig is required"},
 		{"deploy: nothing to deploy", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, nil, "", "", nil, "", nil, nil, nil, "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, nil, "", "", nil, "", nil, nil, nil, false, "table")
 			return err
 		}, "nothing to deploy: give --image service=repository@sha256:..., or --registry and --tag"},
 		{"deploy: malformed image pair", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, []string{"auth-server"}, "", "", nil, "", nil, nil, nil, "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, []string{"auth-server"}, "", "", nil, "", nil, nil, nil, false, "table")
 			return err
 		}, `--image "auth-server": want service=repository@sha256`},
 		{"deploy: malformed registry", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, nil, "ghcr.io/Krgeobuk", "v1", nil, "u", pw, nil, nil, "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, nil, "ghcr.io/Krgeobuk", "v1", nil, "u", pw, nil, nil, false, "table")
 			return err
 		}, `registry "ghcr.io/Krgeobuk"`},
 		{"deploy: unknown format", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, []string{"auth-server=x"}, "", "", nil, "", nil, nil, nil, "yaml")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, []string{"auth-server=x"}, "", "", nil, "", nil, nil, nil, false, "yaml")
 			return err
 		}, `--format "yaml"`},
 		{"rollback: negative revision", func() error {
-			_, err := m.Rollback(ctx, "production", kubeconfig, -1, false, nil, "table")
+			_, err := m.Rollback(ctx, "production", kubeconfig, -1, false, nil, false, "table")
 			return err
 		}, "--revision -1"},
 		{"status: no kubeconfig", func() error {
@@ -406,7 +406,7 @@ func TestDeployRefusesValuesThatAreNotAMapping(t *testing.T) {
 	ctx := context.Background()
 	kubeconfig := dag.SetSecret("kubeconfig", "apiVersion: v1\nkind: Config\n")
 	values := dag.Directory().WithNewFile("bad.yaml", "- replicas: 3\n").File("bad.yaml")
-	_, err := module().Deploy(ctx, "staging", kubeconfig, []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, "", nil, nil, values, "table")
+	_, err := module().Deploy(ctx, "staging", kubeconfig, []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, "", nil, nil, values, false, "table")
 	require.ErrorContains(t, err, "--values: not a YAML mapping of chart values")
 	for _, q := range fake.Queries() {
 		require.NotEqual(t, "plaintext", q.Leaf().Field, "the kubeconfig is not read for a refused call")

@@ -358,6 +358,13 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg values", err))
 				}
 			}
+			var takeOverLock bool
+			if inputArgs["takeOverLock"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["takeOverLock"]), &takeOverLock)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg takeOverLock", err))
+				}
+			}
 			var format string
 			if inputArgs["format"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["format"]), &format)
@@ -365,7 +372,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
 				}
 			}
-			return (*Krgeobuk).Deploy(&parent, ctx, env, kubeconfig, image, registry, tag, service, username, password, kubeApi, values, format)
+			return (*Krgeobuk).Deploy(&parent, ctx, env, kubeconfig, image, registry, tag, service, username, password, kubeApi, values, takeOverLock, format)
 		case "History":
 			var parent Krgeobuk
 			err = json.Unmarshal(parentJSON, &parent)
@@ -666,6 +673,13 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg kubeAPI", err))
 				}
 			}
+			var takeOverLock bool
+			if inputArgs["takeOverLock"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["takeOverLock"]), &takeOverLock)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg takeOverLock", err))
+				}
+			}
 			var format string
 			if inputArgs["format"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["format"]), &format)
@@ -673,7 +687,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
 				}
 			}
-			return (*Krgeobuk).Rollback(&parent, ctx, env, kubeconfig, revision, force, kubeApi, format)
+			return (*Krgeobuk).Rollback(&parent, ctx, env, kubeconfig, revision, force, kubeApi, takeOverLock, format)
 		case "Status":
 			var parent Krgeobuk
 			err = json.Unmarshal(parentJSON, &parent)

@@ -51,24 +51,24 @@ func TestBothDoorsRefuseBadInputAlike(t *testing.T) {
 			func() (string, error) { return m.Status(ctx, "qa", kc, nil, "table") }, `environment "qa": unknown`},
 		{"bad image pair", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", "auth-server"},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, []string{"auth-server"}, "", "", nil, "", nil, nil, nil, "table")
+				return m.Deploy(ctx, "staging", kc, []string{"auth-server"}, "", "", nil, "", nil, nil, nil, false, "table")
 			}, `--image "auth-server": want service=repository@sha256:...`},
 		{"duplicate service", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", digest, "--image", digest},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, []string{digest, digest}, "", "", nil, "", nil, nil, nil, "table")
+				return m.Deploy(ctx, "staging", kc, []string{digest, digest}, "", "", nil, "", nil, nil, nil, false, "table")
 			}, "--image: service auth-server given twice"},
 		{"bad format", []string{"history", "--env", "staging", "--kubeconfig", kcFile, "--format", "yaml"},
 			func() (string, error) { return m.History(ctx, "staging", kc, nil, "yaml") }, `--format "yaml": want one of table, markdown, json`},
 		{"values not a mapping", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", digest, "--values", valuesFile},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, []string{digest}, "", "", nil, "", nil, nil, values, "table")
+				return m.Deploy(ctx, "staging", kc, []string{digest}, "", "", nil, "", nil, nil, values, false, "table")
 			}, "--values: not a YAML mapping of chart values"},
 		{"user without password", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", digest, "--username", "ci-bot"},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, []string{digest}, "", "", nil, "ci-bot", nil, nil, nil, "table")
+				return m.Deploy(ctx, "staging", kc, []string{digest}, "", "", nil, "ci-bot", nil, nil, nil, false, "table")
 			}, "give both --username and --password, or neither"},
 		{"negative revision", []string{"rollback", "--env", "production", "--kubeconfig", kcFile, "--revision", "-1"},
-			func() (string, error) { return m.Rollback(ctx, "production", kc, -1, false, nil, "table") }, "--revision -1: revisions start at 1"},
+			func() (string, error) { return m.Rollback(ctx, "production", kc, -1, false, nil, false, "table") }, "--revision -1: revisions start at 1"},
 		{"missing kubeconfig", []string{"status", "--env", "staging", "--format", "markdown"},
 			func() (string, error) { return m.Status(ctx, "staging", nil, nil, "markdown") }, "no kubeconfig: --kubeconfig is required"},
 	}

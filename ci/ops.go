@@ -53,12 +53,16 @@ func (m *Krgeobuk) Deploy(
 	// the chart's schema before anything changes), e.g. a replica count.
 	// +optional
 	values *dagger.File,
+	// Take the deploy lock even from a holder that looks alive: only when
+	// its deploy is known to be gone (a refusal names the holder).
+	// +optional
+	takeOverLock bool,
 	// Report format: table, markdown or json.
 	// +default="table"
 	format string,
 ) (string, error) {
 	return request.Run(ctx, request.Op{
-		Command: request.Deploy, Env: env, Format: format, Images: image, Values: fileSource(values),
+		Command: request.Deploy, Env: env, Format: format, Images: image, Values: fileSource(values), TakeOverLock: takeOverLock,
 		Kubeconfig: secretSource(kubeconfig), KubeAPI: tunnel(kubeAPI),
 		Registry: request.Credentials{Username: username, Password: secretSource(password)},
 		Build: &request.Build{Registry: registry, Tag: tag, Services: service, Publish: m.publishing(publishArgs{
@@ -87,11 +91,15 @@ func (m *Krgeobuk) Rollback(
 	// tcp://localhost:6443.
 	// +optional
 	kubeAPI *dagger.Service,
+	// Take the deploy lock even from a holder that looks alive: only when
+	// its deploy is known to be gone (a refusal names the holder).
+	// +optional
+	takeOverLock bool,
 	// Report format: table, markdown or json.
 	// +default="table"
 	format string,
 ) (string, error) {
-	return request.Run(ctx, request.Op{Command: request.Rollback, Env: env, Format: format, Revision: revision, Force: force,
+	return request.Run(ctx, request.Op{Command: request.Rollback, Env: env, Format: format, Revision: revision, Force: force, TakeOverLock: takeOverLock,
 		Kubeconfig: secretSource(kubeconfig), KubeAPI: tunnel(kubeAPI)}).Text()
 }
 

@@ -61,6 +61,9 @@ type Op struct {
 	Revision int
 	// Force lets rollback return to a revision never verified.
 	Force bool
+	// TakeOverLock lets deploy and rollback take the deploy lock from a
+	// holder that still looks alive, when its deploy is known to be gone.
+	TakeOverLock bool
 
 	// ReadinessURLs are service=URL pairs sending readiness checks to fixed
 	// URLs instead of the API server's service proxy.
@@ -161,9 +164,9 @@ func Run(ctx context.Context, op Op) *Outcome {
 	out.Redactor = d.Redactor()
 	switch op.Command {
 	case Deploy:
-		out.Result = d.Deploy(ctx, deploy.Request{Images: images, Values: values})
+		out.Result = d.Deploy(ctx, deploy.Request{Images: images, Values: values, TakeOverLock: op.TakeOverLock})
 	case Rollback:
-		out.Result = d.Rollback(ctx, deploy.RollbackRequest{Revision: op.Revision, Force: op.Force})
+		out.Result = d.Rollback(ctx, deploy.RollbackRequest{Revision: op.Revision, Force: op.Force, TakeOverLock: op.TakeOverLock})
 	case Status:
 		out.Result = d.Status(ctx)
 	case History:

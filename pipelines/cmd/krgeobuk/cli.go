@@ -135,6 +135,7 @@ func define(fl *flag.FlagSet, o *options) {
 	}
 	if cmd == request.Deploy || cmd == request.Rollback {
 		fl.Var((*list)(&o.op.ReadinessURLs), "readiness-url", "service=URL to ask instead of the API server's service proxy; repeatable")
+		fl.BoolVar(&o.op.TakeOverLock, "take-over-lock", false, "take the deploy lock even from a holder that looks alive (only when its deploy is known to be gone)")
 	}
 	if cmd == request.Rollback {
 		fl.IntVar(&o.op.Revision, "revision", 0, "revision to return to (default: the newest verified revision before the current one)")
