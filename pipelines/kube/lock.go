@@ -55,7 +55,7 @@ func (e *HeldError) Error() string {
 	fmt.Fprintf(&b, "; should it stop renewing, the lock counts as stale at %s (in %s) and the next deploy takes it over.",
 		h.Expires.UTC().Format(time.RFC3339), h.Expires.Sub(at).Round(time.Second))
 	b.WriteString(" If you know that deploy is gone (its machine is down, say), take the lock over deliberately: " +
-		"--take-over-lock (TakeOverLock in the request).")
+		"pass --take-over-lock to deploy or rollback (both the CLI and the Dagger module take it).")
 	return b.String()
 }
 

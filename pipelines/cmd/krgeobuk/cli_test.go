@@ -8,8 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -18,6 +20,7 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv"
 	"github.com/krgeobuk/krgeobuk-infra/k8s"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
 )
 
@@ -168,4 +171,32 @@ func TestDeployRollbackStatusHistory(t *testing.T) {
 	out, _ = cli(exitOK, append(append([]string{"rollback", "--revision", "1"}, common...), readiness...)...)
 	require.Contains(t, out, "Rolled back to revision 1")
 	require.True(t, strings.Contains(out, "VERIFIED"))
+
+	// A deploy elsewhere holds the lock and renews it: refused, naming the
+	// holder and the way out; --take-over-lock takes it deliberately.
+	holdLock(ctx, t, cs, ns, "ci-job-on-another-runner")
+	out, _ = cli(exitFailed, append(append([]string{"rollback", "--revision", "1"}, common...), readiness...)...)
+	require.Contains(t, out, "ci-job-on-another-runner")
+	require.Contains(t, out, "--take-over-lock")
+	out, _ = cli(exitOK, append(append([]string{"rollback", "--revision", "1", "--take-over-lock"}, common...), readiness...)...)
+	require.Contains(t, out, "took over the lock of \"ci-job-on-another-runner\"")
+}
+
+// holdLock makes holder the live holder of the deploy lock of ns, renewed
+// now for a minute, as a deploy on another machine would.
+func holdLock(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, holder string) {
+	t.Helper()
+	secs := int32(60)
+	now := metav1.NewMicroTime(time.Now())
+	spec := coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &secs, RenewTime: &now, AcquireTime: &now}
+	leases := cs.CoordinationV1().Leases(ns)
+	l, err := leases.Get(ctx, deploy.LockName, metav1.GetOptions{})
+	if err == nil {
+		l.Spec = spec
+		l.Annotations = nil
+		_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+	} else {
+		_, err = leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: deploy.LockName}, Spec: spec}, metav1.CreateOptions{})
+	}
+	require.NoError(t, err)
 }
