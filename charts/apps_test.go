@@ -378,7 +378,7 @@ func TestAppsNotesSayWhatWasRendered(t *testing.T) {
 			"auth-server (api): ghcr.io/krgeobuk/auth-server@" + chartstest.Digest("auth-server") + " (by digest)",
 		}},
 		{name: "development, one service by tag", env: "development",
-			values: render.MergeValues(dev.Values, chartstest.Set("services.auth-server.image.tag", "1.4.2")), want: []string{
+			values: values.Merge(dev.Values, chartstest.Set("services.auth-server.image.tag", "1.4.2")), want: []string{
 				"auth-server (api): ghcr.io/krgeobuk/auth-server:1.4.2 (by tag)",
 				"auth-client (spa): ghcr.io/krgeobuk/auth-client:1.0.0 (by tag)",
 			}},
