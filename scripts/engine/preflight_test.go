@@ -20,10 +20,10 @@ func TestPreflightNamesTheStepAndItsMakeTarget(t *testing.T) {
 	}
 	state := stateDir(filepath.Join(t.TempDir(), "cache", "dagger-engine", "state"))
 	cases := []struct {
-		name   string
-		step   preflight.Step
+		name  string
+		step  preflight.Step
 		spoil func(*preflight.System)
-		want   []string
+		want  []string
 	}{
 		{"build: all there", buildPreflight(filepath.Join(t.TempDir(), "build")), nil, nil},
 		{"build: no go", buildPreflight(t.TempDir()), func(s *preflight.System) {
