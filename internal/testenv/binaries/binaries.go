@@ -136,15 +136,7 @@ func Ensure(ctx context.Context, opts Options) (Set, error) {
 			paths[name] = filepath.Join(bin, name)
 		}
 	}
-	return Set{
-		Etcd:                  paths["etcd"],
-		KubeAPIServer:         paths["kube-apiserver"],
-		KubeControllerManager: paths["kube-controller-manager"],
-		KubeScheduler:         paths["kube-scheduler"],
-		Kubectl:               paths["kubectl"],
-		Kwok:                  paths["kwok"],
-		Kwokctl:               paths["kwokctl"],
-	}, nil
+	return setOf(paths), nil
 }
 
 // Cached returns the programs of every toolset when the cache already holds
@@ -175,6 +167,10 @@ func Cached(opts Options) (Set, error) {
 			paths[name] = filepath.Join(dir, "bin", name)
 		}
 	}
+	return setOf(paths), nil
+}
+
+func setOf(paths map[string]string) Set {
 	return Set{
 		Etcd:                  paths["etcd"],
 		KubeAPIServer:         paths["kube-apiserver"],
@@ -183,7 +179,7 @@ func Cached(opts Options) (Set, error) {
 		Kubectl:               paths["kubectl"],
 		Kwok:                  paths["kwok"],
 		Kwokctl:               paths["kwokctl"],
-	}, nil
+	}
 }
 
 func (o *Options) fill() error {
