@@ -100,6 +100,11 @@ func TestCheckNamesEveryProblemTheStepAndItsRerunCommand(t *testing.T) {
 			want: []string{"cannot read the free space of " + dir + ": statfs: boom"},
 		},
 		{
+			name: "a custom check",
+			step: Step{Custom: []func() error{func() error { return nil }, func() error { return errors.New("the socket path is too long") }}},
+			want: []string{"  - the socket path is too long"},
+		},
+		{
 			name: "every problem at once",
 			step: Step{Tools: map[string]string{"runc": "runc", "nsenter": "util-linux"}, Packages: []string{"pigz"},
 				Dirs: []Dir{{Path: dir, Need: 200 * GiB}}},

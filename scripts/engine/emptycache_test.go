@@ -75,7 +75,12 @@ func TestEngineStepsOnAnEmptyCache(t *testing.T) {
 	require.FileExists(t, filepath.Join(built, "bin", ".complete"),
 		"the empty-cache test reuses the engine binaries in %s: run make engine-build first (make e2e does, before this test)", built)
 
-	cache := filepath.Join(t.TempDir(), "home", ".cache", "krgeobuk")
+	// A short root: the engine's socket lives under it, and the engine refuses
+	// unix socket paths over 104 bytes (t.TempDir's are long).
+	root, err := os.MkdirTemp("", "kc")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(root) })
+	cache := filepath.Join(root, "home", ".cache", "krgeobuk")
 	t.Setenv("KRGEOBUK_CACHE", cache)
 	q, err := findPaths()
 	require.NoError(t, err)

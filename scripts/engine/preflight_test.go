@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -44,6 +45,8 @@ func TestPreflightNamesTheStepAndItsMakeTarget(t *testing.T) {
 		{"up: no CNI plugins", upPreflight(state), func(s *preflight.System) {
 			s.Installed = func(string) (bool, error) { return false, nil }
 		}, []string{"Debian package containernetworking-plugins is not installed"}},
+		{"up: socket path too long", upPreflight(stateDir(filepath.Join(t.TempDir(), strings.Repeat("x", 100)))), nil,
+			[]string{"engine.sock is", "the engine refuses unix socket paths over 104: set KRGEOBUK_CACHE to a shorter folder", "make engine-up"}},
 		{"up: little disk", upPreflight(state), func(s *preflight.System) {
 			s.Free = func(string) (uint64, error) { return preflight.GiB, nil }
 		}, []string{"needs about 8.0 GiB there (an estimate) for the engine's build cache"}},

@@ -220,8 +220,18 @@ func upPreflight(s stateDir) preflight.Step {
 		},
 		Packages: []string{"containernetworking-plugins"},
 		Dirs:     []preflight.Dir{{Path: string(s), Need: 8 * preflight.GiB, What: "the engine's build cache and the registry's blobs"}},
+		Custom: []func() error{func() error {
+			if n := len(s.socket()); n > maxSocketPath {
+				return fmt.Errorf("the engine's socket %s is %d bytes long; the engine refuses unix socket paths over %d: set KRGEOBUK_CACHE to a shorter folder", s.socket(), n, maxSocketPath)
+			}
+			return nil
+		}},
 	}
 }
+
+// maxSocketPath is the longest unix socket path the engine accepts (it says
+// "unix socket path too long (> 104)" and exits).
+const maxSocketPath = 104
 
 // hostWithSbin finds programs on PATH or in /usr/sbin, where Debian keeps
 // iptables and dnsmasq (not on a non-root user's PATH).

@@ -39,6 +39,8 @@ type Step struct {
 	// Dirs are folders the step writes into: each is created if missing and
 	// must be writable with at least Need bytes free.
 	Dirs []Dir
+	// Custom are the step's own checks; each returns the problem or nil.
+	Custom []func() error
 }
 
 // Dir is a folder a step writes into and the free space it needs there.
@@ -118,6 +120,11 @@ func (s Step) CheckOn(sys System) error {
 		if free < d.Need {
 			problems = append(problems, fmt.Sprintf("%s has %s free; %s needs about %s there (an estimate) for %s",
 				d.Path, human(free), s.Name, human(d.Need), d.What))
+		}
+	}
+	for _, check := range s.Custom {
+		if err := check(); err != nil {
+			problems = append(problems, err.Error())
 		}
 	}
 	if len(problems) == 0 {
