@@ -19,6 +19,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/krgeobuk/krgeobuk-infra/internal/preflight"
 )
 
 // Tool is one program built from a module at an exact version. The module
@@ -152,6 +154,9 @@ func (t Tool) Ensure(ctx context.Context, logf func(string, ...any)) (string, er
 	if isExecutable(bin) {
 		return bin, nil
 	}
+	if err := t.Preflight(filepath.Dir(filepath.Dir(bin))).Check(); err != nil {
+		return "", err
+	}
 	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
 		return "", fmt.Errorf("tool %s: %w", t.Name, err)
 	}
@@ -168,6 +173,20 @@ func (t Tool) Ensure(ctx context.Context, logf func(string, ...any)) (string, er
 		return "", fmt.Errorf("tool %s %s: %w", t.Name, t.Version, err)
 	}
 	return bin, nil
+}
+
+// Preflight is what building t into cacheDir needs: the go command, a
+// writable cache folder with room for the module's source copy and the
+// binary, and room in the Go build cache (estimates; Prometheus is the
+// largest).
+func (t Tool) Preflight(cacheDir string) preflight.Step {
+	return preflight.Step{
+		Name:  "monitoring-tools (" + t.Name + ")",
+		Rerun: "make monitoring-tools",
+		Tools: map[string]string{"go": ""},
+		Dirs: append([]preflight.Dir{{Path: cacheDir, Need: preflight.GiB, What: "a copy of " + t.Module + " and the built " + t.Name}},
+			preflight.GoCacheDir(2*preflight.GiB)...),
+	}
 }
 
 func (t Tool) goEnv() []string {

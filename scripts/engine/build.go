@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"time"
+
+	"github.com/krgeobuk/krgeobuk-infra/scripts/engine/internal/preflight"
 )
 
 // EngineVersion is the Dagger engine this tool builds; enginePatch is tied to it.
@@ -41,6 +43,9 @@ func build(ctx context.Context, dir, distconstsDir string) error {
 	if _, err := os.Stat(stamp); err == nil {
 		fmt.Printf("engine build: warm, %s\n", filepath.Join(dir, "bin"))
 		return pruneOtherBuilds(dir)
+	}
+	if err := buildPreflight(dir).Check(); err != nil {
+		return err
 	}
 	start := time.Now()
 	step := func(name string, f func() error) error {
@@ -119,6 +124,19 @@ func build(ctx context.Context, dir, distconstsDir string) error {
 	}
 	fmt.Printf("engine build: cold, %.1fs, %s\n", time.Since(start).Seconds(), bin)
 	return pruneOtherBuilds(dir)
+}
+
+// buildPreflight is what a cold build needs: go, a writable build folder with
+// room for the engine's source copy and binaries, and room in the Go build
+// cache (estimates).
+func buildPreflight(dir string) preflight.Step {
+	return preflight.Step{
+		Name:  "engine build",
+		Rerun: "make engine-build",
+		Tools: map[string]string{"go": ""},
+		Dirs: append([]preflight.Dir{{Path: dir, Need: 2 * preflight.GiB, What: "the engine's source copy and binaries"}},
+			preflight.GoCacheDir(3*preflight.GiB)...),
+	}
 }
 
 // pruneOtherBuilds removes the other builds of this engine version (an older patch or Go

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/sethvargo/go-retry"
+
+	"github.com/krgeobuk/krgeobuk-infra/scripts/engine/internal/preflight"
 )
 
 // state is what `up` records in run/up.json for `exec` and `down`.
@@ -103,12 +105,8 @@ func up(ctx context.Context, p paths, s stateDir, args []string) error {
 	if _, err := os.Stat(filepath.Join(bin, ".complete")); err != nil {
 		return fmt.Errorf("engine not built (run make engine-build): %w", err)
 	}
-	for _, tool := range []string{"unshare", "tini", "runc", "ip", "iptables", "dnsmasq"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if _, err2 := os.Stat("/usr/sbin/" + tool); err2 != nil {
-				return fmt.Errorf("%s not found (run make deps): %w", tool, err)
-			}
-		}
+	if err := upPreflight(s).CheckOn(hostWithSbin()); err != nil {
+		return err
 	}
 	if err := os.RemoveAll(s.run()); err != nil {
 		return err
@@ -206,6 +204,50 @@ func up(ctx context.Context, p paths, s stateDir, args []string) error {
 	fmt.Printf("engine: up in %.1fs (pid %d), KRGEOBUK_ENGINE_HOST=unix://%s\n", time.Since(st.Started).Seconds(), st.NsPID, s.socket())
 	fmt.Printf("engine: registry 127.0.0.1:%d and %s:%d inside its network; log %s\n", RegistryPort, GatewayAddr, RegistryPort, s.log())
 	return nil
+}
+
+// upPreflight is what starting the engine needs: the programs it and its
+// namespaces run (Debian package in the value), the CNI plugins, and a
+// writable state folder with room for the engine's build cache and the
+// registry's blobs (an estimate: a full make e2e run fills a few GiB).
+func upPreflight(s stateDir) preflight.Step {
+	return preflight.Step{
+		Name:  "engine start",
+		Rerun: "make engine-up (make e2e runs it)",
+		Tools: map[string]string{
+			"unshare": "util-linux", "nsenter": "util-linux", "tini": "tini", "runc": "runc", "ip": "iproute2",
+			"iptables": "iptables", "dnsmasq": "dnsmasq-base", "pigz": "pigz", "git": "git",
+		},
+		Packages: []string{"containernetworking-plugins"},
+		Dirs:     []preflight.Dir{{Path: string(s), Need: 8 * preflight.GiB, What: "the engine's build cache and the registry's blobs"}},
+		Custom: []func() error{func() error {
+			if n := len(s.socket()); n > maxSocketPath {
+				return fmt.Errorf("the engine's socket %s is %d bytes long; the engine refuses unix socket paths over %d: set KRGEOBUK_CACHE to a shorter folder", s.socket(), n, maxSocketPath)
+			}
+			return nil
+		}},
+	}
+}
+
+// maxSocketPath is the longest unix socket path the engine accepts (it says
+// "unix socket path too long (> 104)" and exits).
+const maxSocketPath = 104
+
+// hostWithSbin finds programs on PATH or in /usr/sbin, where Debian keeps
+// iptables and dnsmasq (not on a non-root user's PATH).
+func hostWithSbin() preflight.System {
+	sys := preflight.Host()
+	sys.LookPath = func(tool string) (string, error) {
+		p, err := exec.LookPath(tool)
+		if err == nil {
+			return p, nil
+		}
+		if fi, serr := os.Stat("/usr/sbin/" + tool); serr == nil && fi.Mode()&0o111 != 0 {
+			return "/usr/sbin/" + tool, nil
+		}
+		return "", err
+	}
+	return sys
 }
 
 func firstChild(pid int) int {

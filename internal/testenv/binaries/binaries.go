@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/sethvargo/go-retry"
+
+	"github.com/krgeobuk/krgeobuk-infra/internal/preflight"
 )
 
 // Set holds absolute paths of every program a cluster needs.
@@ -134,6 +136,41 @@ func Ensure(ctx context.Context, opts Options) (Set, error) {
 			paths[name] = filepath.Join(bin, name)
 		}
 	}
+	return setOf(paths), nil
+}
+
+// Cached returns the programs of every toolset when the cache already holds
+// them, and never builds: an error names what is missing and `make testenv`.
+func Cached(opts Options) (Set, error) {
+	if err := opts.fill(); err != nil {
+		return Set{}, err
+	}
+	toolsets := opts.Toolsets
+	if toolsets == nil {
+		toolsets = Toolsets()
+	}
+	paths := map[string]string{}
+	for _, ts := range toolsets {
+		gomod, err := os.ReadFile(filepath.Join(opts.RepoRoot, ts.Dir, "go.mod"))
+		if err != nil {
+			return Set{}, fmt.Errorf("read tools module: %w", err)
+		}
+		version, err := RequiredVersion(gomod, ts.Module)
+		if err != nil {
+			return Set{}, fmt.Errorf("%s: %w", filepath.Join(ts.Dir, "go.mod"), err)
+		}
+		dir := filepath.Join(opts.CacheDir, "testenv", ts.Name+"-"+version)
+		if !fresh(dir, ts, stamp(ts, version, gomod)) {
+			return Set{}, fmt.Errorf("testenv toolset %s %s is not built in %s: run make testenv", ts.Name, version, opts.CacheDir)
+		}
+		for name := range ts.Programs {
+			paths[name] = filepath.Join(dir, "bin", name)
+		}
+	}
+	return setOf(paths), nil
+}
+
+func setOf(paths map[string]string) Set {
 	return Set{
 		Etcd:                  paths["etcd"],
 		KubeAPIServer:         paths["kube-apiserver"],
@@ -142,7 +179,7 @@ func Ensure(ctx context.Context, opts Options) (Set, error) {
 		Kubectl:               paths["kubectl"],
 		Kwok:                  paths["kwok"],
 		Kwokctl:               paths["kwokctl"],
-	}, nil
+	}
 }
 
 func (o *Options) fill() error {
@@ -248,6 +285,9 @@ func ensureToolset(ctx context.Context, opts Options, ts Toolset) (string, error
 		return bin, nil
 	}
 
+	if err := Preflight(opts, ts).Check(); err != nil {
+		return "", err
+	}
 	if err := os.MkdirAll(base, 0o755); err != nil {
 		return "", fmt.Errorf("create cache dir: %w", err)
 	}
@@ -267,6 +307,32 @@ func ensureToolset(ctx context.Context, opts Options, ts Toolset) (string, error
 		return "", fmt.Errorf("write stamp: %w", err)
 	}
 	return bin, nil
+}
+
+// diskEstimate is roughly what building a toolset writes: its binaries (and a
+// temporary copy while they are installed) in the cache, and its compiled
+// packages in the Go build cache. Estimates, not measurements of a limit.
+var diskEstimate = map[string]struct{ cache, gocache uint64 }{
+	"k8s":  {cache: 1 * preflight.GiB, gocache: 4 * preflight.GiB},
+	"etcd": {cache: preflight.GiB / 4, gocache: 1 * preflight.GiB},
+	"kwok": {cache: preflight.GiB / 4, gocache: 1 * preflight.GiB},
+}
+
+// Preflight is what building ts needs: the go command, a writable cache
+// folder and free disk there and in the Go build cache.
+func Preflight(opts Options, ts Toolset) preflight.Step {
+	est, ok := diskEstimate[ts.Name]
+	if !ok {
+		est = struct{ cache, gocache uint64 }{preflight.GiB / 4, preflight.GiB}
+	}
+	base := filepath.Join(opts.CacheDir, "testenv")
+	return preflight.Step{
+		Name:  "testenv build (" + ts.Name + ")",
+		Rerun: "make testenv",
+		Tools: map[string]string{opts.Go: ""},
+		Dirs: append([]preflight.Dir{{Path: base, Need: est.cache, What: "the " + ts.Name + " binaries"}},
+			preflight.GoCacheDir(est.gocache)...),
+	}
 }
 
 // stamp records what a cache entry was built from; a different go.mod (a

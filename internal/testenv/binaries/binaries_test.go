@@ -192,3 +192,49 @@ func TestEnsureNamesAToolsModuleThatDoesNotPinItsModule(t *testing.T) {
 	_, err := Ensure(context.Background(), Options{RepoRoot: root, CacheDir: t.TempDir(), Toolsets: []Toolset{ts}})
 	require.ErrorContains(t, err, "tools/go.mod: go.mod does not require example.com/not-required")
 }
+
+func TestEnsureChecksItsPrerequisitesBeforeBuilding(t *testing.T) {
+	root, ts := tinyTools(t, "x")
+	blocker := filepath.Join(t.TempDir(), "a-file")
+	require.NoError(t, os.WriteFile(blocker, nil, 0o644))
+	cases := []struct {
+		name  string
+		opts  Options
+		wants []string
+	}{
+		{"no go", Options{CacheDir: t.TempDir(), Go: "/nonexistent/go"}, []string{"/nonexistent/go is not on PATH"}},
+		{"cache under a file", Options{CacheDir: filepath.Join(blocker, "cache")}, []string{"cannot create " + filepath.Join(blocker, "cache", "testenv")}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.opts.RepoRoot, c.opts.Toolsets = root, []Toolset{ts}
+			var log lockedBuffer
+			c.opts.Log = &log
+			_, err := Ensure(context.Background(), c.opts)
+			require.ErrorContains(t, err, "testenv build (tiny): cannot start on this machine")
+			require.ErrorContains(t, err, "rerun just this step: make testenv")
+			for _, w := range c.wants {
+				require.ErrorContains(t, err, w)
+			}
+			require.NotContains(t, log.String(), "testenv: building", "nothing is built when a prerequisite is missing")
+		})
+	}
+}
+
+func TestCachedNeverBuilds(t *testing.T) {
+	t.Setenv("GOPROXY", "off")
+	root, ts := tinyTools(t, "x")
+	cache := t.TempDir()
+	opts := Options{RepoRoot: root, CacheDir: cache, Toolsets: []Toolset{ts}}
+	_, err := Cached(opts)
+	require.ErrorContains(t, err, "testenv toolset tiny v0.5.0 is not built in "+cache+": run make testenv")
+	entries, err := os.ReadDir(cache)
+	require.NoError(t, err)
+	require.Empty(t, entries, "Cached writes nothing")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	_, err = Ensure(ctx, opts)
+	require.NoError(t, err)
+	_, err = Cached(opts)
+	require.NoError(t, err)
+}

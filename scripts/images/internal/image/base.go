@@ -15,6 +15,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/krgeobuk/krgeobuk-infra/scripts/images/internal/preflight"
 	"github.com/krgeobuk/krgeobuk-infra/scripts/images/internal/rootfs"
 )
 
@@ -181,6 +182,9 @@ func (s *Bases) Build(ctx context.Context, b Base) (string, error) {
 	if _, err := os.Stat(filepath.Join(out, "index.json")); err == nil {
 		return out, nil
 	}
+	if err := BasePreflight(b, filepath.Dir(out)).Check(); err != nil {
+		return "", err
+	}
 	fmt.Fprintf(log, "image %s: building (%s)\n", b.Name, b.Stands)
 	work := filepath.Join(filepath.Dir(out), "work")
 	_ = os.RemoveAll(work)
@@ -216,6 +220,25 @@ func (s *Bases) Build(ctx context.Context, b Base) (string, error) {
 		return "", err
 	}
 	return out, nil
+}
+
+// BasePreflight is what building b into dir needs: the rootfs tools and room
+// for its rootfs, layer tarball and layout (an estimate; the golang image
+// carries a Go toolchain, the node image an npm cache).
+func BasePreflight(b Base, dir string) preflight.Step {
+	tools := map[string]string{}
+	for k, v := range RootfsTools {
+		tools[k] = v
+	}
+	if b.Name == "golang" {
+		tools["go"] = ""
+	}
+	return preflight.Step{
+		Name:  "images base (" + b.Name + ")",
+		Rerun: "make images (or: go -C scripts/images run . base)",
+		Tools: tools,
+		Dirs:  []preflight.Dir{{Path: dir, Need: 3 * preflight.GiB, What: "the " + b.Name + " image's rootfs, layer and layout"}},
+	}
 }
 
 // BuildAll builds every base image and returns name → layout path.

@@ -14,6 +14,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/krgeobuk/krgeobuk-infra/scripts/images/internal/layer"
+	"github.com/krgeobuk/krgeobuk-infra/scripts/images/internal/preflight"
 	"github.com/krgeobuk/krgeobuk-infra/scripts/images/internal/rootfs"
 )
 
@@ -129,6 +130,9 @@ func (g *GoSDK) Build(ctx context.Context) (string, error) {
 	if _, err := os.Stat(filepath.Join(out, "index.json")); err == nil {
 		return out, nil
 	}
+	if err := g.Preflight(filepath.Dir(out)).Check(); err != nil {
+		return "", err
+	}
 	work := filepath.Join(filepath.Dir(out), "work")
 	_ = os.RemoveAll(work)
 	defer func() { _ = os.RemoveAll(work) }()
@@ -201,6 +205,33 @@ func (g *GoSDK) Build(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return out, nil
+}
+
+// RootfsTools are the host programs a rootfs build runs, with their Debian
+// packages: debootstrap and tar make and unpack it, unshare, chroot and mount
+// run commands in it (rootfs.Command), ip brings loopback up offline.
+var RootfsTools = map[string]string{
+	"debootstrap": "debootstrap", "tar": "tar", "unshare": "util-linux", "chroot": "coreutils",
+	"mount": "mount", "ip": "iproute2", "cp": "coreutils",
+}
+
+// Preflight is what building the Go SDK image into dir needs: the rootfs
+// tools, go and git (the module is copied with git ls-files and built on the
+// host first), and room for the work tree (a Debian rootfs, Go, the module
+// cache, a second copy built offline, the layer tarballs and the layout;
+// an estimate) and the Go build cache.
+func (g *GoSDK) Preflight(dir string) preflight.Step {
+	tools := map[string]string{"go": "", "git": "git", "chmod": "coreutils"}
+	for k, v := range RootfsTools {
+		tools[k] = v
+	}
+	return preflight.Step{
+		Name:  "images go-sdk",
+		Rerun: "make images (or: go -C scripts/images run . go-sdk)",
+		Tools: tools,
+		Dirs: append([]preflight.Dir{{Path: dir, Need: 10 * preflight.GiB, What: "the Go SDK image's work tree, layers and layout"}},
+			preflight.GoCacheDir(2*preflight.GiB)...),
+	}
 }
 
 // only keeps prefix, its ancestors and everything below it.

@@ -10,6 +10,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/krgeobuk/krgeobuk-infra/scripts/images/internal/preflight"
 	"github.com/krgeobuk/krgeobuk-infra/scripts/images/internal/rootfs"
 )
 
@@ -54,6 +55,9 @@ func (g *GoSDK) Prove(ctx context.Context, layoutDir string, log io.Writer) erro
 		return err
 	}
 	tmpRoot := filepath.Join(g.Cache, "tmp")
+	if err := ProvePreflight(tmpRoot).Check(); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(tmpRoot, 0o755); err != nil {
 		return fmt.Errorf("go-sdk proof scratch: %w", err)
 	}
@@ -73,6 +77,22 @@ func (g *GoSDK) Prove(ctx context.Context, layoutDir string, log io.Writer) erro
 		return fmt.Errorf("go-sdk image %s: go build left no /runtime", layoutDir)
 	}
 	return nil
+}
+
+// ProvePreflight is what the offline proof needs in its scratch root: the
+// rootfs tools, git, and room for the unpacked image and the module's build
+// (an estimate).
+func ProvePreflight(tmpRoot string) preflight.Step {
+	tools := map[string]string{"git": "git"}
+	for k, v := range RootfsTools {
+		tools[k] = v
+	}
+	return preflight.Step{
+		Name:  "Go SDK image proof",
+		Rerun: "go -C scripts/images run . prove-go-sdk",
+		Tools: tools,
+		Dirs:  []preflight.Dir{{Path: tmpRoot, Need: 5 * preflight.GiB, What: "the unpacked Go SDK image and the module built in it"}},
+	}
 }
 
 // buildModuleIn copies the module into root/src and runs there, chrooted
