@@ -6,9 +6,11 @@
 // A backup exists only once it is complete: the archive is written under a
 // hidden temporary name and renamed into place after the dump, the
 // compression and the archive test all succeeded. Passwords reach child
-// processes through a 0600 defaults file (mysqldump, mysql) or the
-// REDISCLI_AUTH environment variable (redis-cli), never their command lines,
-// and are scrubbed from every error.
+// processes through a defaults file read from a pipe (mysqldump, mysql:
+// nothing on disk that could outlive a killed run), MYSQL_PWD (docker exec)
+// or REDISCLI_AUTH (redis-cli), never their command lines; every other child
+// gets an environment without any password. They are scrubbed from every
+// error.
 package backup
 
 import (
