@@ -224,6 +224,10 @@ type VerifyOptions struct {
 	// not be the source. Redis snapshots are read by a private local
 	// redis-server instead.
 	Scratch *Target
+	// ScratchMayHoldData lets the check use a scratch server that holds
+	// databases it did not create. Without it such a server is refused: it
+	// is not a scratch server, and the check drops the database it loads.
+	ScratchMayHoldData bool
 	// AllowDrift accepts data differences (a live source keeps changing
 	// after the backup); structural differences and failed restores still
 	// fail the check.
@@ -317,23 +321,46 @@ func verifyMySQL(ctx context.Context, t Target, database string, b Backup, o Ver
 	if s.Password == "" {
 		return Differences{}, errors.New("no password for the scratch MySQL: set SCRATCH_MYSQL_ROOT_PASSWORD")
 	}
-	if s.Addr() == t.Addr() && s.Container == t.Container {
-		return Differences{}, fmt.Errorf("the scratch server %s is the source itself: refusing to drop %s there", s.Addr(), database)
+	if sameAddress(ctx, t, *s) {
+		return Differences{}, fmt.Errorf("the scratch server %s is the source itself (same address and port): refusing to drop %s there", s.Addr(), database)
 	}
 	sdb, err := openMySQL(*s, "")
 	if err != nil {
 		return Differences{}, err
 	}
 	defer func() { _ = sdb.Close() }()
-	if err := loadMySQL(ctx, *s, sdb, b.Path, database); err != nil {
-		return Differences{}, fmt.Errorf("restore into scratch %s: %w", s.Addr(), err)
-	}
-	defer func() { _, _ = sdb.ExecContext(context.Background(), "DROP DATABASE IF EXISTS "+quoteIdent(database)) }()
 	src, err := openMySQL(t, "")
 	if err != nil {
 		return Differences{}, err
 	}
 	defer func() { _ = src.Close() }()
+	// Addresses can differ and still reach one server (another name, another
+	// interface, a forwarded port): ask both servers who they are.
+	srcID, err := mysqlIdentity(ctx, src)
+	if err != nil {
+		return Differences{}, fmt.Errorf("identify source %s: %w", t.Addr(), err)
+	}
+	scrID, err := mysqlIdentity(ctx, sdb)
+	if err != nil {
+		return Differences{}, fmt.Errorf("identify scratch %s: %w", s.Addr(), err)
+	}
+	if srcID == scrID {
+		return Differences{}, fmt.Errorf("the scratch server %s is the source itself (%s): refusing to drop %s there", s.Addr(), srcID, database)
+	}
+	if !o.ScratchMayHoldData {
+		held, err := userDatabases(ctx, sdb)
+		if err != nil {
+			return Differences{}, fmt.Errorf("inspect scratch %s: %w", s.Addr(), err)
+		}
+		if len(held) > 0 {
+			return Differences{}, fmt.Errorf("the scratch server %s holds databases the drill did not create: %s; refusing to use it (drop them, or pass --scratch-may-hold-data if it really is a scratch server)",
+				s.Addr(), strings.Join(held, ", "))
+		}
+	}
+	if err := loadMySQL(ctx, *s, sdb, b.Path, database); err != nil {
+		return Differences{}, fmt.Errorf("restore into scratch %s: %w", s.Addr(), err)
+	}
+	defer func() { _, _ = sdb.ExecContext(context.Background(), "DROP DATABASE IF EXISTS "+quoteIdent(database)) }()
 	a, err := readMySQLState(ctx, src, database)
 	if err != nil {
 		return Differences{}, fmt.Errorf("read source: %w", err)

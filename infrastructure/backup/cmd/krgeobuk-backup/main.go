@@ -274,6 +274,7 @@ func cmdVerify(ctx context.Context, args []string, out io.Writer) error {
 	sHost := c.fs.String("scratch-host", "127.0.0.1", "scratch MySQL server the dump is restored into")
 	sPort := c.fs.Int("scratch-port", 3399, "scratch MySQL port (docker-compose.verify.yml)")
 	sUser := c.fs.String("scratch-user", "root", "scratch MySQL account (password: SCRATCH_MYSQL_ROOT_PASSWORD)")
+	mayHold := c.fs.Bool("scratch-may-hold-data", false, "use a scratch MySQL that holds databases the check did not create (refused otherwise)")
 	drift := c.fs.Bool("allow-drift", false, "accept data that changed in the source since the backup")
 	if err := c.parse(args); err != nil {
 		return err
@@ -283,8 +284,9 @@ func cmdVerify(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	o := backup.VerifyOptions{
-		RunOptions: backup.RunOptions{Root: *dir, TextfileDir: textfileDir(*tf), Log: out},
-		AllowDrift: *drift,
+		RunOptions:         backup.RunOptions{Root: *dir, TextfileDir: textfileDir(*tf), Log: out},
+		AllowDrift:         *drift,
+		ScratchMayHoldData: *mayHold,
 	}
 	if t.Store.Engine == "mysql" {
 		env, err := readEnvFile(c.envFile)
