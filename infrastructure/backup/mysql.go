@@ -202,33 +202,53 @@ func mode(t Target) string {
 // stream, its CRC and its length) and requires mysqldump's completion line
 // at the end. Failures wrap ErrCorrupt.
 func CheckDump(path string) error {
+	_, err := inspectDump(path)
+	return err
+}
+
+// useStatement is how mysqldump --databases switches to each database it
+// dumps; the restore loads the dump into exactly these.
+var useStatement = regexp.MustCompile("^USE `((?:[^`]|``)+)`;$")
+
+// inspectDump is CheckDump that also returns the databases the dump loads
+// into, in order, read from its USE statements.
+func inspectDump(path string) ([]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() { _ = f.Close() }()
 	zr, err := gzip.NewReader(f)
 	if err != nil {
-		return fmt.Errorf("gzip test: %v: %w", err, ErrCorrupt)
+		return nil, fmt.Errorf("gzip test: %v: %w", err, ErrCorrupt)
 	}
 	last := ""
+	var dbs []string
+	seen := map[string]bool{}
 	r := bufio.NewReaderSize(zr, 64*1024)
 	for {
 		line, err := r.ReadString('\n')
 		if s := strings.TrimSpace(line); s != "" {
 			last = s
+			if m := useStatement.FindStringSubmatch(s); m != nil {
+				name := strings.ReplaceAll(m[1], "``", "`")
+				if !seen[name] {
+					seen[name] = true
+					dbs = append(dbs, name)
+				}
+			}
 		}
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("gzip test: %v: %w", err, ErrCorrupt)
+			return nil, fmt.Errorf("gzip test: %v: %w", err, ErrCorrupt)
 		}
 	}
 	if !strings.HasPrefix(last, dumpTrailer) {
-		return fmt.Errorf("dump does not end with %q (mysqldump stopped early): %w", dumpTrailer, ErrCorrupt)
+		return nil, fmt.Errorf("dump does not end with %q (mysqldump stopped early): %w", dumpTrailer, ErrCorrupt)
 	}
-	return nil
+	return dbs, nil
 }
 
 // mysqlSummary describes a database for the restore confirmation.

@@ -107,9 +107,15 @@ func RunBackup(ctx context.Context, t Target, databases []string, o RunOptions) 
 type Confirm func(summary string) error
 
 // checkArchive runs every check a restore needs before it touches the
-// target: the archive is of this store (and database), its checksum matches,
-// and its content tests clean.
+// target: the archive and its metadata match their checksums, the archive is
+// of this store (and database), and its content tests clean. For a dump the
+// database comes from the dump itself (its USE statement), and must agree
+// with the metadata: the returned metadata names what will be dropped and
+// loaded.
 func checkArchive(t Target, archive, database string) (Metadata, error) {
+	if err := VerifyMetadata(archive); err != nil {
+		return Metadata{}, err
+	}
 	meta, err := ReadMetadata(archive)
 	if err != nil {
 		return meta, err
@@ -118,18 +124,22 @@ func checkArchive(t Target, archive, database string) (Metadata, error) {
 		return meta, fmt.Errorf("%s is a backup of %s (%s), not of %s: refusing to restore it there",
 			filepath.Base(archive), meta.Store, meta.Engine, t.Store.Name)
 	}
+	if t.Store.Engine != "mysql" {
+		if err := CheckRDB(archive); err != nil {
+			return meta, fmt.Errorf("%s: %w", filepath.Base(archive), err)
+		}
+		return meta, nil
+	}
+	dbs, err := inspectDump(archive)
+	if err != nil {
+		return meta, fmt.Errorf("%s: %w", filepath.Base(archive), err)
+	}
+	if len(dbs) != 1 || dbs[0] != meta.Database {
+		return meta, fmt.Errorf("%s: the dump holds database(s) %s but its metadata says %q: refusing to guess which to replace",
+			filepath.Base(archive), strings.Join(dbs, ", "), meta.Database)
+	}
 	if database != "" && meta.Database != database {
 		return meta, fmt.Errorf("%s holds database %q, not %q", filepath.Base(archive), meta.Database, database)
-	}
-	if err := VerifyChecksum(archive); err != nil {
-		return meta, err
-	}
-	check := CheckRDB
-	if t.Store.Engine == "mysql" {
-		check = CheckDump
-	}
-	if err := check(archive); err != nil {
-		return meta, fmt.Errorf("%s: %w", filepath.Base(archive), err)
 	}
 	return meta, nil
 }
@@ -143,7 +153,7 @@ func Restore(ctx context.Context, t Target, archive string, confirm Confirm, log
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", t.Store.Name, err)
 	}
-	what := fmt.Sprintf("backup %s (taken %s, %d bytes, sha256 verified)",
+	what := fmt.Sprintf("backup %s (taken %s, %d bytes, sha256 of archive and metadata verified)",
 		filepath.Base(archive), meta.FinishedAt.Format(time.RFC3339), meta.SizeBytes)
 	if t.Store.Engine == "mysql" {
 		err = restoreMySQL(ctx, t, archive, meta, what, confirm, o)
