@@ -246,7 +246,8 @@ type VerifyOptions struct {
 
 // Verify restores the newest verified backup of each database of t into a
 // scratch instance and compares it with the source, then writes the
-// store's verify metrics: success and the time of the check.
+// store's verify metrics: success, the time of the check and the time of
+// the last check that succeeded.
 func Verify(ctx context.Context, t Target, databases []string, o VerifyOptions) error {
 	if t.Store.Engine == "redis" {
 		databases = []string{""}
@@ -263,10 +264,7 @@ func Verify(ctx context.Context, t Target, databases []string, o VerifyOptions) 
 	}
 	err := errors.Join(errs...)
 	if o.TextfileDir != "" {
-		if werr := writeMetrics(o.TextfileDir, VerifyMetricsFile(t.Store.Name), t.Store.Name, []sample{
-			{MetricVerifySuccess, boolValue(err == nil)},
-			{MetricVerifyTimestamp, unix(time.Now())},
-		}); werr != nil {
+		if werr := writeVerifyMetrics(o.TextfileDir, t.Store.Name, err == nil, time.Now()); werr != nil {
 			err = errors.Join(err, werr)
 		}
 	}
