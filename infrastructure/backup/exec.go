@@ -55,6 +55,26 @@ func defaultsPipe(user, password string) (*os.File, error) {
 	return r, nil
 }
 
+// SweepLegacyDefaultsFiles removes the password files that versions before
+// the defaults pipe left in the temp directory when they were killed
+// (<tmp>/krgeobuk-backup-*/client.cnf), and their directories once empty.
+// Nothing else is touched.
+func SweepLegacyDefaultsFiles() error {
+	files, err := filepath.Glob(filepath.Join(os.TempDir(), "krgeobuk-backup-*", "client.cnf"))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, f := range files {
+		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+			errs = append(errs, fmt.Errorf("remove leftover %s: %w", f, err))
+			continue
+		}
+		_ = os.Remove(filepath.Dir(f)) // only succeeds when empty
+	}
+	return errors.Join(errs...)
+}
+
 // optionValue quotes a value for a MySQL option file.
 func optionValue(v string) string {
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)

@@ -92,6 +92,26 @@ func TestKilledBackupLeavesNoPasswordOnDisk(t *testing.T) {
 	require.Empty(t, found, "the password outlived the killed run")
 }
 
+// Older versions left <tmp>/krgeobuk-backup-*/client.cnf behind when they
+// were killed; any run removes them, and nothing else.
+func TestAnyRunSweepsPasswordFilesOlderVersionsLeft(t *testing.T) {
+	t.Parallel()
+	tmp := t.TempDir()
+	legacy := filepath.Join(tmp, "krgeobuk-backup-1234567", "client.cnf")
+	other := filepath.Join(tmp, "krgeobuk-backup-test-99", "krgeobuk-backup")
+	for _, f := range []string{legacy, other} {
+		require.NoError(t, os.MkdirAll(filepath.Dir(f), 0o700))
+		require.NoError(t, os.WriteFile(f, []byte("[client]\npassword=\"old-secret\"\n"), 0o600))
+	}
+	cmd := exec.Command(toolBin, "help")
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.NoFileExists(t, legacy)
+	require.NoDirExists(t, filepath.Dir(legacy))
+	require.FileExists(t, other, "swept a file that is not an old password file")
+}
+
 // envWatch samples the environment of the named programs while it runs and
 // records every variable holding a secret that the program may not have.
 type envWatch struct {

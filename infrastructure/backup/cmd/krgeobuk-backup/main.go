@@ -43,6 +43,11 @@ func main() {
 	redis.SetLogger(quietRedis{})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Older versions kept the MySQL password in a temp file that a killed
+	// run left behind; every run removes such leftovers.
+	if err := backup.SweepLegacyDefaultsFiles(); err != nil {
+		fmt.Fprintf(os.Stderr, "krgeobuk-backup: %v\n", err)
+	}
 	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
