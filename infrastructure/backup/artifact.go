@@ -17,7 +17,10 @@ import (
 
 // Sidecar suffixes beside every archive.
 const (
-	SumSuffix  = ".sha256"    // "<hex>  <archive name>\n", as sha256sum -c reads it
+	// SumSuffix is the checksum sidecar, as sha256sum -c reads it: one
+	// "<hex>  <name>" line for the archive and one for its metadata, which
+	// steers a restore (store, database) and so is covered too.
+	SumSuffix  = ".sha256"
 	MetaSuffix = ".meta.json" // Metadata
 	partialTag = ".partial-"  // hidden temporary files: ".<name>.partial-<random>"
 )
@@ -130,7 +133,7 @@ func writeArtifact(dir, name string, meta Metadata, produce func(w io.Writer) er
 		data   []byte
 	}{
 		{MetaSuffix, append(metaJSON, '\n')},
-		{SumSuffix, []byte(meta.SHA256 + "  " + name + "\n")},
+		{SumSuffix, []byte(meta.SHA256 + "  " + name + "\n" + sha256Hex(append(metaJSON, '\n')) + "  " + name + MetaSuffix + "\n")},
 	} {
 		p := final + side.suffix
 		if err := writeFileAtomic(p, side.data, 0o600); err != nil {
@@ -199,31 +202,92 @@ func ReadMetadata(archive string) (Metadata, error) {
 	return m, nil
 }
 
-// VerifyChecksum recomputes the archive's sha256 and compares it with its
-// sidecar; a missing sidecar, a mismatch or an unreadable file is an error
-// wrapping ErrCorrupt.
+// ErrMetadataUncovered marks a backup whose checksum sidecar covers only the
+// archive: it was written before the metadata was checksummed, so nothing
+// proves its metadata (which store, which database) is what the backup
+// wrote.
+var ErrMetadataUncovered = errors.New("its metadata is not covered by its checksum")
+
+// VerifyChecksum recomputes the sha256 of the archive and, when its sidecar
+// lists it, of the metadata, and compares them with the sidecar; a missing
+// sidecar, a mismatch or an unreadable file is an error wrapping
+// ErrCorrupt. A sidecar without a metadata line (older backups) passes;
+// VerifyMetadata requires that line.
 func VerifyChecksum(archive string) error {
+	_, err := verifySums(archive)
+	return err
+}
+
+// VerifyMetadata is VerifyChecksum that also requires the metadata to be
+// covered: what a restore needs before it trusts the metadata. An older
+// backup is refused with ErrMetadataUncovered and the way to accept it.
+func VerifyMetadata(archive string) error {
+	covered, err := verifySums(archive)
+	if err != nil {
+		return err
+	}
+	if !covered {
+		name := filepath.Base(archive)
+		return fmt.Errorf("%s: %w (the backup predates metadata checksums): check %s by hand and, if it is right, "+
+			"cover it with: cd %s && sha256sum %s >> %s", name, ErrMetadataUncovered, name+MetaSuffix,
+			filepath.Dir(archive), name+MetaSuffix, name+SumSuffix)
+	}
+	return nil
+}
+
+func verifySums(archive string) (metaCovered bool, err error) {
+	name := filepath.Base(archive)
 	side, err := os.ReadFile(archive + SumSuffix)
 	if err != nil {
-		return fmt.Errorf("%s: no checksum sidecar: %w", filepath.Base(archive), ErrCorrupt)
+		return false, fmt.Errorf("%s: no checksum sidecar: %w", name, ErrCorrupt)
 	}
-	fields := strings.Fields(string(side))
-	if len(fields) != 2 || fields[1] != filepath.Base(archive) || len(fields[0]) != 64 {
-		return fmt.Errorf("%s: malformed checksum sidecar: %w", filepath.Base(archive), ErrCorrupt)
+	sums := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(side)), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) != 2 || len(fields[0]) != 64 {
+			return false, fmt.Errorf("%s: malformed checksum sidecar: %w", name, ErrCorrupt)
+		}
+		sums[fields[1]] = fields[0]
 	}
-	f, err := os.Open(archive)
+	want, ok := sums[name]
+	if !ok || len(sums) > 2 {
+		return false, fmt.Errorf("%s: malformed checksum sidecar: %w", name, ErrCorrupt)
+	}
+	if err := checkSum(archive, want); err != nil {
+		return false, err
+	}
+	wantMeta, ok := sums[name+MetaSuffix]
+	if !ok {
+		if len(sums) > 1 {
+			return false, fmt.Errorf("%s: malformed checksum sidecar: %w", name, ErrCorrupt)
+		}
+		return false, nil
+	}
+	if err := checkSum(archive+MetaSuffix, wantMeta); err != nil {
+		return false, fmt.Errorf("%w (the metadata was changed after the backup was taken)", err)
+	}
+	return true, nil
+}
+
+func checkSum(path, want string) error {
+	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("%s: %w", filepath.Base(archive), err)
+		return fmt.Errorf("%s: %w", filepath.Base(path), err)
 	}
 	defer func() { _ = f.Close() }()
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
-		return fmt.Errorf("%s: read: %w", filepath.Base(archive), err)
+		return fmt.Errorf("%s: read: %w", filepath.Base(path), err)
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != fields[0] {
-		return fmt.Errorf("%s: sha256 %s does not match the sidecar's %s: %w", filepath.Base(archive), got[:12], fields[0][:12], ErrCorrupt)
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return fmt.Errorf("%s: sha256 %s does not match the sidecar's %s: %w", filepath.Base(path), got[:12], want[:12], ErrCorrupt)
 	}
 	return nil
+}
+
+func sha256Hex(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
 }
 
 // List returns the archives in dir, newest first by their metadata's finish

@@ -3,6 +3,7 @@ package backup
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -28,33 +29,51 @@ func (b *tailBuffer) Write(p []byte) (int, error) {
 
 func (b *tailBuffer) String() string { return strings.TrimSpace(b.buf.String()) }
 
-// credentials is a private defaults file for the MySQL client tools. The
-// password lives only in this 0600 file inside a 0700 directory and is
-// removed by cleanup.
-type credentials struct {
-	path string
-	dir  string
-}
-
-func writeDefaultsFile(user, password string) (*credentials, error) {
-	dir, err := os.MkdirTemp("", "krgeobuk-backup-")
-	if err != nil {
-		return nil, fmt.Errorf("create private dir: %w", err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, err
-	}
-	p := filepath.Join(dir, "client.cnf")
+// defaultsPipe hands the MySQL client tools their credentials through a
+// pipe the child reads as /dev/fd/3. Nothing is written to disk, so a run
+// killed with SIGKILL (no cleanup runs) leaves no password behind: the pipe
+// dies with the processes holding it.
+func defaultsPipe(user, password string) (*os.File, error) {
 	content := fmt.Sprintf("[client]\nuser=%s\npassword=%s\n", optionValue(user), optionValue(password))
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, fmt.Errorf("write defaults file: %w", err)
+	// The whole file is written before the child starts, so it must fit the
+	// pipe buffer (at least 4 KiB, 64 KiB on Linux) or the write would block.
+	if len(content) > 4096 {
+		return nil, errors.New("the MySQL credentials are too long for the defaults pipe (over 4 KiB)")
 	}
-	return &credentials{path: p, dir: dir}, nil
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("create defaults pipe: %w", err)
+	}
+	_, err = w.WriteString(content)
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = r.Close()
+		return nil, fmt.Errorf("write defaults pipe: %w", err)
+	}
+	return r, nil
 }
 
-func (c *credentials) cleanup() { _ = os.RemoveAll(c.dir) }
+// SweepLegacyDefaultsFiles removes the password files that versions before
+// the defaults pipe left in the temp directory when they were killed
+// (<tmp>/krgeobuk-backup-*/client.cnf), and their directories once empty.
+// Nothing else is touched.
+func SweepLegacyDefaultsFiles() error {
+	files, err := filepath.Glob(filepath.Join(os.TempDir(), "krgeobuk-backup-*", "client.cnf"))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, f := range files {
+		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+			errs = append(errs, fmt.Errorf("remove leftover %s: %w", f, err))
+			continue
+		}
+		_ = os.Remove(filepath.Dir(f)) // only succeeds when empty
+	}
+	return errors.Join(errs...)
+}
 
 // optionValue quotes a value for a MySQL option file.
 func optionValue(v string) string {
@@ -66,32 +85,34 @@ func optionValue(v string) string {
 // listens on the port it publishes, so t.Port is right inside it too.
 
 // mysqlTool builds the command for a MySQL client tool (mysqldump, mysql)
-// against t. Host mode runs the local tool with a defaults file; container
+// against t. Host mode runs the local tool with a defaults pipe; container
 // mode runs the container's own tool through docker exec, handing the
 // password over in MYSQL_PWD through docker's environment (-e NAME without a
-// value), never argv. The returned cleanup removes the defaults file.
+// value), never argv. The returned cleanup closes the defaults pipe.
 func mysqlTool(ctx context.Context, t Target, tool string, args ...string) (*exec.Cmd, func(), error) {
 	if t.Container != "" {
 		full := append([]string{"exec", "-i", "-e", "MYSQL_PWD", t.Container, tool,
 			"--user=" + t.User, "--host=127.0.0.1", "--port=" + strconv.Itoa(t.Port), "--protocol=tcp"}, args...)
 		cmd := exec.CommandContext(ctx, "docker", full...)
-		cmd.Env = append(os.Environ(), "MYSQL_PWD="+t.Password)
+		cmd.Env = append(childEnv(), "MYSQL_PWD="+t.Password)
 		return cmd, func() {}, nil
 	}
 	bin, err := lookTool(tool)
 	if err != nil {
 		return nil, nil, err
 	}
-	cred, err := writeDefaultsFile(t.User, t.Password)
+	cred, err := defaultsPipe(t.User, t.Password)
 	if err != nil {
 		return nil, nil, err
 	}
-	// --defaults-extra-file must come first.
-	full := append([]string{"--defaults-extra-file=" + cred.path,
+	// --defaults-extra-file must come first; ExtraFiles[0] is fd 3 in the
+	// child.
+	full := append([]string{"--defaults-extra-file=/dev/fd/3",
 		"--host=" + t.Host, "--port=" + strconv.Itoa(t.Port), "--protocol=tcp"}, args...)
 	cmd := exec.CommandContext(ctx, bin, full...)
-	cmd.Env = withoutSecrets(os.Environ())
-	return cmd, cred.cleanup, nil
+	cmd.ExtraFiles = []*os.File{cred}
+	cmd.Env = childEnv()
+	return cmd, func() { _ = cred.Close() }, nil
 }
 
 // redisCLI builds a redis-cli command against t, password in REDISCLI_AUTH.
@@ -109,9 +130,14 @@ func redisCLI(ctx context.Context, t Target, args ...string) (*exec.Cmd, error) 
 		full := append([]string{"-h", t.Host, "-p", strconv.Itoa(t.Port), "--no-auth-warning"}, args...)
 		cmd = exec.CommandContext(ctx, bin, full...)
 	}
-	cmd.Env = append(withoutSecrets(os.Environ()), "REDISCLI_AUTH="+t.Password)
+	cmd.Env = append(childEnv(), "REDISCLI_AUTH="+t.Password)
 	return cmd, nil
 }
+
+// childEnv is the environment of every child process: this process's,
+// without any password, so a child gets only the one credential its caller
+// adds (or none).
+func childEnv() []string { return withoutSecrets(os.Environ()) }
 
 // withoutSecrets drops the .env password variables from a child's
 // environment: the child gets exactly the one credential it needs.

@@ -3,7 +3,9 @@ package backup_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -293,7 +295,8 @@ func archives(t testing.TB, dir string) []string {
 	return out
 }
 
-// age rewrites a backup's metadata so it looks finished `by` ago.
+// age rewrites a backup's metadata so it looks finished `by` ago, and its
+// checksum line with it, as if it had been written then.
 func age(t *testing.T, archive string, by time.Duration) {
 	t.Helper()
 	m, err := backup.ReadMetadata(archive)
@@ -303,6 +306,12 @@ func age(t *testing.T, archive string, by time.Duration) {
 	b, err := json.Marshal(m)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(archive+backup.MetaSuffix, b, 0o600))
+	side, err := os.ReadFile(archive + backup.SumSuffix)
+	require.NoError(t, err)
+	first, _, _ := strings.Cut(string(side), "\n")
+	sum := sha256.Sum256(b)
+	name := filepath.Base(archive) + backup.MetaSuffix
+	require.NoError(t, os.WriteFile(archive+backup.SumSuffix, []byte(first+"\n"+hex.EncodeToString(sum[:])+"  "+name+"\n"), 0o600))
 }
 
 // metrics parses a textfile with Prometheus' own text parser and returns

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -19,13 +20,18 @@ const (
 	MetricLastRunSuccess  = "krgeobuk_backup_last_run_success"
 	MetricVerifySuccess   = "krgeobuk_backup_restore_verify_success"
 	MetricVerifyTimestamp = "krgeobuk_backup_restore_verify_timestamp_seconds"
+	// MetricVerifyLastSuccess is the time of the last restore check that
+	// succeeded; a failed check keeps the previous value, so "no good drill
+	// for a day" is one comparison with time().
+	MetricVerifyLastSuccess = "krgeobuk_backup_restore_verify_last_success_timestamp_seconds"
 )
 
 var metricHelp = map[string]string{
-	MetricLastSuccess:     "Finish time of the newest backup whose checksum verifies (oldest across the store's databases); 0 when there is none.",
-	MetricLastRunSuccess:  "1 when the last backup run of the store succeeded, 0 when it failed.",
-	MetricVerifySuccess:   "1 when the last restore check restored the newest backup into a scratch instance and it matched the source, 0 otherwise.",
-	MetricVerifyTimestamp: "Time the last restore check of the store ran.",
+	MetricLastSuccess:       "Finish time of the newest backup whose checksum verifies (oldest across the store's databases); 0 when there is none.",
+	MetricLastRunSuccess:    "1 when the last backup run of the store succeeded, 0 when it failed.",
+	MetricVerifySuccess:     "1 when the last restore check restored the newest backup into a scratch instance and it matched the source, 0 otherwise.",
+	MetricVerifyTimestamp:   "Time the last restore check of the store ran.",
+	MetricVerifyLastSuccess: "Time of the last restore check of the store that succeeded; 0 when none did.",
 }
 
 type sample struct {
@@ -70,6 +76,49 @@ func boolValue(ok bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// previousValue reads a gauge from an earlier textfile; 0 when the file or
+// the sample is missing or unreadable.
+func previousValue(dir, file, name string) float64 {
+	b, err := os.ReadFile(filepath.Join(dir, file))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		f := strings.Fields(line)
+		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+			return v
+		}
+	}
+	return 0
+}
+
+// writeVerifyMetrics writes the outcome of a restore check of store. The
+// last success time carries over from the previous file when this check
+// failed, so a drill that keeps failing (or failing before it starts) shows
+// its age.
+func writeVerifyMetrics(dir, store string, ok bool, now time.Time) error {
+	file := VerifyMetricsFile(store)
+	last := previousValue(dir, file, MetricVerifyLastSuccess)
+	if ok {
+		last = unix(now)
+	}
+	return writeMetrics(dir, file, store, []sample{
+		{MetricVerifySuccess, boolValue(ok)},
+		{MetricVerifyTimestamp, unix(now)},
+		{MetricVerifyLastSuccess, last},
+	})
+}
+
+// ReportVerifyFailure records a restore check of store that failed before
+// it could run (no scratch server, no password): without it the failure
+// would leave no metric and no alert would see it.
+func ReportVerifyFailure(dir, store string) error {
+	return writeVerifyMetrics(dir, store, false, time.Now())
 }
 
 // BackupMetricsFile and VerifyMetricsFile are the textfile names per store.

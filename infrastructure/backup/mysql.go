@@ -81,6 +81,51 @@ func serverInfo(ctx context.Context, db *sql.DB, m *Metadata) error {
 	return nil
 }
 
+// mysqlIdentity names the server instance behind a connection, whatever
+// address reached it. MySQL 8.4 has @@server_uuid, generated once per data
+// directory: that is the identity. MariaDB 10.11 has no server_uuid (and
+// @@server_id is 1 on every default install), so there an instance is its
+// data directory on its machine: @@hostname names the machine (the
+// container, in container mode), @@datadir the directory, which two running
+// servers cannot share (InnoDB locks it), and @@port the listener. Two
+// different servers that agree on all three are refused as the same one,
+// which errs on the safe side.
+func mysqlIdentity(ctx context.Context, db *sql.DB) (string, error) {
+	var uuid sql.NullString
+	if err := db.QueryRowContext(ctx, "SELECT @@server_uuid").Scan(&uuid); err == nil && uuid.String != "" {
+		return "server_uuid " + uuid.String, nil
+	}
+	var host, datadir string
+	var port int
+	if err := db.QueryRowContext(ctx, "SELECT @@hostname, @@port, @@datadir").Scan(&host, &port, &datadir); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("host %s, port %d, datadir %s", host, port, datadir), nil
+}
+
+// systemDatabases are the schemas every server has.
+var systemDatabases = map[string]bool{"information_schema": true, "mysql": true, "performance_schema": true, "sys": true}
+
+// userDatabases lists the databases on a server beyond its system schemas.
+func userDatabases(ctx context.Context, db *sql.DB) ([]string, error) {
+	rows, err := db.QueryContext(ctx, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	var out []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		if !systemDatabases[strings.ToLower(n)] {
+			out = append(out, n)
+		}
+	}
+	return out, rows.Err()
+}
+
 func databaseExists(ctx context.Context, db *sql.DB, name string) (bool, error) {
 	var n int
 	err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", name).Scan(&n)
@@ -157,33 +202,53 @@ func mode(t Target) string {
 // stream, its CRC and its length) and requires mysqldump's completion line
 // at the end. Failures wrap ErrCorrupt.
 func CheckDump(path string) error {
+	_, err := inspectDump(path)
+	return err
+}
+
+// useStatement is how mysqldump --databases switches to each database it
+// dumps; the restore loads the dump into exactly these.
+var useStatement = regexp.MustCompile("^USE `((?:[^`]|``)+)`;$")
+
+// inspectDump is CheckDump that also returns the databases the dump loads
+// into, in order, read from its USE statements.
+func inspectDump(path string) ([]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() { _ = f.Close() }()
 	zr, err := gzip.NewReader(f)
 	if err != nil {
-		return fmt.Errorf("gzip test: %v: %w", err, ErrCorrupt)
+		return nil, fmt.Errorf("gzip test: %v: %w", err, ErrCorrupt)
 	}
 	last := ""
+	var dbs []string
+	seen := map[string]bool{}
 	r := bufio.NewReaderSize(zr, 64*1024)
 	for {
 		line, err := r.ReadString('\n')
 		if s := strings.TrimSpace(line); s != "" {
 			last = s
+			if m := useStatement.FindStringSubmatch(s); m != nil {
+				name := strings.ReplaceAll(m[1], "``", "`")
+				if !seen[name] {
+					seen[name] = true
+					dbs = append(dbs, name)
+				}
+			}
 		}
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("gzip test: %v: %w", err, ErrCorrupt)
+			return nil, fmt.Errorf("gzip test: %v: %w", err, ErrCorrupt)
 		}
 	}
 	if !strings.HasPrefix(last, dumpTrailer) {
-		return fmt.Errorf("dump does not end with %q (mysqldump stopped early): %w", dumpTrailer, ErrCorrupt)
+		return nil, fmt.Errorf("dump does not end with %q (mysqldump stopped early): %w", dumpTrailer, ErrCorrupt)
 	}
-	return nil
+	return dbs, nil
 }
 
 // mysqlSummary describes a database for the restore confirmation.

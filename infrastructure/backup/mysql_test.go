@@ -100,7 +100,11 @@ func corrupt(t *testing.T, archive string, mutate func([]byte) []byte, fixSum bo
 		b, err := os.ReadFile(dst)
 		require.NoError(t, err)
 		sum := sha256.Sum256(b)
-		require.NoError(t, os.WriteFile(dst+backup.SumSuffix, []byte(hex.EncodeToString(sum[:])+"  "+filepath.Base(dst)+"\n"), 0o600))
+		// Only the archive's line is recomputed; the metadata's stays.
+		side, err := os.ReadFile(dst + backup.SumSuffix)
+		require.NoError(t, err)
+		_, rest, _ := strings.Cut(string(side), "\n")
+		require.NoError(t, os.WriteFile(dst+backup.SumSuffix, []byte(hex.EncodeToString(sum[:])+"  "+filepath.Base(dst)+"\n"+rest), 0o600))
 	}
 	return dst
 }

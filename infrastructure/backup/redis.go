@@ -126,11 +126,16 @@ func fetchRDB(ctx context.Context, t Target, w io.Writer) error {
 		if err != nil {
 			return err
 		}
-		defer func() { _ = exec.Command("docker", "exec", t.Container, "rm", "-f", remote).Run() }()
+		defer func() {
+			rm := exec.Command("docker", "exec", t.Container, "rm", "-f", remote)
+			rm.Env = childEnv()
+			_ = rm.Run()
+		}()
 		if err := run(cmd); err != nil {
 			return err
 		}
 		cat := exec.CommandContext(ctx, "docker", "exec", t.Container, "cat", remote)
+		cat.Env = childEnv()
 		cat.Stdout = w
 		return run(cat)
 	}
@@ -191,7 +196,9 @@ func CheckRDB(path string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, path).CombinedOutput()
+	check := exec.CommandContext(ctx, bin, path)
+	check.Env = childEnv()
+	out, err := check.CombinedOutput()
 	if err != nil || !bytes.Contains(out, []byte("RDB looks OK")) {
 		return fmt.Errorf("redis-check-rdb: %s: %w", rdbError(string(out)), ErrCorrupt)
 	}
@@ -261,6 +268,7 @@ func startReader(ctx context.Context, archive string) (*rdbReader, error) {
 		return fail(err)
 	}
 	r.cmd = exec.Command(bin, filepath.Join(dir, "redis.conf"))
+	r.cmd.Env = childEnv()
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := r.cmd.Start(); err != nil {
 		return fail(fmt.Errorf("start redis-server to read the snapshot: %w", err))

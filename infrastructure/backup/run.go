@@ -107,9 +107,15 @@ func RunBackup(ctx context.Context, t Target, databases []string, o RunOptions) 
 type Confirm func(summary string) error
 
 // checkArchive runs every check a restore needs before it touches the
-// target: the archive is of this store (and database), its checksum matches,
-// and its content tests clean.
+// target: the archive and its metadata match their checksums, the archive is
+// of this store (and database), and its content tests clean. For a dump the
+// database comes from the dump itself (its USE statement), and must agree
+// with the metadata: the returned metadata names what will be dropped and
+// loaded.
 func checkArchive(t Target, archive, database string) (Metadata, error) {
+	if err := VerifyMetadata(archive); err != nil {
+		return Metadata{}, err
+	}
 	meta, err := ReadMetadata(archive)
 	if err != nil {
 		return meta, err
@@ -118,18 +124,22 @@ func checkArchive(t Target, archive, database string) (Metadata, error) {
 		return meta, fmt.Errorf("%s is a backup of %s (%s), not of %s: refusing to restore it there",
 			filepath.Base(archive), meta.Store, meta.Engine, t.Store.Name)
 	}
+	if t.Store.Engine != "mysql" {
+		if err := CheckRDB(archive); err != nil {
+			return meta, fmt.Errorf("%s: %w", filepath.Base(archive), err)
+		}
+		return meta, nil
+	}
+	dbs, err := inspectDump(archive)
+	if err != nil {
+		return meta, fmt.Errorf("%s: %w", filepath.Base(archive), err)
+	}
+	if len(dbs) != 1 || dbs[0] != meta.Database {
+		return meta, fmt.Errorf("%s: the dump holds database(s) %s but its metadata says %q: refusing to guess which to replace",
+			filepath.Base(archive), strings.Join(dbs, ", "), meta.Database)
+	}
 	if database != "" && meta.Database != database {
 		return meta, fmt.Errorf("%s holds database %q, not %q", filepath.Base(archive), meta.Database, database)
-	}
-	if err := VerifyChecksum(archive); err != nil {
-		return meta, err
-	}
-	check := CheckRDB
-	if t.Store.Engine == "mysql" {
-		check = CheckDump
-	}
-	if err := check(archive); err != nil {
-		return meta, fmt.Errorf("%s: %w", filepath.Base(archive), err)
 	}
 	return meta, nil
 }
@@ -143,7 +153,7 @@ func Restore(ctx context.Context, t Target, archive string, confirm Confirm, log
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", t.Store.Name, err)
 	}
-	what := fmt.Sprintf("backup %s (taken %s, %d bytes, sha256 verified)",
+	what := fmt.Sprintf("backup %s (taken %s, %d bytes, sha256 of archive and metadata verified)",
 		filepath.Base(archive), meta.FinishedAt.Format(time.RFC3339), meta.SizeBytes)
 	if t.Store.Engine == "mysql" {
 		err = restoreMySQL(ctx, t, archive, meta, what, confirm, o)
@@ -224,6 +234,10 @@ type VerifyOptions struct {
 	// not be the source. Redis snapshots are read by a private local
 	// redis-server instead.
 	Scratch *Target
+	// ScratchMayHoldData lets the check use a scratch server that holds
+	// databases it did not create. Without it such a server is refused: it
+	// is not a scratch server, and the check drops the database it loads.
+	ScratchMayHoldData bool
 	// AllowDrift accepts data differences (a live source keeps changing
 	// after the backup); structural differences and failed restores still
 	// fail the check.
@@ -232,7 +246,8 @@ type VerifyOptions struct {
 
 // Verify restores the newest verified backup of each database of t into a
 // scratch instance and compares it with the source, then writes the
-// store's verify metrics: success and the time of the check.
+// store's verify metrics: success, the time of the check and the time of
+// the last check that succeeded.
 func Verify(ctx context.Context, t Target, databases []string, o VerifyOptions) error {
 	if t.Store.Engine == "redis" {
 		databases = []string{""}
@@ -249,10 +264,7 @@ func Verify(ctx context.Context, t Target, databases []string, o VerifyOptions) 
 	}
 	err := errors.Join(errs...)
 	if o.TextfileDir != "" {
-		if werr := writeMetrics(o.TextfileDir, VerifyMetricsFile(t.Store.Name), t.Store.Name, []sample{
-			{MetricVerifySuccess, boolValue(err == nil)},
-			{MetricVerifyTimestamp, unix(time.Now())},
-		}); werr != nil {
+		if werr := writeVerifyMetrics(o.TextfileDir, t.Store.Name, err == nil, time.Now()); werr != nil {
 			err = errors.Join(err, werr)
 		}
 	}
@@ -317,23 +329,46 @@ func verifyMySQL(ctx context.Context, t Target, database string, b Backup, o Ver
 	if s.Password == "" {
 		return Differences{}, errors.New("no password for the scratch MySQL: set SCRATCH_MYSQL_ROOT_PASSWORD")
 	}
-	if s.Addr() == t.Addr() && s.Container == t.Container {
-		return Differences{}, fmt.Errorf("the scratch server %s is the source itself: refusing to drop %s there", s.Addr(), database)
+	if sameAddress(ctx, t, *s) {
+		return Differences{}, fmt.Errorf("the scratch server %s is the source itself (same address and port): refusing to drop %s there", s.Addr(), database)
 	}
 	sdb, err := openMySQL(*s, "")
 	if err != nil {
 		return Differences{}, err
 	}
 	defer func() { _ = sdb.Close() }()
-	if err := loadMySQL(ctx, *s, sdb, b.Path, database); err != nil {
-		return Differences{}, fmt.Errorf("restore into scratch %s: %w", s.Addr(), err)
-	}
-	defer func() { _, _ = sdb.ExecContext(context.Background(), "DROP DATABASE IF EXISTS "+quoteIdent(database)) }()
 	src, err := openMySQL(t, "")
 	if err != nil {
 		return Differences{}, err
 	}
 	defer func() { _ = src.Close() }()
+	// Addresses can differ and still reach one server (another name, another
+	// interface, a forwarded port): ask both servers who they are.
+	srcID, err := mysqlIdentity(ctx, src)
+	if err != nil {
+		return Differences{}, fmt.Errorf("identify source %s: %w", t.Addr(), err)
+	}
+	scrID, err := mysqlIdentity(ctx, sdb)
+	if err != nil {
+		return Differences{}, fmt.Errorf("identify scratch %s: %w", s.Addr(), err)
+	}
+	if srcID == scrID {
+		return Differences{}, fmt.Errorf("the scratch server %s is the source itself (%s): refusing to drop %s there", s.Addr(), srcID, database)
+	}
+	if !o.ScratchMayHoldData {
+		held, err := userDatabases(ctx, sdb)
+		if err != nil {
+			return Differences{}, fmt.Errorf("inspect scratch %s: %w", s.Addr(), err)
+		}
+		if len(held) > 0 {
+			return Differences{}, fmt.Errorf("the scratch server %s holds databases the drill did not create: %s; refusing to use it (drop them, or pass --scratch-may-hold-data if it really is a scratch server)",
+				s.Addr(), strings.Join(held, ", "))
+		}
+	}
+	if err := loadMySQL(ctx, *s, sdb, b.Path, database); err != nil {
+		return Differences{}, fmt.Errorf("restore into scratch %s: %w", s.Addr(), err)
+	}
+	defer func() { _, _ = sdb.ExecContext(context.Background(), "DROP DATABASE IF EXISTS "+quoteIdent(database)) }()
 	a, err := readMySQLState(ctx, src, database)
 	if err != nil {
 		return Differences{}, fmt.Errorf("read source: %w", err)

@@ -6,13 +6,17 @@
 // A backup exists only once it is complete: the archive is written under a
 // hidden temporary name and renamed into place after the dump, the
 // compression and the archive test all succeeded. Passwords reach child
-// processes through a 0600 defaults file (mysqldump, mysql) or the
-// REDISCLI_AUTH environment variable (redis-cli), never their command lines,
-// and are scrubbed from every error.
+// processes through a defaults file read from a pipe (mysqldump, mysql:
+// nothing on disk that could outlive a killed run), MYSQL_PWD (docker exec)
+// or REDISCLI_AUTH (redis-cli), never their command lines; every other child
+// gets an environment without any password. They are scrubbed from every
+// error.
 package backup
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"strings"
 
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
@@ -36,6 +40,44 @@ type Target struct {
 
 // Addr is host:port.
 func (t Target) Addr() string { return fmt.Sprintf("%s:%d", t.Host, t.Port) }
+
+// sameAddress reports whether a and b reach the same port on the same
+// machine: every name is resolved, so localhost meets 127.0.0.1 and ::1.
+// Container mode counts as the same only for the same container. This is
+// the cheap first check; the servers' own identity decides the rest.
+func sameAddress(ctx context.Context, a, b Target) bool {
+	if a.Port != b.Port || a.Container != b.Container {
+		return false
+	}
+	ips := func(host string) []string {
+		addrs, err := net.DefaultResolver.LookupHost(ctx, host)
+		if err != nil {
+			return []string{host}
+		}
+		out := make([]string, 0, len(addrs))
+		for _, s := range addrs {
+			ip := net.ParseIP(s)
+			switch {
+			case ip == nil:
+				out = append(out, s)
+			case ip.IsLoopback() || ip.IsUnspecified():
+				// Any loopback or wildcard address reaches this machine.
+				out = append(out, "this machine")
+			default:
+				out = append(out, ip.String())
+			}
+		}
+		return out
+	}
+	for _, x := range ips(a.Host) {
+		for _, y := range ips(b.Host) {
+			if x == y {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // String names the target for people; it never includes the password.
 func (t Target) String() string {

@@ -103,4 +103,22 @@ groups:
         annotations:
           summary: {{`"The newest backup of {{ $labels.store }} did not restore cleanly"`}}
           description: "The verification job restored the backup into a scratch instance and it did not match the source."
+      - alert: KrgeobukBackupRestoreVerifyStale
+        expr: time() - max by (store) (krgeobuk_backup_restore_verify_last_success_timestamp_seconds) > {{ int64 $a.restoreVerifyStale.maxAgeSeconds }}
+        for: {{ $a.restoreVerifyStale.for }}
+        labels:
+          severity: critical
+        annotations:
+          summary: {{`"No restore check of {{ $labels.store }} has succeeded for {{ $value | humanizeDuration }}"`}}
+          description: {{ printf "No successful restore check within %v seconds: the nightly drill failed, failed before it ran, or did not run." (int64 $a.restoreVerifyStale.maxAgeSeconds) | quote }}
+      {{- range .Values.dataServer.stores }}
+      - alert: KrgeobukBackupRestoreVerifyMissing
+        expr: absent(krgeobuk_backup_restore_verify_last_success_timestamp_seconds{store={{ .name | quote }}})
+        for: {{ $a.restoreVerifyMissing.for }}
+        labels:
+          severity: critical
+        annotations:
+          summary: {{ printf "No restore check metric for %s" .name | quote }}
+          description: "The nightly restore check has never reported for this store, or the node exporter textfile collector lost its file."
+      {{- end }}
 {{- end -}}

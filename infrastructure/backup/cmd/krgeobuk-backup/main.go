@@ -4,7 +4,8 @@
 //
 //	krgeobuk-backup backup  --store auth-mysql [--database auth] [--backup-dir D] [--keep 7 --max-age 720h]
 //	krgeobuk-backup restore --store auth-mysql --file D/auth-mysql/auth/....sql.gz [--yes]
-//	krgeobuk-backup verify  --store auth-mysql [--scratch-port 3399] [--allow-drift]
+//	krgeobuk-backup verify  --store auth-mysql [--scratch-port 3399] [--allow-drift] [--scratch-may-hold-data]
+//	krgeobuk-backup verify  --store auth-mysql --report-failure "why"   (records a check that could not run)
 //
 // Passwords come from the environment or the data server's .env file
 // (--env-file), never from flags.
@@ -42,6 +43,11 @@ func main() {
 	redis.SetLogger(quietRedis{})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Older versions kept the MySQL password in a temp file that a killed
+	// run left behind; every run removes such leftovers.
+	if err := backup.SweepLegacyDefaultsFiles(); err != nil {
+		fmt.Fprintf(os.Stderr, "krgeobuk-backup: %v\n", err)
+	}
 	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
@@ -274,22 +280,42 @@ func cmdVerify(ctx context.Context, args []string, out io.Writer) error {
 	sHost := c.fs.String("scratch-host", "127.0.0.1", "scratch MySQL server the dump is restored into")
 	sPort := c.fs.Int("scratch-port", 3399, "scratch MySQL port (docker-compose.verify.yml)")
 	sUser := c.fs.String("scratch-user", "root", "scratch MySQL account (password: SCRATCH_MYSQL_ROOT_PASSWORD)")
+	mayHold := c.fs.Bool("scratch-may-hold-data", false, "use a scratch MySQL that holds databases the check did not create (refused otherwise)")
 	drift := c.fs.Bool("allow-drift", false, "accept data that changed in the source since the backup")
+	failed := c.fs.String("report-failure", "", "record a failed check with this reason and exit 1, without checking (for a job that failed before the check could run)")
 	if err := c.parse(args); err != nil {
 		return err
 	}
-	t, dbs, err := c.target()
+	st, err := backup.LookupStore(c.store, c.engine)
 	if err != nil {
 		return err
 	}
+	// Every failure from here on is a failed check of a known store: it is
+	// recorded, so the alerts see a drill that never got to run.
+	fail := func(err error) error {
+		if d := textfileDir(*tf); d != "" {
+			if werr := backup.ReportVerifyFailure(d, st.Name); werr != nil {
+				err = errors.Join(err, werr)
+			}
+		}
+		return fmt.Errorf("verify %s: %w", st.Name, err)
+	}
+	if *failed != "" {
+		return fail(errors.New(*failed))
+	}
+	t, dbs, err := c.target()
+	if err != nil {
+		return fail(err)
+	}
 	o := backup.VerifyOptions{
-		RunOptions: backup.RunOptions{Root: *dir, TextfileDir: textfileDir(*tf), Log: out},
-		AllowDrift: *drift,
+		RunOptions:         backup.RunOptions{Root: *dir, TextfileDir: textfileDir(*tf), Log: out},
+		AllowDrift:         *drift,
+		ScratchMayHoldData: *mayHold,
 	}
 	if t.Store.Engine == "mysql" {
 		env, err := readEnvFile(c.envFile)
 		if err != nil {
-			return err
+			return fail(err)
 		}
 		// An empty password fails inside Verify, so the failure still
 		// reaches the verify metrics.
