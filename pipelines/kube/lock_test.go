@@ -108,7 +108,7 @@ func TestLockJudgesAHolderByItsProcess(t *testing.T) {
 				require.Contains(t, msg, `deploy lock `+kc.Namespace+`/`+name+` is held by "alice (killed deploy)"`)
 				require.Contains(t, msg, "another deploy is running. It last renewed the lock at ")
 				require.Regexp(t, `counts as stale at \S+Z \(in (59s|1m0s)\)`, msg)
-				require.Contains(t, msg, "take the lock over deliberately: --take-over-lock")
+				require.Contains(t, msg, "take the lock over deliberately: pass --take-over-lock")
 				if tt.ann != nil {
 					require.Contains(t, msg, "(process "+tt.ann[kube.AnnotationHolderPID]+" on "+tt.ann[kube.AnnotationHolderHost]+")")
 				}
