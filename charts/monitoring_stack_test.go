@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 
@@ -446,5 +447,59 @@ func TestMonitoringToolsMatchDataServerExporters(t *testing.T) {
 		"redis_exporter:v" + promtest.RedisExporterVersion,
 	} {
 		require.Contains(t, string(data), image, "infrastructure/docker-compose.monitoring.yml")
+	}
+}
+
+// TestMonitoringStackHAReplicasSpreadAndSurviveDrains: a component run with more than one replica
+// (production's Prometheus and Alertmanager) is HA only if its replicas sit on different nodes and
+// a node drain may not evict them all at once: pod anti-affinity by hostname on the component's
+// own pods, and a PodDisruptionBudget selecting them that keeps at least one running.
+func TestMonitoringStackHAReplicasSpreadAndSurviveDrains(t *testing.T) {
+	for _, env := range monEnvironments {
+		t.Run(env, func(t *testing.T) {
+			res := monMustRender(t, monEnvValues(t, env))
+			pdbs := map[string]*policyv1.PodDisruptionBudget{}
+			for _, o := range res.Objects {
+				if p, ok := o.Typed.(*policyv1.PodDisruptionBudget); ok {
+					pdbs[p.Spec.Selector.MatchLabels["app.kubernetes.io/name"]] = p
+				}
+			}
+			multi := 0
+			for _, o := range res.Objects {
+				var replicas int32
+				var tmpl corev1.PodTemplateSpec
+				switch w := o.Typed.(type) {
+				case *appsv1.StatefulSet:
+					replicas, tmpl = *w.Spec.Replicas, w.Spec.Template
+				case *appsv1.Deployment:
+					replicas, tmpl = *w.Spec.Replicas, w.Spec.Template
+				default:
+					continue
+				}
+				component := tmpl.Labels["app.kubernetes.io/name"]
+				if replicas < 2 {
+					require.NotContains(t, pdbs, component, "%s: a PDB on a single replica blocks every drain", o.Ref())
+					continue
+				}
+				multi++
+				pdb := pdbs[component]
+				require.NotNil(t, pdb, "%s runs %d replicas without a PodDisruptionBudget", o.Ref(), replicas)
+				require.Equal(t, tmpl.Labels["app.kubernetes.io/instance"], pdb.Spec.Selector.MatchLabels["app.kubernetes.io/instance"], pdb.Name)
+				require.NotNil(t, pdb.Spec.MaxUnavailable, pdb.Name)
+				require.Less(t, pdb.Spec.MaxUnavailable.IntValue(), int(replicas), "%s lets a drain evict every replica", pdb.Name)
+
+				aff := tmpl.Spec.Affinity
+				require.True(t, aff != nil && aff.PodAntiAffinity != nil, "%s runs %d replicas without pod anti-affinity", o.Ref(), replicas)
+				terms := aff.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution
+				require.Len(t, terms, 1, "%s: replicas on different nodes, required (see values.yaml for why)", o.Ref())
+				require.Equal(t, "kubernetes.io/hostname", terms[0].TopologyKey)
+				require.Equal(t, component, terms[0].LabelSelector.MatchLabels["app.kubernetes.io/name"])
+				require.Equal(t, tmpl.Labels["app.kubernetes.io/instance"], terms[0].LabelSelector.MatchLabels["app.kubernetes.io/instance"])
+			}
+			if env == "production" {
+				require.GreaterOrEqual(t, multi, 2, "production runs Prometheus and Alertmanager in pairs")
+				require.Contains(t, res.Notes, "prometheus: 2 replicas, required on different nodes, PodDisruptionBudget maxUnavailable 1.")
+			}
+		})
 	}
 }

@@ -88,3 +88,22 @@ environment is development and alertmanager.allowLiteralSecrets is true.
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+Replicas of one component on different nodes, required rather than preferred: a preferred rule is
+only weighed when a pod is scheduled, so after a drain both replicas can end up (and stay) on one
+node, silently undoing the HA they exist for. Required costs a Pending replica while the cluster has
+fewer schedulable nodes than replicas, which is visible and leaves the other replica serving.
+Call with (dict "root" $ "component" "x" "replicas" n); renders nothing for a single replica.
+*/}}
+{{- define "mon.antiAffinity" -}}
+{{- if gt (int .replicas) 1 -}}
+affinity:
+  podAntiAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      - topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- include "mon.selectorLabels" . | nindent 12 }}
+{{- end -}}
+{{- end -}}
