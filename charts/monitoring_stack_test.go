@@ -1,6 +1,8 @@
 package charts
 
 import (
+	"crypto/sha256"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -20,6 +22,7 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/internal/stackcheck"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/values"
 )
 
 const (
@@ -31,14 +34,62 @@ const (
 
 var monEnvironments = []string{"development", "staging", "production"}
 
-// monEnvValues reads k8s/environments/<env>/monitoring-stack.values.yaml.
+// monEnvValues reads k8s/environments/<env>/monitoring-stack.values.yaml and lays over it what the
+// operator adds at install: each image's digest (stand-ins here: real ones cannot be looked up
+// without a registry), as chartstest.DeployValues does for the apps chart.
 func monEnvValues(t testing.TB, env string) map[string]any {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("..", "k8s", "environments", env, envValuesFile))
 	require.NoError(t, err, "environment %s", env)
 	vals := map[string]any{}
 	require.NoError(t, yaml.UnmarshalStrict(data, &vals), "environment %s: %s", env, envValuesFile)
-	return vals
+	return values.Merge(vals, monStandInDigests())
+}
+
+// monStandInDigests is a stand-in digest for each monitoring image.
+func monStandInDigests() map[string]any {
+	out := map[string]any{}
+	for _, c := range []string{"prometheus", "alertmanager", "grafana"} {
+		out[c] = map[string]any{"image": map[string]any{"digest": fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(c)))}}
+	}
+	return out
+}
+
+// TestMonitoringStackImagesByDigest: where the environment demands digests, every container runs
+// by digest (the tag stays beside it, for people); elsewhere a digest still wins when given.
+func TestMonitoringStackImagesByDigest(t *testing.T) {
+	for _, env := range monEnvironments {
+		t.Run(env, func(t *testing.T) {
+			res := monMustRender(t, monEnvValues(t, env))
+			digests := monStandInDigests()
+			n := 0
+			for _, o := range res.Objects {
+				var spec *corev1.PodSpec
+				switch w := o.Typed.(type) {
+				case *appsv1.StatefulSet:
+					spec = &w.Spec.Template.Spec
+				case *appsv1.Deployment:
+					spec = &w.Spec.Template.Spec
+				default:
+					continue
+				}
+				for _, c := range append(spec.InitContainers, spec.Containers...) {
+					want := digests[c.Name].(map[string]any)["image"].(map[string]any)["digest"].(string)
+					require.True(t, strings.HasSuffix(c.Image, "@"+want), "%s container %s: image %s is not by digest", o.Ref(), c.Name, c.Image)
+					n++
+				}
+			}
+			require.Equal(t, 3, n, "prometheus, alertmanager and grafana")
+		})
+	}
+	// Without digests, development renders by tag; production refuses (TestMonitoringStackRejectsBadValues).
+	data, err := os.ReadFile(filepath.Join("..", "k8s", "environments", "development", envValuesFile))
+	require.NoError(t, err)
+	dev := map[string]any{}
+	require.NoError(t, yaml.UnmarshalStrict(data, &dev))
+	res := monMustRender(t, dev)
+	require.Equal(t, "quay.io/prometheus/prometheus:v"+promtest.PrometheusVersion,
+		findObject(t, res.Objects, "StatefulSet", "prometheus").Typed.(*appsv1.StatefulSet).Spec.Template.Spec.Containers[0].Image)
 }
 
 // monRender renders the embedded chart exactly as an install would.
@@ -197,7 +248,7 @@ func TestMonitoringStackImagesMatchTestedVersions(t *testing.T) {
 			continue
 		}
 		c := ss.Spec.Template.Spec.Containers[0]
-		require.Equal(t, want[c.Name], c.Image, o.Ref())
+		require.Equal(t, want[c.Name], strings.Split(c.Image, "@")[0], o.Ref())
 		delete(want, c.Name)
 	}
 	require.Empty(t, want, "StatefulSets not rendered")
@@ -230,6 +281,10 @@ func TestMonitoringStackRejectsBadValues(t *testing.T) {
 		{"static discovery without targets", "production", "apps.discovery", "static", "staticConfigs"},
 		{"store with unknown engine", "production", "dataServer.stores",
 			[]any{map[string]any{"name": "x", "engine": "postgres", "port": 5432}}, "/dataServer/stores/0/engine"},
+		{"missing digest where digests are demanded", "production", "prometheus.image.digest", "",
+			`prometheus.image.digest is required: environment "production" deploys images by digest only (imagePolicy: digest); supply the digest of quay.io/prometheus/prometheus:v3.15.1`},
+		{"malformed digest", "staging", "alertmanager.image.digest", "sha256:abc", "/alertmanager/image/digest"},
+		{"staging may not allow tags", "staging", "imagePolicy", "tag", "/imagePolicy"},
 		{"zero replicas", "production", "prometheus.replicas", 0, "/prometheus/replicas"},
 		{"missing limits", "production", "alertmanager.resources.limits", nil, "limits"},
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/k8s"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/values"
 )
 
 // renderMonitoring renders the monitoring chart with an environment's values, as an install would.
@@ -28,6 +29,10 @@ func renderMonitoring(t *testing.T, env string) *render.Result {
 	require.NoError(t, err)
 	vals := map[string]any{}
 	require.NoError(t, yaml.Unmarshal(data, &vals))
+	// The digests the operator supplies at install where the environment demands them (stand-ins).
+	for _, c := range []string{"prometheus", "alertmanager", "grafana"} {
+		vals = values.Merge(vals, chartstest.Set(c+".image.digest", chartstest.Digest(c)))
+	}
 	ch, err := render.LoadFS(charts.MonitoringStack, "monitoring-stack")
 	require.NoError(t, err)
 	res, err := render.Render(t.Context(), render.Request{Chart: ch, Release: "monitoring", Namespace: "monitoring", Values: vals})

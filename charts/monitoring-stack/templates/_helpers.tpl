@@ -54,8 +54,20 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
+{{/*
+The image reference, under the same policy as the apps chart: a digest always wins (the tag stays
+beside it for people); where the environment demands digests a missing one fails the render.
+Call with (dict "root" $ "component" "prometheus" "image" $p.image).
+*/}}
 {{- define "mon.image" -}}
-{{ .repository }}:{{ .tag }}
+{{- $img := .image -}}
+{{- if $img.digest -}}
+{{ $img.repository }}:{{ $img.tag }}@{{ $img.digest }}
+{{- else if eq .root.Values.imagePolicy "digest" -}}
+{{- fail (printf "%s.image.digest is required: environment %q deploys images by digest only (imagePolicy: digest); supply the digest of %s:%s (for example --set %s.image.digest=sha256:...)" .component .root.Values.environment $img.repository $img.tag .component) -}}
+{{- else -}}
+{{ $img.repository }}:{{ $img.tag }}
+{{- end -}}
 {{- end -}}
 
 {{/* The address Prometheus dials for a store: explicit target or the data server's published port. */}}
