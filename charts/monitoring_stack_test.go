@@ -558,3 +558,36 @@ func TestMonitoringStackHAReplicasSpreadAndSurviveDrains(t *testing.T) {
 		})
 	}
 }
+
+// TestMonitoringStackServicesMatchCatalog: every API of pipelines/catalog has a
+// KrgeobukAppAbsent rule and every SPA a KrgeobukSPAUnavailable one, so a new
+// service cannot go unwatched.
+func TestMonitoringStackServicesMatchCatalog(t *testing.T) {
+	data, err := MonitoringStack.ReadFile(monChartDir + "/values.yaml")
+	require.NoError(t, err)
+	var vals struct {
+		Apps struct {
+			APIs []string `json:"apis"`
+			SPAs []string `json:"spas"`
+		} `json:"apps"`
+	}
+	require.NoError(t, yaml.Unmarshal(data, &vals))
+	want := map[catalog.Kind][]string{}
+	for _, s := range catalog.All() {
+		want[s.Kind] = append(want[s.Kind], s.Name)
+	}
+	for _, l := range want {
+		sort.Strings(l)
+	}
+	sort.Strings(vals.Apps.APIs)
+	sort.Strings(vals.Apps.SPAs)
+	require.Equal(t, want[catalog.KindAPI], vals.Apps.APIs, "apps.apis must list the catalog's APIs")
+	require.Equal(t, want[catalog.KindSPA], vals.Apps.SPAs, "apps.spas must list the catalog's SPAs")
+
+	rules := monFiles(t, monMustRender(t, monEnvValues(t, "production"))).Rules["krgeobuk.rules.yaml"]
+	for kind, alert := range map[catalog.Kind]string{catalog.KindAPI: "KrgeobukAppAbsent", catalog.KindSPA: "KrgeobukSPAUnavailable"} {
+		for _, name := range want[kind] {
+			require.Regexp(t, `alert: `+alert+`\n(.*\n){1,5}?\s+service: `+name+`\n`, rules, "%s has no %s rule", name, alert)
+		}
+	}
+}
