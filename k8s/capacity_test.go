@@ -3,6 +3,7 @@ package k8s_test
 import (
 	"fmt"
 	"path"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -16,6 +17,7 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/internal/chartstest"
 	"github.com/krgeobuk/krgeobuk-infra/k8s"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
 )
 
 // quotaKeys are the quota dimensions the chart's pods consume.
@@ -121,6 +123,71 @@ func peakPods(d *appsv1.Deployment, hpas map[string]*autoscalingv2.HorizontalPod
 	return n + int64(s), err
 }
 
+// peakViolations names every way the apps render res does not fit namespace ns of the bootstrap
+// boot at its peak: a container outside the LimitRange, a quota dimension exceeded.
+func peakViolations(t *testing.T, boot []render.Object, res *render.Result, ns string) []string {
+	t.Helper()
+	var quota *corev1.ResourceQuota
+	var lr corev1.LimitRangeItem
+	for _, o := range boot {
+		switch x := o.Typed.(type) {
+		case *corev1.ResourceQuota:
+			if x.Namespace == ns {
+				quota = x
+			}
+		case *corev1.LimitRange:
+			if x.Namespace == ns {
+				for _, item := range x.Spec.Limits {
+					if item.Type == corev1.LimitTypeContainer {
+						lr = item
+					}
+				}
+			}
+		}
+	}
+	require.NotNil(t, quota, "no ResourceQuota for namespace %s", ns)
+
+	hpas := map[string]*autoscalingv2.HorizontalPodAutoscaler{}
+	for _, o := range res.Objects {
+		if h, ok := o.Typed.(*autoscalingv2.HorizontalPodAutoscaler); ok {
+			hpas[h.Spec.ScaleTargetRef.Name] = h
+		}
+	}
+	total := corev1.ResourceList{}
+	var bad []string
+	deployments := 0
+	for _, o := range res.Objects {
+		d, ok := o.Typed.(*appsv1.Deployment)
+		if !ok {
+			continue
+		}
+		deployments++
+		pods, err := peakPods(d, hpas)
+		require.NoError(t, err, o.Ref())
+		per, outside := podDemand(d.Name, d.Spec.Template.Spec, lr)
+		bad = append(bad, outside...)
+		for k, q := range per {
+			q.Mul(pods)
+			cur := total[k]
+			cur.Add(q)
+			total[k] = cur
+		}
+	}
+	require.NotZero(t, deployments)
+	for _, k := range quotaKeys {
+		hard, ok := quota.Spec.Hard[k]
+		if !ok {
+			bad = append(bad, fmt.Sprintf("ResourceQuota/%s sets no %s", quota.Name, k))
+			continue
+		}
+		if need := total[k]; need.Cmp(hard) > 0 {
+			bad = append(bad, fmt.Sprintf("ResourceQuota/%s %s: %s, the chart needs %s at peak (HPA maximum + one surge pod per Deployment)", quota.Name, k, hard.String(), need.String()))
+		}
+	}
+	slices.Sort(bad)
+	return bad
+}
+
 // TestQuotaFitsTheChartAtPeak: every environment's bootstrap (ResourceQuota and LimitRange in the
 // apps namespace) admits the apps chart at its peak: every Deployment at its HPA maximum with one
 // surge pod, every container within the LimitRange. A quota too small shows as pods refused
@@ -133,62 +200,48 @@ func TestQuotaFitsTheChartAtPeak(t *testing.T) {
 			env := chartstest.Env(t, name)
 			boot, err := build(t, filesys.MakeFsOnDisk(), path.Join("environments", name))
 			require.NoError(t, err)
-			var quota *corev1.ResourceQuota
-			var lr corev1.LimitRangeItem
-			for _, o := range boot {
-				switch x := o.Typed.(type) {
-				case *corev1.ResourceQuota:
-					if x.Namespace == env.Namespace {
-						quota = x
-					}
-				case *corev1.LimitRange:
-					if x.Namespace == env.Namespace {
-						for _, item := range x.Spec.Limits {
-							if item.Type == corev1.LimitTypeContainer {
-								lr = item
-							}
-						}
-					}
-				}
-			}
-			require.NotNil(t, quota, "no ResourceQuota for namespace %s", env.Namespace)
+			require.Empty(t, peakViolations(t, boot, chartstest.MustRender(t, name), env.Namespace))
+		})
+	}
+}
 
-			res := chartstest.MustRender(t, name)
-			hpas := map[string]*autoscalingv2.HorizontalPodAutoscaler{}
-			for _, o := range res.Objects {
-				if h, ok := o.Typed.(*autoscalingv2.HorizontalPodAutoscaler); ok {
-					hpas[h.Spec.ScaleTargetRef.Name] = h
-				}
+// TestQuotaCheckCatchesWhatWouldBeRefused: the check sees what admission would refuse, computed
+// from the objects: production's apps against the unpatched base quota, a container above the
+// LimitRange's max, an init container larger than the app (it sets the pod's request).
+func TestQuotaCheckCatchesWhatWouldBeRefused(t *testing.T) {
+	// The bare base bootstrap: what production had before its quota patch.
+	base, err := build(t, filesys.MakeFsOnDisk(), "base")
+	require.NoError(t, err)
+	prod, err := build(t, filesys.MakeFsOnDisk(), path.Join("environments", "production"))
+	require.NoError(t, err)
+	bigInit := chartstest.MustRender(t, "production")
+	for _, o := range bigInit.Objects {
+		if d, ok := o.Typed.(*appsv1.Deployment); ok && d.Name == "auth-server" {
+			d.Spec.Template.Spec.InitContainers[0].Resources.Requests[corev1.ResourceCPU] = resource.MustParse("2")
+		}
+	}
+	tests := []struct {
+		name string
+		boot []render.Object
+		res  *render.Result
+		want []string
+	}{
+		{name: "production against the base quota", boot: base, res: chartstest.MustRender(t, "production"),
+			want: []string{"ResourceQuota/krgeobuk limits.cpu: 8, the chart needs ", "ResourceQuota/krgeobuk requests.cpu: 4, the chart needs "}},
+		{name: "a container above the LimitRange max", boot: prod,
+			res:  chartstest.MustRender(t, "development", chartstest.Set("services.portal-client.resources.limits.memory", "3Gi")),
+			want: []string{"Deployment/portal-client container portal-client limits.memory 3Gi above LimitRange max 2Gi"}},
+		{name: "an init container larger than the app", boot: prod, res: bigInit,
+			want: []string{"ResourceQuota/krgeobuk requests.cpu: 6, the chart needs "}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// The numbers follow the environment's values; the dimensions and limits are the point.
+			got := peakViolations(t, tt.boot, tt.res, "krgeobuk")
+			require.Len(t, got, len(tt.want), "%q", got)
+			for i, w := range tt.want {
+				require.Contains(t, got[i], w)
 			}
-			total := corev1.ResourceList{}
-			var bad []string
-			deployments := 0
-			for _, o := range res.Objects {
-				d, ok := o.Typed.(*appsv1.Deployment)
-				if !ok {
-					continue
-				}
-				deployments++
-				pods, err := peakPods(d, hpas)
-				require.NoError(t, err, o.Ref())
-				per, outside := podDemand(d.Name, d.Spec.Template.Spec, lr)
-				bad = append(bad, outside...)
-				for k, q := range per {
-					q.Mul(pods)
-					cur := total[k]
-					cur.Add(q)
-					total[k] = cur
-				}
-			}
-			require.NotZero(t, deployments)
-			for _, k := range quotaKeys {
-				hard, ok := quota.Spec.Hard[k]
-				require.True(t, ok, "ResourceQuota/%s sets no %s", quota.Name, k)
-				if need := total[k]; need.Cmp(hard) > 0 {
-					bad = append(bad, fmt.Sprintf("ResourceQuota/%s %s: %s, the chart needs %s at peak (HPA maximum + one surge pod per Deployment)", quota.Name, k, hard.String(), need.String()))
-				}
-			}
-			require.Empty(t, bad)
 		})
 	}
 }
