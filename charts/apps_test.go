@@ -274,7 +274,7 @@ func TestAppsIngress(t *testing.T) {
 	}
 	require.Equal(t, map[string]string{"/api": "auth-server", "/": "auth-client"}, routes)
 
-	// An optional route appears only when its backend is deployed.
+	// An extra host renders as its own Ingress (a disabled backend is refused: TestAppsRejectBadValues).
 	withAPIHost := chartstest.Set("ingress.hosts", []any{
 		map[string]any{"host": "portal.krgeobuk.com", "routes": []any{
 			map[string]any{"path": "/", "service": "portal-client"},
@@ -282,12 +282,6 @@ func TestAppsIngress(t *testing.T) {
 		map[string]any{"host": "api.krgeobuk.com", "routes": []any{
 			map[string]any{"path": "/", "service": "authz-server"}}},
 	})
-	res = chartstest.MustRender(t, "production", withAPIHost, chartstest.Set("services.authz-server.enabled", false))
-	require.Nil(t, find[*networkingv1.Ingress](res, "api-krgeobuk-com"), "a host whose only backend is disabled is left out")
-	portal := find[*networkingv1.Ingress](res, "portal-krgeobuk-com")
-	require.Len(t, portal.Spec.Rules[0].HTTP.Paths, 1, "a route to a disabled backend is left out")
-	require.Nil(t, find[*appsv1.Deployment](res, "authz-server"))
-
 	res = chartstest.MustRender(t, "production", withAPIHost)
 	require.NotNil(t, find[*networkingv1.Ingress](res, "api-krgeobuk-com"))
 }
@@ -303,7 +297,9 @@ func TestAppsRejectBadValues(t *testing.T) {
 		wantErr []string
 	}{
 		{name: "latest tag", env: "development", values: chartstest.Set("services.auth-client.image.tag", "latest"),
-			wantErr: []string{"services", "auth-client", "image", "tag"}},
+			wantErr: []string{`services.auth-client.image.tag: "latest" is a floating tag; give a version or a digest`}},
+		{name: "latest tag beside a digest", env: "production", values: chartstest.Set("services.auth-server.image.tag", "latest"),
+			wantErr: []string{`services.auth-server.image.tag: "latest" is a floating tag; give a version or a digest`}},
 		{name: "malformed digest", env: "production", values: chartstest.Set("services.auth-server.image.digest", "sha256:abc"),
 			wantErr: []string{"services", "auth-server", "image", "digest"}},
 		{name: "missing digest where digests are demanded", env: "production", values: chartstest.Set("services.portal-client.image.digest", ""),
@@ -319,7 +315,18 @@ func TestAppsRejectBadValues(t *testing.T) {
 		{name: "secret literal in production", env: "production", values: chartstest.Set("services.auth-server.secret.create", true),
 			wantErr: []string{"services.auth-server.secret.create: secret literals are refused in production"}},
 		{name: "password in a ConfigMap", env: "staging", values: chartstest.Set("services.auth-server.config.MYSQL_PASSWORD", "x"),
-			wantErr: []string{"services", "auth-server", "config", "MYSQL_PASSWORD"}},
+			wantErr: []string{`services.auth-server.config.MYSQL_PASSWORD looks like a credential: a ConfigMap is readable by whoever may read ConfigMaps and Helm keeps it in the release record. Put it in the Secret "auth-server-secrets" (k8s/secrets/README.md) and remove it from config`}},
+		{name: "setting the chart derives", env: "staging", values: chartstest.Set("services.authz-server.config.MYSQL_HOST", "10.0.0.1"),
+			wantErr: []string{`services.authz-server.config.MYSQL_HOST: the chart sets it (from global.nodeEnv, ports and dataStores); remove it from config`}},
+		{name: "passwords in values while the Secret is not created", env: "production",
+			values:  chartstest.Set("services.auth-server.secret", map[string]any{"create": false, "values": map[string]any{"MYSQL_PASSWORD": "hunter2", "REDIS_PASSWORD": "x"}}),
+			wantErr: []string{`services.auth-server.secret.values: MYSQL_PASSWORD, REDIS_PASSWORD given while secret.create is false, so nothing uses them; Helm would keep them in its release record. Remove secret.values and create the Secret "auth-server-secrets" out of band (k8s/secrets/README.md)`}},
+		{name: "password in a pod annotation key", env: "staging", values: chartstest.Set("services.authz-server.podAnnotations", map[string]any{"db-password": "hunter2"}),
+			wantErr: []string{`services.authz-server.podAnnotations.db-password looks like a credential: pod annotations are readable by whoever may list pods and are kept in the release record. Remove it; credentials belong in the Secret "authz-server-secrets" (k8s/secrets/README.md)`}},
+		{name: "password in a pod annotation value", env: "development", values: chartstest.Set("services.auth-server.podAnnotations", map[string]any{"example.com/dsn": "mysql://app:password=hunter2@db"}),
+			wantErr: []string{`services.auth-server.podAnnotations.example.com/dsn looks like a credential`}},
+		{name: "route to a disabled service", env: "production", values: chartstest.Set("services.auth-client.enabled", false),
+			wantErr: []string{`ingress host auth.krgeobuk.com path /: backend service "auth-client" is disabled (services.auth-client.enabled: false), so auth.krgeobuk.com/ would not be served. Enable the service or remove the route`}},
 		{name: "seed defect: route to portal-server", env: "production", values: portalServer,
 			wantErr: []string{`ingress host portal.krgeobuk.com path /api: backend "portal-server" is not a service of this chart`}},
 		{name: "calls an unknown service", env: "staging", values: chartstest.Set("services.auth-server.calls", []any{"billing-server"}),

@@ -247,6 +247,7 @@ func TestMonitoringStackEndToEnd(t *testing.T) {
 		"prometheus.kubernetes.enabled":     false,
 		"prometheus.alertmanagers":          []any{promtest.Addr(amPort)},
 		"alerts.appDown.for":                "2s",
+		"alerts.appAbsent.for":              "2s",
 		"alerts.highErrorRate":              map[string]any{"ratio": 0.05, "window": "10s", "for": "2s"},
 		"alerts.highLatency":                map[string]any{"p95Seconds": 0.2, "window": "10s", "for": "2s"},
 		"alerts.exporterDown.for":           "2s",
@@ -428,6 +429,14 @@ func TestMonitoringStackEndToEnd(t *testing.T) {
 		require.False(t, v.Passed())
 		require.False(t, v.Failed())
 		require.Contains(t, v.String(), "NO DATA")
+	})
+
+	// Only auth-server has targets here: authz-server stands for an API whose pods are all gone.
+	t.Run("an API without a scrapeable pod fires KrgeobukAppAbsent", func(t *testing.T) {
+		waitFor(t, "KrgeobukAppAbsent{service=authz-server}", alertFiring(promAPI, "KrgeobukAppAbsent", map[string]string{"service": "authz-server"}))
+		still, err := alertFiring(promAPI, "KrgeobukAppAbsent", map[string]string{"service": "auth-server"})(t.Context())
+		require.NoError(t, err)
+		require.False(t, still, "auth-server has targets up")
 	})
 
 	t.Run("a dead pod fires KrgeobukAppDown", func(t *testing.T) {

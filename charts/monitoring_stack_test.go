@@ -1,6 +1,8 @@
 package charts
 
 import (
+	"crypto/sha256"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,6 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 
@@ -19,6 +22,7 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/internal/stackcheck"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/values"
 )
 
 const (
@@ -30,14 +34,62 @@ const (
 
 var monEnvironments = []string{"development", "staging", "production"}
 
-// monEnvValues reads k8s/environments/<env>/monitoring-stack.values.yaml.
+// monEnvValues reads k8s/environments/<env>/monitoring-stack.values.yaml and lays over it what the
+// operator adds at install: each image's digest (stand-ins here: real ones cannot be looked up
+// without a registry), as chartstest.DeployValues does for the apps chart.
 func monEnvValues(t testing.TB, env string) map[string]any {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("..", "k8s", "environments", env, envValuesFile))
 	require.NoError(t, err, "environment %s", env)
 	vals := map[string]any{}
 	require.NoError(t, yaml.UnmarshalStrict(data, &vals), "environment %s: %s", env, envValuesFile)
-	return vals
+	return values.Merge(vals, monStandInDigests())
+}
+
+// monStandInDigests is a stand-in digest for each monitoring image.
+func monStandInDigests() map[string]any {
+	out := map[string]any{}
+	for _, c := range []string{"prometheus", "alertmanager", "grafana"} {
+		out[c] = map[string]any{"image": map[string]any{"digest": fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(c)))}}
+	}
+	return out
+}
+
+// TestMonitoringStackImagesByDigest: where the environment demands digests, every container runs
+// by digest (the tag stays beside it, for people); elsewhere a digest still wins when given.
+func TestMonitoringStackImagesByDigest(t *testing.T) {
+	for _, env := range monEnvironments {
+		t.Run(env, func(t *testing.T) {
+			res := monMustRender(t, monEnvValues(t, env))
+			digests := monStandInDigests()
+			n := 0
+			for _, o := range res.Objects {
+				var spec *corev1.PodSpec
+				switch w := o.Typed.(type) {
+				case *appsv1.StatefulSet:
+					spec = &w.Spec.Template.Spec
+				case *appsv1.Deployment:
+					spec = &w.Spec.Template.Spec
+				default:
+					continue
+				}
+				for _, c := range append(spec.InitContainers, spec.Containers...) {
+					want := digests[c.Name].(map[string]any)["image"].(map[string]any)["digest"].(string)
+					require.True(t, strings.HasSuffix(c.Image, "@"+want), "%s container %s: image %s is not by digest", o.Ref(), c.Name, c.Image)
+					n++
+				}
+			}
+			require.Equal(t, 3, n, "prometheus, alertmanager and grafana")
+		})
+	}
+	// Without digests, development renders by tag; production refuses (TestMonitoringStackRejectsBadValues).
+	data, err := os.ReadFile(filepath.Join("..", "k8s", "environments", "development", envValuesFile))
+	require.NoError(t, err)
+	dev := map[string]any{}
+	require.NoError(t, yaml.UnmarshalStrict(data, &dev))
+	res := monMustRender(t, dev)
+	require.Equal(t, "quay.io/prometheus/prometheus:v"+promtest.PrometheusVersion,
+		findObject(t, res.Objects, "StatefulSet", "prometheus").Typed.(*appsv1.StatefulSet).Spec.Template.Spec.Containers[0].Image)
 }
 
 // monRender renders the embedded chart exactly as an install would.
@@ -196,7 +248,7 @@ func TestMonitoringStackImagesMatchTestedVersions(t *testing.T) {
 			continue
 		}
 		c := ss.Spec.Template.Spec.Containers[0]
-		require.Equal(t, want[c.Name], c.Image, o.Ref())
+		require.Equal(t, want[c.Name], strings.Split(c.Image, "@")[0], o.Ref())
 		delete(want, c.Name)
 	}
 	require.Empty(t, want, "StatefulSets not rendered")
@@ -229,6 +281,10 @@ func TestMonitoringStackRejectsBadValues(t *testing.T) {
 		{"static discovery without targets", "production", "apps.discovery", "static", "staticConfigs"},
 		{"store with unknown engine", "production", "dataServer.stores",
 			[]any{map[string]any{"name": "x", "engine": "postgres", "port": 5432}}, "/dataServer/stores/0/engine"},
+		{"missing digest where digests are demanded", "production", "prometheus.image.digest", "",
+			`prometheus.image.digest is required: environment "production" deploys images by digest only (imagePolicy: digest); supply the digest of quay.io/prometheus/prometheus:v3.15.1`},
+		{"malformed digest", "staging", "alertmanager.image.digest", "sha256:abc", "/alertmanager/image/digest"},
+		{"staging may not allow tags", "staging", "imagePolicy", "tag", "/imagePolicy"},
 		{"zero replicas", "production", "prometheus.replicas", 0, "/prometheus/replicas"},
 		{"missing limits", "production", "alertmanager.resources.limits", nil, "limits"},
 	}
@@ -446,5 +502,92 @@ func TestMonitoringToolsMatchDataServerExporters(t *testing.T) {
 		"redis_exporter:v" + promtest.RedisExporterVersion,
 	} {
 		require.Contains(t, string(data), image, "infrastructure/docker-compose.monitoring.yml")
+	}
+}
+
+// TestMonitoringStackHAReplicasSpreadAndSurviveDrains: a component run with more than one replica
+// (production's Prometheus and Alertmanager) is HA only if its replicas sit on different nodes and
+// a node drain may not evict them all at once: pod anti-affinity by hostname on the component's
+// own pods, and a PodDisruptionBudget selecting them that keeps at least one running.
+func TestMonitoringStackHAReplicasSpreadAndSurviveDrains(t *testing.T) {
+	for _, env := range monEnvironments {
+		t.Run(env, func(t *testing.T) {
+			res := monMustRender(t, monEnvValues(t, env))
+			pdbs := map[string]*policyv1.PodDisruptionBudget{}
+			for _, o := range res.Objects {
+				if p, ok := o.Typed.(*policyv1.PodDisruptionBudget); ok {
+					pdbs[p.Spec.Selector.MatchLabels["app.kubernetes.io/name"]] = p
+				}
+			}
+			multi := 0
+			for _, o := range res.Objects {
+				var replicas int32
+				var tmpl corev1.PodTemplateSpec
+				switch w := o.Typed.(type) {
+				case *appsv1.StatefulSet:
+					replicas, tmpl = *w.Spec.Replicas, w.Spec.Template
+				case *appsv1.Deployment:
+					replicas, tmpl = *w.Spec.Replicas, w.Spec.Template
+				default:
+					continue
+				}
+				component := tmpl.Labels["app.kubernetes.io/name"]
+				if replicas < 2 {
+					require.NotContains(t, pdbs, component, "%s: a PDB on a single replica blocks every drain", o.Ref())
+					continue
+				}
+				multi++
+				pdb := pdbs[component]
+				require.NotNil(t, pdb, "%s runs %d replicas without a PodDisruptionBudget", o.Ref(), replicas)
+				require.Equal(t, tmpl.Labels["app.kubernetes.io/instance"], pdb.Spec.Selector.MatchLabels["app.kubernetes.io/instance"], pdb.Name)
+				require.NotNil(t, pdb.Spec.MaxUnavailable, pdb.Name)
+				require.Less(t, pdb.Spec.MaxUnavailable.IntValue(), int(replicas), "%s lets a drain evict every replica", pdb.Name)
+
+				aff := tmpl.Spec.Affinity
+				require.True(t, aff != nil && aff.PodAntiAffinity != nil, "%s runs %d replicas without pod anti-affinity", o.Ref(), replicas)
+				terms := aff.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution
+				require.Len(t, terms, 1, "%s: replicas on different nodes, required (see values.yaml for why)", o.Ref())
+				require.Equal(t, "kubernetes.io/hostname", terms[0].TopologyKey)
+				require.Equal(t, component, terms[0].LabelSelector.MatchLabels["app.kubernetes.io/name"])
+				require.Equal(t, tmpl.Labels["app.kubernetes.io/instance"], terms[0].LabelSelector.MatchLabels["app.kubernetes.io/instance"])
+			}
+			if env == "production" {
+				require.GreaterOrEqual(t, multi, 2, "production runs Prometheus and Alertmanager in pairs")
+				require.Contains(t, res.Notes, "prometheus: 2 replicas, required on different nodes, PodDisruptionBudget maxUnavailable 1.")
+			}
+		})
+	}
+}
+
+// TestMonitoringStackServicesMatchCatalog: every API of pipelines/catalog has a
+// KrgeobukAppAbsent rule and every SPA a KrgeobukSPAUnavailable one, so a new
+// service cannot go unwatched.
+func TestMonitoringStackServicesMatchCatalog(t *testing.T) {
+	data, err := MonitoringStack.ReadFile(monChartDir + "/values.yaml")
+	require.NoError(t, err)
+	var vals struct {
+		Apps struct {
+			APIs []string `json:"apis"`
+			SPAs []string `json:"spas"`
+		} `json:"apps"`
+	}
+	require.NoError(t, yaml.Unmarshal(data, &vals))
+	want := map[catalog.Kind][]string{}
+	for _, s := range catalog.All() {
+		want[s.Kind] = append(want[s.Kind], s.Name)
+	}
+	for _, l := range want {
+		sort.Strings(l)
+	}
+	sort.Strings(vals.Apps.APIs)
+	sort.Strings(vals.Apps.SPAs)
+	require.Equal(t, want[catalog.KindAPI], vals.Apps.APIs, "apps.apis must list the catalog's APIs")
+	require.Equal(t, want[catalog.KindSPA], vals.Apps.SPAs, "apps.spas must list the catalog's SPAs")
+
+	rules := monFiles(t, monMustRender(t, monEnvValues(t, "production"))).Rules["krgeobuk.rules.yaml"]
+	for kind, alert := range map[catalog.Kind]string{catalog.KindAPI: "KrgeobukAppAbsent", catalog.KindSPA: "KrgeobukSPAUnavailable"} {
+		for _, name := range want[kind] {
+			require.Regexp(t, `alert: `+alert+`\n(.*\n){1,5}?\s+service: `+name+`\n`, rules, "%s has no %s rule", name, alert)
+		}
 	}
 }

@@ -54,8 +54,20 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
+{{/*
+The image reference, under the same policy as the apps chart: a digest always wins (the tag stays
+beside it for people); where the environment demands digests a missing one fails the render.
+Call with (dict "root" $ "component" "prometheus" "image" $p.image).
+*/}}
 {{- define "mon.image" -}}
-{{ .repository }}:{{ .tag }}
+{{- $img := .image -}}
+{{- if $img.digest -}}
+{{ $img.repository }}:{{ $img.tag }}@{{ $img.digest }}
+{{- else if eq .root.Values.imagePolicy "digest" -}}
+{{- fail (printf "%s.image.digest is required: environment %q deploys images by digest only (imagePolicy: digest); supply the digest of %s:%s (for example --set %s.image.digest=sha256:...)" .component .root.Values.environment $img.repository $img.tag .component) -}}
+{{- else -}}
+{{ $img.repository }}:{{ $img.tag }}
+{{- end -}}
 {{- end -}}
 
 {{/* The address Prometheus dials for a store: explicit target or the data server's published port. */}}
@@ -86,5 +98,24 @@ environment is development and alertmanager.allowLiteralSecrets is true.
 {{- if and $r.email $r.email.authPassword (not $allow) -}}
 {{- fail (printf "alertmanager.receivers[%d] (%s): email.authPassword is a literal secret; use email.authPasswordFile with a Secret from alertmanager.secretMounts" $i $r.name) -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Replicas of one component on different nodes, required rather than preferred: a preferred rule is
+only weighed when a pod is scheduled, so after a drain both replicas can end up (and stay) on one
+node, silently undoing the HA they exist for. Required costs a Pending replica while the cluster has
+fewer schedulable nodes than replicas, which is visible and leaves the other replica serving.
+Call with (dict "root" $ "component" "x" "replicas" n); renders nothing for a single replica.
+*/}}
+{{- define "mon.antiAffinity" -}}
+{{- if gt (int .replicas) 1 -}}
+affinity:
+  podAntiAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      - topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- include "mon.selectorLabels" . | nindent 12 }}
 {{- end -}}
 {{- end -}}

@@ -136,6 +136,23 @@ scrape_configs:
       - action: labelmap
         regex: __meta_kubernetes_node_label_(.+)
 
+  # The kubelets' probe results (readiness of the SPAs: KrgeobukSPAUnavailable), only the apps
+  # namespace's, to keep the series count small.
+  - job_name: kubernetes-probes
+    scheme: https
+    metrics_path: /metrics/probes
+    kubernetes_sd_configs:
+      - role: node
+    tls_config:
+      ca_file: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt
+      insecure_skip_verify: {{ $v.prometheus.kubernetes.nodes.insecureSkipVerify }}
+    authorization:
+      credentials_file: /var/run/secrets/kubernetes.io/serviceaccount/token
+    metric_relabel_configs:
+      - source_labels: [__name__, namespace]
+        regex: {{ printf "prober_probe_total;%s" $v.apps.namespace | quote }}
+        action: keep
+
   # Services annotated prometheus.io/scrape, through their endpoint slices.
   - job_name: kubernetes-service-endpoints
     kubernetes_sd_configs:

@@ -39,6 +39,39 @@ groups:
         annotations:
           summary: {{`"{{ $labels.service }} p95 latency is {{ $value | humanizeDuration }}"`}}
           description: {{ printf "p95 of http_request_duration_seconds over %s is above %vs." $a.highLatency.window $a.highLatency.p95Seconds | quote }}
+      {{- /*
+      One rule per API: absent() of a filtered expression has no labels, so each rule names its
+      service. "== 1" makes it fire on no target at all (pods gone or not annotated) and on every
+      target down; KrgeobukAppDown only ever sees targets that exist.
+      */}}
+      {{- range .Values.apps.apis }}
+      - alert: KrgeobukAppAbsent
+        expr: absent(up{job="krgeobuk-apps",service={{ . | quote }}} == 1)
+        for: {{ $a.appAbsent.for }}
+        labels:
+          severity: critical
+          service: {{ . }}
+        annotations:
+          summary: {{ printf "%s has no scrapeable pod" . | quote }}
+          description: {{ printf "No target of job krgeobuk-apps with service=%q answers: its pods are gone, not annotated for scraping, or all down." . | quote }}
+      {{- end }}
+      {{- /*
+      The SPAs expose no metrics; their availability is the kubelet's readiness probes (GET / on
+      nginx), scraped from every kubelet's /metrics/probes (job kubernetes-probes). It fires when
+      no pod of the SPA passed one over the window: none running, or none serving. It sees the
+      pods, not the Ingress or its certificate.
+      */}}
+      {{- range .Values.apps.spas }}
+      - alert: KrgeobukSPAUnavailable
+        expr: absent(sum(rate(prober_probe_total{job="kubernetes-probes",namespace={{ $.Values.apps.namespace | quote }},container={{ . | quote }},probe_type="Readiness",result="successful"}[{{ $a.spaUnavailable.window }}])) > 0)
+        for: {{ $a.spaUnavailable.for }}
+        labels:
+          severity: critical
+          service: {{ . }}
+        annotations:
+          summary: {{ printf "%s has no pod passing its readiness probe" . | quote }}
+          description: {{ printf "No readiness probe of a %s pod in namespace %s succeeded over %s: the SPA is not served." . $.Values.apps.namespace $a.spaUnavailable.window | quote }}
+      {{- end }}
 
   - name: krgeobuk-data-server
     rules:
