@@ -12,6 +12,13 @@ import (
 	retry "github.com/sethvargo/go-retry"
 )
 
+// ControllerGrace is how long the Deployment controller may leave a new
+// generation unobserved before the rollout gate says it is not acting, when
+// an environment sets no gates.controllerGrace: a healthy controller observes
+// a new generation within a second or two, and a controller manager that lost
+// its leader lease takes about 15s (its lease duration) to win it back.
+const ControllerGrace = time.Minute
+
 // Budgets bounds every retry of one run against the API server and the
 // registries.
 type Budgets struct {

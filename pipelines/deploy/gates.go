@@ -30,7 +30,8 @@ func (d *Deployer) gates(ctx context.Context, r *run, rev release.Revision, pref
 		var err error
 		statuses, err = gate.WatchRollout(ctx, d.kc.Watch, gate.RolloutOptions{
 			Namespace: d.env.Namespace, Release: d.env.Release, Workloads: workloads,
-			Timeout: d.env.Gates.RolloutTimeout, UnschedulableGrace: d.env.Gates.UnschedulableGrace, ControllerGrace: d.env.Gates.ControllerGrace,
+			Timeout: d.env.Gates.RolloutTimeout, UnschedulableGrace: d.env.Gates.UnschedulableGrace,
+			ControllerGrace: d.env.Gates.ControllerGrace, APIRead: d.budgets.APIRead,
 			Progress: progress(prefix + "/rollout"),
 		})
 		return fmt.Sprintf("%d workloads fully available", len(workloads)), err

@@ -40,11 +40,8 @@ type Gates struct {
 	ControllerGrace time.Duration
 }
 
-// DefaultControllerGrace is gates.controllerGrace when the file sets none: a
-// healthy controller observes a new generation within a second or two, and
-// a controller manager that lost its leader lease takes about 15s (its
-// lease duration) to win it back.
-const DefaultControllerGrace = time.Minute
+// DefaultControllerGrace is gates.controllerGrace when the file sets none.
+const DefaultControllerGrace = budget.ControllerGrace
 
 // The bounds of lock.ttl. The lock is renewed every third of it, so a
 // holder that dies (killed, its machine gone) blocks other deploys for at

@@ -18,6 +18,8 @@ import (
 	appslisters "k8s.io/client-go/listers/apps/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/budget"
 )
 
 // Workload is one Deployment the rollout gate waits for.
@@ -96,15 +98,16 @@ type RolloutOptions struct {
 	// ControllerNotActing, instead of waiting out Timeout for a controller
 	// that is not running. 0 means DefaultControllerGrace.
 	ControllerGrace time.Duration
+	// APIRead bounds the retries of each direct read of the API server; 0
+	// means budget.Defaults().APIRead.
+	APIRead time.Duration
 	// Progress receives an update whenever a workload's phase, ready count
 	// or message changes. It is called from the gate's goroutine.
 	Progress func(Progress)
 }
 
-// DefaultControllerGrace is RolloutOptions.ControllerGrace when unset: a
-// running controller observes a new generation within a second or two, and
-// one that lost its leader lease wins it back within about 15s.
-const DefaultControllerGrace = time.Minute
+// DefaultControllerGrace is RolloutOptions.ControllerGrace when unset.
+const DefaultControllerGrace = budget.ControllerGrace
 
 // waitingForController is a workload's message while its Deployment's new
 // generation is not observed yet.
@@ -142,7 +145,7 @@ func WatchRollout(ctx context.Context, cs kubernetes.Interface, opts RolloutOpti
 	}
 	all := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(opts.Namespace))
 	pods := informers.NewSharedInformerFactoryWithOptions(cs, 0, podOpts...)
-	minGen, err := generations(gctx, cs, opts.Namespace, opts.Workloads)
+	minGen, err := generations(gctx, cs, opts.Namespace, opts.Workloads, opts.APIRead)
 	if err != nil {
 		return nil, err
 	}
@@ -215,10 +218,10 @@ func WatchRollout(ctx context.Context, cs kubernetes.Interface, opts RolloutOpti
 // that preceded this gate; a cached Deployment older than this is ignored,
 // so a stale view of the previous, fully available generation cannot pass
 // the gate.
-func generations(ctx context.Context, cs kubernetes.Interface, ns string, wls []Workload) (map[string]int64, error) {
+func generations(ctx context.Context, cs kubernetes.Interface, ns string, wls []Workload, apiRead time.Duration) (map[string]int64, error) {
 	out := map[string]int64{}
 	for _, wl := range wls {
-		err := retryAPI(ctx, func(ctx context.Context) error {
+		err := retryAPI(ctx, apiRead, func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
 			d, err := cs.AppsV1().Deployments(ns).Get(ctx, wl.Deployment, metav1.GetOptions{})
