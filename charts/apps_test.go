@@ -286,6 +286,54 @@ func TestAppsIngress(t *testing.T) {
 	require.NotNil(t, find[*networkingv1.Ingress](res, "api-krgeobuk-com"))
 }
 
+// The api host renders only where a gateway Service is named: then its Ingress sends the whole
+// host to the gateway, and the APIs (not the SPAs) admit the gateway's pods on their HTTP port.
+func TestAppsAPIGateway(t *testing.T) {
+	for _, env := range []string{"development", "staging", "production"} {
+		res := chartstest.MustRender(t, env)
+		for _, o := range res.Objects {
+			if ing, ok := o.Typed.(*networkingv1.Ingress); ok {
+				require.NotRegexp(t, `^api-`, ing.Name, "%s: no gateway, no api host", env)
+			}
+		}
+		require.NotContains(t, res.Notes, "API gateway", env)
+	}
+
+	gw := chartstest.Set("ingress.apiGateway", map[string]any{"service": "krgeobuk-gateway", "port": 8080,
+		"podLabels": map[string]any{"app.kubernetes.io/name": "krgeobuk-gateway"}})
+	res := chartstest.MustRender(t, "production", gw)
+	ing := find[*networkingv1.Ingress](res, "api-krgeobuk-com")
+	require.NotNil(t, ing)
+	require.Equal(t, "letsencrypt-prod", ing.Annotations["cert-manager.io/cluster-issuer"])
+	require.Equal(t, "api-krgeobuk-com-tls", ing.Spec.TLS[0].SecretName)
+	path := ing.Spec.Rules[0].HTTP.Paths[0]
+	require.Equal(t, "/", path.Path)
+	require.Equal(t, "krgeobuk-gateway", path.Backend.Service.Name)
+	require.EqualValues(t, 8080, path.Backend.Service.Port.Number)
+	require.Contains(t, res.Notes, "https://api.krgeobuk.com (the API gateway, Service krgeobuk-gateway)")
+
+	admitsGateway := func(name string) bool {
+		np := find[*networkingv1.NetworkPolicy](res, name)
+		require.NotNil(t, np, name)
+		for _, r := range np.Spec.Ingress {
+			for _, f := range r.From {
+				if f.PodSelector != nil && f.NamespaceSelector == nil && f.PodSelector.MatchLabels["app.kubernetes.io/name"] == "krgeobuk-gateway" {
+					require.Equal(t, 8000, r.Ports[0].Port.IntValue(), "%s: the HTTP port only", name)
+					require.Len(t, r.Ports, 1, "%s: the HTTP port only", name)
+					return true
+				}
+			}
+		}
+		return false
+	}
+	require.True(t, admitsGateway("auth-server"))
+	require.True(t, admitsGateway("authz-server"))
+	require.False(t, admitsGateway("auth-client"), "the gateway fronts the APIs, not the SPAs")
+
+	staging := chartstest.MustRender(t, "staging", gw)
+	require.NotNil(t, find[*networkingv1.Ingress](staging, "api-staging-krgeobuk-com"), "each environment's own api host")
+}
+
 // Broken values fail the render with a message that names the value and the rule.
 func TestAppsRejectBadValues(t *testing.T) {
 	portalServer := chartstest.Set("ingress.hosts", []any{map[string]any{"host": "portal.krgeobuk.com", "routes": []any{
@@ -333,6 +381,14 @@ func TestAppsRejectBadValues(t *testing.T) {
 			wantErr: []string{`services.auth-server.calls: "billing-server" is not a service of this chart`}},
 		{name: "store not on the data server", env: "staging", values: chartstest.Set("services.auth-server.stores", []any{"auth-postgres", "auth-redis"}),
 			wantErr: []string{`services.auth-server.stores: "auth-postgres" is not in dataStores`}},
+		{name: "gateway that is a chart service", env: "production", values: chartstest.Set("ingress.apiGateway", map[string]any{"service": "authz-server", "podLabels": map[string]any{"a": "b"}}),
+			wantErr: []string{`ingress.apiGateway.service: "authz-server" is a service of this chart; the api host routes to a gateway deployed on its own. To serve a chart service on a host, add it to ingress.hosts`}},
+		{name: "gateway without pod labels", env: "staging", values: chartstest.Set("ingress.apiGateway.service", "krgeobuk-gateway"),
+			wantErr: []string{`ingress.apiGateway.podLabels: empty while ingress.apiGateway.service is "krgeobuk-gateway"; give the gateway pods' labels so the APIs' NetworkPolicies admit them`}},
+		{name: "gateway on a host already served", env: "production", values: chartstest.Set("ingress.apiGateway", map[string]any{"host": "auth.krgeobuk.com", "service": "gw", "podLabels": map[string]any{"a": "b"}}),
+			wantErr: []string{"ingress.apiGateway.host: auth.krgeobuk.com is also in ingress.hosts; one host, one Ingress"}},
+		{name: "gateway Service name that is not a DNS label", env: "staging", values: chartstest.Set("ingress.apiGateway.service", "Gateway_1"),
+			wantErr: []string{"ingress", "apiGateway", "service"}},
 		{name: "pod label that would break the selector", env: "staging", values: chartstest.Set("services.auth-server.podLabels", map[string]any{"app.kubernetes.io/name": "x"}),
 			wantErr: []string{"/services/auth-server/podLabels/app.kubernetes.io~1name"}},
 	}
@@ -355,6 +411,8 @@ func TestAppsDevelopmentExtras(t *testing.T) {
 	sec := find[*corev1.Secret](res, "auth-server-secrets")
 	require.NotNil(t, sec)
 	require.ElementsMatch(t, []string{"MYSQL_USER", "MYSQL_PASSWORD", "REDIS_PASSWORD"}, keys(sec.StringData))
+	require.Nil(t, find[*corev1.Secret](res, "auth-server-jwt"), "the JWT Secret is never rendered, not even in development")
+	require.Contains(t, fmt.Sprint(find[*appsv1.Deployment](res, "auth-server").Spec.Template.Spec.Containers[0].EnvFrom), "auth-server-jwt", "the API reads it")
 	d := find[*appsv1.Deployment](res, "auth-server")
 	require.Equal(t, "crashloop", d.Spec.Template.Labels["testenv.krgeobuk.dev/fault"])
 	require.Equal(t, map[string]string{"pool": "none"}, d.Spec.Template.Spec.NodeSelector)

@@ -154,11 +154,12 @@ func TestIntegrationTestWiresTheChartsEnvironment(t *testing.T) {
 	require.Equal(t, map[string]string{
 		"NODE_ENV": "production", "PORT": "8000", "TCP_PORT": "8010", "LOG_LEVEL": "info",
 		"MYSQL_HOST": "auth-mysql", "MYSQL_PORT": "3307", "MYSQL_DATABASE": "auth",
-		"MYSQL_CONNECTION_LIMIT": "10", "MYSQL_CONNECT_TIMEOUT_MS": "10000",
+		"MYSQL_CONNECTION_LIMIT": "10", "MYSQL_MAX_IDLE": "2", "MYSQL_IDLE_TIMEOUT_MS": "60000", "MYSQL_CONNECT_TIMEOUT_MS": "10000",
 		"REDIS_HOST": "auth-redis", "REDIS_PORT": "6380", "REDIS_DB": "0", "REDIS_CONNECT_TIMEOUT_MS": "5000",
 	}, plain, "exactly the chart's ConfigMap for staging")
 	sort.Strings(secret)
-	require.Equal(t, []string{"MYSQL_PASSWORD", "MYSQL_USER", "REDIS_PASSWORD"}, secret, "exactly the Secret's keys, as secrets")
+	require.Equal(t, []string{"JWT_ACCESS_PRIVATE_KEY", "JWT_ACCESS_PUBLIC_KEY", "JWT_REFRESH_PRIVATE_KEY", "JWT_REFRESH_PUBLIC_KEY",
+		"MYSQL_PASSWORD", "MYSQL_USER", "REDIS_PASSWORD"}, secret, "exactly the Secrets' keys (credentials and JWT pairs), as secrets")
 
 	bindings := calls(test, "withServiceBinding")
 	require.Len(t, bindings, 2)

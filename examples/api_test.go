@@ -23,6 +23,8 @@ import (
 
 	"github.com/krgeobuk/krgeobuk-infra/internal/dbtest"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/appenv"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/itest"
 )
 
 // stack is the example API's data stores and the environment that wires it
@@ -55,6 +57,11 @@ func newStack(t *testing.T) *stack {
 	s.mysql.Exec(t, "", fmt.Sprintf("CREATE DATABASE `%s`; CREATE USER '%s'@'%%' IDENTIFIED BY '%s'; GRANT ALL ON `%s`.* TO '%s'@'%%';",
 		db, user, password, db, user))
 	s.secrets = map[string]string{"MYSQL_USER": user, "MYSQL_PASSWORD": password, "REDIS_PASSWORD": s.redis.Password}
+	for _, p := range catalog.JWTKeyPairs {
+		priv, pub, err := itest.NewKeyPair()
+		require.NoError(t, err)
+		s.secrets[p.Private], s.secrets[p.Public] = priv, pub
+	}
 	require.ElementsMatch(t, env.SecretKeys, slices.Collect(maps.Keys(s.secrets)), "the test supplies exactly the Secret's keys")
 	return s
 }
@@ -87,6 +94,7 @@ func TestAuthAPIOwnTests(t *testing.T) {
 	require.NoError(t, err, "npm test:\n%s", out)
 	require.Contains(t, out, "# fail 0")
 	require.Regexp(t, `# pass [1-9]`, out)
+	require.Contains(t, out, "ok 1 - are usable as the integration environment gives them", "the JWT key checks ran:\n%s", out)
 	for _, v := range s.secrets {
 		require.NotContains(t, out, v, "a secret value reached the test output")
 	}

@@ -2,8 +2,11 @@ package k8s_test
 
 import (
 	"fmt"
+	"os"
 	"path"
+	"regexp"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -244,4 +247,80 @@ func TestQuotaCheckCatchesWhatWouldBeRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dataServerReserve is how many of a MySQL instance's max_connections the apps must leave free:
+// the exporter, a backup or restore drill, the health check and an operator's session.
+const dataServerReserve = 10
+
+// maxConnections reads max_connections from the data server's MySQL configuration: the setting
+// every instance (auth-mysql, authz-mysql) starts with.
+func maxConnections(t *testing.T) int64 {
+	t.Helper()
+	data, err := os.ReadFile("../infrastructure/mysql/conf.d/krgeobuk.cnf")
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^max_connections\s*=\s*(\d+)\s*$`).FindSubmatch(data)
+	require.NotNil(t, m, "krgeobuk.cnf sets max_connections")
+	n, err := strconv.ParseInt(string(m[1]), 10, 64)
+	require.NoError(t, err)
+	return n
+}
+
+// connectionViolations names every MySQL instance the apps render res could exhaust at their
+// peak: per API, peak pods times its pool's MYSQL_CONNECTION_LIMIT, against max less the reserve.
+func connectionViolations(t *testing.T, res *render.Result, max int64) []string {
+	t.Helper()
+	hpas := map[string]*autoscalingv2.HorizontalPodAutoscaler{}
+	configs := map[string]*corev1.ConfigMap{}
+	for _, o := range res.Objects {
+		switch x := o.Typed.(type) {
+		case *autoscalingv2.HorizontalPodAutoscaler:
+			hpas[x.Spec.ScaleTargetRef.Name] = x
+		case *corev1.ConfigMap:
+			configs[x.Name] = x
+		}
+	}
+	var bad []string
+	apis := 0
+	for _, o := range res.Objects {
+		d, ok := o.Typed.(*appsv1.Deployment)
+		if !ok {
+			continue
+		}
+		cm, ok := configs[d.Name+"-config"]
+		if !ok || cm.Data["MYSQL_HOST"] == "" {
+			continue // not a MySQL client
+		}
+		apis++
+		limit, err := strconv.ParseInt(cm.Data["MYSQL_CONNECTION_LIMIT"], 10, 64)
+		require.NoError(t, err, "%s MYSQL_CONNECTION_LIMIT", cm.Name)
+		pods, err := peakPods(d, hpas)
+		require.NoError(t, err, o.Ref())
+		if need := pods * limit; need > max-dataServerReserve {
+			bad = append(bad, fmt.Sprintf("%s: %d pods at peak × MYSQL_CONNECTION_LIMIT %d = %d connections to %s, above max_connections %d less %d reserved",
+				d.Name, pods, limit, need, cm.Data["MYSQL_HOST"], max, dataServerReserve))
+		}
+	}
+	require.NotZero(t, apis, "no Deployment reads MYSQL_HOST")
+	return bad
+}
+
+// TestDatabaseConnectionsFitTheDataServer: in every environment, each API at its peak (HPA maximum
+// plus one surge pod, every pool full) stays inside its MySQL instance's max_connections with room
+// for the exporter, backups and an operator. Past it, new pods fail readiness with "Too many
+// connections" exactly when load is highest.
+func TestDatabaseConnectionsFitTheDataServer(t *testing.T) {
+	max := maxConnections(t)
+	names, err := environment.Names(k8s.Environments)
+	require.NoError(t, err)
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			require.Empty(t, connectionViolations(t, chartstest.MustRender(t, name), max))
+		})
+	}
+	t.Run("a pool that would exhaust the server is named", func(t *testing.T) {
+		res := chartstest.MustRender(t, "production", chartstest.Set("services.authz-server.config.MYSQL_CONNECTION_LIMIT", "25"))
+		require.Equal(t, []string{"authz-server: 9 pods at peak × MYSQL_CONNECTION_LIMIT 25 = 225 connections to authz-mysql, above max_connections 200 less 10 reserved"},
+			connectionViolations(t, res, max))
+	})
 }

@@ -180,8 +180,9 @@ func testCheck(ctx context.Context, t *testing.T, m *daggercall.Module, images b
 }
 
 // testBuild builds every service from the examples and runs what was built:
-// each API with throwaway MySQL and Redis wired as the chart wires them must
-// answer /health/ready; each SPA must serve its index.html.
+// each API with throwaway MySQL and Redis wired as the chart wires them (and
+// throwaway JWT key pairs) must answer /health/ready; each SPA must serve its
+// index.html.
 func testBuild(ctx context.Context, t *testing.T, dag *dagger.Client, m *daggercall.Module, images baseImages) {
 	for _, svc := range catalog.All() {
 		t.Run(svc.Name, func(t *testing.T) {
@@ -199,7 +200,7 @@ func testBuild(ctx context.Context, t *testing.T, dag *dagger.Client, m *daggerc
 			var body string
 			if svc.IsAPI() {
 				body = get(ctx, t, dag, images, withStores(ctx, t, dag, built, images, svc.Name), svc, svc.ReadinessPath)
-				require.JSONEq(t, `{"status":"ok","checks":{"mysql":"up","redis":"up"}}`, body)
+				require.JSONEq(t, `{"status":"ok","checks":{"mysql":"up","redis":"up","jwt":"up"}}`, body)
 			} else {
 				body = get(ctx, t, dag, images, built, svc, "/")
 				require.Contains(t, body, "<title>krgeobuk</title>")

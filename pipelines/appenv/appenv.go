@@ -66,10 +66,11 @@ type ServiceEnv struct {
 	ConfigMap string
 	// Config is that ConfigMap's data after overrides.
 	Config map[string]string
-	// Secret names the Secret the container reads, "" when none.
-	Secret string
-	// SecretKeys are the keys that Secret provides, sorted. Their values never
-	// pass through this package.
+	// Secrets name the Secrets the container reads, in envFrom order: an
+	// API's credentials Secret, then its JWT Secret.
+	Secrets []string
+	// SecretKeys are the keys those Secrets provide, sorted. Their values
+	// never pass through this package.
 	SecretKeys []string
 }
 
@@ -98,8 +99,8 @@ func ForService(ctx context.Context, src Source, service string, overrides map[s
 	if err != nil {
 		return nil, err
 	}
-	if out.Secret != "" {
-		keys, err := secretKeys(ctx, src.Chart, src.Secrets, service)
+	if len(out.Secrets) > 0 {
+		keys, err := secretKeys(ctx, src, service, out.Secrets)
 		if err != nil {
 			return nil, err
 		}
@@ -197,13 +198,10 @@ func fromObjects(objs []render.Object, env, service string) (*ServiceEnv, error)
 				out.Config[src.Prefix+k] = v
 			}
 		case src.SecretRef != nil:
-			if out.Secret != "" {
-				return nil, fmt.Errorf("appenv: Deployment %s reads two Secrets (%s, %s); appenv expects one", service, out.Secret, src.SecretRef.Name)
-			}
 			if src.Prefix != "" {
 				return nil, fmt.Errorf("appenv: Deployment %s: a prefix on Secret %s is not supported", service, src.SecretRef.Name)
 			}
-			out.Secret = src.SecretRef.Name
+			out.Secrets = append(out.Secrets, src.SecretRef.Name)
 		}
 	}
 	for _, e := range ctr.Env {
@@ -215,26 +213,63 @@ func fromObjects(objs []render.Object, env, service string) (*ServiceEnv, error)
 	return out, nil
 }
 
-// secretKeys learns the keys of the service's Secret from the chart, rendered
-// where it renders Secrets.
-func secretKeys(ctx context.Context, ch *chart.Chart, secrets *environment.Environment, service string) ([]string, error) {
-	res, err := Render(ctx, ch, secrets)
+// secretKeys lists the keys of the Secrets the service reads in src.Env.
+// The JWT Secret is never rendered, so its keys are the catalog's; the
+// credentials Secret's keys are learnt from the chart, rendered where it
+// renders that Secret (src.Secrets). Any other Secret is an error: appenv
+// could not know its keys.
+func secretKeys(ctx context.Context, src Source, service string, secrets []string) ([]string, error) {
+	jwtName, err := values.JWTSecret(src.Chart, src.Env.Values, service)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("appenv: environment %s: %w", src.Env.Name, err)
 	}
-	src, err := fromObjects(res.Objects, secrets.Name, service)
-	if err != nil {
-		return nil, err
-	}
-	for _, o := range res.Objects {
-		if s, ok := o.Typed.(*corev1.Secret); ok && s.Name == src.Secret {
-			keys := slices.Collect(maps.Keys(s.StringData))
-			keys = append(keys, slices.Collect(maps.Keys(s.Data))...)
-			sort.Strings(keys)
-			return slices.Compact(keys), nil
+	var keys []string
+	others := 0
+	for _, name := range secrets {
+		if name == jwtName {
+			keys = append(keys, catalog.JWTKeys()...)
+		} else {
+			others++
 		}
 	}
-	return nil, fmt.Errorf("appenv: environment %s: the chart renders no Secret %s to learn its keys from", secrets.Name, src.Secret)
+	if others > 1 {
+		return nil, fmt.Errorf("appenv: environment %s: Deployment %s reads Secrets %s; appenv knows the keys of one credentials Secret and the JWT Secret %s", src.Env.Name, service, strings.Join(secrets, ", "), jwtName)
+	}
+	if others == 1 {
+		creds, err := credentialKeys(ctx, src, service)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, creds...)
+	}
+	sort.Strings(keys)
+	return slices.Compact(keys), nil
+}
+
+// credentialKeys learns the keys of the service's credentials Secret from
+// the chart rendered for src.Secrets, the environment that renders it.
+func credentialKeys(ctx context.Context, src Source, service string) ([]string, error) {
+	res, err := Render(ctx, src.Chart, src.Secrets)
+	if err != nil {
+		return nil, err
+	}
+	dev, err := fromObjects(res.Objects, src.Secrets.Name, service)
+	if err != nil {
+		return nil, err
+	}
+	rendered := map[string]*corev1.Secret{}
+	for _, o := range res.Objects {
+		if s, ok := o.Typed.(*corev1.Secret); ok {
+			rendered[s.Name] = s
+		}
+	}
+	for _, name := range dev.Secrets {
+		if s, ok := rendered[name]; ok {
+			keys := slices.Collect(maps.Keys(s.StringData))
+			return append(keys, slices.Collect(maps.Keys(s.Data))...), nil
+		}
+	}
+	return nil, fmt.Errorf("appenv: environment %s: the chart renders none of the Secrets %s reads (%s) to learn their keys from", src.Secrets.Name, service, strings.Join(dev.Secrets, ", "))
 }
 
 func (e *ServiceEnv) apply(overrides map[string]string) error {

@@ -12,7 +12,7 @@ import (
 )
 
 var chartConfigKeys = []string{"LOG_LEVEL", "MYSQL_CONNECTION_LIMIT", "MYSQL_CONNECT_TIMEOUT_MS", "MYSQL_DATABASE",
-	"MYSQL_HOST", "MYSQL_PORT", "NODE_ENV", "PORT", "REDIS_CONNECT_TIMEOUT_MS", "REDIS_DB", "REDIS_HOST", "REDIS_PORT", "TCP_PORT"}
+	"MYSQL_HOST", "MYSQL_IDLE_TIMEOUT_MS", "MYSQL_MAX_IDLE", "MYSQL_PORT", "NODE_ENV", "PORT", "REDIS_CONNECT_TIMEOUT_MS", "REDIS_DB", "REDIS_HOST", "REDIS_PORT", "TCP_PORT"}
 
 func TestForService(t *testing.T) {
 	tests := []struct {
@@ -34,8 +34,9 @@ func TestForService(t *testing.T) {
 			got, err := ForService(context.Background(), source(t, tt.env), tt.service, tt.overrides)
 			require.NoError(t, err)
 			require.Equal(t, tt.service+"-config", got.ConfigMap)
-			require.Equal(t, tt.service+"-secrets", got.Secret)
-			require.Equal(t, []string{"MYSQL_PASSWORD", "MYSQL_USER", "REDIS_PASSWORD"}, got.SecretKeys)
+			require.Equal(t, []string{tt.service + "-secrets", tt.service + "-jwt"}, got.Secrets)
+			require.Equal(t, []string{"JWT_ACCESS_PRIVATE_KEY", "JWT_ACCESS_PUBLIC_KEY", "JWT_REFRESH_PRIVATE_KEY", "JWT_REFRESH_PUBLIC_KEY",
+				"MYSQL_PASSWORD", "MYSQL_USER", "REDIS_PASSWORD"}, got.SecretKeys, "the credentials learnt from development's render, the JWT keys from the catalog")
 			keys := make([]string, 0, len(got.Config))
 			for k := range got.Config {
 				keys = append(keys, k)
@@ -44,7 +45,7 @@ func TestForService(t *testing.T) {
 			for k, v := range tt.want {
 				require.Equal(t, v, got.Config[k], k)
 			}
-			require.Len(t, got.Keys(), len(chartConfigKeys)+3)
+			require.Len(t, got.Keys(), len(chartConfigKeys)+7)
 		})
 	}
 }
@@ -101,6 +102,21 @@ func TestForServiceReadsTheGivenEnvironment(t *testing.T) {
 	require.Equal(t, "warn", got.Config["LOG_LEVEL"])
 }
 
+// The JWT Secret is known by the name the chart gives it, renamed or not;
+// a Secret appenv cannot know the keys of is an error, not a guess.
+func TestForServiceJWTSecret(t *testing.T) {
+	src := source(t, "staging")
+	src.Env.Values = values.Merge(src.Env.Values, map[string]any{"services": map[string]any{
+		"auth-server": map[string]any{"jwt": map[string]any{"existingSecret": "auth-jwt-2026"}}}})
+	got, err := ForService(context.Background(), src, "auth-server", nil)
+	require.NoError(t, err)
+	require.Equal(t, []string{"auth-server-secrets", "auth-jwt-2026"}, got.Secrets)
+	require.Contains(t, got.SecretKeys, "JWT_REFRESH_PUBLIC_KEY")
+
+	_, err = secretKeys(context.Background(), src, "auth-server", []string{"auth-server-secrets", "auth-jwt-2026", "extra"})
+	require.ErrorContains(t, err, "Deployment auth-server reads Secrets auth-server-secrets, auth-jwt-2026, extra; appenv knows the keys of one credentials Secret and the JWT Secret auth-jwt-2026")
+}
+
 func source(t *testing.T, env string) Source {
 	t.Helper()
 	src, err := EmbeddedSource(env)
@@ -134,7 +150,7 @@ spec:
 	got, err := fromObjects(objs, "x", "auth-server")
 	require.NoError(t, err)
 	require.Equal(t, map[string]string{"PORT": "8000", "EXTRA": "1"}, got.Config)
-	require.Equal(t, "auth-server-secrets", got.Secret)
+	require.Equal(t, []string{"auth-server-secrets"}, got.Secrets)
 
 	objs, err = render.Decode(fmt.Sprintf(dep, "elsewhere") + "---\n" + cm)
 	require.NoError(t, err)

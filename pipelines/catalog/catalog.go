@@ -57,6 +57,37 @@ type Service struct {
 	Calls []string
 }
 
+// KeyPair names the two variables of one JWT signing key pair.
+type KeyPair struct {
+	Private string
+	Public  string
+}
+
+// JWTKeyPairs are the key pairs every API reads from its JWT Secret (see
+// JWTSecret): access tokens and refresh tokens. An API without all four
+// variables, or with a public key that is not its private key's half, is not
+// ready.
+var JWTKeyPairs = []KeyPair{
+	{Private: "JWT_ACCESS_PRIVATE_KEY", Public: "JWT_ACCESS_PUBLIC_KEY"},
+	{Private: "JWT_REFRESH_PRIVATE_KEY", Public: "JWT_REFRESH_PUBLIC_KEY"},
+}
+
+// JWTKeys lists the JWTKeyPairs' variables, sorted.
+func JWTKeys() []string {
+	var out []string
+	for _, p := range JWTKeyPairs {
+		out = append(out, p.Private, p.Public)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// JWTSecret is the default name of an API's JWT Secret. The chart never
+// renders it, in any environment: a private key must not sit in a values file
+// or in Helm's release record. It is created out of band
+// (k8s/secrets/README.md), and the chart's jwt.existingSecret can rename it.
+func JWTSecret(service string) string { return service + "-jwt" }
+
 // IsAPI reports whether the service is one of the NestJS APIs.
 func (s Service) IsAPI() bool { return s.Kind == KindAPI }
 

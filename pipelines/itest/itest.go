@@ -8,14 +8,19 @@ package itest
 
 import (
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/appenv"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/build"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 )
 
 // Pinned store images: exact tag and digest. Overridable (local mirrors).
@@ -107,17 +112,35 @@ const (
 	KeyMySQLRoot     = "MYSQL_ROOT_PASSWORD"
 )
 
-// NewSecretValues makes a random value for every Secret key of the service
-// and the test database's root password: the throwaway credentials of one
-// run, to be handed to the engine only as secrets (see SecretName).
+// NewSecretValues makes a value for every Secret key of the service and the
+// test database's root password: the throwaway credentials of one run, to be
+// handed to the engine only as secrets (see SecretName). Passwords are
+// random; each JWT key pair is a fresh RSA pair, its halves matching.
 func NewSecretValues(env *appenv.ServiceEnv) (map[string]string, error) {
 	for _, k := range []string{KeyMySQLUser, KeyMySQLPassword, KeyRedisPassword} {
 		if !slices.Contains(env.SecretKeys, k) {
-			return nil, fmt.Errorf("service %s: the chart's Secret %s has no %s; the stores cannot be wired", env.Service, env.Secret, k)
+			return nil, fmt.Errorf("service %s: the chart's Secrets (%s) have no %s; the stores cannot be wired", env.Service, strings.Join(env.Secrets, ", "), k)
 		}
 	}
 	out := map[string]string{}
+	for _, p := range catalog.JWTKeyPairs {
+		hasPriv, hasPub := slices.Contains(env.SecretKeys, p.Private), slices.Contains(env.SecretKeys, p.Public)
+		if hasPriv != hasPub {
+			return nil, fmt.Errorf("service %s: the chart's Secrets hold only one half of %s/%s", env.Service, p.Private, p.Public)
+		}
+		if !hasPriv {
+			continue
+		}
+		priv, pub, err := NewKeyPair()
+		if err != nil {
+			return nil, fmt.Errorf("service %s: %s: %w", env.Service, p.Private, err)
+		}
+		out[p.Private], out[p.Public] = priv, pub
+	}
 	for _, k := range append(slices.Clone(env.SecretKeys), KeyMySQLRoot) {
+		if _, done := out[k]; done {
+			continue
+		}
 		v, err := random(k)
 		if err != nil {
 			return nil, err
@@ -125,6 +148,25 @@ func NewSecretValues(env *appenv.ServiceEnv) (map[string]string, error) {
 		out[k] = v
 	}
 	return out, nil
+}
+
+// NewKeyPair makes a 2048-bit RSA key pair (RS256, as the APIs sign tokens)
+// as PEM text: PKCS #8 private key, SPKI public key.
+func NewKeyPair() (private, public string, err error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return "", "", fmt.Errorf("generate key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return "", "", fmt.Errorf("encode private key: %w", err)
+	}
+	pubDER, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		return "", "", fmt.Errorf("encode public key: %w", err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
+		string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})), nil
 }
 
 // SecretName names one run's secret in the engine.

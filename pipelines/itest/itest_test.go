@@ -2,11 +2,15 @@ package itest
 
 import (
 	"context"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/appenv"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 )
 
 func TestStoresComeFromTheChart(t *testing.T) {
@@ -104,10 +108,32 @@ func TestNewSecretValues(t *testing.T) {
 	}
 	require.Regexp(t, `^itest_[0-9a-f]{8}$`, a[KeyMySQLUser], "MySQL user names are short")
 	require.Equal(t, "krgeobuk-itest-auth-server-MYSQL_USER", SecretName("auth-server", KeyMySQLUser))
+	for _, p := range catalog.JWTKeyPairs {
+		requirePair(t, a[p.Private], a[p.Public])
+	}
+	require.NotEqual(t, a["JWT_ACCESS_PUBLIC_KEY"], a["JWT_REFRESH_PUBLIC_KEY"], "a pair per token kind")
 
 	env.SecretKeys = []string{KeyMySQLUser}
 	_, err = NewSecretValues(env)
-	require.ErrorContains(t, err, "has no MYSQL_PASSWORD; the stores cannot be wired")
+	require.ErrorContains(t, err, "have no MYSQL_PASSWORD; the stores cannot be wired")
+
+	env.SecretKeys = []string{KeyMySQLUser, KeyMySQLPassword, KeyRedisPassword, "JWT_ACCESS_PRIVATE_KEY"}
+	_, err = NewSecretValues(env)
+	require.ErrorContains(t, err, "hold only one half of JWT_ACCESS_PRIVATE_KEY/JWT_ACCESS_PUBLIC_KEY")
+}
+
+// requirePair checks that public is the PEM public half of PEM private.
+func requirePair(t *testing.T, private, public string) {
+	t.Helper()
+	pb, _ := pem.Decode([]byte(private))
+	require.NotNil(t, pb, "private key is PEM")
+	key, err := x509.ParsePKCS8PrivateKey(pb.Bytes)
+	require.NoError(t, err)
+	ub, _ := pem.Decode([]byte(public))
+	require.NotNil(t, ub, "public key is PEM")
+	pub, err := x509.ParsePKIXPublicKey(ub.Bytes)
+	require.NoError(t, err)
+	require.True(t, key.(*rsa.PrivateKey).PublicKey.Equal(pub), "the public key is the private key's half")
 }
 
 func keys(m map[string]string) []string {

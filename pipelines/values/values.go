@@ -136,6 +136,22 @@ func Repositories(ch *chart.Chart, vals map[string]any) (map[string]string, erro
 	return out, nil
 }
 
+// JWTSecret names the Secret API service reads its JWT key pairs from with
+// vals over chart ch's defaults: jwt.existingSecret, or catalog.JWTSecret.
+func JWTSecret(ch *chart.Chart, vals map[string]any, service string) (string, error) {
+	all, err := coalesce(ch, vals)
+	if err != nil {
+		return "", err
+	}
+	services, _ := all["services"].(map[string]any)
+	svc, _ := services[service].(map[string]any)
+	jwt, _ := svc["jwt"].(map[string]any)
+	if name, _ := jwt["existingSecret"].(string); name != "" {
+		return name, nil
+	}
+	return catalog.JWTSecret(service), nil
+}
+
 // ImagePolicy is the image policy vals impose over chart ch's default:
 // PolicyDigest or PolicyTag.
 func ImagePolicy(ch *chart.Chart, vals map[string]any) (string, error) {

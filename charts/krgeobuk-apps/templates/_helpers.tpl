@@ -63,6 +63,11 @@ fails the render; "latest" is refused everywhere (values.schema.json refuses it 
 {{- default (printf "%s-secrets" .name) .svc.secret.existingSecret -}}
 {{- end -}}
 
+{{/* The Secret holding an API's JWT key pairs: out of band in every environment. */}}
+{{- define "krgeobuk.jwtSecretName" -}}
+{{- default (printf "%s-jwt" .name) ((.svc.jwt).existingSecret) -}}
+{{- end -}}
+
 {{/* The enabled services, as a sorted list of names (for stable output). */}}
 {{- define "krgeobuk.enabledNames" -}}
 {{- $out := list -}}

@@ -15,6 +15,8 @@ export interface Config {
     user: string;
     password: string;
     connectionLimit: number;
+    maxIdle: number;
+    idleTimeoutMs: number;
     connectTimeoutMs: number;
   };
   redis: {
@@ -24,15 +26,25 @@ export interface Config {
     password: string;
     connectTimeoutMs: number;
   };
+  // The JWT key pairs as PEM text, '' when unset. They are not needed to
+  // start: without them the service is not ready (see jwt.ts), which keeps it
+  // out of rotation instead of crash-looping on a Secret created late.
+  jwt: Record<JwtKey, string>;
 }
 
 // ConfigKeys are the ConfigMap's keys, SecretKeys the Secret's.
 export const ConfigKeys = [
   'NODE_ENV', 'PORT', 'TCP_PORT', 'LOG_LEVEL',
-  'MYSQL_HOST', 'MYSQL_PORT', 'MYSQL_DATABASE', 'MYSQL_CONNECTION_LIMIT', 'MYSQL_CONNECT_TIMEOUT_MS',
+  'MYSQL_HOST', 'MYSQL_PORT', 'MYSQL_DATABASE', 'MYSQL_CONNECTION_LIMIT', 'MYSQL_MAX_IDLE',
+  'MYSQL_IDLE_TIMEOUT_MS', 'MYSQL_CONNECT_TIMEOUT_MS',
   'REDIS_HOST', 'REDIS_PORT', 'REDIS_DB', 'REDIS_CONNECT_TIMEOUT_MS',
 ] as const;
-export const SecretKeys = ['MYSQL_USER', 'MYSQL_PASSWORD', 'REDIS_PASSWORD'] as const;
+// JwtKeys come from the Secret <service>-jwt, the others from <service>-secrets.
+export const JwtKeys = [
+  'JWT_ACCESS_PRIVATE_KEY', 'JWT_ACCESS_PUBLIC_KEY', 'JWT_REFRESH_PRIVATE_KEY', 'JWT_REFRESH_PUBLIC_KEY',
+] as const;
+export type JwtKey = (typeof JwtKeys)[number];
+export const SecretKeys = ['MYSQL_USER', 'MYSQL_PASSWORD', 'REDIS_PASSWORD', ...JwtKeys] as const;
 
 type Env = Record<string, string | undefined>;
 
@@ -67,6 +79,8 @@ export function loadConfig(env: Env): Config {
       user: str('MYSQL_USER'),
       password: str('MYSQL_PASSWORD'),
       connectionLimit: int('MYSQL_CONNECTION_LIMIT', 1, 1000),
+      maxIdle: int('MYSQL_MAX_IDLE', 0, 1000),
+      idleTimeoutMs: int('MYSQL_IDLE_TIMEOUT_MS', 1000, 86400000),
       connectTimeoutMs: int('MYSQL_CONNECT_TIMEOUT_MS', 1, 600000),
     },
     redis: {
@@ -76,7 +90,11 @@ export function loadConfig(env: Env): Config {
       password: str('REDIS_PASSWORD'),
       connectTimeoutMs: int('REDIS_CONNECT_TIMEOUT_MS', 1, 600000),
     },
+    jwt: Object.fromEntries(JwtKeys.map((k) => [k, env[k] ?? ''])) as Record<JwtKey, string>,
   };
+  if (config.mysql.maxIdle > config.mysql.connectionLimit) {
+    problems.push('MYSQL_MAX_IDLE must not exceed MYSQL_CONNECTION_LIMIT');
+  }
   if (problems.length > 0) {
     throw new Error(`configuration: ${problems.join('; ')}`);
   }

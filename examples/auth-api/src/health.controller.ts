@@ -1,7 +1,9 @@
-import { Controller, Get, Header, HttpStatus, Res } from '@nestjs/common';
+import { Controller, Get, Header, HttpStatus, Inject, Res } from '@nestjs/common';
 import { MessagePattern } from '@nestjs/microservices';
+import { Config } from './config';
+import { checkJwtKeys } from './jwt';
 import { Metrics } from './metrics';
-import { Stores } from './stores';
+import { CONFIG, Stores } from './stores';
 
 // The part of the HTTP response readiness needs (Express's, under Nest).
 interface StatusResponse {
@@ -10,7 +12,12 @@ interface StatusResponse {
 
 @Controller()
 export class HealthController {
-  constructor(private readonly stores: Stores, private readonly metrics: Metrics) {}
+  // The keys do not change while the process runs: check them once.
+  private readonly jwt: string;
+
+  constructor(private readonly stores: Stores, private readonly metrics: Metrics, @Inject(CONFIG) config: Config) {
+    this.jwt = checkJwtKeys(config.jwt);
+  }
 
   // Liveness: the process answers. Never depends on the data server.
   @Get('health')
@@ -18,10 +25,11 @@ export class HealthController {
     return { status: 'ok' };
   }
 
-  // Readiness: 200 only when MySQL and Redis both answer.
+  // Readiness: 200 only when MySQL and Redis both answer and the JWT key
+  // pairs are usable: a pod that cannot sign or verify tokens must not serve.
   @Get('health/ready')
   async ready(@Res({ passthrough: true }) res: StatusResponse): Promise<{ status: string; checks: Record<string, string> }> {
-    const checks = await this.stores.check();
+    const checks: Record<string, string> = { ...(await this.stores.check()), jwt: this.jwt };
     const up = Object.values(checks).every((c) => c === 'up');
     res.status(up ? HttpStatus.OK : HttpStatus.SERVICE_UNAVAILABLE);
     return { status: up ? 'ok' : 'unavailable', checks };

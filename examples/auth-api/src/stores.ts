@@ -23,6 +23,8 @@ export class Stores implements OnApplicationShutdown {
       password: config.mysql.password,
       database: config.mysql.database,
       connectionLimit: config.mysql.connectionLimit,
+      maxIdle: config.mysql.maxIdle,
+      idleTimeout: config.mysql.idleTimeoutMs,
       connectTimeout: config.mysql.connectTimeoutMs,
       waitForConnections: true,
     });

@@ -4,11 +4,13 @@
 // pipelines/appenv; in `dagger call integration-test` the same package feeds
 // Dagger services). Nothing here invents a host, port or password.
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { INestApplication } from '@nestjs/common';
 import { bootstrap } from '../src/main';
-import { ConfigKeys, SecretKeys, loadConfig } from '../src/config';
+import { ConfigKeys, JwtKeys, SecretKeys, loadConfig } from '../src/config';
+import { checkJwtKeys } from '../src/jwt';
 
 const env = process.env;
 const base = `http://127.0.0.1:${env.PORT}`;
@@ -48,6 +50,13 @@ describe('configuration', () => {
   });
 });
 
+describe('the pool settings', () => {
+  it('refuse more idle connections than the pool may hold', () => {
+    assert.throws(() => loadConfig({ ...env, MYSQL_CONNECTION_LIMIT: '10', MYSQL_MAX_IDLE: '11' }),
+      /MYSQL_MAX_IDLE must not exceed MYSQL_CONNECTION_LIMIT/);
+  });
+});
+
 describe('the running API', () => {
   let app: INestApplication;
 
@@ -68,7 +77,7 @@ describe('the running API', () => {
   it('is ready once MySQL and Redis answer', async () => {
     const res = await eventuallyReady(60_000);
     assert.equal(res.status, 200, res.body);
-    assert.deepEqual(JSON.parse(res.body), { status: 'ok', checks: { mysql: 'up', redis: 'up' } });
+    assert.deepEqual(JSON.parse(res.body), { status: 'ok', checks: { mysql: 'up', redis: 'up', jwt: 'up' } });
   });
 
   it('exports request counts and latencies by route template', async () => {
@@ -89,5 +98,59 @@ describe('the running API', () => {
       sock.setTimeout(5_000, () => reject(new Error('TCP transport did not accept a connection')));
       sock.on('error', reject);
     });
+  });
+});
+
+// The JWT key pairs as the Secret <service>-jwt holds them, broken the ways a
+// hand-made Secret gets broken.
+describe('the JWT keys', () => {
+  const jwtKeys = () => Object.fromEntries(JwtKeys.map((k) => [k, env[k] as string])) as Record<(typeof JwtKeys)[number], string>;
+  const material = () => JwtKeys.map((k) => env[k] as string);
+  const noKeyIn = (text: string) => {
+    for (const pem of material()) {
+      const body = pem.split('\n').filter((l) => l && !l.startsWith('-----'))[0];
+      assert.ok(!text.includes(body), 'no key material in the answer');
+    }
+  };
+  const other = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const cases: Array<{ name: string; change: Record<string, string>; want: RegExp }> = [
+    { name: 'a missing public half', change: { JWT_ACCESS_PUBLIC_KEY: '' }, want: /^down: JWT_ACCESS_PUBLIC_KEY is not set$/ },
+    { name: 'all keys missing', change: Object.fromEntries(JwtKeys.map((k) => [k, ''])),
+      want: /^down: JWT_ACCESS_PRIVATE_KEY is not set; JWT_ACCESS_PUBLIC_KEY is not set; JWT_REFRESH_PRIVATE_KEY is not set; JWT_REFRESH_PUBLIC_KEY is not set$/ },
+    { name: 'a public key of another pair', change: { JWT_REFRESH_PUBLIC_KEY: other.publicKey.export({ type: 'spki', format: 'pem' }) as string },
+      want: /^down: JWT_REFRESH_PUBLIC_KEY is not the public half of JWT_REFRESH_PRIVATE_KEY$/ },
+    { name: 'halves swapped between pairs', change: { JWT_ACCESS_PUBLIC_KEY: env.JWT_REFRESH_PUBLIC_KEY as string },
+      want: /^down: JWT_ACCESS_PUBLIC_KEY is not the public half of JWT_ACCESS_PRIVATE_KEY$/ },
+    { name: 'one pair for both', change: { JWT_REFRESH_PRIVATE_KEY: env.JWT_ACCESS_PRIVATE_KEY as string, JWT_REFRESH_PUBLIC_KEY: env.JWT_ACCESS_PUBLIC_KEY as string },
+      want: /^down: the access and refresh key pairs are the same pair; give each its own$/ },
+    { name: 'not PEM', change: { JWT_ACCESS_PRIVATE_KEY: (env.JWT_ACCESS_PRIVATE_KEY as string).slice(0, 80) },
+      want: /^down: JWT_ACCESS_PRIVATE_KEY is not a PEM private key$/ },
+  ];
+  it('are usable as the integration environment gives them', () => {
+    assert.equal(checkJwtKeys(jwtKeys()), 'up');
+  });
+  for (const tc of cases) {
+    it(`are refused with ${tc.name}, naming the variable and no key`, () => {
+      const got = checkJwtKeys({ ...jwtKeys(), ...tc.change });
+      assert.match(got, tc.want);
+      noKeyIn(got);
+    });
+  }
+
+  it('missing keep the running API alive but not ready', async () => {
+    // Port 0: the system picks free ports, so this second instance cannot collide.
+    const app = await bootstrap({ ...env, PORT: '0', TCP_PORT: '0', JWT_REFRESH_PRIVATE_KEY: '' });
+    const port = (app.getHttpServer().address() as { port: number }).port;
+    try {
+      const live = await fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(10_000) });
+      assert.equal(live.status, 200, 'liveness never depends on the keys');
+      const ready = await fetch(`http://127.0.0.1:${port}/health/ready`, { signal: AbortSignal.timeout(10_000) });
+      const body = await ready.text();
+      assert.equal(ready.status, 503, body);
+      assert.equal(JSON.parse(body).checks.jwt, 'down: JWT_REFRESH_PRIVATE_KEY is not set');
+      noKeyIn(body);
+    } finally {
+      await app.close();
+    }
   });
 });
