@@ -1,0 +1,447 @@
+package backup_test
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/krgeobuk/krgeobuk-infra/infrastructure/backup"
+	"github.com/krgeobuk/krgeobuk-infra/infrastructure/backup/remote"
+	"github.com/krgeobuk/krgeobuk-infra/internal/dbtest"
+	"github.com/krgeobuk/krgeobuk-infra/internal/offhosttest"
+)
+
+// target is one real off-host server as the tests drive it.
+type target struct {
+	name string
+	env  []string
+	// file is where the server keeps the file of a key (relative to the
+	// backups' root on the remote).
+	file func(key string) string
+	stop func() error
+	// addr is the server's host:port, to route through a proxy.
+	addr string
+	// via returns the environment that reaches the server through addr.
+	via func(addr string) []string
+}
+
+func sftpTarget(t *testing.T, opts ...offhosttest.SSHOption) target {
+	s := offhosttest.StartSSH(t, opts...)
+	env := func(addr string) []string {
+		return []string{
+			remote.EnvURL + "=" + strings.Replace(s.URL(), s.Addr(), addr, 1),
+			remote.EnvSSHKeyFile + "=" + s.KeyFile,
+			remote.EnvSSHHostKey + "=" + s.HostKeyLine,
+		}
+	}
+	return target{name: "sftp", env: env(s.Addr()), file: s.Path, stop: s.Stop, addr: s.Addr(), via: env}
+}
+
+func s3Target(t *testing.T, opts ...offhosttest.SSHOption) target {
+	s := offhosttest.StartS3(t, opts...)
+	env := func(addr string) []string {
+		return []string{
+			remote.EnvURL + "=s3://" + s.Bucket + "/krgeobuk",
+			remote.EnvS3Endpoint + "=http://" + addr,
+			remote.EnvS3AccessKeyID + "=" + s.AccessKey,
+			remote.EnvS3SecretAccessKey + "=" + s.SecretKey,
+		}
+	}
+	return target{name: "s3", env: env(s.Addr()), file: func(k string) string { return s.Path("krgeobuk/" + k) },
+		stop: s.Stop, addr: s.Addr(), via: env}
+}
+
+// bothTargets runs f against a fresh SFTP server and a fresh S3 server.
+func bothTargets(t *testing.T, f func(t *testing.T, start func(...offhosttest.SSHOption) target)) {
+	for _, kind := range []string{"sftp", "s3"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			f(t, func(opts ...offhosttest.SSHOption) target {
+				if kind == "sftp" {
+					return sftpTarget(t, opts...)
+				}
+				return s3Target(t, opts...)
+			})
+		})
+	}
+}
+
+// mysqlBackups starts a seeded MariaDB and takes n backups of auth.
+func mysqlBackups(t *testing.T, n int) (m *dbtest.MariaDB, dir string, env, args []string) {
+	t.Helper()
+	m = dbtest.StartMariaDB(t)
+	seedAuth(t, m)
+	dir = t.TempDir()
+	env = mysqlEnv(m, "AUTH")
+	args = []string{"--store", "auth-mysql", "--port", strconv.Itoa(m.Port), "--database", "auth", "--backup-dir", dir}
+	for i := 0; i < n; i++ {
+		res := script(t, env, "backup-mysql.sh", append(args, "--textfile-dir", "-")...)
+		require.Equal(t, 0, res.code, res.out)
+	}
+	return m, dir, env, args
+}
+
+// remoteFiles lists what the server holds for a series: name -> content.
+func remoteFiles(t *testing.T, tg target, series string) map[string][]byte {
+	t.Helper()
+	dir := tg.file(series)
+	entries, err := os.ReadDir(dir)
+	if os.IsNotExist(err) {
+		return map[string][]byte{}
+	}
+	require.NoError(t, err)
+	out := map[string][]byte{}
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		require.NoError(t, err)
+		out[e.Name()] = b
+	}
+	return out
+}
+
+// completeCopies are the archives whose checksum sidecar the server holds.
+func completeCopies(files map[string][]byte) []string {
+	var out []string
+	for name := range files {
+		if a, ok := strings.CutSuffix(name, backup.SumSuffix); ok && !strings.HasPrefix(name, ".") {
+			if _, has := files[a]; has {
+				out = append(out, a)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func names(paths []string) []string {
+	out := make([]string, len(paths))
+	for i, p := range paths {
+		out[i] = filepath.Base(p)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// snapshot reads every local file under dir (the local copies must never
+// change because of anything off-host).
+func snapshot(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, f := range tree(t, dir) {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		require.NoError(t, err)
+		out[f] = sha256Of(b)
+	}
+	return out
+}
+
+func sha256Of(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+func TestOffhostCopyVerifiesAndAppliesRetentionOnBothTargets(t *testing.T) {
+	t.Parallel()
+	bothTargets(t, func(t *testing.T, start func(...offhosttest.SSHOption) target) {
+		tg := start()
+		_, dir, env, args := mysqlBackups(t, 3)
+		local := archives(t, dir)
+		require.Len(t, local, 3)
+		for i, a := range local { // oldest first: 300, 299, 298 days old
+			age(t, a, time.Duration(300-i)*24*time.Hour)
+		}
+		before := snapshot(t, dir)
+		tf := t.TempDir()
+		env = append(env, tg.env...)
+		copyArgs := append(args, "--textfile-dir", tf)
+
+		res := script(t, env, "offhost-copy.sh", append(copyArgs, "--keep", "3", "--max-age", "720h")...)
+		require.Equal(t, 0, res.code, res.out)
+		require.Contains(t, res.out, "3 of 3 verified local backups copied")
+		files := remoteFiles(t, tg, "auth-mysql/auth")
+		require.Equal(t, names(local), completeCopies(files))
+		require.Len(t, files, 9, "no temporary or orphaned file on the remote: %v", keys(files))
+		for _, a := range local {
+			for _, suffix := range []string{"", backup.SumSuffix, backup.MetaSuffix} {
+				want, err := os.ReadFile(a + suffix)
+				require.NoError(t, err)
+				require.Equal(t, want, files[filepath.Base(a)+suffix], "%s%s differs on the remote", filepath.Base(a), suffix)
+			}
+		}
+		require.Equal(t, before, snapshot(t, dir), "the off-host copy changed the local backups")
+		newest, err := backup.ReadMetadata(local[2])
+		require.NoError(t, err)
+		got := metrics(t, filepath.Join(tf, backup.OffhostMetricsFile("auth-mysql")))
+		require.Equal(t, 1.0, got[backup.MetricOffhostLastRunSuccess+"{auth-mysql}"])
+		require.Equal(t, float64(newest.FinishedAt.Unix()), got[backup.MetricOffhostLastSuccess+"{auth-mysql}"])
+
+		// A tighter retention deletes the oldest copy on the remote only,
+		// and uploads nothing: the two it keeps are there intact.
+		for run := 0; run < 2; run++ {
+			res = script(t, env, "offhost-copy.sh", append(copyArgs, "--keep", "2", "--max-age", "720h")...)
+			require.Equal(t, 0, res.code, res.out)
+			require.Contains(t, res.out, "0 of 2 verified local backups copied")
+			if run == 0 {
+				require.Contains(t, res.out, "off-host retention auth-mysql: deleted "+filepath.Base(local[0]))
+			} else {
+				require.NotContains(t, res.out, "deleted", "the second run has nothing left to delete")
+			}
+			files = remoteFiles(t, tg, "auth-mysql/auth")
+			require.Equal(t, names(local[1:]), completeCopies(files))
+			require.Len(t, files, 6, "the oldest copy left files behind: %v", keys(files))
+			require.Equal(t, before, snapshot(t, dir), "the remote retention touched the local backups")
+		}
+	})
+}
+
+// cutter relays TCP connections to upstream and cuts every one of them
+// once limit bytes went upstream in total; after that it refuses new ones:
+// a link that dies in the middle of an upload.
+type cutter struct {
+	l       net.Listener
+	limit   int64
+	mu      sync.Mutex
+	sent    int64
+	cut     bool
+	conns   []net.Conn
+	wg      sync.WaitGroup
+	cutOnce sync.Once
+	cutDone chan struct{}
+}
+
+func newCutter(t *testing.T, upstream string, limit int64) *cutter {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	c := &cutter{l: l, limit: limit, cutDone: make(chan struct{})}
+	go c.serve(upstream)
+	t.Cleanup(func() { c.close(); c.wg.Wait() })
+	return c
+}
+
+func (c *cutter) addr() string { return c.l.Addr().String() }
+
+func (c *cutter) serve(upstream string) {
+	for {
+		down, err := c.l.Accept()
+		if err != nil {
+			return
+		}
+		up, err := net.DialTimeout("tcp", upstream, 10*time.Second)
+		if err != nil {
+			_ = down.Close()
+			continue
+		}
+		c.mu.Lock()
+		c.conns = append(c.conns, down, up)
+		c.mu.Unlock()
+		c.wg.Add(2)
+		go func() { defer c.wg.Done(); _, _ = io.Copy(down, up); _ = down.Close() }()
+		go func() { defer c.wg.Done(); c.relayUp(down, up) }()
+	}
+}
+
+func (c *cutter) relayUp(down, up net.Conn) {
+	buf := make([]byte, 32*1024)
+	for {
+		n, err := down.Read(buf)
+		if n > 0 {
+			c.mu.Lock()
+			over := c.sent+int64(n) > c.limit
+			c.sent += int64(n)
+			c.mu.Unlock()
+			if over {
+				c.close()
+				return
+			}
+			if _, werr := up.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			_ = up.Close()
+			return
+		}
+	}
+}
+
+// close cuts every connection and stops accepting.
+func (c *cutter) close() {
+	c.cutOnce.Do(func() {
+		_ = c.l.Close()
+		c.mu.Lock()
+		c.cut = true
+		for _, x := range c.conns {
+			_ = x.Close()
+		}
+		c.mu.Unlock()
+		close(c.cutDone)
+	})
+}
+
+func (c *cutter) wasCut() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cut && c.sent > c.limit
+}
+
+// bigBackup adds incompressible rows so the dump is a few MiB, and takes a
+// backup.
+func bigBackup(t *testing.T, m *dbtest.MariaDB, dir string, env, args []string) string {
+	t.Helper()
+	m.Exec(t, "auth", "CREATE TABLE IF NOT EXISTS bulk (id INT PRIMARY KEY, b BLOB) ENGINE=InnoDB; "+
+		"INSERT INTO bulk SELECT seq, RANDOM_BYTES(1024) FROM seq_1_to_3000")
+	before := archives(t, dir)
+	res := script(t, env, "backup-mysql.sh", append(args, "--textfile-dir", "-")...)
+	require.Equal(t, 0, res.code, res.out)
+	for _, a := range archives(t, dir) {
+		if !contains(before, a) {
+			st, err := os.Stat(a)
+			require.NoError(t, err)
+			require.Greater(t, st.Size(), int64(2<<20), "the big backup is big")
+			return a
+		}
+	}
+	t.Fatal("no new backup")
+	return ""
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// A copy cut off in the middle leaves nothing on the remote that looks like
+// a backup, fails the run, keeps the local backups, and the next run
+// uploads it completely.
+func TestOffhostCopyInterruptedMidwayLeavesNoCompleteLookingCopy(t *testing.T) {
+	t.Parallel()
+	bothTargets(t, func(t *testing.T, start func(...offhosttest.SSHOption) target) {
+		tg := start()
+		m, dir, env, args := mysqlBackups(t, 0)
+		big := bigBackup(t, m, dir, env, args)
+		before := snapshot(t, dir)
+		tf := t.TempDir()
+		proxy := newCutter(t, tg.addr, 1<<20)
+		res := script(t, append(append([]string{}, env...), tg.via(proxy.addr())...), "offhost-copy.sh",
+			append(args, "--textfile-dir", tf)...)
+		require.True(t, proxy.wasCut(), "the link was never cut, so the test proved nothing: %s", res.out)
+		require.Equal(t, 1, res.code, res.out)
+		require.Contains(t, res.out, "off-host copy of auth-mysql")
+		files := remoteFiles(t, tg, "auth-mysql/auth")
+		require.Empty(t, completeCopies(files), "an interrupted copy looks complete: %v", keys(files))
+		require.NotContains(t, files, filepath.Base(big)+backup.SumSuffix)
+		require.Equal(t, before, snapshot(t, dir), "the local backup changed")
+		require.Equal(t, 0.0, metrics(t, filepath.Join(tf, backup.OffhostMetricsFile("auth-mysql")))[backup.MetricOffhostLastRunSuccess+"{auth-mysql}"])
+
+		// Readers skip what is not complete: nothing to restore or check.
+		res = script(t, append(append([]string{}, env...), tg.env...), "restore-mysql.sh", "--store", "auth-mysql",
+			"--port", strconv.Itoa(m.Port), "--from", "remote", "--backup-dir", dir, "--yes",
+			"--file", "auth-mysql/auth/"+filepath.Base(big))
+		require.Equal(t, 1, res.code, res.out)
+		require.Contains(t, res.out, "is not a complete off-host copy")
+
+		res = script(t, append(append([]string{}, env...), tg.env...), "offhost-copy.sh", append(args, "--textfile-dir", tf)...)
+		require.Equal(t, 0, res.code, res.out)
+		files = remoteFiles(t, tg, "auth-mysql/auth")
+		require.Equal(t, []string{filepath.Base(big)}, completeCopies(files))
+		require.Len(t, files, 3, "the leftovers of the cut copy are gone: %v", keys(files))
+		want, err := os.ReadFile(big)
+		require.NoError(t, err)
+		require.Equal(t, want, files[filepath.Base(big)])
+		require.Equal(t, 1.0, metrics(t, filepath.Join(tf, backup.OffhostMetricsFile("auth-mysql")))[backup.MetricOffhostLastRunSuccess+"{auth-mysql}"])
+	})
+}
+
+func keys(m map[string][]byte) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// A remote that is full, unreachable or not the pinned host fails the run
+// loudly (exit 1, the reason, the metric) and deletes nothing anywhere:
+// not the local backups, not the older copies on the remote.
+func TestOffhostCopyFailsLoudlyAndDeletesNothing(t *testing.T) {
+	t.Parallel()
+	bothTargets(t, func(t *testing.T, start func(...offhosttest.SSHOption) target) {
+		// Room for the small backups, not for the big one.
+		tg := start(offhosttest.WithFull(1 << 20))
+		m, dir, env, args := mysqlBackups(t, 2)
+		old := archives(t, dir)
+		for i, a := range old {
+			age(t, a, time.Duration(100-i)*24*time.Hour)
+		}
+		tf := t.TempDir()
+		env = append(env, tg.env...)
+		res := script(t, env, "offhost-copy.sh", append(args, "--textfile-dir", tf, "--keep", "5")...)
+		require.Equal(t, 0, res.code, res.out)
+		held := remoteFiles(t, tg, "auth-mysql/auth")
+		require.Equal(t, names(old), completeCopies(held))
+		newestOld, err := backup.ReadMetadata(old[1])
+		require.NoError(t, err)
+		lastSuccess := float64(newestOld.FinishedAt.Unix())
+
+		big := bigBackup(t, m, dir, env, args)
+		before := snapshot(t, dir)
+		check := func(t *testing.T, res result, want string) {
+			t.Helper()
+			require.Equal(t, 1, res.code, res.out)
+			require.Contains(t, res.out, want)
+			require.Contains(t, res.out, "off-host retention auth-mysql: skipped because the copy failed; nothing deleted")
+			require.Equal(t, before, snapshot(t, dir), "a failed off-host copy changed the local backups")
+			now := remoteFiles(t, tg, "auth-mysql/auth")
+			require.Equal(t, names(old), completeCopies(now), "the old copies must stay when the copy failed")
+			require.NotContains(t, completeCopies(now), filepath.Base(big))
+			got := metrics(t, filepath.Join(tf, backup.OffhostMetricsFile("auth-mysql")))
+			require.Equal(t, 0.0, got[backup.MetricOffhostLastRunSuccess+"{auth-mysql}"])
+			require.Equal(t, lastSuccess, got[backup.MetricOffhostLastSuccess+"{auth-mysql}"], "the last good copy still counts")
+		}
+		strict := append(args, "--textfile-dir", tf, "--keep", "1", "--max-age", "720h")
+		t.Run("full", func(t *testing.T) {
+			want := map[string]string{"sftp": "a full disk or a quota", "s3": "No space left on device"}[tg.name]
+			check(t, script(t, env, "offhost-copy.sh", strict...), want)
+		})
+		if tg.name == "sftp" {
+			t.Run("another host key", func(t *testing.T) {
+				other := offhosttest.StartSSH(t)
+				wrong := append(append([]string{}, env...), remote.EnvSSHHostKey+"="+other.Fingerprint)
+				res := script(t, wrong, "offhost-copy.sh", strict...)
+				require.Contains(t, res.out, "not the pinned "+other.Fingerprint)
+				require.Equal(t, 1, res.code, res.out)
+			})
+		}
+		t.Run("unreachable", func(t *testing.T) {
+			require.NoError(t, tg.stop())
+			res := script(t, env, "offhost-copy.sh", strict...)
+			require.Equal(t, 1, res.code, res.out)
+			require.Contains(t, res.out, "connection refused")
+			require.Equal(t, before, snapshot(t, dir))
+			got := metrics(t, filepath.Join(tf, backup.OffhostMetricsFile("auth-mysql")))
+			require.Equal(t, 0.0, got[backup.MetricOffhostLastRunSuccess+"{auth-mysql}"])
+			require.Equal(t, lastSuccess, got[backup.MetricOffhostLastSuccess+"{auth-mysql}"], "kept from the last run that could ask")
+		})
+	})
+}
+
