@@ -444,4 +444,3 @@ func TestOffhostCopyFailsLoudlyAndDeletesNothing(t *testing.T) {
 		})
 	})
 }
-
