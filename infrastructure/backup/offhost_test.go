@@ -1,6 +1,7 @@
 package backup_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
@@ -348,7 +349,7 @@ func TestOffhostCopyInterruptedMidwayLeavesNoCompleteLookingCopy(t *testing.T) {
 		require.Contains(t, res.out, "off-host copy of auth-mysql")
 		files := remoteFiles(t, tg, "auth-mysql/auth")
 		require.Empty(t, completeCopies(files), "an interrupted copy looks complete: %v", keys(files))
-		require.NotContains(t, files, filepath.Base(big)+backup.SumSuffix)
+		require.NotContains(t, keys(files), filepath.Base(big)+backup.SumSuffix)
 		require.Equal(t, before, snapshot(t, dir), "the local backup changed")
 		require.Equal(t, 0.0, metrics(t, filepath.Join(tf, backup.OffhostMetricsFile("auth-mysql")))[backup.MetricOffhostLastRunSuccess+"{auth-mysql}"])
 
@@ -443,4 +444,195 @@ func TestOffhostCopyFailsLoudlyAndDeletesNothing(t *testing.T) {
 			require.Equal(t, lastSuccess, got[backup.MetricOffhostLastSuccess+"{auth-mysql}"], "kept from the last run that could ask")
 		})
 	})
+}
+
+// The nightly drill run from the off-host copy restores it into a scratch
+// server; a copy damaged on the remote fails it (and its metric) while the
+// local drill still passes, and --recopy repairs it.
+func TestDrillDetectsADamagedOffhostCopy(t *testing.T) {
+	t.Parallel()
+	bothTargets(t, func(t *testing.T, start func(...offhosttest.SSHOption) target) {
+		tg := start()
+		src, scratch := dbtest.StartMariaDB(t), dbtest.StartMariaDB(t)
+		seedAuth(t, src)
+		dir, tf := t.TempDir(), t.TempDir()
+		env := append(append(mysqlEnv(src, "AUTH"), "SCRATCH_MYSQL_ROOT_PASSWORD="+scratch.Password), tg.env...)
+		common := []string{"--store", "auth-mysql", "--port", strconv.Itoa(src.Port), "--database", "auth", "--backup-dir", dir, "--textfile-dir", tf}
+		res := script(t, env, "backup-mysql.sh", common...)
+		require.Equal(t, 0, res.code, res.out)
+		res = script(t, env, "offhost-copy.sh", common...)
+		require.Equal(t, 0, res.code, res.out)
+		archive := archives(t, dir)[0]
+		drill := append(append([]string{}, common...), "--scratch-port", strconv.Itoa(scratch.Port), "--from", "remote")
+		offhostMetric := func() float64 {
+			return metrics(t, filepath.Join(tf, backup.OffhostVerifyMetricsFile("auth-mysql")))[backup.MetricOffhostVerifySuccess+"{auth-mysql}"]
+		}
+
+		res = script(t, env, "verify-restore.sh", drill...)
+		require.Equal(t, 0, res.code, res.out)
+		require.Contains(t, res.out, "from the off-host copy on "+tg.name)
+		require.Contains(t, res.out, "restores and matches the source")
+		require.Equal(t, 1.0, offhostMetric())
+		_, err := os.Stat(filepath.Join(tf, backup.VerifyMetricsFile("auth-mysql")))
+		require.True(t, os.IsNotExist(err), "the off-host drill wrote the local drill's metrics")
+
+		// One byte of the stored archive changes on the remote's disk, size kept.
+		key := "auth-mysql/auth/" + filepath.Base(archive)
+		b, err := os.ReadFile(tg.file(key))
+		require.NoError(t, err)
+		b[len(b)/2] ^= 0x01
+		require.NoError(t, os.WriteFile(tg.file(key), b, 0o600))
+
+		res = script(t, env, "verify-restore.sh", drill...)
+		require.Equal(t, 1, res.code, res.out)
+		require.Contains(t, res.out, filepath.Base(archive)+": sha256")
+		require.Contains(t, res.out, "does not match the sidecar")
+		require.Equal(t, 0.0, offhostMetric())
+		res = script(t, env, "verify-restore.sh", append(append([]string{}, common...), "--scratch-port", strconv.Itoa(scratch.Port))...)
+		require.Equal(t, 0, res.code, "the local drill is not affected: %s", res.out)
+
+		res = script(t, env, "offhost-copy.sh", append(common, "--recopy")...)
+		require.Equal(t, 0, res.code, res.out)
+		res = script(t, env, "verify-restore.sh", drill...)
+		require.Equal(t, 0, res.code, res.out)
+		require.Equal(t, 1.0, offhostMetric())
+		leftovers, err := filepath.Glob(filepath.Join(dir, ".offhost-fetch-*"))
+		require.NoError(t, err)
+		require.Empty(t, leftovers, "downloads are removed after the check")
+	})
+}
+
+// With the data server's disk gone, a backup comes back from the off-host
+// copy byte for byte: MySQL through SFTP, Redis through S3.
+func TestRestoreFromTheOffhostCopy(t *testing.T) {
+	t.Parallel()
+	t.Run("mysql over sftp", func(t *testing.T) {
+		t.Parallel()
+		tg := sftpTarget(t)
+		m, dir, env, args := mysqlBackups(t, 1)
+		before := mysqlFingerprint(t, m, "auth")
+		env = append(env, tg.env...)
+		res := script(t, env, "offhost-copy.sh", append(args, "--textfile-dir", "-")...)
+		require.Equal(t, 0, res.code, res.out)
+		name := filepath.Base(archives(t, dir)[0])
+		original, err := os.ReadFile(archives(t, dir)[0])
+		require.NoError(t, err)
+		require.NoError(t, os.RemoveAll(dir)) // the disk is gone
+		m.Exec(t, "auth", "DROP TABLE audit; DELETE FROM users")
+
+		res = script(t, env, "list.sh", "--store", "auth-mysql", "--database", "auth", "--from", "remote")
+		require.Equal(t, 0, res.code, res.out)
+		require.Contains(t, res.out, "auth-mysql/auth/"+name)
+		require.Contains(t, res.out, "verified")
+
+		newDisk := t.TempDir()
+		res = script(t, env, "restore-mysql.sh", "--store", "auth-mysql", "--port", strconv.Itoa(m.Port), "--from", "remote",
+			"--backup-dir", newDisk, "--file", "auth-mysql/auth/"+name, "--yes")
+		require.Equal(t, 0, res.code, res.out)
+		require.Contains(t, res.out, "sha256 of archive and metadata verified")
+		require.Equal(t, before, mysqlFingerprint(t, m, "auth"))
+		require.Equal(t, original, mustRead(t, tg.file("auth-mysql/auth/"+name)), "the off-host archive is the original, byte for byte")
+		require.Empty(t, tree(t, newDisk), "the download is removed after the restore")
+	})
+	t.Run("redis over s3", func(t *testing.T) {
+		t.Parallel()
+		tg := s3Target(t)
+		r := dbtest.StartRedis(t, fastSync)
+		seedRedis(t, r)
+		before := redisFingerprint(t, r)
+		dir := t.TempDir()
+		env := append(redisEnv(r, "AUTH"), tg.env...)
+		args := []string{"--store", "auth-redis", "--port", strconv.Itoa(r.Port), "--backup-dir", dir, "--textfile-dir", "-"}
+		res := script(t, env, "backup-redis.sh", args...)
+		require.Equal(t, 0, res.code, res.out)
+		res = script(t, env, "offhost-copy.sh", args...)
+		require.Equal(t, 0, res.code, res.out)
+		archive := archives(t, dir)[0]
+		original := mustRead(t, archive)
+		require.NoError(t, os.RemoveAll(dir))
+		require.NoError(t, r.Client(t).FlushAll(context.Background()).Err())
+
+		res = script(t, env, "restore-redis.sh", "--store", "auth-redis", "--port", strconv.Itoa(r.Port), "--from", "remote",
+			"--backup-dir", t.TempDir(), "--file", "auth-redis/"+filepath.Base(archive), "--yes")
+		require.Equal(t, 0, res.code, res.out)
+		require.Equal(t, before, redisFingerprint(t, r))
+		require.Equal(t, original, mustRead(t, tg.file("auth-redis/"+filepath.Base(archive))))
+	})
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	return b
+}
+
+// Neither the S3 secret key nor the SSH private key ever appears on a
+// command line or in the output, including when the server refuses them;
+// and no child process (mysqldump, redis-server, ...) receives them.
+func TestOffhostSecretsNeverShow(t *testing.T) {
+	t.Parallel()
+	ssh := sftpTarget(t)
+	s3 := s3Target(t)
+	m, dir, env, args := mysqlBackups(t, 1)
+	keyFile := strings.TrimPrefix(ssh.env[1], remote.EnvSSHKeyFile+"=")
+	var keyLines []string
+	for _, l := range strings.Split(string(mustRead(t, keyFile)), "\n") {
+		if len(l) > 20 && !strings.HasPrefix(l, "-----") {
+			keyLines = append(keyLines, l)
+		}
+	}
+	require.NotEmpty(t, keyLines)
+	s3Secret := strings.TrimPrefix(s3.env[3], remote.EnvS3SecretAccessKey+"=")
+	secrets := append([]string{s3Secret, m.Password}, keyLines...)
+	for _, tg := range []target{ssh, s3} {
+		e := append(append([]string{}, env...), tg.env...)
+		w := watchProcs(secrets)
+		ew := watchEnv(map[string]string{"mariadb-dump": "", "mysqldump": "", "mariadb": "", "mysql": ""}, []string{s3Secret})
+		outs := []result{
+			script(t, e, "backup-mysql.sh", append(args, "--textfile-dir", "-")...),
+			script(t, e, "offhost-copy.sh", append(args, "--textfile-dir", "-")...),
+			script(t, e, "restore-mysql.sh", "--store", "auth-mysql", "--port", strconv.Itoa(m.Port), "--from", "remote",
+				"--backup-dir", dir, "--yes", "--file", "auth-mysql/auth/"+filepath.Base(archives(t, dir)[0])),
+		}
+		seen, leaks := w.finish()
+		_, envLeaks := ew.finish()
+		require.True(t, seen["krgeobuk-backup"], "never sampled the tool at work")
+		require.Empty(t, leaks, "%s: a secret on a command line", tg.name)
+		require.Empty(t, envLeaks, "%s: a child process received the S3 secret", tg.name)
+		for i, r := range outs {
+			require.Equal(t, 0, r.code, "%s step %d: %s", tg.name, i, r.out)
+			for _, s := range secrets {
+				require.NotContains(t, r.out, s, "%s step %d printed a secret", tg.name, i)
+			}
+		}
+	}
+	// A refused secret is not echoed either.
+	wrong := append(append([]string{}, env...), s3.env[:3]...)
+	wrong = append(wrong, remote.EnvS3SecretAccessKey+"=wrong-"+s3Secret)
+	res := script(t, wrong, "offhost-copy.sh", append(args, "--textfile-dir", "-")...)
+	require.Equal(t, 1, res.code, res.out)
+	require.Contains(t, res.out, "refused the credentials")
+	require.NotContains(t, res.out, s3Secret)
+}
+
+// A remote that is this machine's own backup folder (here: an SFTP login
+// to this host pointed at it) is refused before anything is copied or
+// deleted, whatever address names it.
+func TestOffhostRefusesTheLocalFolderUnderAnotherName(t *testing.T) {
+	t.Parallel()
+	s := offhosttest.StartSSH(t)
+	_, dir, env, args := mysqlBackups(t, 2)
+	for i, a := range archives(t, dir) {
+		age(t, a, time.Duration(100-i)*24*time.Hour)
+	}
+	before := snapshot(t, dir)
+	env = append(env,
+		remote.EnvURL+"=sftp://"+s.User+"@localhost:"+strconv.Itoa(s.Port)+dir,
+		remote.EnvSSHKeyFile+"="+s.KeyFile,
+		remote.EnvSSHHostKey+"="+s.Fingerprint)
+	res := script(t, env, "offhost-copy.sh", append(args, "--textfile-dir", "-", "--keep", "1", "--max-age", "24h")...)
+	require.Equal(t, 1, res.code, res.out)
+	require.Contains(t, res.out, "is this machine's backup folder "+dir+" itself")
+	require.Equal(t, before, snapshot(t, dir))
 }
