@@ -90,10 +90,11 @@ demo:
 bench-deploy:
 	$(GO) test -count=1 -run '^$$' -bench BenchmarkDeploy -benchtime=1x -timeout 30m ./pipelines/deploy/
 
-## backup-tool: build bin/krgeobuk-backup, which the data server's backup scripts run
+## backup-tool: build bin/krgeobuk-backup and bin/krgeobuk-dataserver, which the data server's scripts run
 .PHONY: backup-tool
 backup-tool:
 	$(GO) build -o bin/krgeobuk-backup ./infrastructure/backup/cmd/krgeobuk-backup
+	$(GO) build -o bin/krgeobuk-dataserver ./infrastructure/dataserver/cmd/krgeobuk-dataserver
 
 ## bench-backup: krgeobuk-backup vs plain mysqldump|gzip on a 500k-row database (time and archive size)
 .PHONY: bench-backup

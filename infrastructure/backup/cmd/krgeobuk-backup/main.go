@@ -181,35 +181,8 @@ func lookup(env map[string]string, key string) string {
 	return env[key]
 }
 
-// readEnvFile reads KEY=VALUE lines; "" reads nothing.
-func readEnvFile(path string) (map[string]string, error) {
-	out := map[string]string{}
-	if path == "" {
-		return out, nil
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("env file: %w", err)
-	}
-	defer func() { _ = f.Close() }()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(strings.TrimPrefix(line, "export "), "=")
-		if !ok {
-			continue
-		}
-		v = strings.TrimSpace(v)
-		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
-			v = v[1 : len(v)-1]
-		}
-		out[strings.TrimSpace(k)] = v
-	}
-	return out, sc.Err()
-}
+// readEnvFile reads the data server's .env; "" reads nothing.
+func readEnvFile(path string) (map[string]string, error) { return backup.ReadEnvFile(path) }
 
 func textfileDir(v string) string {
 	if v == "-" {
