@@ -37,7 +37,7 @@ type target struct {
 	via func(addr string) []string
 }
 
-func sftpTarget(t *testing.T, opts ...offhosttest.SSHOption) target {
+func sftpTarget(t *testing.T, opts ...offhosttest.Option) target {
 	s := offhosttest.StartSSH(t, opts...)
 	env := func(addr string) []string {
 		return []string{
@@ -49,7 +49,7 @@ func sftpTarget(t *testing.T, opts ...offhosttest.SSHOption) target {
 	return target{name: "sftp", env: env(s.Addr()), file: s.Path, stop: s.Stop, addr: s.Addr(), via: env}
 }
 
-func s3Target(t *testing.T, opts ...offhosttest.SSHOption) target {
+func s3Target(t *testing.T, opts ...offhosttest.Option) target {
 	s := offhosttest.StartS3(t, opts...)
 	env := func(addr string) []string {
 		return []string{
@@ -64,11 +64,11 @@ func s3Target(t *testing.T, opts ...offhosttest.SSHOption) target {
 }
 
 // bothTargets runs f against a fresh SFTP server and a fresh S3 server.
-func bothTargets(t *testing.T, f func(t *testing.T, start func(...offhosttest.SSHOption) target)) {
+func bothTargets(t *testing.T, f func(t *testing.T, start func(...offhosttest.Option) target)) {
 	for _, kind := range []string{"sftp", "s3"} {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
-			f(t, func(opts ...offhosttest.SSHOption) target {
+			f(t, func(opts ...offhosttest.Option) target {
 				if kind == "sftp" {
 					return sftpTarget(t, opts...)
 				}
@@ -157,7 +157,7 @@ func sha256Of(b []byte) string {
 
 func TestOffhostCopyVerifiesAndAppliesRetentionOnBothTargets(t *testing.T) {
 	t.Parallel()
-	bothTargets(t, func(t *testing.T, start func(...offhosttest.SSHOption) target) {
+	bothTargets(t, func(t *testing.T, start func(...offhosttest.Option) target) {
 		tg := start()
 		_, dir, env, args := mysqlBackups(t, 3)
 		local := archives(t, dir)
@@ -335,7 +335,7 @@ func contains(list []string, s string) bool {
 // uploads it completely.
 func TestOffhostCopyInterruptedMidwayLeavesNoCompleteLookingCopy(t *testing.T) {
 	t.Parallel()
-	bothTargets(t, func(t *testing.T, start func(...offhosttest.SSHOption) target) {
+	bothTargets(t, func(t *testing.T, start func(...offhosttest.Option) target) {
 		tg := start()
 		m, dir, env, args := mysqlBackups(t, 0)
 		big := bigBackup(t, m, dir, env, args)
@@ -386,7 +386,7 @@ func keys(m map[string][]byte) []string {
 // not the local backups, not the older copies on the remote.
 func TestOffhostCopyFailsLoudlyAndDeletesNothing(t *testing.T) {
 	t.Parallel()
-	bothTargets(t, func(t *testing.T, start func(...offhosttest.SSHOption) target) {
+	bothTargets(t, func(t *testing.T, start func(...offhosttest.Option) target) {
 		// Room for the small backups, not for the big one.
 		tg := start(offhosttest.WithFull(1 << 20))
 		m, dir, env, args := mysqlBackups(t, 2)
@@ -451,7 +451,7 @@ func TestOffhostCopyFailsLoudlyAndDeletesNothing(t *testing.T) {
 // local drill still passes, and --recopy repairs it.
 func TestDrillDetectsADamagedOffhostCopy(t *testing.T) {
 	t.Parallel()
-	bothTargets(t, func(t *testing.T, start func(...offhosttest.SSHOption) target) {
+	bothTargets(t, func(t *testing.T, start func(...offhosttest.Option) target) {
 		tg := start()
 		src, scratch := dbtest.StartMariaDB(t), dbtest.StartMariaDB(t)
 		seedAuth(t, src)

@@ -118,10 +118,10 @@ type S3 struct {
 
 // StartS3 starts versitygw on a free 127.0.0.1 port with random root
 // credentials and one empty bucket, and returns once the bucket exists.
-// WithFull (an SSHOption) is honoured the same way: a small private tmpfs.
-func StartS3(tb testing.TB, opts ...SSHOption) *S3 {
+// WithFull serves from a small private tmpfs, as for StartSSH.
+func StartS3(tb testing.TB, opts ...Option) *S3 {
 	tb.Helper()
-	var cfg sshConfig
+	var cfg serverConfig
 	for _, o := range opts {
 		o(&cfg)
 	}

@@ -40,20 +40,20 @@ type SSH struct {
 	proc    *process
 }
 
-type sshConfig struct{ full int64 }
+type serverConfig struct{ full int64 }
 
-// SSHOption changes how StartSSH runs the server.
-type SSHOption func(*sshConfig)
+// Option changes how StartSSH and StartS3 run their server.
+type Option func(*serverConfig)
 
 // WithFull serves from a tmpfs of size bytes, so writes beyond it fail with
 // a full disk.
-func WithFull(size int64) SSHOption { return func(c *sshConfig) { c.full = size } }
+func WithFull(size int64) Option { return func(c *serverConfig) { c.full = size } }
 
 // StartSSH starts sshd -D -e with its own config, host key and
 // authorized_keys on a free 127.0.0.1 port and returns once it listens.
-func StartSSH(tb testing.TB, opts ...SSHOption) *SSH {
+func StartSSH(tb testing.TB, opts ...Option) *SSH {
 	tb.Helper()
-	var cfg sshConfig
+	var cfg serverConfig
 	for _, o := range opts {
 		o(&cfg)
 	}
