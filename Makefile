@@ -17,7 +17,7 @@ deps:
 ## test: everything CI runs: static checks, then the whole Go suite
 # The cold tool builds take minutes: they run before `go test`, outside its timeouts. deps is
 # idempotent and takes a second once the packages are there, so a fresh clone needs no other step.
-test: deps lint testenv monitoring-tools dagger-module
+test: deps lint testenv monitoring-tools s3-server dagger-module
 	$(GO) test -count=1 ./...
 
 ## testenv: build (or reuse) the simulated cluster's binaries in $(KRGEOBUK_CACHE)/testenv
@@ -76,6 +76,11 @@ help:
 monitoring-tools:
 	$(GO) run ./internal/promtest/cmd/promtools
 
+## s3-server: build (once, cached in $KRGEOBUK_CACHE/versitygw/<version>) versitygw, the S3 server the off-host backup tests run
+.PHONY: s3-server
+s3-server:
+	$(GO) run ./internal/offhosttest/cmd/s3server
+
 ## demo: a gated deploy on a simulated cluster: a healthy release, then a crash-looping one rolled back
 .PHONY: demo bench-deploy
 demo:
@@ -85,10 +90,11 @@ demo:
 bench-deploy:
 	$(GO) test -count=1 -run '^$$' -bench BenchmarkDeploy -benchtime=1x -timeout 30m ./pipelines/deploy/
 
-## backup-tool: build bin/krgeobuk-backup, which the data server's backup scripts run
+## backup-tool: build bin/krgeobuk-backup and bin/krgeobuk-dataserver, which the data server's scripts run
 .PHONY: backup-tool
 backup-tool:
 	$(GO) build -o bin/krgeobuk-backup ./infrastructure/backup/cmd/krgeobuk-backup
+	$(GO) build -o bin/krgeobuk-dataserver ./infrastructure/dataserver/cmd/krgeobuk-dataserver
 
 ## bench-backup: krgeobuk-backup vs plain mysqldump|gzip on a 500k-row database (time and archive size)
 .PHONY: bench-backup

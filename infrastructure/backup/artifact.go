@@ -241,32 +241,40 @@ func verifySums(archive string) (metaCovered bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("%s: no checksum sidecar: %w", name, ErrCorrupt)
 	}
-	sums := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(string(side)), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) != 2 || len(fields[0]) != 64 {
-			return false, fmt.Errorf("%s: malformed checksum sidecar: %w", name, ErrCorrupt)
-		}
-		sums[fields[1]] = fields[0]
+	sums, err := parseSums(name, side)
+	if err != nil {
+		return false, err
 	}
-	want, ok := sums[name]
-	if !ok || len(sums) > 2 {
-		return false, fmt.Errorf("%s: malformed checksum sidecar: %w", name, ErrCorrupt)
-	}
-	if err := checkSum(archive, want); err != nil {
+	if err := checkSum(archive, sums[name]); err != nil {
 		return false, err
 	}
 	wantMeta, ok := sums[name+MetaSuffix]
 	if !ok {
-		if len(sums) > 1 {
-			return false, fmt.Errorf("%s: malformed checksum sidecar: %w", name, ErrCorrupt)
-		}
 		return false, nil
 	}
 	if err := checkSum(archive+MetaSuffix, wantMeta); err != nil {
 		return false, fmt.Errorf("%w (the metadata was changed after the backup was taken)", err)
 	}
 	return true, nil
+}
+
+// parseSums reads a checksum sidecar of the archive name: a line for the
+// archive and at most one more, for its metadata.
+func parseSums(name string, side []byte) (map[string]string, error) {
+	sums := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(side)), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) != 2 || len(fields[0]) != 64 {
+			return nil, fmt.Errorf("%s: malformed checksum sidecar: %w", name, ErrCorrupt)
+		}
+		sums[fields[1]] = fields[0]
+	}
+	_, hasArchive := sums[name]
+	_, hasMeta := sums[name+MetaSuffix]
+	if !hasArchive || len(sums) > 2 || (len(sums) == 2 && !hasMeta) {
+		return nil, fmt.Errorf("%s: malformed checksum sidecar: %w", name, ErrCorrupt)
+	}
+	return sums, nil
 }
 
 func checkSum(path, want string) error {

@@ -145,7 +145,8 @@ func withoutSecrets(env []string) []string {
 	out := env[:0:0]
 	for _, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasSuffix(k, "_PASSWORD") || k == "MYSQL_PWD" || k == "REDISCLI_AUTH" {
+		// OFFHOST_*: the off-host target's credentials; no child needs them.
+		if strings.HasSuffix(k, "_PASSWORD") || k == "MYSQL_PWD" || k == "REDISCLI_AUTH" || strings.HasPrefix(k, "OFFHOST_") {
 			continue
 		}
 		out = append(out, kv)

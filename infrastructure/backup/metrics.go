@@ -24,6 +24,15 @@ const (
 	// succeeded; a failed check keeps the previous value, so "no good drill
 	// for a day" is one comparison with time().
 	MetricVerifyLastSuccess = "krgeobuk_backup_restore_verify_last_success_timestamp_seconds"
+
+	// The off-host copy: the run's outcome and the finish time of the
+	// newest backup verified on the remote (kept when the remote could not
+	// be asked), and the drill run from the off-host copy.
+	MetricOffhostLastSuccess       = "krgeobuk_backup_offhost_last_success_timestamp_seconds"
+	MetricOffhostLastRunSuccess    = "krgeobuk_backup_offhost_last_run_success"
+	MetricOffhostVerifySuccess     = "krgeobuk_backup_offhost_verify_success"
+	MetricOffhostVerifyTimestamp   = "krgeobuk_backup_offhost_verify_timestamp_seconds"
+	MetricOffhostVerifyLastSuccess = "krgeobuk_backup_offhost_verify_last_success_timestamp_seconds"
 )
 
 var metricHelp = map[string]string{
@@ -32,6 +41,12 @@ var metricHelp = map[string]string{
 	MetricVerifySuccess:     "1 when the last restore check restored the newest backup into a scratch instance and it matched the source, 0 otherwise.",
 	MetricVerifyTimestamp:   "Time the last restore check of the store ran.",
 	MetricVerifyLastSuccess: "Time of the last restore check of the store that succeeded; 0 when none did.",
+	MetricOffhostLastSuccess: "Finish time of the newest backup whose off-host copy is complete and verified (oldest across the store's databases); " +
+		"0 when there is none; kept when the remote could not be reached.",
+	MetricOffhostLastRunSuccess:    "1 when the last off-host copy run of the store copied and read back every verified local backup, 0 when it failed.",
+	MetricOffhostVerifySuccess:     "1 when the last restore check from the off-host copy restored it into a scratch instance and it matched the source, 0 otherwise.",
+	MetricOffhostVerifyTimestamp:   "Time the last restore check from the off-host copy of the store ran.",
+	MetricOffhostVerifyLastSuccess: "Time of the last restore check from the off-host copy of the store that succeeded; 0 when none did.",
 }
 
 type sample struct {
@@ -97,28 +112,44 @@ func previousValue(dir, file, name string) float64 {
 	return 0
 }
 
-// writeVerifyMetrics writes the outcome of a restore check of store. The
-// last success time carries over from the previous file when this check
-// failed, so a drill that keeps failing (or failing before it starts) shows
-// its age.
-func writeVerifyMetrics(dir, store string, ok bool, now time.Time) error {
-	file := VerifyMetricsFile(store)
-	last := previousValue(dir, file, MetricVerifyLastSuccess)
+// verifyMetrics names the metrics of one kind of restore check: of the
+// local backups, or of the off-host copy.
+type verifyMetrics struct {
+	file                            func(store string) string
+	success, timestamp, lastSuccess string
+}
+
+var (
+	localVerify   = verifyMetrics{VerifyMetricsFile, MetricVerifySuccess, MetricVerifyTimestamp, MetricVerifyLastSuccess}
+	offhostVerify = verifyMetrics{OffhostVerifyMetricsFile, MetricOffhostVerifySuccess, MetricOffhostVerifyTimestamp, MetricOffhostVerifyLastSuccess}
+)
+
+// write records the outcome of a restore check of store. The last success
+// time carries over from the previous file when this check failed, so a
+// drill that keeps failing (or failing before it starts) shows its age.
+func (m verifyMetrics) write(dir, store string, ok bool, now time.Time) error {
+	file := m.file(store)
+	last := previousValue(dir, file, m.lastSuccess)
 	if ok {
 		last = unix(now)
 	}
 	return writeMetrics(dir, file, store, []sample{
-		{MetricVerifySuccess, boolValue(ok)},
-		{MetricVerifyTimestamp, unix(now)},
-		{MetricVerifyLastSuccess, last},
+		{m.success, boolValue(ok)},
+		{m.timestamp, unix(now)},
+		{m.lastSuccess, last},
 	})
 }
 
-// ReportVerifyFailure records a restore check of store that failed before
-// it could run (no scratch server, no password): without it the failure
-// would leave no metric and no alert would see it.
-func ReportVerifyFailure(dir, store string) error {
-	return writeVerifyMetrics(dir, store, false, time.Now())
+// ReportVerifyFailure records a restore check of store (of the off-host
+// copy when offhost) that failed before it could run (no scratch server,
+// no password): without it the failure would leave no metric and no alert
+// would see it.
+func ReportVerifyFailure(dir, store string, offhost bool) error {
+	m := localVerify
+	if offhost {
+		m = offhostVerify
+	}
+	return m.write(dir, store, false, time.Now())
 }
 
 // BackupMetricsFile and VerifyMetricsFile are the textfile names per store.
@@ -126,3 +157,12 @@ func BackupMetricsFile(store string) string { return "krgeobuk_backup_" + store 
 
 // VerifyMetricsFile is the textfile the restore check writes for a store.
 func VerifyMetricsFile(store string) string { return "krgeobuk_backup_verify_" + store + ".prom" }
+
+// OffhostMetricsFile is the textfile the off-host copy writes for a store.
+func OffhostMetricsFile(store string) string { return "krgeobuk_backup_offhost_" + store + ".prom" }
+
+// OffhostVerifyMetricsFile is the textfile the restore check from the
+// off-host copy writes for a store.
+func OffhostVerifyMetricsFile(store string) string {
+	return "krgeobuk_backup_offhost_verify_" + store + ".prom"
+}

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/krgeobuk/krgeobuk-infra/infrastructure/backup/remote"
 )
 
 // RunOptions are shared by backup runs and restore checks.
@@ -242,6 +245,10 @@ type VerifyOptions struct {
 	// after the backup); structural differences and failed restores still
 	// fail the check.
 	AllowDrift bool
+	// Offhost, when set, checks the newest complete off-host copy instead
+	// of the newest local backup (downloaded into a private folder under
+	// Root) and writes the off-host verify metrics.
+	Offhost Opener
 }
 
 // Verify restores the newest verified backup of each database of t into a
@@ -256,30 +263,85 @@ func Verify(ctx context.Context, t Target, databases []string, o VerifyOptions) 
 	if len(databases) == 0 {
 		errs = append(errs, fmt.Errorf("verify %s: no database given (set %s or pass --database)", t.Store.Name, DatabaseVar(t.Store)))
 	}
+	metrics := localVerify
+	var rem remote.Remote
+	if o.Offhost != nil {
+		metrics = offhostVerify
+		r, err := o.Offhost(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("verify %s from the off-host copy: %w", t.Store.Name, err))
+			databases = nil
+		} else {
+			rem = r
+			defer func() { _ = rem.Close() }()
+		}
+	}
 	for _, database := range databases {
-		if err := verifyOne(ctx, t, database, o); err != nil {
+		if err := verifyOne(ctx, t, database, o, rem); err != nil {
 			o.logf("FAILED %v", err)
 			errs = append(errs, err)
 		}
 	}
 	err := errors.Join(errs...)
 	if o.TextfileDir != "" {
-		if werr := writeVerifyMetrics(o.TextfileDir, t.Store.Name, err == nil, time.Now()); werr != nil {
+		if werr := metrics.write(o.TextfileDir, t.Store.Name, err == nil, time.Now()); werr != nil {
 			err = errors.Join(err, werr)
 		}
 	}
 	return err
 }
 
-func verifyOne(ctx context.Context, t Target, database string, o VerifyOptions) error {
+// newestOffhostCopy downloads the newest complete off-host copy of a series
+// into a private folder under root. It takes the newest complete one, not
+// the newest that looks intact: damage is what the check is there to find.
+func newestOffhostCopy(ctx context.Context, rem remote.Remote, root, store, database string) (Backup, func(), error) {
+	none := func() {}
+	list, _, err := ListRemote(ctx, rem, SeriesKey(store, database))
+	if err != nil {
+		return Backup{}, none, err
+	}
+	for _, rb := range list {
+		if !rb.Complete {
+			continue
+		}
+		dir, err := fetchDir(root)
+		if err != nil {
+			return Backup{}, none, err
+		}
+		cleanup := func() { _ = os.RemoveAll(dir) }
+		path, err := FetchOffhost(ctx, rem, rb.Key, dir)
+		if err != nil {
+			return Backup{}, cleanup, err
+		}
+		meta, err := ReadMetadata(path)
+		if err != nil {
+			return Backup{}, cleanup, fmt.Errorf("the off-host copy %s on %s: %w", rb.Key, rem, err)
+		}
+		return Backup{Path: path, Meta: meta}, cleanup, nil
+	}
+	return Backup{}, none, fmt.Errorf("no complete off-host copy of %s on %s", SeriesKey(store, database), rem)
+}
+
+func verifyOne(ctx context.Context, t Target, database string, o VerifyOptions, rem remote.Remote) error {
 	label := t.Store.Name
 	if database != "" {
 		label += "/" + database
 	}
+	if rem != nil {
+		label += " from the off-host copy on " + rem.String()
+	}
 	fail := func(err error) error {
 		return fmt.Errorf("verify %s: %s", label, redact(err.Error(), t.Password, scratchPassword(o.Scratch)))
 	}
-	b, err := NewestVerified(SeriesDir(o.Root, t.Store.Name, database))
+	var b Backup
+	var err error
+	if rem != nil {
+		var cleanup func()
+		b, cleanup, err = newestOffhostCopy(ctx, rem, o.Root, t.Store.Name, database)
+		defer cleanup()
+	} else {
+		b, err = NewestVerified(SeriesDir(o.Root, t.Store.Name, database))
+	}
 	if err != nil {
 		return fail(err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/krgeobuk/krgeobuk-infra/internal/offhosttest"
 	"github.com/krgeobuk/krgeobuk-infra/internal/promtest"
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv/binaries"
 )
@@ -136,8 +137,8 @@ func appendLine(path, line string) error {
 	return errors.Join(err, f.Close())
 }
 
-// builtBinaries finds, without building anything, every binary `make testenv`
-// and `make monitoring-tools` put in the real cache; make test runs both
+// builtBinaries finds, without building anything, every binary `make testenv`,
+// `make monitoring-tools` and `make s3-server` put in the real cache; make test runs both
 // before go test, so a missing one is a failure, not a skip.
 func builtBinaries(t *testing.T) stock {
 	t.Helper()
@@ -163,6 +164,10 @@ func builtBinaries(t *testing.T) stock {
 		require.True(t, fi.Mode().IsRegular() && fi.Mode()&0o111 != 0, "%s is not an executable file", p)
 		s.Names[tool.Name] = p
 	}
+	vgw, err := offhosttest.VersitygwPath()
+	require.NoError(t, err)
+	require.FileExists(t, vgw, "the empty-cache test reuses versitygw from the real cache: run make s3-server first (make test does)")
+	s.Names["versitygw"] = vgw
 	return s
 }
 
@@ -229,5 +234,18 @@ func TestCacheFillingStepsOnAnEmptyCache(t *testing.T) {
 		leftovers, err := filepath.Glob(filepath.Join(cache, "monitoring", "*-src-*"))
 		require.NoError(t, err)
 		require.Empty(t, leftovers, "source copies are removed after the build")
+	})
+
+	t.Run("S3 server (make s3-server)", func(t *testing.T) {
+		before := len(builds())
+		bin, err := offhosttest.EnsureVersitygw(ctx, t.Logf)
+		require.NoError(t, err, "versitygw on an empty cache")
+		require.Equal(t, before+1, len(builds()), "versitygw went through the cold path")
+		require.Equal(t, filepath.Join(cache, "versitygw", offhosttest.VersitygwVersion, "versitygw"), bin)
+		require.FileExists(t, bin)
+		again, err := offhosttest.EnsureVersitygw(ctx, t.Logf)
+		require.NoError(t, err)
+		require.Equal(t, bin, again)
+		require.Equal(t, before+1, len(builds()), "the second run is warm")
 	})
 }

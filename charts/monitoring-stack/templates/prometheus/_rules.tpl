@@ -154,4 +154,44 @@ groups:
           summary: {{ printf "No restore check metric for %s" .name | quote }}
           description: "The nightly restore check has never reported for this store, or the node exporter textfile collector lost its file."
       {{- end }}
+      {{- /*
+      The off-host copy (krgeobuk-backup offhost): a backup that lives only on the data server
+      dies with its disk. The last-success metric is the finish time of the newest backup whose
+      off-host copy is complete and verified; it keeps its value while the remote cannot be
+      reached, so an unreachable or full remote goes stale instead of silent.
+      */}}
+      - alert: KrgeobukBackupOffhostFailed
+        expr: krgeobuk_backup_offhost_last_run_success == 0
+        for: {{ $a.offhostFailed.for }}
+        labels:
+          severity: warning
+        annotations:
+          summary: {{`"The last off-host copy of {{ $labels.store }} failed"`}}
+          description: "The copy to the second location failed (unreachable, full, refused or not configured); the local backups and the older off-host copies are kept."
+      - alert: KrgeobukBackupOffhostStale
+        expr: time() - max by (store) (krgeobuk_backup_offhost_last_success_timestamp_seconds) > {{ int64 $a.offhostStale.maxAgeSeconds }}
+        for: {{ $a.offhostStale.for }}
+        labels:
+          severity: critical
+        annotations:
+          summary: {{`"The newest off-host copy of {{ $labels.store }} is {{ $value | humanizeDuration }} old"`}}
+          description: {{ printf "No backup was copied off the data server and verified there within %v seconds: losing its disk now loses the newer backups." (int64 $a.offhostStale.maxAgeSeconds) | quote }}
+      {{- range .Values.dataServer.stores }}
+      - alert: KrgeobukBackupOffhostMissing
+        expr: absent(krgeobuk_backup_offhost_last_success_timestamp_seconds{store={{ .name | quote }}})
+        for: {{ $a.offhostMissing.for }}
+        labels:
+          severity: critical
+        annotations:
+          summary: {{ printf "No off-host copy metric for %s" .name | quote }}
+          description: "The off-host copy has never reported for this store (not scheduled?), or the node exporter textfile collector lost its file."
+      {{- end }}
+      - alert: KrgeobukBackupOffhostVerifyFailed
+        expr: krgeobuk_backup_offhost_verify_success == 0
+        for: {{ $a.offhostVerifyFailed.for }}
+        labels:
+          severity: critical
+        annotations:
+          summary: {{`"The off-host copy of {{ $labels.store }} did not restore cleanly"`}}
+          description: "The drill restored the newest off-host copy into a scratch instance and it was damaged, missing or did not match the source; run krgeobuk-backup offhost --recopy."
 {{- end -}}

@@ -6,9 +6,13 @@
 //	krgeobuk-backup restore --store auth-mysql --file D/auth-mysql/auth/....sql.gz [--yes]
 //	krgeobuk-backup verify  --store auth-mysql [--scratch-port 3399] [--allow-drift] [--scratch-may-hold-data]
 //	krgeobuk-backup verify  --store auth-mysql --report-failure "why"   (records a check that could not run)
+//	krgeobuk-backup offhost --store auth-mysql [--keep 14 --max-age 720h] [--recopy]   (copy to the second location)
+//	krgeobuk-backup list    --store auth-mysql [--from remote]
+//	krgeobuk-backup restore --store auth-mysql --from remote --file auth-mysql/auth/....sql.gz
+//	krgeobuk-backup verify  --store auth-mysql --from remote   (the drill, from the off-host copy)
 //
-// Passwords come from the environment or the data server's .env file
-// (--env-file), never from flags.
+// Passwords and the off-host target's credentials come from the environment
+// or the data server's .env file (--env-file), never from flags.
 package main
 
 import (
@@ -28,9 +32,10 @@ import (
 	"golang.org/x/term"
 
 	"github.com/krgeobuk/krgeobuk-infra/infrastructure/backup"
+	"github.com/krgeobuk/krgeobuk-infra/infrastructure/backup/remote"
 )
 
-const usage = `usage: krgeobuk-backup backup|restore|verify --store NAME [flags]
+const usage = `usage: krgeobuk-backup backup|restore|verify|offhost|list --store NAME [flags]
 run "krgeobuk-backup <command> -h" for the flags of a command`
 
 // quietRedis drops go-redis' own log lines: its dial retries while a
@@ -66,6 +71,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdRestore(ctx, args[1:], stdin, stdout, stderr)
 	case "verify":
 		err = cmdVerify(ctx, args[1:], stdout)
+	case "offhost":
+		err = cmdOffhost(ctx, args[1:], stdout)
+	case "list":
+		err = cmdList(ctx, args[1:], stdout)
 	case "-h", "--help", "help":
 		fmt.Fprintln(stdout, usage)
 		return 0
@@ -172,35 +181,8 @@ func lookup(env map[string]string, key string) string {
 	return env[key]
 }
 
-// readEnvFile reads KEY=VALUE lines; "" reads nothing.
-func readEnvFile(path string) (map[string]string, error) {
-	out := map[string]string{}
-	if path == "" {
-		return out, nil
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("env file: %w", err)
-	}
-	defer func() { _ = f.Close() }()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(strings.TrimPrefix(line, "export "), "=")
-		if !ok {
-			continue
-		}
-		v = strings.TrimSpace(v)
-		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
-			v = v[1 : len(v)-1]
-		}
-		out[strings.TrimSpace(k)] = v
-	}
-	return out, sc.Err()
-}
+// readEnvFile reads the data server's .env; "" reads nothing.
+func readEnvFile(path string) (map[string]string, error) { return backup.ReadEnvFile(path) }
 
 func textfileDir(v string) string {
 	if v == "-" {
@@ -234,13 +216,18 @@ func cmdBackup(ctx context.Context, args []string, out io.Writer) error {
 
 func cmdRestore(ctx context.Context, args []string, stdin io.Reader, out, errOut io.Writer) error {
 	c := newCommon("restore")
-	file := c.fs.String("file", "", "archive to restore (its .sha256 and .meta.json sidecars must be beside it)")
+	file := c.fs.String("file", "", "archive to restore (its .sha256 and .meta.json sidecars must be beside it); with --from remote its key")
 	yes := c.fs.Bool("yes", false, "do not ask; the description of what is replaced is still printed")
+	from := c.fs.String("from", "local", "local, or remote: download the off-host copy (OFFHOST_* in the env file) and restore it")
+	dir := c.fs.String("backup-dir", "/var/backups/krgeobuk", "backup directory (with --from remote: the download goes into a private folder there)")
 	if err := c.parse(args); err != nil {
 		return err
 	}
 	if *file == "" {
 		return usageError{errors.New("--file is required")}
+	}
+	if err := checkFrom(*from); err != nil {
+		return err
 	}
 	t, _, err := c.target()
 	if err != nil {
@@ -262,7 +249,140 @@ func cmdRestore(ctx context.Context, args []string, stdin io.Reader, out, errOut
 		}
 		return nil
 	}
+	if *from == "remote" {
+		return backup.RestoreOffhost(ctx, t, c.opener(), *file, *dir, confirm, out)
+	}
 	return backup.Restore(ctx, t, *file, confirm, out)
+}
+
+func checkFrom(from string) error {
+	if from != "local" && from != "remote" {
+		return usageError{fmt.Errorf("--from must be local or remote, not %q", from)}
+	}
+	return nil
+}
+
+// opener connects to the off-host target of the env file. Its settings are
+// read when the run opens it, so a missing or broken setting is a failed run
+// that the run's metrics record.
+func (c *common) opener() backup.Opener {
+	return func(ctx context.Context) (remote.Remote, error) {
+		env, err := readEnvFile(c.envFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg, err := remote.ConfigFromEnv(func(k string) string { return lookup(env, k) })
+		if err != nil {
+			return nil, err
+		}
+		return remote.Open(ctx, cfg)
+	}
+}
+
+func cmdOffhost(ctx context.Context, args []string, out io.Writer) error {
+	c := newCommon("offhost")
+	c.fs.Var(&c.databases, "database", "MySQL database whose backups are copied (repeatable; default: <PREFIX>_MYSQL_DATABASE)")
+	dir := c.fs.String("backup-dir", "/var/backups/krgeobuk", "local backup directory")
+	tf := c.fs.String("textfile-dir", backup.DefaultTextfileDir, `node_exporter textfile directory ("-": write no metrics)`)
+	keep := c.fs.Int("keep", 14, "newest verified off-host copies kept whatever their age")
+	maxAge := c.fs.Duration("max-age", 30*24*time.Hour, "other off-host copies older than this are deleted")
+	recopy := c.fs.Bool("recopy", false, "upload every verified local backup again, whatever the remote holds (after the drill found a damaged copy)")
+	timeout := c.fs.Duration("timeout", 2*time.Hour, "give up on the whole run after this long")
+	if err := c.parse(args); err != nil {
+		return err
+	}
+	ret := backup.Retention{Keep: *keep, MaxAge: *maxAge}
+	if err := ret.Validate(); err != nil {
+		return usageError{err}
+	}
+	st, err := backup.LookupStore(c.store, c.engine)
+	if err != nil {
+		return err
+	}
+	env, err := readEnvFile(c.envFile)
+	if err != nil {
+		return err
+	}
+	dbs := []string(c.databases)
+	if len(dbs) == 0 && st.Engine == "mysql" {
+		if d := lookup(env, backup.DatabaseVar(st)); d != "" {
+			dbs = []string{d}
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	return backup.CopyOffhost(ctx, st, dbs, c.opener(), backup.OffhostOptions{
+		RunOptions: backup.RunOptions{Root: *dir, TextfileDir: textfileDir(*tf), Retention: ret, Log: out},
+		Recopy:     *recopy,
+	})
+}
+
+func cmdList(ctx context.Context, args []string, out io.Writer) error {
+	c := newCommon("list")
+	c.fs.Var(&c.databases, "database", "MySQL database (repeatable; default: <PREFIX>_MYSQL_DATABASE)")
+	dir := c.fs.String("backup-dir", "/var/backups/krgeobuk", "local backup directory")
+	from := c.fs.String("from", "local", "local, or remote: the off-host copies")
+	if err := c.parse(args); err != nil {
+		return err
+	}
+	if err := checkFrom(*from); err != nil {
+		return err
+	}
+	st, err := backup.LookupStore(c.store, c.engine)
+	if err != nil {
+		return err
+	}
+	env, err := readEnvFile(c.envFile)
+	if err != nil {
+		return err
+	}
+	dbs := []string(c.databases)
+	if st.Engine == "redis" {
+		dbs = []string{""}
+	} else if len(dbs) == 0 {
+		if d := lookup(env, backup.DatabaseVar(st)); d != "" {
+			dbs = []string{d}
+		}
+	}
+	if len(dbs) == 0 {
+		return fmt.Errorf("no database given (set %s or pass --database)", backup.DatabaseVar(st))
+	}
+	if *from == "local" {
+		for _, db := range dbs {
+			all, err := backup.List(backup.SeriesDir(*dir, st.Name, db))
+			if err != nil {
+				return err
+			}
+			for _, b := range all {
+				state := "verified"
+				if err := backup.VerifyMetadata(b.Path); err != nil {
+					state = "NOT VERIFIED: " + err.Error()
+				}
+				fmt.Fprintf(out, "%s\t%s\t%d bytes\t%s\n", b.Path, b.Meta.FinishedAt.UTC().Format(time.RFC3339), b.Meta.SizeBytes, state)
+			}
+		}
+		return nil
+	}
+	rem, err := c.opener()(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = rem.Close() }()
+	fmt.Fprintf(out, "off-host copies on %s (restore one with --from remote --file KEY):\n", rem)
+	for _, db := range dbs {
+		all, _, err := backup.ListRemote(ctx, rem, backup.SeriesKey(st.Name, db))
+		if err != nil {
+			return err
+		}
+		for _, b := range all {
+			state := "verified (sidecar, metadata, size and stored digest)"
+			if !b.Verified {
+				state = "NOT VERIFIED: " + b.Problem
+			}
+			fmt.Fprintf(out, "%s\t%s\t%d bytes\t%s\n", b.Key, b.Taken.UTC().Format(time.RFC3339), b.Meta.SizeBytes, state)
+		}
+	}
+	return nil
 }
 
 // isTerminal asks the tty driver, so /dev/null (also a character device)
@@ -283,7 +403,11 @@ func cmdVerify(ctx context.Context, args []string, out io.Writer) error {
 	mayHold := c.fs.Bool("scratch-may-hold-data", false, "use a scratch MySQL that holds databases the check did not create (refused otherwise)")
 	drift := c.fs.Bool("allow-drift", false, "accept data that changed in the source since the backup")
 	failed := c.fs.String("report-failure", "", "record a failed check with this reason and exit 1, without checking (for a job that failed before the check could run)")
+	from := c.fs.String("from", "local", "local, or remote: check the newest complete off-host copy (its own metrics)")
 	if err := c.parse(args); err != nil {
+		return err
+	}
+	if err := checkFrom(*from); err != nil {
 		return err
 	}
 	st, err := backup.LookupStore(c.store, c.engine)
@@ -294,7 +418,7 @@ func cmdVerify(ctx context.Context, args []string, out io.Writer) error {
 	// recorded, so the alerts see a drill that never got to run.
 	fail := func(err error) error {
 		if d := textfileDir(*tf); d != "" {
-			if werr := backup.ReportVerifyFailure(d, st.Name); werr != nil {
+			if werr := backup.ReportVerifyFailure(d, st.Name, *from == "remote"); werr != nil {
 				err = errors.Join(err, werr)
 			}
 		}
@@ -311,6 +435,9 @@ func cmdVerify(ctx context.Context, args []string, out io.Writer) error {
 		RunOptions:         backup.RunOptions{Root: *dir, TextfileDir: textfileDir(*tf), Log: out},
 		AllowDrift:         *drift,
 		ScratchMayHoldData: *mayHold,
+	}
+	if *from == "remote" {
+		o.Offhost = c.opener()
 	}
 	if t.Store.Engine == "mysql" {
 		env, err := readEnvFile(c.envFile)
