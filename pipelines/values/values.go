@@ -111,7 +111,10 @@ func (l Layout) Pins(images map[string]Image) map[string]any {
 	components := map[string]any{}
 	for name, img := range images {
 		m := map[string]any{"repository": img.Repository, "digest": img.Digest}
-		if !l.keepTag || img.Tag != "" {
+		switch {
+		case !l.keepTag:
+			m["tag"] = ""
+		case img.Tag != "":
 			m["tag"] = img.Tag
 		}
 		components[name] = map[string]any{"image": m}

@@ -21,6 +21,7 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/k8s"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
 )
 
@@ -107,7 +108,7 @@ func TestDeployRollbackStatusHistory(t *testing.T) {
 	readiness := []string{}
 	for _, s := range catalog.All() {
 		if s.IsAPI() {
-			ep, err := apps.Readiness(ctx, ns, s)
+			ep, err := apps.Readiness(ctx, ns, gate.APICheck(s))
 			require.NoError(t, err)
 			readiness = append(readiness, "--readiness-url", s.Name+"="+ep.URL)
 		}
