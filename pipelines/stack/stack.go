@@ -136,3 +136,13 @@ func monitoringProbe(component string) (Probe, bool) {
 	p, ok := monitoringProbes[component]
 	return p, ok
 }
+
+// MonitoringProbes returns every monitoring component's readiness endpoint,
+// for stand-ins that must answer where the readiness gate asks.
+func MonitoringProbes() map[string]Probe {
+	out := make(map[string]Probe, len(monitoringProbes))
+	for c, p := range monitoringProbes {
+		out[c] = p
+	}
+	return out
+}
