@@ -68,7 +68,9 @@ func TestBothDoorsRefuseBadInputAlike(t *testing.T) {
 				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", nil, "ci-bot", nil, nil, nil, false, "table")
 			}, "give both --username and --password, or neither"},
 		{"negative revision", []string{"rollback", "--env", "production", "--kubeconfig", kcFile, "--revision", "-1"},
-			func() (string, error) { return m.Rollback(ctx, "production", kc, "apps", -1, false, nil, false, "table") }, "--revision -1: revisions start at 1"},
+			func() (string, error) {
+				return m.Rollback(ctx, "production", kc, "apps", -1, false, nil, false, "table")
+			}, "--revision -1: revisions start at 1"},
 		{"missing kubeconfig", []string{"status", "--env", "staging", "--format", "markdown"},
 			func() (string, error) { return m.Status(ctx, "staging", nil, "apps", nil, "markdown") }, "no kubeconfig: --kubeconfig is required"},
 		{"unknown stack", []string{"deploy", "--env", "staging", "--stack", "logging", "--kubeconfig", kcFile},
@@ -80,7 +82,9 @@ func TestBothDoorsRefuseBadInputAlike(t *testing.T) {
 				return m.Deploy(ctx, "production", kc, "monitoring", []string{"quay.io/prometheus/prometheus:v3.15.1"}, "", "", nil, "", nil, nil, nil, false, "table")
 			}, `--image "quay.io/prometheus/prometheus:v3.15.1": want service=repository@sha256:...`},
 		{"monitoring rollback to a negative revision", []string{"rollback", "--env", "staging", "--stack", "monitoring", "--kubeconfig", kcFile, "--revision", "-2"},
-			func() (string, error) { return m.Rollback(ctx, "staging", kc, "monitoring", -2, false, nil, false, "table") },
+			func() (string, error) {
+				return m.Rollback(ctx, "staging", kc, "monitoring", -2, false, nil, false, "table")
+			},
 			"--revision -2: revisions start at 1"},
 		{"monitoring status in an environment that does not place it", []string{"status", "--env", "qa", "--stack", "monitoring", "--kubeconfig", kcFile},
 			func() (string, error) { return m.Status(ctx, "qa", kc, "monitoring", nil, "table") }, `environment "qa": unknown`},
