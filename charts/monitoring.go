@@ -3,9 +3,12 @@ package charts
 import "embed"
 
 // MonitoringStack holds the monitoring-stack chart (Prometheus, Alertmanager,
-// Grafana) rooted at "monitoring-stack", so pipelines and tests render the
+// Grafana) rooted at MonitoringStackDir, so pipelines and tests render the
 // exact files that are committed. Load it with render.LoadFS(MonitoringStack,
-// "monitoring-stack").
+// MonitoringStackDir).
 //
 //go:embed all:monitoring-stack
 var MonitoringStack embed.FS
+
+// MonitoringStackDir is the chart's directory inside MonitoringStack.
+const MonitoringStackDir = "monitoring-stack"

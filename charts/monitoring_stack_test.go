@@ -287,6 +287,9 @@ func TestMonitoringStackRejectsBadValues(t *testing.T) {
 		{"staging may not allow tags", "staging", "imagePolicy", "tag", "/imagePolicy"},
 		{"zero replicas", "production", "prometheus.replicas", 0, "/prometheus/replicas"},
 		{"missing limits", "production", "alertmanager.resources.limits", nil, "limits"},
+		{"pod label the chart owns", "production", "prometheus.podLabels", map[string]any{"app.kubernetes.io/name": "x"}, "/prometheus/podLabels"},
+		{"pod annotation the chart owns", "production", "grafana.podAnnotations", map[string]any{"checksum/dashboards": "x"}, "/grafana/podAnnotations"},
+		{"discovery RBAC switch not a boolean", "production", "prometheus.rbac.create", "no", "/prometheus/rbac/create"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -408,7 +411,9 @@ func TestMonitoringStackChecksCatchBrokenReleases(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			res := monMustRender(t, monEnvValues(t, "production"))
+			// With the discovery RBAC the chart renders for a cluster admin's own install; the
+			// environments leave it to the bootstrap (TestBootstrapOwnsPrometheusDiscovery in k8s/).
+			res := monMustRender(t, set(monEnvValues(t, "production"), "prometheus.rbac.create", true))
 			require.NoError(t, stackcheck.Check(res.Objects, stackcheck.Options{Namespace: monNamespace}).Err(), "release is clean before the change")
 			tc.mutate(t, res.Objects)
 			err := stackcheck.Check(res.Objects, stackcheck.Options{Namespace: monNamespace}).Err()
@@ -590,4 +595,34 @@ func TestMonitoringStackServicesMatchCatalog(t *testing.T) {
 			require.Regexp(t, `alert: `+alert+`\n(.*\n){1,5}?\s+service: `+name+`\n`, rules, "%s has no %s rule", name, alert)
 		}
 	}
+}
+
+// TestMonitoringStackPodLabelsAndAnnotations: each component's podLabels and podAnnotations reach
+// its pod template beside the chart's own (the deploy tests put the simulated cluster's fault
+// label there), and the StatefulSets use the Parallel pod management policy, without which a
+// rollback of a pod that never became Ready stalls (TestStatefulSetStuckOnABrokenPodIsExplained).
+func TestMonitoringStackPodLabelsAndAnnotations(t *testing.T) {
+	vals := monEnvValues(t, "production")
+	for _, c := range []string{"prometheus", "alertmanager", "grafana"} {
+		set(vals, c+".podLabels", map[string]any{"example.com/team": c})
+		set(vals, c+".podAnnotations", map[string]any{"example.com/note": c})
+	}
+	set(vals, "alertmanager.existingConfigSecret", "alertmanager-config")
+	res := monMustRender(t, vals)
+	for _, c := range []struct{ kind, name string }{{"StatefulSet", "prometheus"}, {"StatefulSet", "alertmanager"}, {"Deployment", "grafana"}} {
+		var tmpl corev1.PodTemplateSpec
+		switch w := findObject(t, res.Objects, c.kind, c.name).Typed.(type) {
+		case *appsv1.StatefulSet:
+			tmpl = w.Spec.Template
+			require.Equal(t, appsv1.ParallelPodManagement, w.Spec.PodManagementPolicy, c.name)
+		case *appsv1.Deployment:
+			tmpl = w.Spec.Template
+		}
+		require.Equal(t, c.name, tmpl.Labels["example.com/team"], c.name)
+		require.Equal(t, c.name, tmpl.Labels["app.kubernetes.io/name"], "%s: the chart's labels stay", c.name)
+		require.Equal(t, c.name, tmpl.Annotations["example.com/note"], c.name)
+	}
+	require.NotContains(t, findObject(t, res.Objects, "StatefulSet", "alertmanager").Typed.(*appsv1.StatefulSet).Spec.Template.Annotations, "checksum/config",
+		"no checksum of a config the chart does not render")
+	require.Contains(t, findObject(t, res.Objects, "StatefulSet", "prometheus").Typed.(*appsv1.StatefulSet).Spec.Template.Annotations, "checksum/config")
 }

@@ -334,43 +334,51 @@ func TestBadArgumentsFailBeforeAnyCall(t *testing.T) {
 			return m.Check(ctx, "", []string{"test; rm -rf /"})
 		}, `--target "test; rm -rf /" is not a make target name`},
 		{"deploy: unknown environment", func() error {
-			_, err := m.Deploy(ctx, "qa", kubeconfig, []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, "", nil, nil, nil, false, "table")
+			_, err := m.Deploy(ctx, "qa", kubeconfig, "apps", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, "", nil, nil, nil, false, "table")
 			return err
 		}, `environment "qa": unknown`},
 		{"deploy: no kubeconfig", func() error {
-			_, err := m.Deploy(ctx, "staging", nil, []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, "", nil, nil, nil, false, "table")
+			_, err := m.Deploy(ctx, "staging", nil, "apps", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, "", nil, nil, nil, false, "table")
 			return err
 		}, "--kubeconfig is required"},
 		{"deploy: nothing to deploy", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, nil, "", "", nil, "", nil, nil, nil, false, "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", nil, "", "", nil, "", nil, nil, nil, false, "table")
 			return err
 		}, "nothing to deploy: give --image service=repository@sha256:..., or --registry and --tag"},
 		{"deploy: malformed image pair", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, []string{"auth-server"}, "", "", nil, "", nil, nil, nil, false, "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server"}, "", "", nil, "", nil, nil, nil, false, "table")
 			return err
 		}, `--image "auth-server": want service=repository@sha256`},
 		{"deploy: malformed registry", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, nil, "ghcr.io/Krgeobuk", "v1", nil, "u", pw, nil, nil, false, "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", nil, "ghcr.io/Krgeobuk", "v1", nil, "u", pw, nil, nil, false, "table")
 			return err
 		}, `registry "ghcr.io/Krgeobuk"`},
 		{"deploy: unknown format", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, []string{"auth-server=x"}, "", "", nil, "", nil, nil, nil, false, "yaml")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server=x"}, "", "", nil, "", nil, nil, nil, false, "yaml")
 			return err
 		}, `--format "yaml"`},
+		{"deploy: building the monitoring stack", func() error {
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "monitoring", nil, "ghcr.io/krgeobuk", "v1", nil, "", nil, nil, nil, false, "table")
+			return err
+		}, "--registry, --tag and --service build and publish the apps' images; the monitoring stack runs the images its chart names"},
+		{"deploy: unknown stack", func() error {
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "logging", nil, "", "", nil, "", nil, nil, nil, false, "table")
+			return err
+		}, `--stack "logging": want one of apps, monitoring`},
 		{"rollback: negative revision", func() error {
-			_, err := m.Rollback(ctx, "production", kubeconfig, -1, false, nil, false, "table")
+			_, err := m.Rollback(ctx, "production", kubeconfig, "apps", -1, false, nil, false, "table")
 			return err
 		}, "--revision -1"},
 		{"status: no kubeconfig", func() error {
-			_, err := m.Status(ctx, "production", nil, nil, "table")
+			_, err := m.Status(ctx, "production", nil, "apps", nil, "table")
 			return err
 		}, "--kubeconfig is required"},
 		{"history: unknown environment", func() error {
-			_, err := m.History(ctx, "qa", kubeconfig, nil, "table")
+			_, err := m.History(ctx, "qa", kubeconfig, "apps", nil, "table")
 			return err
 		}, "history qa: refused\n"},
 		{"history: unknown format", func() error {
-			_, err := m.History(ctx, "staging", kubeconfig, nil, "yaml")
+			_, err := m.History(ctx, "staging", kubeconfig, "apps", nil, "yaml")
 			return err
 		}, `--format "yaml"`},
 		{"promote: tag instead of digest", func() error {
@@ -407,7 +415,7 @@ func TestDeployRefusesValuesThatAreNotAMapping(t *testing.T) {
 	ctx := context.Background()
 	kubeconfig := dag.SetSecret("kubeconfig", "apiVersion: v1\nkind: Config\n")
 	values := dag.Directory().WithNewFile("bad.yaml", "- replicas: 3\n").File("bad.yaml")
-	_, err := module().Deploy(ctx, "staging", kubeconfig, []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, "", nil, nil, values, false, "table")
+	_, err := module().Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, "", nil, nil, values, false, "table")
 	require.ErrorContains(t, err, "--values: not a YAML mapping of chart values")
 	for _, q := range fake.Queries() {
 		require.NotEqual(t, "plaintext", q.Leaf().Field, "the kubeconfig is not read for a refused call")
@@ -427,7 +435,7 @@ current-context: x
 `, token))
 	tctx, cancel := context.WithTimeout(ctx, timeoutForUnreachable)
 	defer cancel()
-	out, err := module().Status(tctx, "staging", kubeconfig, nil, "table")
+	out, err := module().Status(tctx, "staging", kubeconfig, "apps", nil, "table")
 	require.Error(t, err, "nothing listens on 127.0.0.1:1")
 	require.NotContains(t, err.Error()+out, token, "the report is redacted")
 	var leaves []string

@@ -302,6 +302,13 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg kubeconfig", err))
 				}
 			}
+			var stack string
+			if inputArgs["stack"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["stack"]), &stack)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg stack", err))
+				}
+			}
 			var image []string
 			if inputArgs["image"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["image"]), &image)
@@ -372,7 +379,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
 				}
 			}
-			return (*Krgeobuk).Deploy(&parent, ctx, env, kubeconfig, image, registry, tag, service, username, password, kubeApi, values, takeOverLock, format)
+			return (*Krgeobuk).Deploy(&parent, ctx, env, kubeconfig, stack, image, registry, tag, service, username, password, kubeApi, values, takeOverLock, format)
 		case "History":
 			var parent Krgeobuk
 			err = json.Unmarshal(parentJSON, &parent)
@@ -393,6 +400,13 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg kubeconfig", err))
 				}
 			}
+			var stack string
+			if inputArgs["stack"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["stack"]), &stack)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg stack", err))
+				}
+			}
 			var kubeApi *dagger.Service
 			if inputArgs["kubeAPI"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["kubeAPI"]), &kubeApi)
@@ -407,7 +421,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
 				}
 			}
-			return (*Krgeobuk).History(&parent, ctx, env, kubeconfig, kubeApi, format)
+			return (*Krgeobuk).History(&parent, ctx, env, kubeconfig, stack, kubeApi, format)
 		case "IntegrationTest":
 			var parent Krgeobuk
 			err = json.Unmarshal(parentJSON, &parent)
@@ -652,6 +666,13 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg kubeconfig", err))
 				}
 			}
+			var stack string
+			if inputArgs["stack"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["stack"]), &stack)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg stack", err))
+				}
+			}
 			var revision int
 			if inputArgs["revision"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["revision"]), &revision)
@@ -687,7 +708,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
 				}
 			}
-			return (*Krgeobuk).Rollback(&parent, ctx, env, kubeconfig, revision, force, kubeApi, takeOverLock, format)
+			return (*Krgeobuk).Rollback(&parent, ctx, env, kubeconfig, stack, revision, force, kubeApi, takeOverLock, format)
 		case "Status":
 			var parent Krgeobuk
 			err = json.Unmarshal(parentJSON, &parent)
@@ -708,6 +729,13 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg kubeconfig", err))
 				}
 			}
+			var stack string
+			if inputArgs["stack"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["stack"]), &stack)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg stack", err))
+				}
+			}
 			var kubeApi *dagger.Service
 			if inputArgs["kubeAPI"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["kubeAPI"]), &kubeApi)
@@ -722,7 +750,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
 				}
 			}
-			return (*Krgeobuk).Status(&parent, ctx, env, kubeconfig, kubeApi, format)
+			return (*Krgeobuk).Status(&parent, ctx, env, kubeconfig, stack, kubeApi, format)
 		case "":
 			var parent Krgeobuk
 			err = json.Unmarshal(parentJSON, &parent)

@@ -1,5 +1,7 @@
 // The krgeobuk platform's CI/CD front door: build, publish, integration-test,
-// check, deploy, rollback, status and promote its four services.
+// check, deploy, rollback, status and promote its four services, and deploy
+// its monitoring stack (Prometheus, Alertmanager, Grafana) through the same
+// gated flow.
 //
 // Every function is a thin adapter: it converts its arguments and calls the
 // engine-independent packages under pipelines/ of the krgeobuk-infra
@@ -13,7 +15,7 @@ import (
 )
 
 // Krgeobuk builds, tests, publishes and deploys auth-server, authz-server,
-// auth-client and portal-client.
+// auth-client and portal-client, and deploys the monitoring stack.
 type Krgeobuk struct {
 	// The krgeobuk-infra checkout: the example services the builds default to
 	// and the tree `check` tests.

@@ -8,15 +8,22 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/request"
 )
 
-// Deploy services to an environment through the gated flow: preflight
-// (images resolve by digest, API server, values schema, server-side dry run,
-// deploy lock), one Helm upgrade of the umbrella release with images pinned
-// by digest, rollout and readiness gates, then a verdict. A failed deploy is
-// rolled back to the newest verified revision. Returns the report; a deploy
-// that is not verified fails the call (non-zero exit) with the report.
+// Deploy to an environment through the gated flow: preflight (images resolve
+// by digest, API server, values schema, policy rules, server-side dry run,
+// deploy lock), one Helm upgrade of the release with images pinned by
+// digest, the rollout gate (Deployments and StatefulSets) and the readiness
+// gate, then a verdict. A failed deploy is rolled back to the newest verified
+// revision. Returns the report; a deploy that is not verified fails the call
+// (non-zero exit) with the report.
 //
-// Without --image, the services are first built and published to --registry
-// under --tag, and the published digests are deployed.
+// --stack apps (the default) deploys the four services. Without --image they
+// are first built and published to --registry under --tag, and the published
+// digests are deployed.
+//
+// --stack monitoring deploys Prometheus, Alertmanager and Grafana, a release of
+// its own in the monitoring namespace. Nothing is built: it runs the exact
+// versions the chart names, pinned to the digests their registries serve,
+// unless --image component=reference names another.
 func (m *Krgeobuk) Deploy(
 	ctx context.Context,
 	// Environment: development, staging or production.
@@ -24,12 +31,18 @@ func (m *Krgeobuk) Deploy(
 	// kubeconfig of the deployer account, e.g. file:./kubeconfig or
 	// env:KUBECONFIG_DATA.
 	kubeconfig *dagger.Secret,
+	// What to deploy: apps (auth-server, authz-server, auth-client,
+	// portal-client) or monitoring (Prometheus, Alertmanager, Grafana).
+	// +default="apps"
+	stack string,
 	// Images to deploy, as service=repository@sha256:... (a tag is pinned to
-	// its digest at preflight). When none is given, the services are built
-	// and published first.
+	// its digest at preflight). Apps: when none is given, the services are
+	// built and published first. Monitoring: component=reference replaces
+	// the image the chart names for that component.
 	// +optional
 	image []string,
-	// Registry to publish to when no --image is given, e.g. ghcr.io/krgeobuk.
+	// Registry to publish the apps to when no --image is given, e.g.
+	// ghcr.io/krgeobuk.
 	// +optional
 	registry string,
 	// Tag to publish under when no --image is given (e.g. the commit id).
@@ -62,7 +75,7 @@ func (m *Krgeobuk) Deploy(
 	format string,
 ) (string, error) {
 	return request.Run(ctx, request.Op{
-		Command: request.Deploy, Env: env, Format: format, Images: image, Values: fileSource(values), TakeOverLock: takeOverLock,
+		Command: request.Deploy, Env: env, Stack: stack, Format: format, Images: image, Values: fileSource(values), TakeOverLock: takeOverLock,
 		Kubeconfig: secretSource(kubeconfig), KubeAPI: tunnel(kubeAPI),
 		Registry: request.Credentials{Username: username, Password: secretSource(password)},
 		Build: &request.Build{Registry: registry, Tag: tag, Services: service, Publish: m.publishing(publishArgs{
@@ -71,15 +84,18 @@ func (m *Krgeobuk) Deploy(
 	}).Text()
 }
 
-// Roll an environment back to a verified revision (the newest one older than
-// the current, or --revision), gate the result like a deploy and report.
-// Fails (non-zero exit) unless the rollback is verified.
+// Roll an environment's release back to a verified revision (the newest one
+// older than the current, or --revision), gate the result like a deploy and
+// report. Fails (non-zero exit) unless the rollback is verified.
 func (m *Krgeobuk) Rollback(
 	ctx context.Context,
 	// Environment: development, staging or production.
 	env string,
 	// kubeconfig of the deployer account, e.g. file:./kubeconfig.
 	kubeconfig *dagger.Secret,
+	// Which release: apps or monitoring.
+	// +default="apps"
+	stack string,
 	// Revision to return to. Default: the newest verified revision older than
 	// the current one.
 	// +optional
@@ -99,18 +115,22 @@ func (m *Krgeobuk) Rollback(
 	// +default="table"
 	format string,
 ) (string, error) {
-	return request.Run(ctx, request.Op{Command: request.Rollback, Env: env, Format: format, Revision: revision, Force: force, TakeOverLock: takeOverLock,
+	return request.Run(ctx, request.Op{Command: request.Rollback, Env: env, Stack: stack, Format: format, Revision: revision, Force: force, TakeOverLock: takeOverLock,
 		Kubeconfig: secretSource(kubeconfig), KubeAPI: tunnel(kubeAPI)}).Text()
 }
 
 // Report an environment's release: current revision and whether it passed
-// its gates, each service's rollout and image, and the deploy lock.
+// its gates, each service's (or monitoring component's) rollout and image,
+// and the deploy lock.
 func (m *Krgeobuk) Status(
 	ctx context.Context,
 	// Environment: development, staging or production.
 	env string,
 	// kubeconfig of the deployer account, e.g. file:./kubeconfig.
 	kubeconfig *dagger.Secret,
+	// Which release: apps or monitoring.
+	// +default="apps"
+	stack string,
 	// Reach the Kubernetes API server through this service, e.g.
 	// tcp://localhost:6443.
 	// +optional
@@ -119,7 +139,7 @@ func (m *Krgeobuk) Status(
 	// +default="table"
 	format string,
 ) (string, error) {
-	return request.Run(ctx, request.Op{Command: request.Status, Env: env, Format: format,
+	return request.Run(ctx, request.Op{Command: request.Status, Env: env, Stack: stack, Format: format,
 		Kubeconfig: secretSource(kubeconfig), KubeAPI: tunnel(kubeAPI)}).Text()
 }
 
@@ -131,6 +151,9 @@ func (m *Krgeobuk) History(
 	env string,
 	// kubeconfig of the deployer account, e.g. file:./kubeconfig.
 	kubeconfig *dagger.Secret,
+	// Which release: apps or monitoring.
+	// +default="apps"
+	stack string,
 	// Reach the Kubernetes API server through this service, e.g.
 	// tcp://localhost:6443.
 	// +optional
@@ -139,7 +162,7 @@ func (m *Krgeobuk) History(
 	// +default="table"
 	format string,
 ) (string, error) {
-	return request.Run(ctx, request.Op{Command: request.History, Env: env, Format: format,
+	return request.Run(ctx, request.Op{Command: request.History, Env: env, Stack: stack, Format: format,
 		Kubeconfig: secretSource(kubeconfig), KubeAPI: tunnel(kubeAPI)}).Text()
 }
 

@@ -44,7 +44,7 @@ func TestEveryEnvironmentBuilds(t *testing.T) {
 				}
 			}
 			require.Equal(t, map[string]int{
-				"Namespace": 2, "ServiceAccount": 1, "Role": 1, "RoleBinding": 1,
+				"Namespace": 2, "ServiceAccount": 1, "Role": 2, "RoleBinding": 2, "ClusterRole": 1, "ClusterRoleBinding": 1,
 				"ResourceQuota": 1, "LimitRange": 1, "ClusterIssuer": 1,
 			}, kinds)
 		})

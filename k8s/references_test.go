@@ -12,34 +12,17 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
-	"sigs.k8s.io/yaml"
 
-	"github.com/krgeobuk/krgeobuk-infra/charts"
 	"github.com/krgeobuk/krgeobuk-infra/internal/chartstest"
 	"github.com/krgeobuk/krgeobuk-infra/k8s"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/values"
 )
 
-// renderMonitoring renders the monitoring chart with an environment's values, as an install would.
+// renderMonitoring renders the monitoring chart with an environment's values, as a deploy would.
 func renderMonitoring(t *testing.T, env string, overrides ...map[string]any) *render.Result {
 	t.Helper()
-	data, err := os.ReadFile(path.Join("environments", env, "monitoring-stack.values.yaml"))
-	require.NoError(t, err)
-	vals := map[string]any{}
-	require.NoError(t, yaml.Unmarshal(data, &vals))
-	// The digests the operator supplies at install where the environment demands them (stand-ins).
-	for _, c := range []string{"prometheus", "alertmanager", "grafana"} {
-		vals = values.Merge(vals, chartstest.Set(c+".image.digest", chartstest.Digest(c)))
-	}
-	for _, o := range overrides {
-		vals = values.Merge(vals, o)
-	}
-	ch, err := render.LoadFS(charts.MonitoringStack, "monitoring-stack")
-	require.NoError(t, err)
-	res, err := render.Render(t.Context(), render.Request{Chart: ch, Release: "monitoring", Namespace: "monitoring", Values: vals})
-	require.NoError(t, err)
+	res, _ := chartstest.MustRenderMonitoring(t, env, overrides...)
 	return res
 }
 

@@ -84,20 +84,23 @@ func unstructuredOf(objs []render.Object) []*unstructured.Unstructured {
 	return out
 }
 
-// Every environment's render is accepted by the real kube-apiserver (validation, defaulting,
-// admission including Pod Security "restricted" on the namespace), applied as the deployer
-// ServiceAccount with nothing but the Role from k8s/base: a kind missing from the Role, a field
-// the server rejects or a quota the release cannot fit in fails here, not halfway through a deploy.
+// Every environment's render of both stacks is accepted by the real kube-apiserver (validation,
+// defaulting, admission including Pod Security "restricted" on the namespace), applied as the
+// deployer ServiceAccount with nothing but its Roles from k8s/base: a kind missing from a Role, a
+// field the server rejects or a quota the release cannot fit in fails here, not halfway through a
+// deploy.
 func TestEveryEnvironmentPassesServerSideDryRunAsTheDeployer(t *testing.T) {
 	dep := bootstrap(t)
 	names, err := environment.Names(k8s.Environments)
 	require.NoError(t, err)
 	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
-			res := chartstest.MustRender(t, name)
+			apps := chartstest.MustRender(t, name)
+			monitoring, _ := chartstest.MustRenderMonitoring(t, name)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			require.NoError(t, dep.DryRunApply(ctx, unstructuredOf(res.Objects), "krgeobuk-validate", budget()))
+			require.NoError(t, dep.DryRunApply(ctx, unstructuredOf(apps.Objects), "krgeobuk-validate", budget()), "apps")
+			require.NoError(t, dep.DryRunApply(ctx, unstructuredOf(monitoring.Objects), "krgeobuk-validate", budget()), "monitoring")
 		})
 	}
 }
@@ -121,8 +124,25 @@ func TestServerSideDryRunRejectsBrokenObjects(t *testing.T) {
 		},
 		{
 			name:    "a namespace the deployer does not own",
-			doc:     "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: monitoring}\ndata: {a: b}",
-			wantErr: `ConfigMap/monitoring/x: configmaps "x" is forbidden`,
+			doc:     "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: kube-system}\ndata: {a: b}",
+			wantErr: `ConfigMap/kube-system/x: configmaps "x" is forbidden`,
+		},
+		{
+			name:    "a cluster role (the bootstrap's to create)",
+			doc:     "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: monitoring-prometheus-extra}\nrules: []",
+			wantErr: `ClusterRole/monitoring-prometheus-extra: clusterroles.rbac.authorization.k8s.io "monitoring-prometheus-extra" is forbidden: User "` + deployer + `"`,
+		},
+		{
+			name: "binding the discovery ClusterRole in the monitoring namespace",
+			doc: "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: grab, namespace: monitoring}\n" +
+				"roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: monitoring-prometheus}\n" +
+				"subjects: [{kind: ServiceAccount, name: krgeobuk-deployer, namespace: krgeobuk}]",
+			wantErr: `RoleBinding/monitoring/grab: rolebindings.rbac.authorization.k8s.io "grab" is forbidden: User "` + deployer + `"`,
+		},
+		{
+			name:    "a StatefulSet in the apps namespace (the monitoring grants stay in monitoring)",
+			doc:     "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db, namespace: krgeobuk}\nspec: {serviceName: db, selector: {matchLabels: {a: b}}, template: {metadata: {labels: {a: b}}, spec: {containers: [{name: c, image: x}]}}}",
+			wantErr: `StatefulSet/krgeobuk/db: statefulsets.apps "db" is forbidden: User "` + deployer + `"`,
 		},
 	}
 	for _, tt := range tests {

@@ -3,11 +3,12 @@
 # passed as secrets (never as plain flags).
 #   scripts/deploy.sh ENV service=repository@sha256:... [...]   deploy these images
 #   scripts/deploy.sh ENV --registry ghcr.io/krgeobuk --tag SHA  build, publish, then deploy
+#   scripts/deploy.sh ENV --stack monitoring [component=ref ...] the monitoring stack (the chart's versions)
 # KUBECONFIG (default ~/.kube/config) is read as file:; REGISTRY_USER with REGISTRY_TOKEN, if set,
 # authenticate registry access.
 set -euo pipefail
 if [ $# -lt 2 ]; then
-  sed -n '2,8p' "$0" >&2
+  sed -n '2,9p' "$0" >&2
   exit 2
 fi
 env_name="$1"

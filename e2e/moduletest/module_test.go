@@ -18,6 +18,7 @@ import (
 
 	"dagger.io/dagger"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
@@ -82,7 +83,8 @@ func repoRoot(t *testing.T) string {
 // type-checks the module and its Helm and client-go dependencies) and runs every function on the
 // real engine in the order a release takes: check, build (and run what was built), publish,
 // integration-test, deploy, a bad deploy rolled back automatically, a manual rollback, status,
-// history and promote.
+// history, promote, and the monitoring stack's deploy (a bad one rolled back too), status and
+// history.
 func TestModuleOnARealEngine(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
 	defer cancel()
@@ -120,7 +122,7 @@ func TestModuleOnARealEngine(t *testing.T) {
 		require.Contains(t, out, "# fail 0")
 		require.Regexp(t, `# pass [1-9]`, out)
 	})
-	t.Run("deploy, automatic and manual rollback, status, history, promote", func(t *testing.T) {
+	t.Run("deploy, automatic and manual rollback, status, history, promote, the monitoring stack", func(t *testing.T) {
 		require.NotEmpty(t, v1, "publish must pass first")
 		testDeploy(ctx, t, m, v1, v2)
 	})
@@ -140,6 +142,16 @@ func testSignatures(t *testing.T, m *daggercall.Module) {
 	require.Equal(t, daggercall.TypeRef{Kind: daggercall.KindObject, Name: "Secret"}, types["kubeconfig"], "deploy --kubeconfig is a Secret")
 	require.Equal(t, daggercall.KindObject, types["password"].Kind, "a registry password is a Secret too")
 	require.Equal(t, "Secret", types["password"].Name)
+	for _, fn := range []string{"deploy", "rollback", "status", "history"} {
+		var stack *daggercall.Arg
+		for _, a := range m.Functions[fn].Args {
+			if a.Name == "stack" {
+				stack = &a
+			}
+		}
+		require.NotNil(t, stack, "%s --stack", fn)
+		require.Equal(t, `"apps"`, stack.Default, "%s acts on the apps unless --stack monitoring", fn)
+	}
 }
 
 func testBadArguments(ctx context.Context, t *testing.T, m *daggercall.Module) {
@@ -154,6 +166,8 @@ func testBadArguments(ctx context.Context, t *testing.T, m *daggercall.Module) {
 			argv: []string{"--service", "billing-server"}, wantErr: `unknown service "billing-server"`},
 		{name: "a missing required flag, refused before the engine is asked", function: "deploy",
 			argv: []string{"--env", "staging"}, wantErr: "deploy: missing required flag --kubeconfig"},
+		{name: "an unknown stack, refused by the module's own code", function: "status",
+			argv: []string{"--env", "staging", "--kubeconfig", "env:HOME", "--stack", "logging"}, wantErr: `--stack "logging": want one of apps, monitoring`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -320,7 +334,7 @@ func keys(m map[string]string) []string {
 // the module (kubeconfig as a Secret, the API server reached through a host
 // service), then a bad release that must roll back by itself, then a manual
 // rollback to the first release, then status and history, then a promotion of
-// what was verified.
+// what was verified; then the monitoring stack (testMonitoring).
 func testDeploy(ctx context.Context, t *testing.T, m *daggercall.Module, v1, v2 map[string]string) {
 	cluster, err := testenv.Start(ctx, testenv.Options{Name: "e2e"})
 	require.NoError(t, err)
@@ -419,6 +433,83 @@ func testDeploy(ctx context.Context, t *testing.T, m *daggercall.Module, v1, v2 
 		_, err = remote.Head(to)
 		require.NoError(t, err, "%s was promoted by digest", svc)
 	}
+
+	testMonitoring(ctx, t, m, cs, pods, common)
+}
+
+// testMonitoring deploys the monitoring stack through the module (deploy --stack monitoring) to
+// the same cluster: stand-in images of Prometheus, Alertmanager and Grafana pushed to the gateway
+// registry by exact tag, pinned by digest at preflight; the rollout gate watches the two
+// StatefulSets and the Deployment and the readiness gate asks each through the API server's
+// service proxy. A Prometheus that crash-loops is rolled back by itself, the report naming the
+// StatefulSet and the reason; status and history read the monitoring release.
+func testMonitoring(ctx context.Context, t *testing.T, m *daggercall.Module, cs kubernetes.Interface, pods *podstandin.Server, common []string) {
+	env, err := environment.Load(k8s.Environments, "development")
+	require.NoError(t, err)
+	ns := env.Monitoring.Namespace
+	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	versions := map[string]string{"prometheus": "v3.15.1", "alertmanager": "v0.35.0", "grafana": "12.2.0"}
+	tags, digests := map[string]string{}, map[string]string{}
+	for component, version := range versions {
+		img, err := random.Image(1024, 1)
+		require.NoError(t, err)
+		ref, err := name.NewTag(gatewayRegistry + "/monitoring/" + component + ":" + version)
+		require.NoError(t, err)
+		require.NoError(t, remote.Write(ref, img), "push the %s stand-in", component)
+		d, err := img.Digest()
+		require.NoError(t, err)
+		tags[component], digests[component] = ref.String(), ref.Context().Name()+"@"+d.String()
+	}
+	args := append(append([]string{}, common...), "--stack", "monitoring")
+	deployArgs := func(extra ...string) []string {
+		out := append([]string{}, args...)
+		for component, tag := range tags {
+			out = append(out, "--image", component+"="+tag)
+		}
+		return append(out, extra...)
+	}
+
+	first := call(ctx, t, m, "deploy", deployArgs(), true)
+	require.Equal(t, report.Verified, first.Verdict)
+	require.Equal(t, "monitoring", first.Stack)
+	require.Equal(t, ns, first.Namespace)
+	require.Equal(t, 1, first.Revision)
+	require.Len(t, first.Services, len(versions))
+	for _, s := range first.Services {
+		require.Equal(t, digests[s.Name], s.Image, "%s runs its image by digest", s.Name)
+		require.Equal(t, "ready", s.Readiness, s.Name)
+	}
+	for component := range versions {
+		require.Positive(t, pods.Answered(component), "the readiness gate reached %s through the service proxy", component)
+	}
+	sts, err := cs.AppsV1().StatefulSets(ns).Get(ctx, env.Monitoring.Release+"-prometheus", metav1.GetOptions{})
+	require.NoError(t, err)
+	require.True(t, strings.HasSuffix(sts.Spec.Template.Spec.Containers[0].Image, "@"+strings.SplitN(digests["prometheus"], "@", 2)[1]))
+
+	bad := filepath.Join(t.TempDir(), "prometheus-crashloop.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte("prometheus:\n  podLabels:\n    "+testenv.FaultLabel+": "+testenv.FaultCrashLoop+"\n"), 0o644))
+	failed := call(ctx, t, m, "deploy", deployArgs("--values", bad), false)
+	require.Equal(t, report.RolledBack, failed.Verdict)
+	require.Equal(t, 1, failed.RolledBackTo)
+	require.NotEmpty(t, failed.Problems)
+	require.Equal(t, "prometheus", failed.Problems[0].Service)
+	require.Equal(t, "StatefulSet/"+env.Monitoring.Release+"-prometheus", failed.Problems[0].Workload, "the report names the workload")
+	require.Equal(t, "CrashLoopBackOff", failed.Problems[0].Reason, "and why")
+	sts, err = cs.AppsV1().StatefulSets(ns).Get(ctx, env.Monitoring.Release+"-prometheus", metav1.GetOptions{})
+	require.NoError(t, err)
+	require.NotContains(t, sts.Spec.Template.Labels, testenv.FaultLabel, "the bad pod template is gone")
+	require.Equal(t, sts.Status.UpdateRevision, sts.Status.CurrentRevision, "the StatefulSet finished its rollback")
+
+	status := call(ctx, t, m, "status", args, true)
+	require.Equal(t, failed.RollbackRevision, status.Revision)
+	require.Len(t, status.Services, len(versions))
+	history := call(ctx, t, m, "history", args, true)
+	var verified []bool
+	for _, r := range history.History {
+		verified = append(verified, r.Verified)
+	}
+	require.Equal(t, []bool{true, false, true}, verified, "only the bad release is unverified")
 }
 
 // call runs a cluster function with --format json and returns its report;

@@ -3,9 +3,9 @@
 // routed to the loopback device of the network namespace the API server runs
 // in (RouteLocal), the API server's service proxy, which dials a ready pod's
 // IP and port, reaches this server; it answers the readiness path of the
-// service whose pod owns the address it was reached at. It is a stand-in,
-// named as such: it proves the gate's path through the service proxy, not an
-// application.
+// service (or monitoring component) whose pod owns the address it was
+// reached at. It is a stand-in, named as such: it proves the gate's path
+// through the service proxy, not an application.
 package podstandin
 
 import (
@@ -23,12 +23,14 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/stack"
 )
 
-// NameLabel is the chart's label naming a pod's service.
+// NameLabel is the charts' label naming a pod's service or component.
 const NameLabel = "app.kubernetes.io/name"
 
-// Server answers on every catalog service's HTTP port.
+// Server answers on every catalog service's HTTP port and every monitoring
+// component's readiness port.
 type Server struct {
 	cs       kubernetes.Interface
 	servers  []*http.Server
@@ -38,12 +40,16 @@ type Server struct {
 }
 
 // Start listens on every address of the namespace on each service's HTTP
-// port (8000 for the APIs, 8080 for the SPAs).
+// port (8000 for the APIs, 8080 for the SPAs) and on each monitoring
+// component's (9090 Prometheus, 9093 Alertmanager, 3000 Grafana).
 func Start(cs kubernetes.Interface) (*Server, error) {
 	s := &Server{cs: cs, answered: map[string]int{}}
 	ports := map[int]bool{}
 	for _, svc := range catalog.All() {
 		ports[svc.HTTPPort] = true
+	}
+	for _, p := range stack.MonitoringProbes() {
+		ports[p.ContainerPort] = true
 	}
 	for p := range ports {
 		l, err := net.Listen("tcp", fmt.Sprintf("0.0.0.0:%d", p))
@@ -70,7 +76,7 @@ func (s *Server) Close() {
 	s.wg.Wait()
 }
 
-// Answered counts the readiness answers given for a service.
+// Answered counts the readiness answers given for a service or component.
 func (s *Server) Answered(service string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -89,16 +95,22 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("pod stand-in: no pod has address %s", host), http.StatusServiceUnavailable)
 		return
 	}
-	svc, err := catalog.Lookup(pods.Items[0].Labels[NameLabel])
-	if err != nil || r.URL.Path != svc.ReadinessPath {
+	name := pods.Items[0].Labels[NameLabel]
+	path := ""
+	if svc, err := catalog.Lookup(name); err == nil {
+		path = svc.ReadinessPath
+	} else if p, ok := stack.MonitoringProbes()[name]; ok {
+		path = p.Path
+	}
+	if path == "" || r.URL.Path != path {
 		http.NotFound(w, r)
 		return
 	}
 	s.mu.Lock()
-	s.answered[svc.Name]++
+	s.answered[name]++
 	s.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
-	_, _ = io.WriteString(w, `{"status":"ok","standIn":"`+svc.Name+`"}`)
+	_, _ = io.WriteString(w, `{"status":"ok","standIn":"`+name+`"}`)
 }
 
 // RouteLocal routes cidr to the loopback device of the calling process's

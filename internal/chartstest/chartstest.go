@@ -1,4 +1,4 @@
-// Package chartstest renders the umbrella chart the way a deploy would, for tests: an
+// Package chartstest renders the charts the way a deploy would, for tests: an
 // environment's values with stand-in image digests laid over them.
 package chartstest
 
@@ -17,6 +17,7 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/stack"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/values"
 )
 
@@ -79,4 +80,31 @@ func MustRender(t testing.TB, envName string, overrides ...map[string]any) *rend
 	res, err := Render(t, env, vals)
 	require.NoError(t, err)
 	return res
+}
+
+// MonitoringValues lays what a deploy of the monitoring stack adds (each component's image
+// digest; stand-ins here, resolved from the registry by a real deploy) over st's values.
+func MonitoringValues(st stack.Stack) map[string]any {
+	pins := map[string]any{}
+	for _, c := range values.Monitoring.Components {
+		pins[c] = map[string]any{"image": map[string]any{"digest": Digest(c)}}
+	}
+	return values.Merge(st.Values, pins)
+}
+
+// MustRenderMonitoring renders the monitoring stack of envName where its environment.yaml places
+// it (namespace, release), as a deploy would, with overrides laid on top, or fails the test.
+func MustRenderMonitoring(t testing.TB, envName string, overrides ...map[string]any) (*render.Result, stack.Stack) {
+	t.Helper()
+	st, err := stack.For(Env(t, envName), stack.Monitoring)
+	require.NoError(t, err)
+	vals := MonitoringValues(st)
+	for _, o := range overrides {
+		vals = values.Merge(vals, o)
+	}
+	ch, err := st.Chart()
+	require.NoError(t, err)
+	res, err := render.Render(context.Background(), render.Request{Chart: ch, Release: st.Release, Namespace: st.Namespace, Values: vals})
+	require.NoError(t, err)
+	return res, st
 }

@@ -1,9 +1,10 @@
 // Package deploytest provides the real components a deploy needs where the
 // simulated cluster has none: an OCI registry (go-containerregistry's
 // registry, served over HTTP on loopback) holding synthetic images of the
-// four services, and one local HTTP server per API standing in for its
-// readiness endpoint, since kwok's pods run nothing. Tests, the benchmark
-// and `make demo` share them.
+// four services (or of any named component: the monitoring stack's), and
+// one local HTTP server per readiness check standing in for the endpoint,
+// since kwok's pods run nothing. Tests, the benchmark and `make demo` share
+// them.
 package deploytest
 
 import (
@@ -22,6 +23,7 @@ import (
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -80,8 +82,29 @@ func (r *Registry) Publish(version string, services ...string) (map[string]strin
 	if len(services) == 0 {
 		services = catalog.Names()
 	}
+	tagged, err := r.PublishTagged(version, services...)
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]string{}
-	for _, s := range services {
+	for s, t := range tagged {
+		out[s] = t.Digest
+	}
+	return out, nil
+}
+
+// Published is one pushed image: by tag and by digest.
+type Published struct {
+	Tag, Digest string
+}
+
+// PublishTagged pushes a fresh synthetic image for each named component
+// (services or monitoring components alike) under Repository(name):version
+// and returns both references: a deploy of the monitoring stack names its
+// images by tag, as the chart's values do.
+func (r *Registry) PublishTagged(version string, names ...string) (map[string]Published, error) {
+	out := map[string]Published{}
+	for _, s := range names {
 		img, err := random.Image(1024, 1)
 		if err != nil {
 			return nil, err
@@ -97,24 +120,27 @@ func (r *Registry) Publish(version string, services ...string) (map[string]strin
 		if err != nil {
 			return nil, err
 		}
-		out[s] = r.Repository(s) + "@" + d.String()
+		out[s] = Published{Tag: ref.String(), Digest: r.Repository(s) + "@" + d.String()}
 	}
 	return out, nil
 }
 
-// ReadinessAnnotation, set through a service's podAnnotations, tells the
-// stand-in API how to answer /health/ready while that pod template is the
-// Deployment's current one: "fail" answers 503, anything else 200.
+// ReadinessAnnotation, set through a component's podAnnotations, tells the
+// stand-in how to answer its readiness path while that pod template is its
+// workload's current one: "fail" answers 503, anything else 200.
 const ReadinessAnnotation = "deploytest.krgeobuk.dev/readiness"
 
 // defaultFailBody is what a failing stand-in answers: what a NestJS API
 // whose database is unreachable would say.
 const defaultFailBody = "mysql: connect ECONNREFUSED 10.10.0.10:3307"
 
-// Apps runs one HTTP server per API. Each answers GET /health/ready by
-// looking at its Deployment in the cluster: the pod template annotation
-// ReadinessAnnotation decides, so rolling back the template heals the
-// endpoint exactly as a real rollback would. It implements gate.Endpoints.
+// Apps runs one HTTP server per readiness check (the APIs', the monitoring
+// components'). Each answers GET on the check's path by looking at the
+// workload behind the check's Service (a Deployment or a StatefulSet of the
+// same name, as both charts name them) in the cluster: the pod template
+// annotation ReadinessAnnotation decides, so rolling back the template heals
+// the endpoint exactly as a real rollback would. It implements
+// gate.Endpoints.
 type Apps struct {
 	cs       kubernetes.Interface
 	mu       sync.Mutex
@@ -149,14 +175,14 @@ func (a *Apps) Close() {
 }
 
 // Readiness implements gate.Endpoints: one local server per namespace and
-// service, started on first use.
-func (a *Apps) Readiness(_ context.Context, namespace string, svc catalog.Service) (gate.Endpoint, error) {
+// check, started on first use.
+func (a *Apps) Readiness(_ context.Context, namespace string, c gate.Check) (gate.Endpoint, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	key := namespace + "/" + svc.Name
+	key := namespace + "/" + c.Service
 	s, ok := a.servers[key]
 	if !ok {
-		s = httptest.NewUnstartedServer(a.handler(namespace, svc))
+		s = httptest.NewUnstartedServer(a.handler(namespace, c))
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return gate.Endpoint{}, err
@@ -165,22 +191,22 @@ func (a *Apps) Readiness(_ context.Context, namespace string, svc catalog.Servic
 		s.Start()
 		a.servers[key] = s
 	}
-	return gate.Endpoint{URL: s.URL + svc.ReadinessPath, Client: s.Client()}, nil
+	return gate.Endpoint{URL: s.URL + c.Path, Client: s.Client()}, nil
 }
 
-func (a *Apps) handler(namespace string, svc catalog.Service) http.Handler {
+func (a *Apps) handler(namespace string, c gate.Check) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.requests.Add(1)
-		if r.URL.Path != svc.ReadinessPath {
+		if r.URL.Path != c.Path {
 			http.NotFound(w, r)
 			return
 		}
-		d, err := a.cs.AppsV1().Deployments(namespace).Get(r.Context(), svc.Name, metav1.GetOptions{})
+		annotations, err := a.template(r.Context(), namespace, c.Service)
 		if err != nil {
-			http.Error(w, "deployment: "+err.Error(), http.StatusServiceUnavailable)
+			http.Error(w, "workload: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		if d.Spec.Template.Annotations[ReadinessAnnotation] == "fail" {
+		if annotations[ReadinessAnnotation] == "fail" {
 			a.mu.Lock()
 			body := a.failBody
 			a.mu.Unlock()
@@ -190,4 +216,21 @@ func (a *Apps) handler(namespace string, svc catalog.Service) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"status":"ok","info":{"mysql":{"status":"up"},"redis":{"status":"up"}}}`)
 	})
+}
+
+// template returns the pod template annotations of the Deployment, or else
+// the StatefulSet, named name.
+func (a *Apps) template(ctx context.Context, namespace, name string) (map[string]string, error) {
+	d, err := a.cs.AppsV1().Deployments(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err == nil {
+		return d.Spec.Template.Annotations, nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return nil, err
+	}
+	s, err := a.cs.AppsV1().StatefulSets(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return s.Spec.Template.Annotations, nil
 }

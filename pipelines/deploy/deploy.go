@@ -6,6 +6,11 @@
 // failure is decided by next.go from the release history alone, then
 // carried out), manual rollback, status and history. Every run returns one
 // report.Result. Deploy in flow.go reads top to bottom.
+//
+// The flow is the same for every stack (pipelines/stack): the apps umbrella
+// and the monitoring stack differ only in what the Stack says (chart, values,
+// namespace, release, where images are pinned, which components get a
+// readiness check); nothing here names either.
 package deploy
 
 import (
@@ -20,15 +25,14 @@ import (
 	retry "github.com/sethvargo/go-retry"
 	"helm.sh/helm/v3/pkg/chart"
 
-	"github.com/krgeobuk/krgeobuk-infra/charts"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/budget"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/kube"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/registry"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/release"
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/stack"
 )
 
 // Config is what a Deployer needs. Kubeconfig and Env are required.
@@ -36,7 +40,10 @@ type Config struct {
 	// Kubeconfig is the kubeconfig file's content (current context used).
 	Kubeconfig []byte
 	Env        *environment.Environment
-	// Chart defaults to the embedded krgeobuk-apps chart.
+	// Stack names what is deployed: stack.Apps (the default when empty) or
+	// stack.Monitoring.
+	Stack string
+	// Chart defaults to the stack's embedded chart.
 	Chart *chart.Chart
 	// Registry resolves images; nil means anonymous access with the default
 	// retry budget.
@@ -70,10 +77,12 @@ type Event struct {
 	Gate *gate.Progress `json:"gate,omitempty"`
 }
 
-// Deployer runs deploys, rollbacks, status and history for one environment.
+// Deployer runs deploys, rollbacks, status and history of one stack of one
+// environment.
 type Deployer struct {
 	cfg      Config
 	env      *environment.Environment
+	stack    stack.Stack
 	kc       *kube.Client
 	rel      *release.Client
 	chart    *chart.Chart
@@ -92,14 +101,18 @@ func New(cfg Config) (*Deployer, error) {
 	if cfg.Env == nil {
 		return nil, errors.New("deploy: no environment")
 	}
+	st, err := stack.For(cfg.Env, cfg.Stack)
+	if err != nil {
+		return nil, err
+	}
 	red := &report.Redactor{}
 	red.Add(report.SecretsFromKubeconfig(cfg.Kubeconfig)...)
-	red.Add(report.SecretsFromValues(cfg.Env.Values)...)
-	kc, err := kube.FromKubeconfig(cfg.Kubeconfig, cfg.Env.Namespace)
+	red.Add(report.SecretsFromValues(st.Values)...)
+	kc, err := kube.FromKubeconfig(cfg.Kubeconfig, st.Namespace)
 	if err != nil {
 		return nil, fmt.Errorf("environment %s: %s", cfg.Env.Name, red.String(err.Error()))
 	}
-	d := &Deployer{cfg: cfg, env: cfg.Env, kc: kc, redactor: red, chart: cfg.Chart, resolver: cfg.Registry, eps: cfg.Endpoints,
+	d := &Deployer{cfg: cfg, env: cfg.Env, stack: st, kc: kc, redactor: red, chart: cfg.Chart, resolver: cfg.Registry, eps: cfg.Endpoints,
 		budgets: budget.Defaults().Over(cfg.Env.Budgets)}
 	d.log = io.Discard
 	if cfg.Log != nil {
@@ -109,13 +122,14 @@ func New(cfg Config) (*Deployer, error) {
 	if cfg.Verbose {
 		helmLog = func(format string, args ...any) { d.logf("helm: "+format, args...) }
 	}
-	d.rel, err = release.New(kc, cfg.Env.Namespace, cfg.Env.Release, helmLog)
+	d.rel, err = release.New(kc, st.Namespace, st.Release, helmLog)
 	if err != nil {
 		return nil, fmt.Errorf("environment %s: %w", cfg.Env.Name, err)
 	}
 	d.rel.Budgets = d.budgets
+	d.rel.Layout = st.Layout
 	if d.chart == nil {
-		d.chart, err = render.LoadFS(charts.Apps, charts.AppsDir)
+		d.chart, err = st.Chart()
 		if err != nil {
 			return nil, fmt.Errorf("environment %s: %w", cfg.Env.Name, err)
 		}
@@ -161,6 +175,9 @@ func (d *Deployer) Redactor() *report.Redactor { return d.redactor }
 
 // Release returns the deployer's Helm client.
 func (d *Deployer) Release() *release.Client { return d.rel }
+
+// Stack returns what the deployer deploys.
+func (d *Deployer) Stack() stack.Stack { return d.stack }
 
 func (d *Deployer) logf(format string, args ...any) {
 	d.logMu.Lock()

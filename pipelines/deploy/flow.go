@@ -54,7 +54,7 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) *report.Result {
 		case err != nil && rev.Number == 0:
 			return outcome{report.Failed, "Helm refused the release; nothing was applied.", err}
 		case err != nil:
-			cause := &gate.Failure{Gate: "release", Problems: []gate.Problem{{Class: "ReleaseError", Service: d.env.Release, Reason: "HelmError", Message: err.Error()}}}
+			cause := &gate.Failure{Gate: "release", Problems: []gate.Problem{{Class: "ReleaseError", Service: d.stack.Release, Reason: "HelmError", Message: err.Error()}}}
 			return d.remediate(ctx, r, rev, Failed{Revision: rev.Number, FirstInstall: firstInstall}, cause)
 		}
 		statuses, err := d.gates(ctx, r, rev, "gate")
@@ -65,7 +65,7 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) *report.Result {
 		case ctx.Err() != nil:
 			return d.cancelled(ctx, r, rev.Number, "gates")
 		}
-		return d.remediate(ctx, r, rev, Failed{Revision: rev.Number, FirstInstall: firstInstall}, asFailure(err, "gates", d.env.Release))
+		return d.remediate(ctx, r, rev, Failed{Revision: rev.Number, FirstInstall: firstInstall}, asFailure(err, "gates", d.stack.Release))
 	})
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/registry"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/release"
@@ -13,7 +12,7 @@ import (
 
 // gates runs the rollout gate and then the readiness gate for rev.
 func (d *Deployer) gates(ctx context.Context, r *run, rev release.Revision, prefix string) ([]gate.Status, error) {
-	workloads, apis, err := d.workloads(rev)
+	workloads, checks, err := d.workloads(rev)
 	if err != nil {
 		return nil, err
 	}
@@ -29,7 +28,7 @@ func (d *Deployer) gates(ctx context.Context, r *run, rev release.Revision, pref
 	err = r.step(prefix+"/rollout", func() (string, error) {
 		var err error
 		statuses, err = gate.WatchRollout(ctx, d.kc.Watch, gate.RolloutOptions{
-			Namespace: d.env.Namespace, Release: d.env.Release, Workloads: workloads,
+			Namespace: d.stack.Namespace, Release: d.stack.Release, Workloads: workloads,
 			Timeout: d.env.Gates.RolloutTimeout, UnschedulableGrace: d.env.Gates.UnschedulableGrace,
 			ControllerGrace: d.env.Gates.ControllerGrace, APIRead: d.budgets.APIRead,
 			Progress: progress(prefix + "/rollout"),
@@ -41,30 +40,32 @@ func (d *Deployer) gates(ctx context.Context, r *run, rev release.Revision, pref
 	}
 	err = r.step(prefix+"/readiness", func() (string, error) {
 		err := gate.CheckReadiness(ctx, d.eps, gate.ReadinessOptions{
-			Namespace: d.env.Namespace, Services: apis, Timeout: d.env.Gates.ReadinessTimeout, Interval: d.budgets.ReadinessInterval,
+			Namespace: d.stack.Namespace, Checks: checks, Timeout: d.env.Gates.ReadinessTimeout, Interval: d.budgets.ReadinessInterval,
 			Progress: progress(prefix + "/readiness"),
 		})
-		return fmt.Sprintf("%d readiness endpoints answered 2xx", len(apis)), err
+		return fmt.Sprintf("%d readiness endpoints answered 2xx", len(checks)), err
 	})
 	return statuses, err
 }
 
-// workloads maps the Deployments of rev's manifest to services, and picks
-// the APIs among them for the readiness gate.
-func (d *Deployer) workloads(rev release.Revision) ([]gate.Workload, []catalog.Service, error) {
-	deps, err := rev.Deployments()
+// workloads maps the Deployments and StatefulSets of rev's manifest to the
+// components they run, and the readiness checks the stack asks of them:
+// each through the Service named as its workload (both charts name them
+// alike; TestReadinessProbesMatchTheCharts).
+func (d *Deployer) workloads(rev release.Revision) ([]gate.Workload, []gate.Check, error) {
+	objs, err := rev.Workloads()
 	if err != nil {
 		return nil, nil, err
 	}
 	var wls []gate.Workload
-	var apis []catalog.Service
-	for _, name := range deps {
-		wls = append(wls, gate.Workload{Service: name, Deployment: name})
-		if s, err := catalog.Lookup(name); err == nil && s.IsAPI() {
-			apis = append(apis, s)
+	var checks []gate.Check
+	for _, o := range objs {
+		wls = append(wls, gate.Workload{Service: o.Component, Kind: o.Kind, Name: o.Name})
+		if p, ok := d.stack.Readiness(o.Component); ok {
+			checks = append(checks, gate.Check{Name: o.Component, Service: o.Name, Port: p.PortName, Path: p.Path})
 		}
 	}
-	return wls, apis, nil
+	return wls, checks, nil
 }
 
 // snapshot fills the services from the cluster as they are now and returns
@@ -75,7 +76,7 @@ func (d *Deployer) snapshot(ctx context.Context, r *run, rev release.Revision) [
 		r.note("could not read the workloads of revision %d: %v", rev.Number, err)
 		return nil
 	}
-	statuses, problems, err := gate.Snapshot(ctx, d.kc.Watch, d.env.Namespace, wls, d.budgets.APIRead)
+	statuses, problems, err := gate.Snapshot(ctx, d.kc.Watch, d.stack.Namespace, wls, d.budgets.APIRead)
 	if err != nil {
 		r.note("%v", err)
 		return nil
@@ -98,14 +99,14 @@ func (d *Deployer) services(r *run, statuses []gate.Status, rev release.Revision
 	return out
 }
 
-func pendingServices(enabled []catalog.Service, images []registry.Image) []report.Service {
+func pendingServices(enabled []string, images []registry.Image) []report.Service {
 	byName := map[string]string{}
 	for _, img := range images {
 		byName[img.Service] = img.Pinned()
 	}
 	out := make([]report.Service, 0, len(enabled))
-	for _, s := range enabled {
-		out = append(out, report.Service{Name: s.Name, Image: byName[s.Name], Phase: "not deployed"})
+	for _, name := range enabled {
+		out = append(out, report.Service{Name: name, Image: byName[name], Phase: "not deployed"})
 	}
 	return out
 }

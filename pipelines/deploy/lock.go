@@ -22,7 +22,7 @@ func (d *Deployer) locked(ctx context.Context, r *run, body func(context.Context
 	var held *kube.Lock
 	err := r.step("preflight/lock", func() (string, error) {
 		var err error
-		held, err = kube.AcquireLock(ctx, d.kc, d.env.Namespace, LockName, d.holderIdentity(), d.env.LockTTL, kube.Budget(d.budgets.Lock),
+		held, err = kube.AcquireLock(ctx, d.kc, d.stack.Namespace, LockName, d.holderIdentity(), d.env.LockTTL, kube.Budget(d.budgets.Lock),
 			kube.LockOptions{TakeOver: r.takeOver})
 		if err != nil {
 			return "", err

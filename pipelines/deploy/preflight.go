@@ -8,7 +8,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/budget"
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/kube"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/policy"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/registry"
@@ -23,42 +22,48 @@ const FieldManager = "krgeobuk-deploy"
 // by digest) and what they deploy. Nothing has changed yet.
 type plan struct {
 	values  map[string]any
-	enabled []catalog.Service
+	enabled []string
 	images  []registry.Image
 	objects []*unstructured.Unstructured
 }
 
 // preflight checks everything that can be checked before the cluster
-// changes, in order of cost: the API server answers; every enabled service
-// has an image that its registry serves (pinned to its digest); the values
-// match the chart's schema; the rendered manifests keep every policy rule;
-// the API server accepts them in a server-side dry run.
+// changes, in order of cost: the API server answers; every enabled
+// component has an image that its registry serves (pinned to its digest);
+// the values match the chart's schema; the rendered manifests keep every
+// policy rule; the API server accepts them in a server-side dry run.
 func (d *Deployer) preflight(ctx context.Context, r *run, req Request) (plan, error) {
 	var p plan
 	if err := d.preflightAPI(ctx, r); err != nil {
 		return p, err
 	}
-	requested := values.Merge(d.env.Values, req.Values)
+	layout := d.stack.Layout
+	requested := values.Merge(d.stack.Values, req.Values)
 	err := r.step("preflight/images", func() (string, error) {
 		var err error
-		if p.enabled, err = values.Enabled(d.chart, requested); err != nil {
+		if p.enabled, err = layout.Enabled(d.chart, requested); err != nil {
 			return "", err
 		}
-		if err := values.CheckImages(p.enabled, req.Images); err != nil {
+		images, fromChart, err := d.images(requested, p.enabled, req.Images)
+		if err != nil {
 			return "", err
 		}
-		if p.images, err = d.resolver.ResolveAll(ctx, req.Images); err != nil {
+		if p.images, err = d.resolver.ResolveAll(ctx, images); err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("%d images found in their registries and pinned by digest", len(p.images)), nil
+		detail := fmt.Sprintf("%d images found in their registries and pinned by digest", len(p.images))
+		if fromChart > 0 {
+			detail += fmt.Sprintf(" (%d as the chart's values name them)", fromChart)
+		}
+		return detail, nil
 	})
 	if err != nil {
 		return p, err
 	}
-	p.values = values.Layer(d.env.Values, req.Values, pins(p.images))
+	p.values = layout.Layer(d.stack.Values, req.Values, pins(p.images))
 	var objs []render.Object
 	err = r.step("preflight/render", func() (string, error) {
-		res, err := render.Render(ctx, render.Request{Chart: d.chart, Release: d.env.Release, Namespace: d.env.Namespace, Values: p.values})
+		res, err := render.Render(ctx, render.Request{Chart: d.chart, Release: d.stack.Release, Namespace: d.stack.Namespace, Values: p.values})
 		if err != nil {
 			return "", err
 		}
@@ -72,7 +77,7 @@ func (d *Deployer) preflight(ctx context.Context, r *run, req Request) (plan, er
 		return p, err
 	}
 	err = r.step("preflight/policy", func() (string, error) {
-		imagePolicy, err := values.ImagePolicy(d.chart, p.values)
+		imagePolicy, err := layout.ImagePolicy(d.chart, p.values)
 		if err != nil {
 			return "", err
 		}
@@ -92,6 +97,31 @@ func (d *Deployer) preflight(ctx context.Context, r *run, req Request) (plan, er
 	return p, err
 }
 
+// images is what preflight resolves: the request's images, which must name
+// enabled components only and, for a stack whose images the pipeline builds
+// (the apps), every one of them; for a stack that runs the images its
+// chart names (the monitoring stack), those fill in what the request does
+// not name, and fromChart counts them.
+func (d *Deployer) images(requested map[string]any, enabled []string, given map[string]string) (map[string]string, int, error) {
+	layout := d.stack.Layout
+	if err := layout.CheckImages(enabled, given, !d.stack.ChartImages); err != nil {
+		return nil, 0, err
+	}
+	if !d.stack.ChartImages {
+		return given, 0, nil
+	}
+	out, err := layout.Configured(d.chart, requested)
+	if err != nil {
+		return nil, 0, err
+	}
+	fromChart := len(out)
+	for name, ref := range given {
+		out[name] = ref
+		fromChart--
+	}
+	return out, fromChart, nil
+}
+
 func (d *Deployer) preflightAPI(ctx context.Context, r *run) error {
 	return r.step("preflight/api", func() (string, error) {
 		v, err := d.kc.Ping(ctx, kube.Budget(d.budgets.APIRead))
@@ -107,7 +137,7 @@ func (d *Deployer) preflightAPI(ctx context.Context, r *run) error {
 func pins(images []registry.Image) map[string]values.Image {
 	out := make(map[string]values.Image, len(images))
 	for _, img := range images {
-		out[img.Service] = values.Image{Repository: img.Repository, Digest: img.Digest}
+		out[img.Service] = values.Image{Repository: img.Repository, Digest: img.Digest, Tag: img.Tag}
 	}
 	return out
 }

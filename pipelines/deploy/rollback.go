@@ -81,7 +81,7 @@ func (d *Deployer) Rollback(ctx context.Context, req RollbackRequest) *report.Re
 			return outcome{report.Failed, fmt.Sprintf("Helm refused the rollback to revision %d.", target.Number), err}
 		}
 		r.res.RollbackProblems = nil
-		return d.remediate(ctx, r, newRev, Failed{Revision: newRev.Number, Exclude: target.Number}, asFailure(err, "rollback", d.env.Release))
+		return d.remediate(ctx, r, newRev, Failed{Revision: newRev.Number, Exclude: target.Number}, asFailure(err, "rollback", d.stack.Release))
 	})
 }
 

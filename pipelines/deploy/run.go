@@ -23,7 +23,7 @@ type run struct {
 func (d *Deployer) newRun(command string) *run {
 	now := time.Now()
 	return &run{d: d, start: now, res: &report.Result{
-		Command: command, Environment: d.env.Name, Namespace: d.env.Namespace, Release: d.env.Release,
+		Command: command, Environment: d.env.Name, Stack: d.stack.Name, Namespace: d.stack.Namespace, Release: d.stack.Release,
 		Actor: d.actor, StartedAt: now.UTC(),
 	}}
 }

@@ -18,12 +18,12 @@ func (d *Deployer) Status(ctx context.Context) *report.Result {
 	if err := d.preflightAPI(ctx, r); err != nil {
 		return r.refused(ctx, err)
 	}
-	holder, live, err := kube.ReadLock(ctx, d.kc, d.env.Namespace, LockName, kube.Budget(d.budgets.APIRead))
+	holder, live, err := kube.ReadLock(ctx, d.kc, d.stack.Namespace, LockName, kube.Budget(d.budgets.APIRead))
 	if err != nil {
 		return r.finish(report.Failed, err, "Could not read the deploy lock.")
 	}
 	if holder != nil {
-		r.res.Lock = &report.Lock{Lease: d.env.Namespace + "/" + LockName, Holder: holder.Identity, Expires: holder.Expires, Live: live, Gone: holder.Gone}
+		r.res.Lock = &report.Lock{Lease: d.stack.Namespace + "/" + LockName, Holder: holder.Identity, Expires: holder.Expires, Live: live, Gone: holder.Gone}
 	}
 	history, err := d.rel.History(ctx)
 	if err != nil {

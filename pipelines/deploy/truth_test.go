@@ -48,7 +48,7 @@ func TestHelmRollbackToACrashLoopingRevision(t *testing.T) {
 
 	// Wait (bounded, watching) until the new pods show the crash loop.
 	_, err = gate.WatchRollout(ctx, kc.Watch, gate.RolloutOptions{Namespace: f.env.Namespace, Release: f.env.Release,
-		Workloads: []gate.Workload{{Service: "auth-server", Deployment: "auth-server"}}, Timeout: f.env.Gates.RolloutTimeout})
+		Workloads: []gate.Workload{{Service: "auth-server", Kind: gate.KindDeployment, Name: "auth-server"}}, Timeout: f.env.Gates.RolloutTimeout})
 	var failure *gate.Failure
 	require.ErrorAs(t, err, &failure)
 

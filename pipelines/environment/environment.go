@@ -53,13 +53,23 @@ const (
 	MaxLockTTL = 2 * time.Minute
 )
 
+// Placement is where a release lives: its namespace and Helm release name.
+type Placement struct {
+	Namespace string
+	Release   string
+}
+
 // Environment is one loaded and validated environment.
 type Environment struct {
 	Name      string
 	Namespace string
 	// Release is the Helm release name of the umbrella chart.
 	Release string
-	Gates   Gates
+	// Monitoring is where the monitoring stack's release lives; nil when
+	// environment.yaml has no monitoring: block (the stack is then not
+	// deployed by the pipeline in this environment).
+	Monitoring *Placement
+	Gates      Gates
 	// LockTTL is how long a deploy lock lives without renewal before it counts as stale.
 	LockTTL time.Duration
 	// Budgets bound every retry outside the gates: budget.Defaults with the
@@ -72,10 +82,14 @@ type Environment struct {
 }
 
 type settings struct {
-	Name      string `json:"name"`
-	Namespace string `json:"namespace"`
-	Release   string `json:"release"`
-	Gates     struct {
+	Name       string `json:"name"`
+	Namespace  string `json:"namespace"`
+	Release    string `json:"release"`
+	Monitoring *struct {
+		Namespace string `json:"namespace"`
+		Release   string `json:"release"`
+	} `json:"monitoring"`
+	Gates struct {
 		RolloutTimeout     duration `json:"rolloutTimeout"`
 		ReadinessTimeout   duration `json:"readinessTimeout"`
 		UnschedulableGrace duration `json:"unschedulableGrace"`
@@ -176,6 +190,9 @@ func Load(fsys fs.FS, name string) (*Environment, error) {
 		LockTTL: s.Lock.TTL.Duration,
 		Budgets: s.budgets(),
 	}
+	if m := s.Monitoring; m != nil {
+		env.Monitoring = &Placement{Namespace: m.Namespace, Release: m.Release}
+	}
 	if err := readYAML(fsys, path.Join(dir, AppsValuesFile), &env.Values, false); err != nil {
 		return nil, err
 	}
@@ -199,6 +216,17 @@ func (s settings) validate(folder string) error {
 	}
 	if !releaseLabel.MatchString(s.Release) {
 		errs = append(errs, fmt.Errorf("release %q is not a valid Helm release name", s.Release))
+	}
+	if m := s.Monitoring; m != nil {
+		if !dnsLabel.MatchString(m.Namespace) {
+			errs = append(errs, fmt.Errorf("monitoring.namespace %q is not a DNS label", m.Namespace))
+		}
+		if !releaseLabel.MatchString(m.Release) {
+			errs = append(errs, fmt.Errorf("monitoring.release %q is not a valid Helm release name", m.Release))
+		}
+		if m.Namespace == s.Namespace && m.Release == s.Release {
+			errs = append(errs, fmt.Errorf("monitoring.release %q in namespace %q is the apps' release: the two stacks are separate releases", m.Release, m.Namespace))
+		}
 	}
 	for field, d := range map[string]time.Duration{
 		"gates.rolloutTimeout":     s.Gates.RolloutTimeout.Duration,

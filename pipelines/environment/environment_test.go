@@ -24,6 +24,8 @@ func TestEmbeddedEnvironmentsLoad(t *testing.T) {
 		require.Equal(t, name, env.Name)
 		require.Equal(t, "krgeobuk", env.Namespace)
 		require.Equal(t, "krgeobuk-apps", env.Release)
+		require.Equal(t, &environment.Placement{Namespace: "monitoring", Release: "monitoring"}, env.Monitoring, name)
+		require.NotNil(t, env.MonitoringValues, name)
 		require.Equal(t, wantPolicy[name], env.Values["global"].(map[string]any)["imagePolicy"], name)
 		require.Positive(t, env.Gates.RolloutTimeout)
 		require.Positive(t, env.LockTTL)
@@ -77,6 +79,12 @@ func TestLoad(t *testing.T) {
 		{name: "bad namespace", env: "dev", fsys: envFS(
 			"name: dev\nnamespace: Krgeobuk_NS\n"+goodSettings[len("name: dev\nnamespace: krgeobuk\n"):], "a: 1\n"),
 			wantErr: `namespace "Krgeobuk_NS" is not a DNS label`},
+		{name: "bad monitoring namespace", env: "dev", fsys: envFS(goodSettings+"monitoring: {namespace: Mon, release: monitoring}\n", "a: 1\n"),
+			wantErr: `monitoring.namespace "Mon" is not a DNS label`},
+		{name: "monitoring without a release", env: "dev", fsys: envFS(goodSettings+"monitoring: {namespace: monitoring}\n", "a: 1\n"),
+			wantErr: `monitoring.release "" is not a valid Helm release name`},
+		{name: "monitoring as the apps' release", env: "dev", fsys: envFS(goodSettings+"monitoring: {namespace: krgeobuk, release: krgeobuk-apps}\n", "a: 1\n"),
+			wantErr: `monitoring.release "krgeobuk-apps" in namespace "krgeobuk" is the apps' release`},
 		{name: "missing values file", env: "dev", fsys: envFS(goodSettings, ""),
 			wantErr: "environments/dev/krgeobuk-apps.values.yaml: open"},
 	}
@@ -94,6 +102,7 @@ func TestLoad(t *testing.T) {
 			require.Equal(t, environment.DefaultControllerGrace, env.Gates.ControllerGrace, "unset: the default")
 			require.Equal(t, "tag", env.Values["global"].(map[string]any)["imagePolicy"])
 			require.Nil(t, env.MonitoringValues)
+			require.Nil(t, env.Monitoring, "no monitoring: block, no monitoring release")
 		})
 	}
 }

@@ -77,9 +77,14 @@ func TestDescribeSuggestsTheNextCommand(t *testing.T) {
 		{gate.Problem{Class: gate.ImagePull, Service: "auth-server", Pod: "p"}, "imagePullSecrets"},
 		{gate.Problem{Class: gate.ExitError, Service: "auth-server", Pod: "p", Container: "c", ExitCode: 3}, "exited with code 3"},
 		{gate.Problem{Class: gate.ReadinessEndpoint, Service: "auth-server"}, "MySQL or Redis"},
+		{gate.Problem{Class: gate.ReadinessEndpoint, Service: "grafana", Workload: "Deployment/monitoring-grafana"},
+			"kubectl -n krgeobuk logs deployment/monitoring-grafana"},
+		{gate.Problem{Class: gate.RolloutTimeout, Service: "prometheus", Workload: "StatefulSet/monitoring-prometheus"},
+			"kubectl -n krgeobuk rollout status statefulset/monitoring-prometheus"},
+		{gate.Problem{Class: gate.RolloutTimeout, Service: "auth-server"}, "rollout status deployment/auth-server"},
 	}
 	for _, tt := range tests {
-		t.Run(string(tt.p.Class), func(t *testing.T) {
+		t.Run(string(tt.p.Class)+"/"+tt.p.Service, func(t *testing.T) {
 			require.Contains(t, gate.Describe("krgeobuk", tt.p).Suggestion, tt.want)
 		})
 	}

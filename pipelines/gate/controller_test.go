@@ -38,7 +38,7 @@ func TestControllerNotActing(t *testing.T) {
 
 	require.NoError(t, c.StopControllerManager(ctx))
 	deployment(t, cs, ns, "web", 1, map[string]string{"rev": "2"}, nil, nil)
-	wls := []gate.Workload{{Service: "web", Deployment: "web"}}
+	wls := []gate.Workload{{Service: "web", Kind: gate.KindDeployment, Name: "web"}}
 	start := time.Now()
 	_, err = gate.WatchRollout(ctx, cs, gate.RolloutOptions{Namespace: ns, Release: "rel", Workloads: wls,
 		Timeout: time.Minute, ControllerGrace: 2 * time.Second})
@@ -49,7 +49,7 @@ func TestControllerNotActing(t *testing.T) {
 	p := f.Problems[0]
 	require.Equal(t, gate.ControllerNotActing, p.Class)
 	require.Equal(t, "web", p.Service)
-	require.Regexp(t, `^the Deployment controller has not observed generation 2 of Deployment web for [2-9]s \(observed: 1\): is kube-controller-manager running\?$`, p.Message)
+	require.Regexp(t, `^the Deployment controller has not observed generation 2 of Deployment/web for [2-9]s \(observed: 1\): is kube-controller-manager running\?$`, p.Message)
 	require.Contains(t, p.Suggestion, "kube-controller-manager")
 
 	require.NoError(t, c.StartControllerManager(ctx))

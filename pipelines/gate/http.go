@@ -25,30 +25,49 @@ type Endpoint struct {
 	Client *http.Client
 }
 
-// Endpoints resolves a service's readiness endpoint. Production goes through
+// Check is one HTTP readiness check: GET Path on the port named Port of the
+// Kubernetes Service named Service.
+type Check struct {
+	// Name is the component the check speaks for in progress and problems
+	// (auth-server, prometheus).
+	Name string
+	// Service is the Service in front of the component's pods.
+	Service string
+	// Port is the name of the Service's port.
+	Port string
+	Path string
+}
+
+// APICheck is the readiness check of a catalog API: its /health/ready on
+// the port named http of the Service named as the service.
+func APICheck(svc catalog.Service) Check {
+	return Check{Name: svc.Name, Service: svc.Name, Port: "http", Path: svc.ReadinessPath}
+}
+
+// Endpoints resolves a check's readiness endpoint. Production goes through
 // the API server's service proxy (ServiceProxy); tests and demos, whose pods
 // run nothing, point at local HTTP servers instead.
 type Endpoints interface {
-	Readiness(ctx context.Context, namespace string, svc catalog.Service) (Endpoint, error)
+	Readiness(ctx context.Context, namespace string, c Check) (Endpoint, error)
 }
 
 // ServiceProxy reaches services through the API server's service proxy,
-// /api/v1/namespaces/<ns>/services/<svc>:http/proxy<readiness path>, with
-// the deployer's own credentials: no port-forward, no ingress, no cluster
+// /api/v1/namespaces/<ns>/services/<service>:<port>/proxy<path>, with the
+// deployer's own credentials: no port-forward, no ingress, no cluster
 // network access needed.
 type ServiceProxy struct {
 	Config *rest.Config
 }
 
 // Readiness implements Endpoints.
-func (p ServiceProxy) Readiness(_ context.Context, namespace string, svc catalog.Service) (Endpoint, error) {
+func (p ServiceProxy) Readiness(_ context.Context, namespace string, c Check) (Endpoint, error) {
 	client, err := rest.HTTPClientFor(p.Config)
 	if err != nil {
-		return Endpoint{}, fmt.Errorf("service %s: proxy client: %w", svc.Name, err)
+		return Endpoint{}, fmt.Errorf("service %s: proxy client: %w", c.Name, err)
 	}
 	host := strings.TrimSuffix(p.Config.Host, "/")
-	path := fmt.Sprintf("/api/v1/namespaces/%s/services/%s:http/proxy%s",
-		url.PathEscape(namespace), url.PathEscape(svc.Name), svc.ReadinessPath)
+	path := fmt.Sprintf("/api/v1/namespaces/%s/services/%s:%s/proxy%s",
+		url.PathEscape(namespace), url.PathEscape(c.Service), url.PathEscape(c.Port), c.Path)
 	return Endpoint{URL: host + path, Client: client}, nil
 }
 
@@ -58,7 +77,7 @@ const ReadinessGate = "readiness"
 // ReadinessOptions configure CheckReadiness.
 type ReadinessOptions struct {
 	Namespace string
-	Services  []catalog.Service
+	Checks    []Check
 	// Timeout bounds the retries for each service. Required.
 	Timeout time.Duration
 	// Interval caps the wait between two requests to one service (default
@@ -69,7 +88,7 @@ type ReadinessOptions struct {
 	Progress       func(Progress)
 }
 
-// CheckReadiness asks every service's readiness endpoint, all at once, until
+// CheckReadiness asks every check's readiness endpoint, all at once, until
 // each answers 2xx. Each service retries with exponential backoff within
 // Timeout (go-retry); one that never answers 2xx fails the gate with a
 // *Failure naming the service, the URL, the last status and the start of the
@@ -96,17 +115,17 @@ func CheckReadiness(ctx context.Context, eps Endpoints, opts ReadinessOptions) e
 			mu.Unlock()
 		}
 	}
-	for _, svc := range opts.Services {
+	for _, c := range opts.Checks {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			progress(Progress{Service: svc.Name, Gate: ReadinessGate, Phase: PhaseChecking, Message: svc.ReadinessPath})
-			p, attempts, ok := checkOne(ctx, eps, opts, svc, progress)
+			progress(Progress{Service: c.Name, Gate: ReadinessGate, Phase: PhaseChecking, Message: c.Path})
+			p, attempts, ok := checkOne(ctx, eps, opts, c, progress)
 			if ok {
-				progress(Progress{Service: svc.Name, Gate: ReadinessGate, Phase: PhaseReady, Attempt: attempts, Message: svc.ReadinessPath})
+				progress(Progress{Service: c.Name, Gate: ReadinessGate, Phase: PhaseReady, Attempt: attempts, Message: c.Path})
 				return
 			}
-			progress(Progress{Service: svc.Name, Gate: ReadinessGate, Phase: PhaseFailed, Attempt: attempts, Message: p.Reason})
+			progress(Progress{Service: c.Name, Gate: ReadinessGate, Phase: PhaseFailed, Attempt: attempts, Message: p.Reason})
 			mu.Lock()
 			problems = append(problems, Describe(opts.Namespace, p))
 			mu.Unlock()
@@ -118,8 +137,8 @@ func CheckReadiness(ctx context.Context, eps Endpoints, opts ReadinessOptions) e
 	}
 	if len(problems) > 0 {
 		order := map[string]int{}
-		for i, s := range opts.Services {
-			order[s.Name] = i
+		for i, c := range opts.Checks {
+			order[c.Name] = i
 		}
 		sortProblems(problems, order)
 		return &Failure{Gate: ReadinessGate, Problems: problems}
@@ -127,13 +146,13 @@ func CheckReadiness(ctx context.Context, eps Endpoints, opts ReadinessOptions) e
 	return nil
 }
 
-// checkOne asks one service until it answers 2xx or the budget is spent,
+// checkOne asks one check until it answers 2xx or the budget is spent,
 // and returns the problem (when not ok) and how many requests it made. A
 // failed attempt whose outcome differs from the previous one is reported as
 // progress, so a person sees "attempt 3: HTTP 503" without a line per retry.
-func checkOne(ctx context.Context, eps Endpoints, opts ReadinessOptions, svc catalog.Service, progress func(Progress)) (Problem, int, bool) {
-	p := Problem{Class: ReadinessEndpoint, Service: svc.Name}
-	ep, err := eps.Readiness(ctx, opts.Namespace, svc)
+func checkOne(ctx context.Context, eps Endpoints, opts ReadinessOptions, c Check, progress func(Progress)) (Problem, int, bool) {
+	p := Problem{Class: ReadinessEndpoint, Service: c.Name}
+	ep, err := eps.Readiness(ctx, opts.Namespace, c)
 	if err != nil {
 		p.Reason, p.Message = "NoEndpoint", err.Error()
 		return p, 0, false
@@ -143,7 +162,7 @@ func checkOne(ctx context.Context, eps Endpoints, opts ReadinessOptions, svc cat
 	failed := func(err error) error {
 		if msg := outcome(err); msg != lastOutcome {
 			lastOutcome = msg
-			progress(Progress{Service: svc.Name, Gate: ReadinessGate, Phase: PhaseChecking, Attempt: attempts, Message: msg})
+			progress(Progress{Service: c.Name, Gate: ReadinessGate, Phase: PhaseChecking, Attempt: attempts, Message: msg})
 		}
 		return retry.RetryableError(err)
 	}
@@ -206,8 +225,9 @@ func sortProblems(ps []Problem, order map[string]int) {
 	sort.SliceStable(ps, func(i, j int) bool { return order[ps[i].Service] < order[ps[j].Service] })
 }
 
-// URLs sends the services it names to fixed readiness URLs (for example
-// through the public ingress) and every other service to Fallback.
+// URLs sends the checks it names (by Check.Name) to fixed readiness URLs
+// (for example through the public ingress) and every other check to
+// Fallback.
 type URLs struct {
 	URLs     map[string]string
 	Client   *http.Client // nil: http.DefaultClient
@@ -215,8 +235,8 @@ type URLs struct {
 }
 
 // Readiness implements Endpoints.
-func (u URLs) Readiness(ctx context.Context, namespace string, svc catalog.Service) (Endpoint, error) {
-	if url, ok := u.URLs[svc.Name]; ok {
+func (u URLs) Readiness(ctx context.Context, namespace string, c Check) (Endpoint, error) {
+	if url, ok := u.URLs[c.Name]; ok {
 		c := u.Client
 		if c == nil {
 			c = http.DefaultClient
@@ -224,7 +244,7 @@ func (u URLs) Readiness(ctx context.Context, namespace string, svc catalog.Servi
 		return Endpoint{URL: url, Client: c}, nil
 	}
 	if u.Fallback == nil {
-		return Endpoint{}, fmt.Errorf("service %s: no readiness URL given", svc.Name)
+		return Endpoint{}, fmt.Errorf("service %s: no readiness URL given", c.Name)
 	}
-	return u.Fallback.Readiness(ctx, namespace, svc)
+	return u.Fallback.Readiness(ctx, namespace, c)
 }

@@ -37,10 +37,10 @@ const (
 	// ProgressDeadline: the Deployment controller gave up
 	// (ProgressDeadlineExceeded). Fatal.
 	ProgressDeadline Class = "ProgressDeadline"
-	// ControllerNotActing: the Deployment controller left a new generation
-	// unobserved for longer than the controller grace; no pod will change
-	// until kube-controller-manager runs (and holds its leader lease).
-	// Fatal.
+	// ControllerNotActing: the Deployment or StatefulSet controller left a
+	// new generation unobserved for longer than the controller grace; no pod
+	// will change until kube-controller-manager runs (and holds its leader
+	// lease). Fatal.
 	ControllerNotActing Class = "ControllerNotActing"
 	// NotReady: the pod runs but is not Ready when the deadline passes.
 	NotReady Class = "NotReady"
@@ -66,8 +66,12 @@ func (c Class) Fatal() bool {
 // which pod and container, the reason Kubernetes gives, its message and the
 // pod's recent events.
 type Problem struct {
-	Class     Class    `json:"class"`
-	Service   string   `json:"service"`
+	Class   Class  `json:"class"`
+	Service string `json:"service"`
+	// Workload is Kind/Name of the workload the rollout gate found the
+	// problem in ("StatefulSet/monitoring-prometheus"); empty for the
+	// readiness gate, which asks a Service.
+	Workload  string   `json:"workload,omitempty"`
 	Pod       string   `json:"pod,omitempty"`
 	Container string   `json:"container,omitempty"`
 	Reason    string   `json:"reason"`
@@ -79,10 +83,14 @@ type Problem struct {
 	Suggestion string `json:"suggestion,omitempty"`
 }
 
-// String is a one-line summary: service, pod/container, reason and message.
+// String is a one-line summary: service, workload, pod/container, reason
+// and message.
 func (p Problem) String() string {
 	var b strings.Builder
 	b.WriteString(p.Service)
+	if p.Workload != "" && p.Pod == "" {
+		fmt.Fprintf(&b, " (%s)", p.Workload)
+	}
 	if p.Pod != "" {
 		fmt.Fprintf(&b, ": pod %s", p.Pod)
 		if p.Container != "" {

@@ -22,18 +22,32 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/budget"
 )
 
-// Workload is one Deployment the rollout gate waits for.
+// Workload kinds the rollout gate watches.
+const (
+	KindDeployment  = "Deployment"
+	KindStatefulSet = "StatefulSet"
+)
+
+// Workload is one Deployment or StatefulSet the rollout gate waits for.
 type Workload struct {
-	Service    string `json:"service"`
-	Deployment string `json:"deployment"`
+	// Service is the component it runs, as reports name it (auth-server,
+	// prometheus).
+	Service string `json:"service"`
+	// Kind is KindDeployment or KindStatefulSet.
+	Kind string `json:"kind"`
+	// Name is the workload object's name.
+	Name string `json:"name"`
 }
+
+// Ref is Kind/Name, as problems and messages name the workload.
+func (w Workload) Ref() string { return w.Kind + "/" + w.Name }
 
 // Phase is where a workload stands.
 type Phase string
 
 // Phases a workload moves through.
 const (
-	PhaseWaiting     Phase = "waiting"     // the Deployment or its new ReplicaSet does not exist yet
+	PhaseWaiting     Phase = "waiting"     // the workload (or a Deployment's new ReplicaSet) does not exist yet
 	PhaseProgressing Phase = "progressing" // new pods are being created or becoming ready
 	PhaseAvailable   Phase = "available"   // the new generation is fully available
 	PhaseFailed      Phase = "failed"      // a fatal problem was found
@@ -76,7 +90,7 @@ type Status struct {
 	Desired int32  `json:"desired"`
 	Message string `json:"message,omitempty"`
 
-	// unobserved is the Deployment's generation while the controller has not
+	// unobserved is the workload's generation while its controller has not
 	// observed it (observed is the one it has), 0 otherwise.
 	unobserved, observed int64
 }
@@ -93,8 +107,8 @@ type RolloutOptions struct {
 	// UnschedulableGrace is how long a pod may stay unschedulable before the
 	// gate fails (the cluster autoscaler may add a node meanwhile).
 	UnschedulableGrace time.Duration
-	// ControllerGrace is how long a Deployment's new generation may stay
-	// unobserved by the Deployment controller before the gate fails with
+	// ControllerGrace is how long a workload's new generation may stay
+	// unobserved by its controller before the gate fails with
 	// ControllerNotActing, instead of waiting out Timeout for a controller
 	// that is not running. 0 means DefaultControllerGrace.
 	ControllerGrace time.Duration
@@ -109,22 +123,26 @@ type RolloutOptions struct {
 // DefaultControllerGrace is RolloutOptions.ControllerGrace when unset.
 const DefaultControllerGrace = budget.ControllerGrace
 
-// waitingForController is a workload's message while its Deployment's new
-// generation is not observed yet.
+// waitingForController is a workload's message while its new generation is
+// not observed yet.
 const waitingForController = "waiting for the controller to observe the new generation"
 
 // RolloutGate is the gate's name in failures and progress.
 const RolloutGate = "rollout"
 
 // WatchRollout waits until every workload's newest generation is fully
-// available: the controller observed the current generation, all desired
-// replicas are updated and available, no old replica remains, and the new
-// ReplicaSet (matched by revision, hence by pod-template-hash) reports them
-// available. It watches (informers), never sleeps to poll, and fails fast
-// with a *Failure naming pod, container, reason, message and events as soon
-// as a pod of the new ReplicaSet shows a fatal Class. When the timeout
-// passes it fails with TimedOut set and every pod that was not ready
-// explained. Cancelling ctx returns ctx's error.
+// available. For a Deployment: the controller observed the current
+// generation, all desired replicas are updated and available, no old
+// replica remains, and the new ReplicaSet (matched by revision, hence by
+// pod-template-hash) reports them available. For a StatefulSet: the
+// controller observed the current generation, every replica runs the update
+// revision (pod label controller-revision-hash) and is ready and available,
+// none is left over, and the update revision has become the current one. It
+// watches (informers), never sleeps to poll, and fails fast with a *Failure
+// naming workload, pod, container, reason, message and events as soon as a
+// pod of the new revision shows a fatal Class. When the timeout passes it
+// fails with TimedOut set and every pod that was not ready explained.
+// Cancelling ctx returns ctx's error.
 func WatchRollout(ctx context.Context, cs kubernetes.Interface, opts RolloutOptions) ([]Status, error) {
 	if opts.Timeout <= 0 {
 		return nil, errors.New("rollout gate: no timeout given")
@@ -149,28 +167,17 @@ func WatchRollout(ctx context.Context, cs kubernetes.Interface, opts RolloutOpti
 	if err != nil {
 		return nil, err
 	}
-	w := &watcher{
-		opts:    opts,
-		minGen:  minGen,
-		cs:      cs,
-		deploys: all.Apps().V1().Deployments().Lister(),
-		sets:    all.Apps().V1().ReplicaSets().Lister(),
-		pods:    pods.Core().V1().Pods().Lister(),
-		changed: make(chan struct{}, 1),
-		unsched: map[types.UID]time.Time{},
-		unobs:   map[string]unobserved{},
-		last:    map[string]Progress{},
-	}
+	w := newWatcher(opts, cs, all, pods)
+	w.minGen = minGen
+	w.changed = make(chan struct{}, 1)
+	w.unsched = map[types.UID]time.Time{}
+	w.unobs = map[string]unobserved{}
 	notify := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { w.poke() },
 		UpdateFunc: func(any, any) { w.poke() },
 		DeleteFunc: func(any) { w.poke() },
 	}
-	for _, inf := range []cache.SharedIndexInformer{
-		all.Apps().V1().Deployments().Informer(),
-		all.Apps().V1().ReplicaSets().Informer(),
-		pods.Core().V1().Pods().Informer(),
-	} {
+	for _, inf := range w.informers {
 		if _, err := inf.AddEventHandler(notify); err != nil {
 			return nil, fmt.Errorf("rollout gate: %w", err)
 		}
@@ -213,29 +220,38 @@ func WatchRollout(ctx context.Context, cs kubernetes.Interface, opts RolloutOpti
 	}
 }
 
-// generations reads each Deployment's current generation straight from the
+// generations reads each workload's current generation straight from the
 // API server. Informer caches may start from a list older than the apply
-// that preceded this gate; a cached Deployment older than this is ignored,
-// so a stale view of the previous, fully available generation cannot pass
-// the gate.
+// that preceded this gate; a cached workload older than this is ignored, so
+// a stale view of the previous, fully available generation cannot pass the
+// gate.
 func generations(ctx context.Context, cs kubernetes.Interface, ns string, wls []Workload, apiRead time.Duration) (map[string]int64, error) {
 	out := map[string]int64{}
 	for _, wl := range wls {
 		err := retryAPI(ctx, apiRead, func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
-			d, err := cs.AppsV1().Deployments(ns).Get(ctx, wl.Deployment, metav1.GetOptions{})
+			var meta metav1.Object
+			var err error
+			switch wl.Kind {
+			case KindStatefulSet:
+				meta, err = cs.AppsV1().StatefulSets(ns).Get(ctx, wl.Name, metav1.GetOptions{})
+			case KindDeployment:
+				meta, err = cs.AppsV1().Deployments(ns).Get(ctx, wl.Name, metav1.GetOptions{})
+			default:
+				return fmt.Errorf("workload %s: the rollout gate watches Deployments and StatefulSets", wl.Ref())
+			}
 			if apierrors.IsNotFound(err) {
 				return nil
 			}
 			if err != nil {
 				return err
 			}
-			out[wl.Deployment] = d.Generation
+			out[wl.Ref()] = meta.GetGeneration()
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("rollout gate: read Deployment %s/%s: %w", ns, wl.Deployment, err)
+			return nil, fmt.Errorf("rollout gate: read %s %s/%s: %w", wl.Kind, ns, wl.Name, err)
 		}
 	}
 	return out, nil
@@ -246,16 +262,43 @@ type watcher struct {
 	cs      kubernetes.Interface
 	deploys appslisters.DeploymentLister
 	sets    appslisters.ReplicaSetLister
+	stss    appslisters.StatefulSetLister
 	pods    corelisters.PodLister
-	minGen  map[string]int64
-	changed chan struct{}
+	// informers are the ones this watcher's workloads need: ReplicaSets
+	// only for Deployments, StatefulSets only for StatefulSets, so a
+	// deployer whose Role has no grant on a kind it does not deploy is never
+	// refused a list it does not need.
+	informers []cache.SharedIndexInformer
+	minGen    map[string]int64
+	changed   chan struct{}
 	// unsched remembers when this gate first saw each pod unschedulable; the
 	// grace period runs on this process's clock, not the scheduler's.
 	unsched map[types.UID]time.Time
-	// unobs remembers since when (on this clock) each Deployment's current
-	// generation has been waiting for the controller.
+	// unobs remembers since when (on this clock) each workload's current
+	// generation has been waiting for its controller.
 	unobs map[string]unobserved
 	last  map[string]Progress
+}
+
+// newWatcher registers the informers the workloads need on all (every
+// object of the namespace) and pods (the release's pods).
+func newWatcher(opts RolloutOptions, cs kubernetes.Interface, all, pods informers.SharedInformerFactory) *watcher {
+	w := &watcher{opts: opts, cs: cs, pods: pods.Core().V1().Pods().Lister(), last: map[string]Progress{}}
+	kinds := map[string]bool{}
+	for _, wl := range opts.Workloads {
+		kinds[wl.Kind] = true
+	}
+	if kinds[KindDeployment] {
+		w.deploys = all.Apps().V1().Deployments().Lister()
+		w.sets = all.Apps().V1().ReplicaSets().Lister()
+		w.informers = append(w.informers, all.Apps().V1().Deployments().Informer(), all.Apps().V1().ReplicaSets().Informer())
+	}
+	if kinds[KindStatefulSet] {
+		w.stss = all.Apps().V1().StatefulSets().Lister()
+		w.informers = append(w.informers, all.Apps().V1().StatefulSets().Informer())
+	}
+	w.informers = append(w.informers, pods.Core().V1().Pods().Informer())
+	return w
 }
 
 type unobserved struct {
@@ -297,6 +340,7 @@ func (w *watcher) evaluate(now time.Time) ([]Status, []Problem, time.Time) {
 		}
 		for _, pod := range newPods {
 			for _, p := range Classify(wl.Service, pod) {
+				p.Workload = wl.Ref()
 				if p.Class == Unschedulable {
 					first, ok := w.unsched[pod.UID]
 					if !ok {
@@ -318,7 +362,7 @@ func (w *watcher) evaluate(now time.Time) ([]Status, []Problem, time.Time) {
 		}
 		if st.Phase == PhaseFailed && fatal == 0 {
 			// The controller itself gave up (ProgressDeadlineExceeded).
-			problems = append(problems, Problem{Class: ProgressDeadline, Service: wl.Service, Reason: "ProgressDeadlineExceeded", Message: st.Message})
+			problems = append(problems, Problem{Class: ProgressDeadline, Service: wl.Service, Workload: wl.Ref(), Reason: "ProgressDeadlineExceeded", Message: st.Message})
 			fatal++
 		}
 		if fatal > 0 {
@@ -330,27 +374,27 @@ func (w *watcher) evaluate(now time.Time) ([]Status, []Problem, time.Time) {
 	return statuses, problems, next
 }
 
-// controllerLag judges a workload whose new generation the Deployment
-// controller has not observed: a ControllerNotActing problem once that has
-// lasted ControllerGrace, else when the grace ends (zero when the
-// generation is observed).
+// controllerLag judges a workload whose new generation its controller has
+// not observed: a ControllerNotActing problem once that has lasted
+// ControllerGrace, else when the grace ends (zero when the generation is
+// observed).
 func (w *watcher) controllerLag(wl Workload, st Status, now time.Time) (Problem, time.Time, bool) {
 	if st.unobserved == 0 {
-		delete(w.unobs, wl.Deployment)
+		delete(w.unobs, wl.Ref())
 		return Problem{}, time.Time{}, false
 	}
-	u, ok := w.unobs[wl.Deployment]
+	u, ok := w.unobs[wl.Ref()]
 	if !ok || u.generation != st.unobserved {
 		u = unobserved{generation: st.unobserved, since: now}
-		w.unobs[wl.Deployment] = u
+		w.unobs[wl.Ref()] = u
 	}
 	deadline := u.since.Add(w.opts.ControllerGrace)
 	if now.Before(deadline) {
 		return Problem{}, deadline, false
 	}
-	return Problem{Class: ControllerNotActing, Service: wl.Service, Reason: "GenerationNotObserved",
-		Message: fmt.Sprintf("the Deployment controller has not observed generation %d of Deployment %s for %s (observed: %d): is kube-controller-manager running?",
-			st.unobserved, wl.Deployment, now.Sub(u.since).Round(time.Second), st.observed)}, deadline, true
+	return Problem{Class: ControllerNotActing, Service: wl.Service, Workload: wl.Ref(), Reason: "GenerationNotObserved",
+		Message: fmt.Sprintf("the %s controller has not observed generation %d of %s for %s (observed: %d): is kube-controller-manager running?",
+			wl.Kind, st.unobserved, wl.Ref(), now.Sub(u.since).Round(time.Second), st.observed)}, deadline, true
 }
 
 func (w *watcher) report(p Progress) {
@@ -365,11 +409,20 @@ func (w *watcher) report(p Progress) {
 // on the ReplicaSet that holds its current pod template.
 const revisionAnnotation = "deployment.kubernetes.io/revision"
 
-// status reads one workload and returns the pods of its new ReplicaSet.
+// status reads one workload and returns the pods of its new revision.
 func (w *watcher) status(wl Workload) (Status, []*corev1.Pod) {
+	if wl.Kind == KindStatefulSet {
+		return w.statefulSetStatus(wl)
+	}
+	return w.deploymentStatus(wl)
+}
+
+// deploymentStatus reads a Deployment and returns the pods of its new
+// ReplicaSet.
+func (w *watcher) deploymentStatus(wl Workload) (Status, []*corev1.Pod) {
 	st := Status{Workload: wl, Phase: PhaseWaiting}
-	d, err := w.deploys.Deployments(w.opts.Namespace).Get(wl.Deployment)
-	if err != nil || d.Generation < w.minGen[wl.Deployment] {
+	d, err := w.deploys.Deployments(w.opts.Namespace).Get(wl.Name)
+	if err != nil || d.Generation < w.minGen[wl.Ref()] {
 		st.Message = "Deployment not seen yet"
 		return st, nil
 	}
@@ -395,14 +448,7 @@ func (w *watcher) status(wl Workload) (Status, []*corev1.Pod) {
 	}
 	st.Ready = rs.Status.AvailableReplicas
 	hash := rs.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
-	all, _ := w.pods.Pods(w.opts.Namespace).List(labels.Everything())
-	var newPods []*corev1.Pod
-	for _, p := range all {
-		if p.Labels[appsv1.DefaultDeploymentUniqueLabelKey] == hash && ownedBy(p.OwnerReferences, rs.UID) && p.DeletionTimestamp == nil {
-			newPods = append(newPods, p)
-		}
-	}
-	sort.Slice(newPods, func(i, j int) bool { return newPods[i].Name < newPods[j].Name })
+	newPods := w.ownPods(rs.UID, appsv1.DefaultDeploymentUniqueLabelKey, hash)
 	switch {
 	case st.Phase == PhaseFailed:
 	case d.Status.UpdatedReplicas < st.Desired:
@@ -415,6 +461,80 @@ func (w *watcher) status(wl Workload) (Status, []*corev1.Pod) {
 		st.Phase, st.Message = PhaseAvailable, ""
 	}
 	return st, newPods
+}
+
+// statefulSetStatus reads a StatefulSet and returns the pods of its update
+// revision. A StatefulSet is available only once its controller has
+// observed the current generation, every replica runs the update revision
+// and is ready and available, no replica beyond the desired count remains,
+// and the update revision has become the current one (currentRevision ==
+// updateRevision): what `kubectl rollout status` waits for.
+func (w *watcher) statefulSetStatus(wl Workload) (Status, []*corev1.Pod) {
+	st := Status{Workload: wl, Phase: PhaseWaiting}
+	s, err := w.stss.StatefulSets(w.opts.Namespace).Get(wl.Name)
+	if err != nil || s.Generation < w.minGen[wl.Ref()] {
+		st.Message = "StatefulSet not seen yet"
+		return st, nil
+	}
+	st.Desired = 1
+	if s.Spec.Replicas != nil {
+		st.Desired = *s.Spec.Replicas
+	}
+	st.Updated = s.Status.UpdatedReplicas
+	if s.Generation > s.Status.ObservedGeneration {
+		st.Phase, st.Message = PhaseProgressing, waitingForController
+		st.unobserved, st.observed = s.Generation, s.Status.ObservedGeneration
+		return st, nil
+	}
+	rev := s.Status.UpdateRevision
+	if rev == "" {
+		st.Message = "update revision not computed yet"
+		return st, nil
+	}
+	newPods := w.ownPods(s.UID, appsv1.ControllerRevisionHashLabelKey, rev)
+	for _, p := range newPods {
+		if podReady(p) {
+			st.Ready++
+		}
+	}
+	switch {
+	case s.Status.UpdatedReplicas < st.Desired:
+		st.Phase, st.Message = PhaseProgressing, fmt.Sprintf("%d of %d replicas updated to revision %s", s.Status.UpdatedReplicas, st.Desired, rev)
+	case s.Status.Replicas > st.Desired:
+		st.Phase, st.Message = PhaseProgressing, fmt.Sprintf("%d replicas beyond %d still terminating", s.Status.Replicas-st.Desired, st.Desired)
+	case st.Ready < st.Desired || s.Status.ReadyReplicas < st.Desired || s.Status.AvailableReplicas < st.Desired:
+		st.Phase, st.Message = PhaseProgressing, fmt.Sprintf("%d of %d new replicas ready", st.Ready, st.Desired)
+	case s.Status.CurrentRevision != rev:
+		st.Phase, st.Message = PhaseProgressing, fmt.Sprintf("update revision %s is not current yet (current: %s)", rev, s.Status.CurrentRevision)
+	default:
+		st.Phase, st.Message = PhaseAvailable, ""
+	}
+	return st, newPods
+}
+
+// ownPods lists, sorted by name, the live pods that owner controls and whose
+// label key has value: a Deployment's new ReplicaSet's pods by
+// pod-template-hash, a StatefulSet's update revision by
+// controller-revision-hash.
+func (w *watcher) ownPods(owner types.UID, key, value string) []*corev1.Pod {
+	all, _ := w.pods.Pods(w.opts.Namespace).List(labels.Everything())
+	var out []*corev1.Pod
+	for _, p := range all {
+		if p.Labels[key] == value && ownedBy(p.OwnerReferences, owner) && p.DeletionTimestamp == nil {
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 func (w *watcher) newReplicaSet(d *appsv1.Deployment) *appsv1.ReplicaSet {
@@ -448,47 +568,90 @@ func (w *watcher) explainPending(statuses []Status) []Problem {
 }
 
 // explain names what holds back every workload that is not available: each
-// pod of its new ReplicaSet classified exactly as the gate classifies it
-// (Classify), or merely not Ready. With blameWorkload, a workload with no
-// pod to blame gets a RolloutTimeout problem of its own; a workload the
-// controller gave up on (ProgressDeadlineExceeded) always gets its
-// ProgressDeadline problem.
+// pod of its new revision classified exactly as the gate classifies it
+// (Classify), or merely not Ready; for a StatefulSet with no such pod to
+// blame, a pod left on another revision that is not Ready (the StatefulSet
+// controller may wait for it forever: kubernetes/kubernetes#67250). With
+// blameWorkload, a workload with no pod to blame gets a RolloutTimeout
+// problem of its own; a workload the controller gave up on
+// (ProgressDeadlineExceeded) always gets its ProgressDeadline problem.
 func (w *watcher) explain(statuses []Status, blameWorkload bool) []Problem {
 	var out []Problem
 	for _, st := range statuses {
 		if st.Phase == PhaseAvailable {
 			continue
 		}
-		var found, fatal bool
-		if _, pods := w.status(st.Workload); len(pods) > 0 {
-			for _, pod := range pods {
-				ps := Classify(st.Service, pod) // unschedulable within its grace, say
-				if len(ps) == 0 {
-					if p, ok := notReady(st.Service, pod); ok {
-						ps = []Problem{p}
-					}
-				}
-				for _, p := range ps {
-					fatal = fatal || p.Class.Fatal()
-				}
-				out = append(out, ps...)
-				found = found || len(ps) > 0
-			}
+		_, pods := w.status(st.Workload)
+		ps, fatal := blame(st.Workload, pods, "")
+		if len(ps) == 0 && st.Kind == KindStatefulSet {
+			ps, fatal = w.blameStale(st.Workload)
 		}
+		out = append(out, ps...)
 		switch {
 		case st.Phase == PhaseFailed && !fatal:
 			// The controller itself gave up; no pod state says why.
-			out = append(out, Problem{Class: ProgressDeadline, Service: st.Service, Reason: "ProgressDeadlineExceeded", Message: st.Message})
-		case found:
+			out = append(out, Problem{Class: ProgressDeadline, Service: st.Service, Workload: st.Ref(), Reason: "ProgressDeadlineExceeded", Message: st.Message})
+		case len(ps) > 0:
 		case blameWorkload:
 			msg := st.Message
 			if msg == "" {
 				msg = fmt.Sprintf("%d of %d replicas available", st.Ready, st.Desired)
 			}
-			out = append(out, Problem{Class: RolloutTimeout, Service: st.Service, Reason: "Timeout", Message: msg})
+			out = append(out, Problem{Class: RolloutTimeout, Service: st.Service, Workload: st.Ref(), Reason: "Timeout", Message: msg})
 		}
 	}
 	return out
+}
+
+// blame classifies pods of wl as the gate does, or names them not Ready
+// (an unschedulable pod within its grace, say), adding note to each
+// message; fatal says whether any problem is of a fatal class.
+func blame(wl Workload, pods []*corev1.Pod, note string) ([]Problem, bool) {
+	var out []Problem
+	var fatal bool
+	for _, pod := range pods {
+		ps := Classify(wl.Service, pod)
+		if len(ps) == 0 {
+			if p, ok := notReady(wl.Service, pod); ok {
+				ps = []Problem{p}
+			}
+		}
+		for i := range ps {
+			ps[i].Workload = wl.Ref()
+			ps[i].Message += note
+			fatal = fatal || ps[i].Class.Fatal()
+		}
+		out = append(out, ps...)
+	}
+	return out, fatal
+}
+
+// blameStale names a StatefulSet's pods that run another revision than its
+// update revision and are not Ready. Under the OrderedReady pod management
+// policy the controller waits for such a pod to become Ready before it
+// replaces it, which a pod of a bad revision never does: a rollback then
+// stalls until the pod is deleted (kubernetes/kubernetes#67250). Parallel
+// replaces it by itself.
+func (w *watcher) blameStale(wl Workload) ([]Problem, bool) {
+	s, err := w.stss.StatefulSets(w.opts.Namespace).Get(wl.Name)
+	if err != nil || s.Status.UpdateRevision == "" {
+		return nil, false
+	}
+	all, _ := w.pods.Pods(w.opts.Namespace).List(labels.Everything())
+	sort.Slice(all, func(i, j int) bool { return all[i].Name < all[j].Name })
+	var out []Problem
+	var fatal bool
+	for _, p := range all {
+		rev := p.Labels[appsv1.ControllerRevisionHashLabelKey]
+		if !ownedBy(p.OwnerReferences, s.UID) || p.DeletionTimestamp != nil || podReady(p) || rev == s.Status.UpdateRevision {
+			continue
+		}
+		note := fmt.Sprintf(" (the pod runs revision %s, not the update revision %s, and the StatefulSet controller waits for it to become Ready: "+
+			"delete the pod to let the rollout continue)", rev, s.Status.UpdateRevision)
+		ps, f := blame(wl, []*corev1.Pod{p}, note)
+		out, fatal = append(out, ps...), fatal || f
+	}
+	return out, fatal
 }
 
 // fail builds the Failure: problems described, each pod's recent events

@@ -90,7 +90,7 @@ func deployment(t *testing.T, cs kubernetes.Interface, ns, name string, replicas
 func watch(ctx context.Context, cs kubernetes.Interface, ns string, timeout, grace time.Duration, progress func(gate.Progress), names ...string) ([]gate.Status, error) {
 	var wls []gate.Workload
 	for _, n := range names {
-		wls = append(wls, gate.Workload{Service: n, Deployment: n})
+		wls = append(wls, gate.Workload{Service: n, Kind: gate.KindDeployment, Name: n})
 	}
 	return gate.WatchRollout(ctx, cs, gate.RolloutOptions{Namespace: ns, Release: "rel", Workloads: wls,
 		Timeout: timeout, UnschedulableGrace: grace, Progress: progress})
@@ -239,7 +239,7 @@ func TestSnapshot(t *testing.T) {
 	deployment(t, cs, ns, "web", 1, nil, nil, nil)
 	_, err := watch(context.Background(), cs, ns, time.Minute, time.Second, nil, "web")
 	require.NoError(t, err)
-	st, problems, err := gate.Snapshot(context.Background(), cs, ns, []gate.Workload{{Service: "web", Deployment: "web"}, {Service: "gone", Deployment: "gone"}}, 10*time.Second)
+	st, problems, err := gate.Snapshot(context.Background(), cs, ns, []gate.Workload{{Service: "web", Kind: gate.KindDeployment, Name: "web"}, {Service: "gone", Kind: gate.KindDeployment, Name: "gone"}}, 10*time.Second)
 	require.NoError(t, err)
 	require.Equal(t, gate.PhaseAvailable, st[0].Phase)
 	require.EqualValues(t, 1, st[0].Ready)
@@ -272,7 +272,7 @@ func TestSnapshotNamesWhatTheGateWouldFailOn(t *testing.T) {
 			// deadline), so the snapshot is taken of a pod that shows it.
 			_, err := watch(context.Background(), cs, ns, 5*time.Second, time.Second, nil, tt.fault)
 			require.Error(t, err)
-			wls := []gate.Workload{{Service: tt.fault, Deployment: tt.fault}}
+			wls := []gate.Workload{{Service: tt.fault, Kind: gate.KindDeployment, Name: tt.fault}}
 			st, problems, err := gate.Snapshot(context.Background(), cs, ns, wls, 10*time.Second)
 			require.NoError(t, err)
 			require.Equal(t, tt.phase, st[0].Phase)
@@ -290,12 +290,12 @@ func TestSnapshotNamesWhatTheGateWouldFailOn(t *testing.T) {
 // staticEndpoints points every service at one local server.
 type staticEndpoints map[string]string
 
-func (s staticEndpoints) Readiness(_ context.Context, _ string, svc catalog.Service) (gate.Endpoint, error) {
-	u, ok := s[svc.Name]
+func (s staticEndpoints) Readiness(_ context.Context, _ string, c gate.Check) (gate.Endpoint, error) {
+	u, ok := s[c.Name]
 	if !ok {
-		return gate.Endpoint{}, fmt.Errorf("no endpoint for %s", svc.Name)
+		return gate.Endpoint{}, fmt.Errorf("no endpoint for %s", c.Name)
 	}
-	return gate.Endpoint{URL: u + svc.ReadinessPath, Client: http.DefaultClient}, nil
+	return gate.Endpoint{URL: u + c.Path, Client: http.DefaultClient}, nil
 }
 
 func TestReadinessGate(t *testing.T) {
@@ -335,7 +335,7 @@ func TestReadinessGate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := gate.CheckReadiness(context.Background(), tt.eps, gate.ReadinessOptions{
-				Namespace: "krgeobuk", Services: []catalog.Service{auth, authz}, Timeout: 1500 * time.Millisecond,
+				Namespace: "krgeobuk", Checks: []gate.Check{gate.APICheck(auth), gate.APICheck(authz)}, Timeout: 1500 * time.Millisecond,
 			})
 			if len(tt.reasons) == 0 {
 				require.NoError(t, err)
@@ -372,11 +372,11 @@ func TestServiceProxyAgainstTheAPIServer(t *testing.T) {
 	require.NoError(t, err)
 	auth, _ := catalog.Lookup("auth-server")
 	proxy := gate.ServiceProxy{Config: c.RESTConfig()}
-	ep, err := proxy.Readiness(context.Background(), ns, auth)
+	ep, err := proxy.Readiness(context.Background(), ns, gate.APICheck(auth))
 	require.NoError(t, err)
 	require.Equal(t, strings.TrimSuffix(c.RESTConfig().Host, "/")+"/api/v1/namespaces/"+ns+"/services/auth-server:http/proxy/health/ready", ep.URL)
 
-	err = gate.CheckReadiness(context.Background(), proxy, gate.ReadinessOptions{Namespace: ns, Services: []catalog.Service{auth}, Timeout: time.Second})
+	err = gate.CheckReadiness(context.Background(), proxy, gate.ReadinessOptions{Namespace: ns, Checks: []gate.Check{gate.APICheck(auth)}, Timeout: time.Second})
 	var f *gate.Failure
 	require.ErrorAs(t, err, &f)
 	require.Equal(t, "HTTP 503", f.Problems[0].Reason)
@@ -420,7 +420,7 @@ func TestReadinessProgressCountsAttempts(t *testing.T) {
 	auth, _ := catalog.Lookup("auth-server")
 	var lines []string
 	err := gate.CheckReadiness(context.Background(), staticEndpoints{"auth-server": srv.URL}, gate.ReadinessOptions{
-		Namespace: "krgeobuk", Services: []catalog.Service{auth}, Timeout: 10 * time.Second,
+		Namespace: "krgeobuk", Checks: []gate.Check{gate.APICheck(auth)}, Timeout: 10 * time.Second,
 		Progress: func(p gate.Progress) {
 			lines = append(lines, strings.Join(strings.Fields(string(p.Phase)+" "+p.Counts()+" "+p.Message), " "))
 		},

@@ -12,7 +12,8 @@ import (
 )
 
 // Snapshot reads where each workload stands right now, without waiting for
-// anything to change: one list of Deployments, ReplicaSets and Pods. The
+// anything to change: one list of the Deployments and their ReplicaSets, the
+// StatefulSets and the Pods. The
 // list is bounded by timeout. For every workload that is not available it
 // also returns what holds it back, found by the very classification the
 // rollout gate fails on (Classify: pod, container, reason, message), with
@@ -26,18 +27,10 @@ func Snapshot(ctx context.Context, cs kubernetes.Interface, namespace string, wo
 	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(namespace))
-	w := &watcher{
-		opts:    RolloutOptions{Namespace: namespace, Workloads: workloads},
-		cs:      cs,
-		deploys: f.Apps().V1().Deployments().Lister(),
-		sets:    f.Apps().V1().ReplicaSets().Lister(),
-		pods:    f.Core().V1().Pods().Lister(),
-		last:    map[string]Progress{},
-	}
-	synced := []cache.InformerSynced{
-		f.Apps().V1().Deployments().Informer().HasSynced,
-		f.Apps().V1().ReplicaSets().Informer().HasSynced,
-		f.Core().V1().Pods().Informer().HasSynced,
+	w := newWatcher(RolloutOptions{Namespace: namespace, Workloads: workloads}, cs, f, f)
+	synced := make([]cache.InformerSynced, 0, len(w.informers))
+	for _, inf := range w.informers {
+		synced = append(synced, inf.HasSynced)
 	}
 	f.Start(sctx.Done())
 	defer f.Shutdown()

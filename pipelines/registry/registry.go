@@ -31,6 +31,8 @@ type Image struct {
 	Repository string `json:"repository"`
 	// Digest is the manifest digest the registry serves, "sha256:...".
 	Digest string `json:"digest"`
+	// Tag is the tag the reference named, empty for a reference by digest.
+	Tag string `json:"tag,omitempty"`
 }
 
 // Pinned is the digest reference repository@digest.
@@ -105,7 +107,11 @@ func (r *Resolver) Resolve(ctx context.Context, service, ref string) (Image, err
 	if d, ok := parsed.(name.Digest); ok && d.DigestStr() != digest {
 		return Image{}, fmt.Errorf("service %s: image %s: registry serves digest %s instead", service, ref, digest)
 	}
-	return Image{Service: service, Ref: ref, Repository: parsed.Context().Name(), Digest: digest}, nil
+	img := Image{Service: service, Ref: ref, Repository: parsed.Context().Name(), Digest: digest}
+	if t, ok := parsed.(name.Tag); ok {
+		img.Tag = t.TagStr()
+	}
+	return img, nil
 }
 
 // ResolveAll resolves every service's reference and returns them sorted by

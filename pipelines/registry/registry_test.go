@@ -109,6 +109,11 @@ func TestResolve(t *testing.T) {
 			require.Equal(t, digest, img.Digest)
 			require.Equal(t, host+"/krgeobuk/auth-server", img.Repository)
 			require.Equal(t, host+"/krgeobuk/auth-server@"+digest, img.Pinned())
+			if !strings.Contains(tt.ref, "@") {
+				require.Equal(t, tt.ref[strings.LastIndex(tt.ref, ":")+1:], img.Tag, "a reference by tag keeps its tag")
+			} else {
+				require.Empty(t, img.Tag, "a reference by digest names no tag")
+			}
 		})
 	}
 }
@@ -128,7 +133,7 @@ func TestResolveAllNamesEveryFailure(t *testing.T) {
 	imgs, err := r.ResolveAll(context.Background(), map[string]string{"auth-server": host + "/krgeobuk/auth-server:1.0.0"})
 	require.NoError(t, err)
 	require.Equal(t, []registry.Image{{Service: "auth-server", Ref: host + "/krgeobuk/auth-server:1.0.0",
-		Repository: host + "/krgeobuk/auth-server", Digest: digest}}, imgs)
+		Repository: host + "/krgeobuk/auth-server", Digest: digest, Tag: "1.0.0"}}, imgs, "a reference by tag keeps its tag beside the digest")
 }
 
 func TestResolveStopsWhenCancelled(t *testing.T) {

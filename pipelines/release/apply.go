@@ -75,11 +75,11 @@ func (c *Client) Apply(ctx context.Context, ch *chart.Chart, values map[string]a
 	}
 	if err != nil {
 		if rel != nil {
-			return toRevision(rel), fmt.Errorf("release %s: apply revision %d: %w", c.Name, rel.Version, err)
+			return c.toRevision(rel), fmt.Errorf("release %s: apply revision %d: %w", c.Name, rel.Version, err)
 		}
 		return Revision{}, fmt.Errorf("release %s: apply: %w", c.Name, err)
 	}
-	return toRevision(rel), nil
+	return c.toRevision(rel), nil
 }
 
 // copyValues deep-copies values through JSON, which is also the form Helm

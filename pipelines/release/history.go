@@ -15,7 +15,6 @@ import (
 
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/kube"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/values"
 )
 
 // Revision is one entry of a release's history, as reports show it. It
@@ -40,8 +39,8 @@ type Revision struct {
 	// such revisions, so a deployed-by label that was not written for this
 	// very revision says nothing about who made it.
 	Outside bool `json:"outside,omitempty"`
-	// Images maps each service to the image it runs, repository@digest (or
-	// repository:tag when no digest was pinned).
+	// Images maps each component (service) to the image it runs,
+	// repository@digest (or repository:tag when no digest was pinned).
 	Images map[string]string `json:"images,omitempty"`
 
 	rel *helmrelease.Release
@@ -50,9 +49,20 @@ type Revision struct {
 // Pending reports whether Helm left the revision mid-operation.
 func (r Revision) Pending() bool { return r.rel != nil && r.rel.Info.Status.IsPending() }
 
-// Deployments lists the names of the Deployments in the revision's manifest
-// (hooks excluded), in manifest order.
-func (r Revision) Deployments() ([]string, error) {
+// Workload is a Deployment or StatefulSet of a revision's manifest.
+type Workload struct {
+	// Kind is "Deployment" or "StatefulSet".
+	Kind string
+	Name string
+	// Component is what the workload runs: its app.kubernetes.io/name label
+	// (both charts set it: the service, or prometheus, alertmanager,
+	// grafana), else its name.
+	Component string
+}
+
+// Workloads lists the Deployments and StatefulSets in the revision's
+// manifest (hooks excluded), in manifest order.
+func (r Revision) Workloads() ([]Workload, error) {
 	if r.rel == nil {
 		return nil, nil
 	}
@@ -60,11 +70,17 @@ func (r Revision) Deployments() ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("revision %d manifest: %w", r.Number, err)
 	}
-	var out []string
+	var out []Workload
 	for _, o := range objs {
-		if o.U.GetKind() == "Deployment" && o.U.GetAPIVersion() == "apps/v1" {
-			out = append(out, o.U.GetName())
+		kind := o.U.GetKind()
+		if (kind != "Deployment" && kind != "StatefulSet") || o.U.GetAPIVersion() != "apps/v1" {
+			continue
 		}
+		w := Workload{Kind: kind, Name: o.U.GetName(), Component: o.U.GetLabels()["app.kubernetes.io/name"]}
+		if w.Component == "" {
+			w.Component = w.Name
+		}
+		out = append(out, w)
 	}
 	return out, nil
 }
@@ -131,7 +147,9 @@ func sortedFiles(in []*chart.File) []*chart.File {
 	return out
 }
 
-func toRevision(rel *helmrelease.Release) Revision {
+// toRevision reads a Helm release record; images are read back with the
+// client's Layout.
+func (c *Client) toRevision(rel *helmrelease.Release) Revision {
 	r := Revision{Number: rel.Version, rel: rel}
 	if rel.Info != nil {
 		r.Status = rel.Info.Status.String()
@@ -153,7 +171,7 @@ func toRevision(rel *helmrelease.Release) Revision {
 	} else {
 		r.Outside = true
 	}
-	r.Images = values.Images(rel.Config)
+	r.Images = c.Layout.Images(rel.Config)
 	return r
 }
 
@@ -175,7 +193,7 @@ func (c *Client) History(ctx context.Context) ([]Revision, error) {
 	sort.Slice(rels, func(i, j int) bool { return rels[i].Version < rels[j].Version })
 	out := make([]Revision, len(rels))
 	for i, r := range rels {
-		out[i] = toRevision(r)
+		out[i] = c.toRevision(r)
 	}
 	return out, nil
 }

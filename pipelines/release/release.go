@@ -16,6 +16,7 @@ import (
 
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/budget"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/kube"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/values"
 )
 
 // Labels this package keeps on Helm's release Secrets
@@ -52,6 +53,9 @@ type Client struct {
 	// Budgets bound the retries of reads and writes of the release record;
 	// New sets budget.Defaults.
 	Budgets budget.Budgets
+	// Layout reads each revision's images back from its values; New sets
+	// values.Apps.
+	Layout values.Layout
 
 	kc  *kube.Client
 	cfg *action.Configuration
@@ -73,7 +77,7 @@ func New(kc *kube.Client, namespace, name string, log func(format string, args .
 	if err := cfg.Init(kc.Getter(), namespace, "secret", log); err != nil {
 		return nil, fmt.Errorf("release %s: helm: %w", name, err)
 	}
-	return &Client{Name: name, Namespace: namespace, Budgets: budget.Defaults(), kc: kc, cfg: cfg}, nil
+	return &Client{Name: name, Namespace: namespace, Budgets: budget.Defaults(), Layout: values.Apps, kc: kc, cfg: cfg}, nil
 }
 
 var releaseName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)

@@ -126,9 +126,9 @@ func TestApplyVerifyAndTheMarkStaysWithItsRevision(t *testing.T) {
 	lv, err := release.Choose(h, release.Target{})
 	require.NoError(t, err)
 	require.Equal(t, 1, lv.Number)
-	deps, err := r3.Deployments()
+	wls, err := r3.Workloads()
 	require.NoError(t, err)
-	require.Equal(t, []string{"web"}, deps)
+	require.Equal(t, []release.Workload{{Kind: "Deployment", Name: "web", Component: "web"}}, wls)
 }
 
 func TestUnlockPendingAndMarkFailed(t *testing.T) {

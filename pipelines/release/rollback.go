@@ -39,7 +39,7 @@ func (c *Client) Rollback(ctx context.Context, to int, opts ...RollbackOptions) 
 			if err := c.attribute(ctx, last.rel, by); err != nil {
 				return last, err
 			}
-			last = toRevision(last.rel)
+			last = c.toRevision(last.rel)
 		}
 	}
 	return last, nil

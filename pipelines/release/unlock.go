@@ -30,7 +30,7 @@ func (c *Client) Unlock(ctx context.Context, why string) (Revision, bool, error)
 	if err != nil {
 		return Revision{}, false, fmt.Errorf("release %s: unlock revision %d (%s): %w", c.Name, rel.Version, was, err)
 	}
-	out := toRevision(rel)
+	out := c.toRevision(rel)
 	out.Status = string(was)
 	return out, true, nil
 }

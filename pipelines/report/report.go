@@ -49,12 +49,14 @@ func (v Verdict) OK() bool { return v == Verified || v == Unchanged || v == Repo
 
 // Result is everything a run has to say.
 type Result struct {
-	Command     string  `json:"command"`
-	Environment string  `json:"environment"`
-	Namespace   string  `json:"namespace"`
-	Release     string  `json:"release"`
-	Verdict     Verdict `json:"verdict"`
-	OK          bool    `json:"ok"`
+	Command     string `json:"command"`
+	Environment string `json:"environment"`
+	// Stack is what the run acted on: apps or monitoring.
+	Stack     string  `json:"stack,omitempty"`
+	Namespace string  `json:"namespace"`
+	Release   string  `json:"release"`
+	Verdict   Verdict `json:"verdict"`
+	OK        bool    `json:"ok"`
 	// Summary is one or two sentences saying what happened and why.
 	Summary string `json:"summary"`
 	// Revision is the revision this run applied (or read, for status).

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"slices"
+	"strings"
 
 	"github.com/krgeobuk/krgeobuk-infra/k8s"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
@@ -19,6 +21,7 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/kube"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/registry"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/stack"
 )
 
 // Commands an Op runs on an environment's release.
@@ -29,7 +32,7 @@ const (
 	History  = "history"
 )
 
-// Op is one operation on an environment's release, as a door received it:
+// Op is one operation on a release of an environment, as a door received it:
 // raw arguments, and Sources for what must be read (secrets, files), which
 // Run reads only once every argument has passed.
 type Op struct {
@@ -37,6 +40,9 @@ type Op struct {
 	Command string
 	// Env names a folder under environments/.
 	Env string
+	// Stack is what the operation acts on: stack.Apps ("" too) or
+	// stack.Monitoring, each its own release.
+	Stack string
 	// Environments holds environments/<env>/; nil means the ones built in.
 	Environments fs.FS
 	// Format is one of Formats; "" means the first.
@@ -49,7 +55,8 @@ type Op struct {
 	// Registry is the login for image lookups at preflight.
 	Registry Credentials
 
-	// Images are deploy's service=reference pairs.
+	// Images are deploy's service=reference pairs (component=reference for
+	// the monitoring stack).
 	Images []string
 	// Values is deploy's values file; nil means none.
 	Values Source
@@ -122,8 +129,12 @@ func Run(ctx context.Context, op Op) *Outcome {
 	if out.Format == "" {
 		out.Format = Formats[0]
 	}
+	var st *stack.Stack
 	refuse := func(env *environment.Environment, err error) *Outcome {
 		out.Result = Refused(op.Command, env, err, out.Redactor)
+		if st != nil {
+			out.Result.Stack, out.Result.Namespace, out.Result.Release = st.Name, st.Namespace, st.Release
+		}
 		return out
 	}
 	env, err := loadEnv(op.Environments, op.Env)
@@ -139,6 +150,11 @@ func Run(ctx context.Context, op Op) *Outcome {
 	if err != nil {
 		return refuse(env, err)
 	}
+	s, err := stack.For(env, op.Stack)
+	if err != nil {
+		return refuse(env, fmt.Errorf("--stack %s: %w", op.Stack, err))
+	}
+	st = &s
 
 	var values map[string]any
 	if op.Values != nil {
@@ -150,13 +166,13 @@ func Run(ctx context.Context, op Op) *Outcome {
 			return refuse(env, err)
 		}
 	}
-	if op.Command == Deploy && len(images) == 0 {
+	if op.Command == Deploy && len(images) == 0 && !st.ChartImages {
 		if images, err = op.Build.Publish(ctx); err != nil {
 			return refuse(env, err)
 		}
 	}
 	d, err := connect(ctx, env, op.Kubeconfig, op.KubeAPI, op.Registry, out.Redactor, func(c *deploy.Config) {
-		c.Actor, c.Log, c.Verbose, c.ReadinessURLs = op.Actor, op.Log, op.Verbose, readiness
+		c.Stack, c.Actor, c.Log, c.Verbose, c.ReadinessURLs = st.Name, op.Actor, op.Log, op.Verbose, readiness
 	})
 	if err != nil {
 		return refuse(env, err)
@@ -183,6 +199,9 @@ func (op Op) check() (images, readiness map[string]string, err error) {
 	default:
 		return nil, nil, fmt.Errorf("unknown command %q", op.Command)
 	}
+	if op.Stack != "" && !slices.Contains(stack.Names(), op.Stack) {
+		return nil, nil, fmt.Errorf("--stack %q: want one of %s", op.Stack, strings.Join(stack.Names(), ", "))
+	}
 	if op.Command == Deploy {
 		if images, err = Images(op.Images); err != nil {
 			return nil, nil, err
@@ -206,12 +225,20 @@ func (op Op) check() (images, readiness map[string]string, err error) {
 	return images, readiness, nil
 }
 
-// checkBuild: a deploy either names its images or, where the door can,
-// builds them; never both, never neither.
+// checkBuild: a deploy of the apps either names its images or, where the
+// door can, builds them; never both, never neither. The monitoring stack
+// builds nothing: it runs the images its chart names, or those named.
 func (op Op) checkBuild(haveImages bool) error {
 	b := op.Build
+	building := b != nil && (b.Registry != "" || b.Tag != "" || len(b.Services) > 0)
+	if op.Stack == stack.Monitoring {
+		if building {
+			return errors.New("--registry, --tag and --service build and publish the apps' images; the monitoring stack runs the images its chart names (give --image component=reference to run another)")
+		}
+		return nil
+	}
 	switch {
-	case haveImages && b != nil && (b.Registry != "" || b.Tag != "" || len(b.Services) > 0):
+	case haveImages && building:
 		return errors.New("--image deploys given images; --registry, --tag and --service are for building them, not both")
 	case haveImages:
 		return nil

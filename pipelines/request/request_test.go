@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/krgeobuk/krgeobuk-infra/k8s"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/request"
 )
@@ -170,6 +173,13 @@ func TestRunRefusesBadInputBeforeReadingAnything(t *testing.T) {
 		{"user without password", func(t *testing.T, op *request.Op) { op.Registry.Username = "ci-bot" }, "give both --username and --password, or neither"},
 		{"negative revision", func(t *testing.T, op *request.Op) { op.Command, op.Revision = request.Rollback, -1 }, "--revision -1: revisions start at 1"},
 		{"missing kubeconfig", func(t *testing.T, op *request.Op) { op.Kubeconfig = nil }, "no kubeconfig: --kubeconfig is required"},
+		{"unknown stack", func(t *testing.T, op *request.Op) { op.Stack = "logging" }, `--stack "logging": want one of apps, monitoring`},
+		{"a build of the monitoring stack", func(t *testing.T, op *request.Op) {
+			op.Stack, op.Images, op.Build = "monitoring", nil, &request.Build{Registry: "ghcr.io/krgeobuk", Tag: "v1"}
+		}, "--registry, --tag and --service build and publish the apps' images; the monitoring stack runs the images its chart names"},
+		{"a monitoring stack the environment does not place", func(t *testing.T, op *request.Op) {
+			op.Stack, op.Images, op.Environments = "monitoring", nil, environmentWithoutMonitoring(t)
+		}, "--stack monitoring: environment staging does not deploy the monitoring stack: its environment.yaml has no monitoring: block"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -185,6 +195,43 @@ func TestRunRefusesBadInputBeforeReadingAnything(t *testing.T) {
 			require.ErrorContains(t, err, op.Command+" "+op.Env+": refused\n", "a not-OK run is an error carrying the report")
 			require.ErrorContains(t, err, tt.want)
 		})
+	}
+}
+
+// environmentWithoutMonitoring is the embedded staging without its
+// monitoring: block.
+func environmentWithoutMonitoring(t *testing.T) fs.FS {
+	t.Helper()
+	fsys := fstest.MapFS{}
+	for _, f := range []string{"environment.yaml", "krgeobuk-apps.values.yaml", "monitoring-stack.values.yaml"} {
+		data, err := k8s.Environments.ReadFile("environments/staging/" + f)
+		require.NoError(t, err)
+		if f == "environment.yaml" {
+			i := strings.Index(string(data), "monitoring:\n")
+			j := strings.Index(string(data), "gates:\n")
+			require.True(t, i > 0 && j > i)
+			data = append(append([]byte{}, data[:i]...), data[j:]...)
+		}
+		fsys["environments/staging/"+f] = &fstest.MapFile{Data: data}
+	}
+	return fsys
+}
+
+// A monitoring deploy names the stack's own release in its refusal, and
+// needs neither images nor a build: it runs the images its chart names.
+func TestRunMonitoringStack(t *testing.T) {
+	for _, cmd := range []string{request.Deploy, request.Rollback, request.Status, request.History} {
+		var published bool
+		out := request.Run(context.Background(), request.Op{Command: cmd, Stack: "monitoring", Env: "staging",
+			Kubeconfig: request.Bytes([]byte("apiVersion: v1\nkind: Config\n")),
+			Build:      &request.Build{Publish: func(context.Context) (map[string]string, error) { published = true; return nil, nil }}})
+		require.Equal(t, report.Refused, out.Result.Verdict, "%s: a kubeconfig without a cluster", cmd)
+		require.NotContains(t, out.Result.Error, "nothing to deploy", cmd)
+		require.Contains(t, out.Result.Error, "invalid configuration", cmd)
+		require.False(t, published, "%s: nothing to build for the monitoring stack", cmd)
+		require.Equal(t, "monitoring", out.Result.Stack, cmd)
+		require.Equal(t, "monitoring", out.Result.Namespace, cmd)
+		require.Equal(t, "monitoring", out.Result.Release, cmd)
 	}
 }
 

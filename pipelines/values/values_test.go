@@ -157,3 +157,53 @@ func dig(m map[string]any, keys ...string) any {
 	}
 	return cur
 }
+
+// The monitoring stack keeps each component's image at <component>.image and its policy at the
+// top level; a pin keeps the exact tag the chart's schema demands beside the digest.
+func TestMonitoringLayout(t *testing.T) {
+	ch, err := render.LoadFS(charts.MonitoringStack, "monitoring-stack")
+	require.NoError(t, err)
+	m := values.Monitoring
+	env := map[string]any{"imagePolicy": "digest", "grafana": map[string]any{"enabled": false},
+		"alertmanager": map[string]any{"image": map[string]any{"repository": "mirror.example/alertmanager"}}}
+
+	enabled, err := m.Enabled(ch, env)
+	require.NoError(t, err)
+	require.Equal(t, []string{"prometheus", "alertmanager"}, enabled, "grafana switched off, the layout's order")
+
+	configured, err := m.Configured(ch, env)
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{
+		"prometheus":   "quay.io/prometheus/prometheus:v3.15.1",
+		"alertmanager": "mirror.example/alertmanager:v0.35.0",
+	}, configured, "the chart's exact versions, the environment's repository where it names one")
+
+	policy, err := m.ImagePolicy(ch, env)
+	require.NoError(t, err)
+	require.Equal(t, values.PolicyDigest, policy)
+	policy, err = m.ImagePolicy(ch, nil)
+	require.NoError(t, err)
+	require.Equal(t, values.PolicyTag, policy, "the chart's default")
+
+	pins := map[string]values.Image{
+		"prometheus":   {Repository: "reg/prometheus", Digest: digest, Tag: "v3.16.0"},
+		"alertmanager": {Repository: "reg/alertmanager", Digest: digest},
+	}
+	request := map[string]any{"prometheus": map[string]any{"image": map[string]any{"tag": "v9.9.9"}, "replicas": 2}}
+	got := m.Layer(env, request, pins)
+	require.Equal(t, map[string]any{"repository": "reg/prometheus", "digest": digest, "tag": "v3.16.0"}, dig(got, "prometheus", "image"),
+		"a pin by tag records that tag beside the digest")
+	require.Equal(t, map[string]any{"repository": "reg/alertmanager", "digest": digest}, dig(got, "alertmanager", "image"),
+		"a pin by digest keeps the tag of the layers below (the chart's), which the schema requires")
+	require.Equal(t, 2, dig(got, "prometheus", "replicas"))
+	require.Nil(t, got["services"], "nothing lands where the apps keep their images")
+	require.Equal(t, map[string]string{"prometheus": "reg/prometheus@" + digest, "alertmanager": "reg/alertmanager@" + digest}, m.Images(got))
+
+	_, err = render.Render(t.Context(), render.Request{Chart: ch, Release: "monitoring", Namespace: "monitoring", Values: got})
+	require.NoError(t, err, "pinned values render where digests are demanded")
+
+	require.NoError(t, m.CheckImages(enabled, map[string]string{"prometheus": "x"}, false), "the monitoring stack may name only some images")
+	require.EqualError(t, m.CheckImages(enabled, map[string]string{"grafana": "x", "loki": "y"}, false),
+		"image given for component(s) [grafana loki] that the environment does not deploy (known and enabled: [prometheus alertmanager])")
+	require.EqualError(t, m.CheckImages(enabled, nil, true), "no image given for enabled component(s) [prometheus alertmanager]")
+}

@@ -13,6 +13,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/request"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/stack"
 )
 
 const usage = `usage: krgeobuk <command> [flags]
@@ -23,6 +24,10 @@ commands:
   status    the current revision, its workloads and the deploy lock
   history   every revision with its images, verified mark, time and author
   promote   copy the images verified in one environment to another's repositories
+
+deploy, rollback, status and history act on the apps (the four services) or,
+with --stack monitoring, on the monitoring stack (Prometheus, Alertmanager,
+Grafana): each is its own release with its own history and lock.
 
 Run "krgeobuk <command> -h" for the command's flags.
 `
@@ -120,6 +125,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func define(fl *flag.FlagSet, o *options) {
 	cmd := o.op.Command
 	fl.StringVar(&o.op.Env, "env", "", "environment name (required): a folder under environments/")
+	fl.StringVar(&o.op.Stack, "stack", stack.Apps, "what to act on: "+strings.Join(stack.Names(), " or ")+
+		" (apps: the four services; monitoring: Prometheus, Alertmanager and Grafana)")
 	fl.StringVar(&o.envDir, "environments", "", "directory holding environments/<env>/ (default: the ones built into this binary)")
 	fl.StringVar(&o.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file (default $KUBECONFIG); its current context is used")
 	fl.StringVar(&o.op.Actor, "actor", "", "who runs this, recorded on revisions (default $USER@host)")
@@ -128,7 +135,8 @@ func define(fl *flag.FlagSet, o *options) {
 	fl.StringVar(&o.markdownOut, "markdown", "", "also write the Markdown summary to this file (e.g. $GITHUB_STEP_SUMMARY)")
 	fl.BoolVar(&o.op.Verbose, "verbose", false, "log Helm's and client-go's own messages too")
 	if cmd == request.Deploy {
-		fl.Var((*list)(&o.op.Images), "image", "service=image reference, by digest or tag; repeat for every enabled service")
+		fl.Var((*list)(&o.op.Images), "image", "service=image reference, by digest or tag; repeat for every enabled service "+
+			"(monitoring: component=reference for the components to run other images than the chart names)")
 		fl.StringVar(&o.values, "values", "", "YAML file of values laid over the environment's")
 		fl.StringVar(&o.op.Registry.Username, "username", "", "registry user name for image lookups at preflight (default: docker's credentials)")
 		fl.Var(&o.password, "password", "registry password or token, as env:NAME or file:PATH")

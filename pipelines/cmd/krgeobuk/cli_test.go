@@ -21,6 +21,7 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/k8s"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
 )
 
@@ -63,6 +64,7 @@ func TestBadInputIsARefusedReport(t *testing.T) {
 		{[]string{"deploy", "--env", "staging", "--kubeconfig", "/nonexistent", "--image", "a=1", "--username", "ci-bot"}, "give both --username and --password, or neither"},
 		{[]string{"rollback", "--env", "staging", "--kubeconfig", "/nonexistent", "--revision", "-1"}, "--revision -1: revisions start at 1"},
 		{[]string{"history", "--env", "staging"}, "no kubeconfig: --kubeconfig is required"},
+		{[]string{"status", "--env", "staging", "--stack", "logging", "--kubeconfig", "/nonexistent"}, `--stack "logging": want one of apps, monitoring`},
 	}
 	for _, tt := range tests {
 		var out, errb bytes.Buffer
@@ -74,15 +76,17 @@ func TestBadInputIsARefusedReport(t *testing.T) {
 }
 
 // environmentDir writes an environment "clitest" like development, in its
-// own namespace with short gates.
+// own namespace (the monitoring stack in ns-mon) with short gates.
 func environmentDir(t *testing.T, ns string) string {
 	dir := t.TempDir()
 	envDir := filepath.Join(dir, "environments", "clitest")
 	require.NoError(t, os.MkdirAll(envDir, 0o755))
-	values, err := k8s.Environments.ReadFile("environments/development/krgeobuk-apps.values.yaml")
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(envDir, "krgeobuk-apps.values.yaml"), values, 0o644))
-	settings := "name: clitest\nnamespace: " + ns + "\nrelease: krgeobuk-apps\n" +
+	for _, f := range []string{"krgeobuk-apps.values.yaml", "monitoring-stack.values.yaml"} {
+		values, err := k8s.Environments.ReadFile("environments/development/" + f)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(envDir, f), values, 0o644))
+	}
+	settings := "name: clitest\nnamespace: " + ns + "\nrelease: krgeobuk-apps\nmonitoring: {namespace: " + ns + "-mon, release: monitoring}\n" +
 		"gates: {rolloutTimeout: 45s, readinessTimeout: 4s, unschedulableGrace: 3s}\nlock: {ttl: 10s}\n"
 	require.NoError(t, os.WriteFile(filepath.Join(envDir, "environment.yaml"), []byte(settings), 0o644))
 	return dir
@@ -107,7 +111,7 @@ func TestDeployRollbackStatusHistory(t *testing.T) {
 	readiness := []string{}
 	for _, s := range catalog.All() {
 		if s.IsAPI() {
-			ep, err := apps.Readiness(ctx, ns, s)
+			ep, err := apps.Readiness(ctx, ns, gate.APICheck(s))
 			require.NoError(t, err)
 			readiness = append(readiness, "--readiness-url", s.Name+"="+ep.URL)
 		}
@@ -199,4 +203,54 @@ func holdLock(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, ho
 		_, err = leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: deploy.LockName}, Spec: spec}, metav1.CreateOptions{})
 	}
 	require.NoError(t, err)
+}
+
+// TestMonitoringStack: the CLI deploys the monitoring stack with --stack monitoring (its images
+// named by tag, pinned by digest), and reads its status and history, a release apart from the
+// apps'.
+func TestMonitoringStack(t *testing.T) {
+	c := testenv.Shared(t)
+	ctx := context.Background()
+	cs, err := kubernetes.NewForConfig(c.RESTConfig())
+	require.NoError(t, err)
+	const ns = "clitest-stack"
+	for _, n := range []string{ns, ns + "-mon"} {
+		_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n}}, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	reg := deploytest.NewRegistry()
+	defer reg.Close()
+	apps := deploytest.NewApps(cs)
+	defer apps.Close()
+	pub, err := reg.PublishTagged("1.0.0", "prometheus", "alertmanager", "grafana")
+	require.NoError(t, err)
+
+	common := []string{"--env", "clitest", "--stack", "monitoring", "--environments", environmentDir(t, ns), "--kubeconfig", c.KubeconfigPath()}
+	args := append([]string{"deploy"}, common...)
+	for _, w := range []struct{ component, service, path string }{
+		{"prometheus", "monitoring-prometheus", "/-/ready"}, {"alertmanager", "monitoring-alertmanager", "/-/ready"}, {"grafana", "monitoring-grafana", "/api/health"},
+	} {
+		ep, err := apps.Readiness(ctx, ns+"-mon", gate.Check{Name: w.component, Service: w.service, Port: "http", Path: w.path})
+		require.NoError(t, err)
+		args = append(args, "--image", w.component+"="+pub[w.component].Tag, "--readiness-url", w.component+"="+ep.URL)
+	}
+	var out, errb bytes.Buffer
+	require.Equal(t, exitOK, run(ctx, args, &out, &errb), "stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
+	require.Contains(t, out.String(), "deploy clitest (release monitoring, namespace clitest-stack-mon): VERIFIED")
+	require.Contains(t, errb.String(), "gate/rollout prometheus")
+	require.Contains(t, out.String(), pub["prometheus"].Digest, "the report shows the image pinned by digest")
+
+	out.Reset()
+	require.Equal(t, exitOK, run(ctx, append([]string{"status", "--format", "json"}, common...), &out, &errb))
+	var st report.Result
+	require.NoError(t, json.Unmarshal(out.Bytes(), &st))
+	require.Equal(t, "monitoring", st.Stack)
+	require.Len(t, st.Services, 3)
+	out.Reset()
+	require.Equal(t, exitOK, run(ctx, append([]string{"history"}, common...), &out, &errb))
+	require.Contains(t, out.String(), "1 revisions, 1 verified")
+
+	out.Reset()
+	require.Equal(t, exitOK, run(ctx, []string{"history", "--env", "clitest", "--environments", environmentDir(t, ns), "--kubeconfig", c.KubeconfigPath()}, &out, &errb))
+	require.Contains(t, out.String(), "The release is not installed.", "the apps are another release")
 }
