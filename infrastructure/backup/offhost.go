@@ -14,7 +14,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/krgeobuk/krgeobuk-infra/infrastructure/backup/remote"
@@ -520,13 +522,51 @@ func getFile(ctx context.Context, rem remote.Remote, key, dst string) error {
 	return err
 }
 
+// fetchPrefix names the private folders that hold a downloaded off-host
+// copy; the owning run's pid follows it, so a later run can tell the
+// folders of killed runs (a whole database dump each) from live ones.
+const fetchPrefix = ".offhost-fetch-"
+
 // fetchDir makes a private folder under the backup folder for an off-host
-// copy being restored or checked; the caller removes it.
+// copy being restored or checked; the caller removes it. It first removes
+// the folders that runs killed before their cleanup left behind.
 func fetchDir(root string) (string, error) {
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return "", err
 	}
-	return os.MkdirTemp(root, ".offhost-fetch-")
+	if err := sweepFetchDirs(root); err != nil {
+		return "", err
+	}
+	return os.MkdirTemp(root, fmt.Sprintf("%s%d-", fetchPrefix, os.Getpid()))
+}
+
+// sweepFetchDirs removes the fetch folders under root whose owning process
+// is gone. A folder of a live process (a concurrent restore or drill) is
+// kept, and so is one whose name carries no pid: it is not ours to judge.
+func sweepFetchDirs(root string) error {
+	dirs, err := filepath.Glob(filepath.Join(root, fetchPrefix+"*"))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, d := range dirs {
+		pidText, _, ok := strings.Cut(strings.TrimPrefix(filepath.Base(d), fetchPrefix), "-")
+		pid, err := strconv.Atoi(pidText)
+		if !ok || err != nil || pid <= 0 || processAlive(pid) {
+			continue
+		}
+		if err := os.RemoveAll(d); err != nil {
+			errs = append(errs, fmt.Errorf("remove what a killed run left, %s: %w", d, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// processAlive reports whether pid names a running process (signal 0
+// checks without signalling; EPERM means it exists under another user).
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // RestoreOffhost downloads the off-host copy key into a private folder

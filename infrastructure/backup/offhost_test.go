@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -526,13 +528,16 @@ func TestRestoreFromTheOffhostCopy(t *testing.T) {
 		require.Contains(t, res.out, "verified")
 
 		newDisk := t.TempDir()
+		// What a restore killed mid-download leaves (a whole dump), and the folder of one still running.
+		killed, running := fetchLeftover(t, newDisk, deadPID(t)), fetchLeftover(t, newDisk, livePID(t))
 		res = script(t, env, "restore-mysql.sh", "--store", "auth-mysql", "--port", strconv.Itoa(m.Port), "--from", "remote",
 			"--backup-dir", newDisk, "--file", "auth-mysql/auth/"+name, "--yes")
 		require.Equal(t, 0, res.code, res.out)
 		require.Contains(t, res.out, "sha256 of archive and metadata verified")
 		require.Equal(t, before, mysqlFingerprint(t, m, "auth"))
 		require.Equal(t, original, mustRead(t, tg.file("auth-mysql/auth/"+name)), "the off-host archive is the original, byte for byte")
-		require.Empty(t, tree(t, newDisk), "the download is removed after the restore")
+		require.Equal(t, []string{running}, tree(t, newDisk),
+			"the download is removed after the restore, a killed run's (%s) swept, a running one's kept", killed)
 	})
 	t.Run("redis over s3", func(t *testing.T) {
 		t.Parallel()
@@ -558,6 +563,35 @@ func TestRestoreFromTheOffhostCopy(t *testing.T) {
 		require.Equal(t, before, redisFingerprint(t, r))
 		require.Equal(t, original, mustRead(t, tg.file("auth-redis/"+filepath.Base(archive))))
 	})
+}
+
+// fetchLeftover plants a download folder of process pid under dir, as the
+// tool names them, holding a dump; it returns the dump's path under dir.
+func fetchLeftover(t *testing.T, dir string, pid int) string {
+	t.Helper()
+	d := filepath.Join(dir, fmt.Sprintf(".offhost-fetch-%d-123", pid))
+	require.NoError(t, os.MkdirAll(d, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(d, "dump.sql.gz"), []byte("a whole database"), 0o600))
+	rel, err := filepath.Rel(dir, filepath.Join(d, "dump.sql.gz"))
+	require.NoError(t, err)
+	return rel
+}
+
+// deadPID is the pid of a process that has exited and been reaped.
+func deadPID(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("true")
+	require.NoError(t, cmd.Run())
+	return cmd.ProcessState.Pid()
+}
+
+// livePID is the pid of a process that runs until the test ends.
+func livePID(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("sleep", "600")
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd.Process.Pid
 }
 
 func mustRead(t *testing.T, p string) []byte {
