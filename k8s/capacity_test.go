@@ -88,7 +88,7 @@ func podDemand(name string, spec corev1.PodSpec, lr corev1.LimitRangeItem) (core
 	for i, cs := range [][]corev1.Container{spec.Containers, spec.InitContainers} {
 		for _, c := range cs {
 			r := withDefaults(c.Resources, lr)
-			bad = append(bad, withinLimitRange(fmt.Sprintf("Deployment/%s container %s", name, c.Name), r, lr)...)
+			bad = append(bad, withinLimitRange(fmt.Sprintf("%s container %s", name, c.Name), r, lr)...)
 			into := sum
 			if i == 1 {
 				into = initMax
@@ -158,16 +158,27 @@ func peakViolations(t *testing.T, boot []render.Object, res *render.Result, ns s
 	}
 	total := corev1.ResourceList{}
 	var bad []string
-	deployments := 0
+	workloads := 0
 	for _, o := range res.Objects {
-		d, ok := o.Typed.(*appsv1.Deployment)
-		if !ok {
+		var pods int64
+		var name string
+		var spec corev1.PodSpec
+		switch w := o.Typed.(type) {
+		case *appsv1.Deployment:
+			p, err := peakPods(w, hpas)
+			require.NoError(t, err, o.Ref())
+			pods, name, spec = p, "Deployment/"+w.Name, w.Spec.Template.Spec
+		case *appsv1.StatefulSet:
+			// A StatefulSet's rolling update deletes a pod before it creates its replacement: no surge.
+			pods, name, spec = 1, "StatefulSet/"+w.Name, w.Spec.Template.Spec
+			if w.Spec.Replicas != nil {
+				pods = int64(*w.Spec.Replicas)
+			}
+		default:
 			continue
 		}
-		deployments++
-		pods, err := peakPods(d, hpas)
-		require.NoError(t, err, o.Ref())
-		per, outside := podDemand(d.Name, d.Spec.Template.Spec, lr)
+		workloads++
+		per, outside := podDemand(name, spec, lr)
 		bad = append(bad, outside...)
 		for k, q := range per {
 			q.Mul(pods)
@@ -176,7 +187,7 @@ func peakViolations(t *testing.T, boot []render.Object, res *render.Result, ns s
 			total[k] = cur
 		}
 	}
-	require.NotZero(t, deployments)
+	require.NotZero(t, workloads)
 	for _, k := range quotaKeys {
 		hard, ok := quota.Spec.Hard[k]
 		if !ok {
@@ -204,6 +215,8 @@ func TestQuotaFitsTheChartAtPeak(t *testing.T) {
 			boot, err := build(t, filesys.MakeFsOnDisk(), path.Join("environments", name))
 			require.NoError(t, err)
 			require.Empty(t, peakViolations(t, boot, chartstest.MustRender(t, name), env.Namespace))
+			mon, st := chartstest.MustRenderMonitoring(t, name)
+			require.Empty(t, peakViolations(t, boot, mon, st.Namespace), "the monitoring stack in its namespace")
 		})
 	}
 }

@@ -45,7 +45,7 @@ func TestEveryEnvironmentBuilds(t *testing.T) {
 			}
 			require.Equal(t, map[string]int{
 				"Namespace": 2, "ServiceAccount": 1, "Role": 2, "RoleBinding": 2, "ClusterRole": 1, "ClusterRoleBinding": 1,
-				"ResourceQuota": 1, "LimitRange": 1, "ClusterIssuer": 1,
+				"ResourceQuota": 2, "LimitRange": 2, "ClusterIssuer": 1, // one of each per namespace
 			}, kinds)
 		})
 	}

@@ -460,7 +460,23 @@ func (w *watcher) deploymentStatus(wl Workload) (Status, []*corev1.Pod) {
 	default:
 		st.Phase, st.Message = PhaseAvailable, ""
 	}
+	if why := replicaFailure(rs); why != "" && st.Phase == PhaseProgressing {
+		// The controller cannot create the pods (a quota, a LimitRange, an admission webhook):
+		// the reason is on the ReplicaSet, not on any pod, so say it here or nowhere.
+		st.Message += ": " + why
+	}
 	return st, newPods
+}
+
+// replicaFailure returns the message of a ReplicaSet's ReplicaFailure condition (pods it could
+// not create, such as "exceeded quota"), or "".
+func replicaFailure(rs *appsv1.ReplicaSet) string {
+	for _, c := range rs.Status.Conditions {
+		if c.Type == appsv1.ReplicaSetReplicaFailure && c.Status == corev1.ConditionTrue {
+			return c.Message
+		}
+	}
+	return ""
 }
 
 // statefulSetStatus reads a StatefulSet and returns the pods of its update
