@@ -16,6 +16,8 @@ import (
 	"testing"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/krgeobuk/krgeobuk-infra/internal/serverproc"
 )
 
 // MariaDB is a running MariaDB server owned by one test. Connect over TCP to
@@ -34,7 +36,7 @@ type MariaDB struct {
 	bin  string
 	args []string
 	g    guard
-	proc *process
+	proc *serverproc.Process
 }
 
 type mariaDBConfig struct {
@@ -137,7 +139,7 @@ FLUSH PRIVILEGES;
 
 	const attempts = 3
 	for i := 1; ; i++ {
-		if m.Port, err = freePort(); err != nil {
+		if m.Port, err = serverproc.FreePort(); err != nil {
 			tb.Fatalf("dbtest: %v", err)
 		}
 		err = m.start()
@@ -150,7 +152,7 @@ FLUSH PRIVILEGES;
 	}
 	tb.Cleanup(func() {
 		if tb.Failed() && m.proc != nil {
-			tb.Logf("dbtest: MariaDB on port %d, end of its log:\n%s", m.Port, m.proc.logTail())
+			tb.Logf("dbtest: MariaDB on port %d, end of its log:\n%s", m.Port, m.proc.LogTail())
 		}
 		if err := m.stop(); err != nil {
 			tb.Errorf("dbtest: stop MariaDB on port %d: %v", m.Port, err)
@@ -162,11 +164,11 @@ FLUSH PRIVILEGES;
 func (m *MariaDB) start() error {
 	m.g.mu.Lock()
 	defer m.g.mu.Unlock()
-	if m.proc != nil && !m.proc.exited() {
+	if m.proc != nil && !m.proc.Exited() {
 		return nil
 	}
 	args := append(append([]string{}, m.args...), "--port="+strconv.Itoa(m.Port))
-	p, err := startProcess(m.bin, args, "", filepath.Join(m.Dir, "error.log"))
+	p, err := serverproc.Start(exec.Command(m.bin, args...), filepath.Join(m.Dir, "error.log"))
 	if err != nil {
 		return err
 	}
@@ -176,9 +178,9 @@ func (m *MariaDB) start() error {
 		return fmt.Errorf("open DSN: %w", err)
 	}
 	defer func() { _ = db.Close() }()
-	err = waitReady(p, fmt.Sprintf("mariadbd on 127.0.0.1:%d", m.Port), db.PingContext)
+	err = serverproc.WaitReady(p, fmt.Sprintf("mariadbd on 127.0.0.1:%d", m.Port), db.PingContext)
 	if err != nil {
-		_ = p.stop()
+		_ = p.Stop()
 	}
 	return err
 }
@@ -189,7 +191,7 @@ func (m *MariaDB) stop() error {
 	if m.proc == nil {
 		return nil
 	}
-	return m.proc.stop()
+	return m.proc.Stop()
 }
 
 // Stop shuts the server down cleanly (for outage tests); its data stays.

@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/krgeobuk/krgeobuk-infra/internal/serverproc"
 )
 
 // Redis is a running redis-server owned by one test, requiring Password.
@@ -24,7 +27,7 @@ type Redis struct {
 	bin  string
 	conf string
 	g    guard
-	proc *process
+	proc *serverproc.Process
 }
 
 type redisConfig struct {
@@ -65,7 +68,7 @@ func StartRedis(tb testing.TB, opts ...RedisOption) *Redis {
 	var err error
 	const attempts = 3
 	for i := 1; ; i++ {
-		if r.Port, err = freePort(); err != nil {
+		if r.Port, err = serverproc.FreePort(); err != nil {
 			tb.Fatalf("dbtest: %v", err)
 		}
 		if err = r.writeConfig(cfg); err != nil {
@@ -81,7 +84,7 @@ func StartRedis(tb testing.TB, opts ...RedisOption) *Redis {
 	}
 	tb.Cleanup(func() {
 		if tb.Failed() && r.proc != nil {
-			tb.Logf("dbtest: Redis on port %d, end of its log:\n%s", r.Port, r.proc.logTail())
+			tb.Logf("dbtest: Redis on port %d, end of its log:\n%s", r.Port, r.proc.LogTail())
 		}
 		if err := r.stop(); err != nil {
 			tb.Errorf("dbtest: stop Redis on port %d: %v", r.Port, err)
@@ -116,21 +119,21 @@ func (r *Redis) writeConfig(cfg redisConfig) error {
 func (r *Redis) start() error {
 	r.g.mu.Lock()
 	defer r.g.mu.Unlock()
-	if r.proc != nil && !r.proc.exited() {
+	if r.proc != nil && !r.proc.Exited() {
 		return nil
 	}
-	p, err := startProcess(r.bin, []string{r.conf}, "", filepath.Join(r.Dir, "redis.log"))
+	p, err := serverproc.Start(exec.Command(r.bin, r.conf), filepath.Join(r.Dir, "redis.log"))
 	if err != nil {
 		return err
 	}
 	r.proc = p
 	c := r.client()
 	defer func() { _ = c.Close() }()
-	err = waitReady(p, "redis-server on "+r.Addr(), func(ctx context.Context) error {
+	err = serverproc.WaitReady(p, "redis-server on "+r.Addr(), func(ctx context.Context) error {
 		return c.Ping(ctx).Err()
 	})
 	if err != nil {
-		_ = p.stop()
+		_ = p.Stop()
 	}
 	return err
 }
@@ -141,7 +144,7 @@ func (r *Redis) stop() error {
 	if r.proc == nil {
 		return nil
 	}
-	return r.proc.stop()
+	return r.proc.Stop()
 }
 
 // Stop shuts the server down (SIGTERM, which saves nothing with save "" and

@@ -19,6 +19,8 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/krgeobuk/krgeobuk-infra/internal/preflight"
+
+	"github.com/krgeobuk/krgeobuk-infra/internal/serverproc"
 )
 
 // The S3 server the tests run: versitygw, Versity's S3 gateway (Apache-2.0)
@@ -113,7 +115,7 @@ type S3 struct {
 	dir     string
 	private bool
 	once    sync.Once
-	proc    *process
+	proc    *serverproc.Process
 }
 
 // StartS3 starts versitygw on a free 127.0.0.1 port with random root
@@ -139,7 +141,7 @@ func StartS3(tb testing.TB, opts ...Option) *S3 {
 		tb.Fatalf("offhosttest: %v", err)
 	}
 	for i := 1; ; i++ {
-		if s.Port, err = freePort(); err != nil {
+		if s.Port, err = serverproc.FreePort(); err != nil {
 			tb.Fatalf("offhosttest: %v", err)
 		}
 		argv := []string{bin, "--port", s.Addr(), "posix", s.Data}
@@ -151,14 +153,14 @@ func StartS3(tb testing.TB, opts ...Option) *S3 {
 		}
 		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + s.dir,
 			"ROOT_ACCESS_KEY_ID=" + s.AccessKey, "ROOT_SECRET_ACCESS_KEY=" + s.SecretKey}
-		if s.proc, err = startProcess(cmd, filepath.Join(s.dir, "versitygw.log")); err != nil {
+		if s.proc, err = serverproc.Start(cmd, filepath.Join(s.dir, "versitygw.log")); err != nil {
 			tb.Fatalf("offhosttest: %v", err)
 		}
-		err = waitListening(s.proc, "versitygw", s.Addr())
+		err = serverproc.WaitReady(s.proc, "versitygw"+" on "+s.Addr(), serverproc.Listening(s.Addr()))
 		if err == nil {
 			break
 		}
-		_ = s.proc.stop()
+		_ = s.proc.Stop()
 		if i == startTries || !isBindError(err.Error()) {
 			tb.Fatalf("offhosttest: start versitygw: %v", err)
 		}
@@ -168,10 +170,10 @@ func StartS3(tb testing.TB, opts ...Option) *S3 {
 			tb.Errorf("offhosttest: stop versitygw: %v", err)
 		}
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), serverproc.ReadyTimeout)
 	defer cancel()
 	if err := s.Client(tb).MakeBucket(ctx, s.Bucket, minio.MakeBucketOptions{}); err != nil {
-		tb.Fatalf("offhosttest: create bucket: %v\n%s", err, s.proc.logTail())
+		tb.Fatalf("offhosttest: create bucket: %v\n%s", err, s.proc.LogTail())
 	}
 	return s
 }
@@ -205,7 +207,7 @@ func (s *S3) Client(tb testing.TB) *minio.Client {
 func (s *S3) Path(key string) string {
 	root := s.Data
 	if s.private {
-		root = "/proc/" + strconv.Itoa(s.proc.cmd.Process.Pid) + "/root" + s.Data
+		root = "/proc/" + strconv.Itoa(s.proc.Pid()) + "/root" + s.Data
 	}
 	return filepath.Join(root, s.Bucket, filepath.FromSlash(key))
 }
@@ -213,6 +215,6 @@ func (s *S3) Path(key string) string {
 // Stop stops the server; its port then refuses connections. Safe twice.
 func (s *S3) Stop() error {
 	var err error
-	s.once.Do(func() { err = s.proc.stop() })
+	s.once.Do(func() { err = s.proc.Stop() })
 	return err
 }

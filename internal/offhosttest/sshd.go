@@ -17,6 +17,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/krgeobuk/krgeobuk-infra/internal/serverproc"
 )
 
 // SSH is a running sshd that serves SFTP from Root to one user, who logs in
@@ -37,7 +39,7 @@ type SSH struct {
 	dir     string
 	private bool
 	once    sync.Once
-	proc    *process
+	proc    *serverproc.Process
 }
 
 type serverConfig struct{ full int64 }
@@ -85,7 +87,7 @@ func StartSSH(tb testing.TB, opts ...Option) *SSH {
 	}
 	s.Fingerprint = ssh.FingerprintSHA256(hostPub)
 	for i := 1; ; i++ {
-		s.Port, err = freePort()
+		s.Port, err = serverproc.FreePort()
 		must(err)
 		conf := filepath.Join(s.dir, "sshd_config")
 		must(os.WriteFile(conf, []byte(s.config()), 0o600))
@@ -97,13 +99,13 @@ func StartSSH(tb testing.TB, opts ...Option) *SSH {
 			cmd = exec.Command(argv[0], argv[1:]...)
 		}
 		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
-		s.proc, err = startProcess(cmd, filepath.Join(s.dir, "sshd.log"))
+		s.proc, err = serverproc.Start(cmd, filepath.Join(s.dir, "sshd.log"))
 		must(err)
-		err = waitListening(s.proc, "sshd", s.Addr())
+		err = serverproc.WaitReady(s.proc, "sshd"+" on "+s.Addr(), serverproc.Listening(s.Addr()))
 		if err == nil {
 			break
 		}
-		_ = s.proc.stop()
+		_ = s.proc.Stop()
 		if i == startTries || !isBindError(err.Error()) {
 			tb.Fatalf("offhosttest: start sshd: %v", err)
 		}
@@ -177,7 +179,7 @@ func (s *SSH) Path(rel string) string {
 
 func (s *SSH) rootFromHere() string {
 	if s.private {
-		return "/proc/" + strconv.Itoa(s.proc.cmd.Process.Pid) + "/root" + s.Root
+		return "/proc/" + strconv.Itoa(s.proc.Pid()) + "/root" + s.Root
 	}
 	return s.Root
 }
@@ -186,6 +188,6 @@ func (s *SSH) rootFromHere() string {
 // connections. Safe to call twice.
 func (s *SSH) Stop() error {
 	var err error
-	s.once.Do(func() { err = s.proc.stop() })
+	s.once.Do(func() { err = s.proc.Stop() })
 	return err
 }
