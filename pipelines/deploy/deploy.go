@@ -48,8 +48,8 @@ type Config struct {
 	// Registry resolves images; nil means anonymous access with the default
 	// retry budget.
 	Registry *registry.Resolver
-	// Endpoints resolves readiness URLs; nil means the API server's service
-	// proxy with the kubeconfig's credentials.
+	// Endpoints resolves readiness URLs; nil means a port-forward to each
+	// ready pod with the kubeconfig's credentials (gate.PortForward).
 	Endpoints gate.Endpoints
 	// ReadinessURLs send the named services' readiness checks to fixed URLs
 	// (the public ingress, say); the others use Endpoints.
@@ -141,7 +141,7 @@ func New(cfg Config) (*Deployer, error) {
 		d.resolver.NewBudget = func() retry.Backoff { return budget.Registry(d.budgets.Registry) }
 	}
 	if d.eps == nil {
-		d.eps = gate.ServiceProxy{Config: kc.RESTConfig()}
+		d.eps = gate.PortForward{Config: kc.RESTConfig()}
 	}
 	if len(cfg.ReadinessURLs) > 0 {
 		d.eps = gate.URLs{URLs: cfg.ReadinessURLs, Fallback: d.eps}

@@ -78,6 +78,9 @@ func (r *run) finish(v report.Verdict, err error, summary string) *report.Result
 			for j := range ps[i].Events {
 				ps[i].Events[j] = red.String(ps[i].Events[j])
 			}
+			for j := range ps[i].Logs {
+				ps[i].Logs[j] = red.String(ps[i].Logs[j])
+			}
 		}
 	}
 	r.d.logf("verdict: %s: %s", v, res.Summary)

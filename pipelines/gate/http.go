@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	retry "github.com/sethvargo/go-retry"
-	"k8s.io/client-go/rest"
 
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/budget"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
@@ -45,30 +43,10 @@ func APICheck(svc catalog.Service) Check {
 }
 
 // Endpoints resolves a check's readiness endpoint. Production goes through
-// the API server's service proxy (ServiceProxy); tests and demos, whose pods
-// run nothing, point at local HTTP servers instead.
+// a port-forward to each ready pod (PortForward); tests and demos on
+// simulated nodes, whose pods run nothing, point at local HTTP servers.
 type Endpoints interface {
 	Readiness(ctx context.Context, namespace string, c Check) (Endpoint, error)
-}
-
-// ServiceProxy reaches services through the API server's service proxy,
-// /api/v1/namespaces/<ns>/services/<service>:<port>/proxy<path>, with the
-// deployer's own credentials: no port-forward, no ingress, no cluster
-// network access needed.
-type ServiceProxy struct {
-	Config *rest.Config
-}
-
-// Readiness implements Endpoints.
-func (p ServiceProxy) Readiness(_ context.Context, namespace string, c Check) (Endpoint, error) {
-	client, err := rest.HTTPClientFor(p.Config)
-	if err != nil {
-		return Endpoint{}, fmt.Errorf("service %s: proxy client: %w", c.Name, err)
-	}
-	host := strings.TrimSuffix(p.Config.Host, "/")
-	path := fmt.Sprintf("/api/v1/namespaces/%s/services/%s:%s/proxy%s",
-		url.PathEscape(namespace), url.PathEscape(c.Service), url.PathEscape(c.Port), c.Path)
-	return Endpoint{URL: host + path, Client: client}, nil
 }
 
 // ReadinessGate is the gate's name in failures and progress.

@@ -79,6 +79,10 @@ type Problem struct {
 	ExitCode  int32    `json:"exitCode,omitempty"`
 	Restarts  int32    `json:"restarts,omitempty"`
 	Events    []string `json:"events,omitempty"`
+	// Logs are the container's last log lines (its previous instance's when
+	// it restarted), so a report says why a process exited without a
+	// kubectl session. Empty when the kubelet has none to give.
+	Logs []string `json:"logs,omitempty"`
 	// Suggestion is filled in by Describe.
 	Suggestion string `json:"suggestion,omitempty"`
 }

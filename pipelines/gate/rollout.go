@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -691,9 +693,9 @@ func markFailed(statuses []Status, problems []Problem) {
 	}
 }
 
-// describe attaches each pod's recent events (read with a short, separate
-// deadline so a failing API server cannot hold the verdict back) and a
-// suggestion to every problem.
+// describe attaches each pod's recent events and the container's last log
+// lines (read with a short, separate deadline so a failing API server
+// cannot hold the verdict back) and a suggestion to every problem.
 func (w *watcher) describe(ctx context.Context, problems []Problem) []Problem {
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
@@ -704,6 +706,9 @@ func (w *watcher) describe(ctx context.Context, problems []Problem) []Problem {
 				events[p.Pod] = RecentEvents(ectx, w.cs, w.opts.Namespace, p.Pod, 5)
 			}
 			problems[i].Events = events[p.Pod]
+			if p.Container != "" {
+				problems[i].Logs = LastLogLines(ectx, w.cs, w.opts.Namespace, p.Pod, p.Container, p.Restarts > 0 || p.Class == ExitError, logLines)
+			}
 		}
 		problems[i] = Describe(w.opts.Namespace, problems[i])
 	}
@@ -734,6 +739,56 @@ func RecentEvents(ctx context.Context, cs kubernetes.Interface, namespace, pod s
 		out = append(out, s)
 	}
 	return out
+}
+
+// logLines is how many of a failing container's last log lines a report
+// quotes: enough for a stack trace's head or a "cannot connect" line.
+const logLines = 8
+
+// LastLogLines returns up to n of the container's last log lines (of its
+// previous instance when previous is set and there is one), each cut to a
+// readable length. Like events, logs enrich a verdict and never decide it:
+// nothing comes back when the kubelet cannot give them.
+func LastLogLines(ctx context.Context, cs kubernetes.Interface, namespace, pod, container string, previous bool, n int) []string {
+	read := func(previous bool) ([]byte, error) {
+		tail, limit := int64(n), int64(16<<10)
+		return cs.CoreV1().Pods(namespace).GetLogs(pod, &corev1.PodLogOptions{
+			Container: container, Previous: previous, TailLines: &tail, LimitBytes: &limit,
+		}).DoRaw(ctx)
+	}
+	out, err := read(previous)
+	if err != nil && previous {
+		// A container that failed before its first restart has no previous
+		// instance: its current one is the one that failed.
+		out, err = read(false)
+	}
+	if err != nil {
+		return nil
+	}
+	return tailLines(string(out), n)
+}
+
+// tailLines keeps the last n non-blank lines of a log, each cut to 300 bytes
+// (on a rune boundary) so one runaway line cannot fill a report.
+func tailLines(log string, n int) []string {
+	var lines []string
+	for _, l := range strings.Split(log, "\n") {
+		if l = strings.TrimRight(l, "\r"); strings.TrimSpace(l) == "" {
+			continue
+		}
+		if len(l) > 300 {
+			cut := 300
+			for cut > 0 && !utf8.RuneStart(l[cut]) {
+				cut--
+			}
+			l = l[:cut] + "…"
+		}
+		lines = append(lines, l)
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return lines
 }
 
 func eventTime(e corev1.Event) time.Time {

@@ -357,10 +357,12 @@ func TestReadinessGate(t *testing.T) {
 	}
 }
 
-// The production resolver goes through the real API server's service
-// proxy with the deployer's credentials: a Service without ready endpoints
-// is reported as such, named, rather than as an authorisation failure.
-func TestServiceProxyAgainstTheAPIServer(t *testing.T) {
+// The production resolver asks the API server for the Service's ready
+// endpoints with the deployer's credentials: a Service without any is
+// reported as such, named, rather than as a connection or authorisation
+// failure. (That it really reaches pods, through NetworkPolicies, is
+// proven on the real node: internal/realnodetest.)
+func TestPortForwardAgainstTheAPIServer(t *testing.T) {
 	t.Parallel()
 	cs, ns := namespace(t)
 	c := testenv.Shared(t)
@@ -371,16 +373,16 @@ func TestServiceProxyAgainstTheAPIServer(t *testing.T) {
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
 	auth, _ := catalog.Lookup("auth-server")
-	proxy := gate.ServiceProxy{Config: c.RESTConfig()}
-	ep, err := proxy.Readiness(context.Background(), ns, gate.APICheck(auth))
+	pf := gate.PortForward{Config: c.RESTConfig()}
+	ep, err := pf.Readiness(context.Background(), ns, gate.APICheck(auth))
 	require.NoError(t, err)
-	require.Equal(t, strings.TrimSuffix(c.RESTConfig().Host, "/")+"/api/v1/namespaces/"+ns+"/services/auth-server:http/proxy/health/ready", ep.URL)
+	require.Equal(t, "http://auth-server."+ns+".svc/health/ready", ep.URL)
 
-	err = gate.CheckReadiness(context.Background(), proxy, gate.ReadinessOptions{Namespace: ns, Checks: []gate.Check{gate.APICheck(auth)}, Timeout: time.Second})
+	err = gate.CheckReadiness(context.Background(), pf, gate.ReadinessOptions{Namespace: ns, Checks: []gate.Check{gate.APICheck(auth)}, Timeout: time.Second})
 	var f *gate.Failure
 	require.ErrorAs(t, err, &f)
-	require.Equal(t, "HTTP 503", f.Problems[0].Reason)
-	require.Contains(t, f.Problems[0].Message, `no endpoints available for service`)
+	require.Equal(t, "Unreachable", f.Problems[0].Reason)
+	require.Contains(t, f.Problems[0].Message, `service auth-server has no ready endpoint on port "http"`)
 }
 
 func TestProgressDeadlineExceededFailsTheGate(t *testing.T) {

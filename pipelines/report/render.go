@@ -51,6 +51,9 @@ func Table(w io.Writer, res *Result, r *Redactor) error {
 			for _, e := range p.Events {
 				fmt.Fprintf(&b, "    event: %s\n", e)
 			}
+			for _, l := range p.Logs {
+				fmt.Fprintf(&b, "    log: %s\n", l)
+			}
 			if p.Suggestion != "" {
 				fmt.Fprintf(&b, "    hint: %s\n", p.Suggestion)
 			}
@@ -139,10 +142,13 @@ func Markdown(w io.Writer, res *Result, r *Redactor) error {
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", p.Class, p.Service, dash(p.Pod), dash(p.Container), md(p.Reason), md(p.Message))
 		}
 		for _, p := range ps {
-			if p.Suggestion != "" || len(p.Events) > 0 {
+			if p.Suggestion != "" || len(p.Events) > 0 || len(p.Logs) > 0 {
 				fmt.Fprintf(&b, "\n- **%s %s**: %s", p.Service, dash(p.Pod), md(p.Suggestion))
 				if len(p.Events) > 0 {
 					fmt.Fprintf(&b, " Events: %s", md(strings.Join(p.Events, "; ")))
+				}
+				if len(p.Logs) > 0 {
+					fmt.Fprintf(&b, " Last log lines: %s", md(strings.Join(p.Logs, " ⏎ ")))
 				}
 			}
 		}

@@ -73,7 +73,7 @@ type Op struct {
 	TakeOverLock bool
 
 	// ReadinessURLs are service=URL pairs sending readiness checks to fixed
-	// URLs instead of the API server's service proxy.
+	// URLs instead of a port-forward to the services' ready pods.
 	ReadinessURLs []string
 	// Actor is recorded on revisions; "" means $USER@host.
 	Actor string

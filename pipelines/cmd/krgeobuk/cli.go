@@ -142,7 +142,7 @@ func define(fl *flag.FlagSet, o *options) {
 		fl.Var(&o.password, "password", "registry password or token, as env:NAME or file:PATH")
 	}
 	if cmd == request.Deploy || cmd == request.Rollback {
-		fl.Var((*list)(&o.op.ReadinessURLs), "readiness-url", "service=URL to ask instead of the API server's service proxy; repeatable")
+		fl.Var((*list)(&o.op.ReadinessURLs), "readiness-url", "service=URL to ask instead of a port-forward to its ready pods; repeatable")
 		fl.BoolVar(&o.op.TakeOverLock, "take-over-lock", false, "take the deploy lock even from a holder that looks alive (only when its deploy is known to be gone)")
 	}
 	if cmd == request.Rollback {
