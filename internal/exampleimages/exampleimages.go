@@ -120,7 +120,7 @@ func recipeOf(k Kind) recipe {
 	case API:
 		return recipe{
 			example: "auth-api", base: "node",
-			npm: [][]string{{"ci"}, {"run", "build"}, {"prune", "--omit=dev"}},
+			npm:   [][]string{{"ci"}, {"run", "build"}, {"prune", "--omit=dev"}},
 			files: map[string]string{"package.json": "/app/package.json", "node_modules": "/app/node_modules", "dist": "/app/dist"},
 			owner: build.APIUser,
 			cfg: func(c *v1.Config) {
