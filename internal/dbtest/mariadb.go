@@ -32,16 +32,19 @@ type MariaDB struct {
 	// Dir is the server's private directory (data, socket, logs).
 	Dir string
 
-	tb   testing.TB
-	bin  string
-	args []string
-	g    guard
-	proc *serverproc.Process
+	tb    testing.TB
+	bin   string
+	args  []string
+	place place
+	net   string // the DSN's network: tcp, or the place's registered dialer
+	g     guard
+	proc  *serverproc.Process
 }
 
 type mariaDBConfig struct {
 	binlog bool
 	args   []string
+	place  place
 }
 
 // MariaDBOption changes how StartMariaDB configures the server.
@@ -78,13 +81,15 @@ func StartMariaDB(tb testing.TB, opts ...MariaDBOption) *MariaDB {
 		tb.Fatalf("dbtest: copy MariaDB template: %v", err)
 	}
 	m := &MariaDB{
-		Host:     "127.0.0.1",
+		Host:     cfg.place.addr(),
 		User:     "root",
 		Password: randomSecret(),
 		Socket:   filepath.Join(dir, "mysqld.sock"),
 		Dir:      dir,
 		tb:       tb,
 		bin:      bin,
+		place:    cfg.place,
+		net:      cfg.place.mysqlNet(),
 	}
 	initFile := filepath.Join(dir, "init.sql")
 	// The init file runs at every start; it sets the password for root over
@@ -116,7 +121,7 @@ FLUSH PRIVILEGES;
 		"--log-error=" + filepath.Join(dir, "error.log"),
 		"--init-file=" + initFile,
 		"--skip-networking=0",
-		"--bind-address=127.0.0.1",
+		"--bind-address=" + m.Host,
 		"--skip-name-resolve",
 		"--innodb-buffer-pool-size=32M",
 		"--innodb-log-file-size=8M",
@@ -168,7 +173,7 @@ func (m *MariaDB) start() error {
 		return nil
 	}
 	args := append(append([]string{}, m.args...), "--port="+strconv.Itoa(m.Port))
-	p, err := serverproc.Start(exec.Command(m.bin, args...), filepath.Join(m.Dir, "error.log"))
+	p, err := serverproc.Start(m.place.command(m.bin, args...), filepath.Join(m.Dir, "error.log"))
 	if err != nil {
 		return err
 	}
@@ -178,7 +183,7 @@ func (m *MariaDB) start() error {
 		return fmt.Errorf("open DSN: %w", err)
 	}
 	defer func() { _ = db.Close() }()
-	err = serverproc.WaitReady(p, fmt.Sprintf("mariadbd on 127.0.0.1:%d", m.Port), db.PingContext)
+	err = serverproc.WaitReady(p, "mariadbd on "+m.Addr(), db.PingContext)
 	if err != nil {
 		_ = p.Stop()
 	}
@@ -220,7 +225,7 @@ func (m *MariaDB) DSN(db string) string {
 	c := mysql.NewConfig()
 	c.User = m.User
 	c.Passwd = m.Password
-	c.Net = "tcp"
+	c.Net = m.net
 	c.Addr = m.Addr()
 	c.DBName = db
 	c.MultiStatements = true

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,16 +22,18 @@ type Redis struct {
 	// Dir is the server's working directory (config, RDB, AOF, log).
 	Dir string
 
-	tb   testing.TB
-	bin  string
-	conf string
-	g    guard
-	proc *serverproc.Process
+	tb    testing.TB
+	bin   string
+	conf  string
+	place place
+	g     guard
+	proc  *serverproc.Process
 }
 
 type redisConfig struct {
 	aof   bool
 	extra []string
+	place place
 }
 
 // RedisOption changes how StartRedis configures the server.
@@ -58,9 +59,10 @@ func StartRedis(tb testing.TB, opts ...RedisOption) *Redis {
 		o(&cfg)
 	}
 	r := &Redis{
-		Host:     "127.0.0.1",
+		Host:     cfg.place.addr(),
 		Password: randomSecret(),
 		Dir:      tb.TempDir(),
+		place:    cfg.place,
 		tb:       tb,
 		bin:      lookBinary(tb, "redis-server", "redis-server"),
 	}
@@ -99,7 +101,7 @@ func (r *Redis) writeConfig(cfg redisConfig) error {
 		appendonly = "yes"
 	}
 	lines := []string{
-		"bind 127.0.0.1",
+		"bind " + r.Host,
 		"port " + strconv.Itoa(r.Port),
 		"protected-mode yes",
 		"daemonize no",
@@ -122,7 +124,7 @@ func (r *Redis) start() error {
 	if r.proc != nil && !r.proc.Exited() {
 		return nil
 	}
-	p, err := serverproc.Start(exec.Command(r.bin, r.conf), filepath.Join(r.Dir, "redis.log"))
+	p, err := serverproc.Start(r.place.command(r.bin, r.conf), filepath.Join(r.Dir, "redis.log"))
 	if err != nil {
 		return err
 	}
@@ -168,7 +170,7 @@ func (r *Redis) Start() {
 func (r *Redis) Addr() string { return fmt.Sprintf("%s:%d", r.Host, r.Port) }
 
 func (r *Redis) client() *redis.Client {
-	return redis.NewClient(&redis.Options{Addr: r.Addr(), Password: r.Password, MaxRetries: -1, DisableIdentity: true})
+	return redis.NewClient(&redis.Options{Addr: r.Addr(), Password: r.Password, MaxRetries: -1, DisableIdentity: true, Dialer: r.place.dial()})
 }
 
 // Client returns an authenticated client, closed by t.Cleanup.
