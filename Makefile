@@ -134,3 +134,12 @@ e2e:
 dagger-call:
 	$(GO) -C e2e build -o $(KRGEOBUK_CACHE)/bin/krgeobuk-call ./cmd/krgeobuk-call
 	$(ENGINE) exec --dir $(CURDIR) -- $(KRGEOBUK_CACHE)/bin/krgeobuk-call --module $(CURDIR) $(ARGS)
+
+## demo-real: `make demo`'s story on a real node (pods really run): TestDemoOnRealPods, verbose
+.PHONY: demo-real bench-realnode
+demo-real: testenv
+	$(GO) test -count=1 -v -run '^TestDemoOnRealPods$$' -timeout 20m ./internal/realnodetest/
+
+## bench-realnode: our gated deploy vs Helm --wait/--atomic on the real node (healthy upgrade, crash loop), side by side
+bench-realnode: testenv
+	$(GO) test -count=1 -run '^$$' -bench BenchmarkRealNodeDeploy -benchtime=1x -timeout 40m ./internal/realnodetest/

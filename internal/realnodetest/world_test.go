@@ -1,0 +1,359 @@
+package realnodetest_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/stretchr/testify/require"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+
+	"github.com/krgeobuk/krgeobuk-infra/internal/dbtest"
+	"github.com/krgeobuk/krgeobuk-infra/internal/exampleimages"
+	"github.com/krgeobuk/krgeobuk-infra/internal/testenv/binaries"
+	"github.com/krgeobuk/krgeobuk-infra/internal/testenv/realnode"
+	"github.com/krgeobuk/krgeobuk-infra/k8s"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/appenv"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/itest"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/registry"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
+)
+
+func TestMain(m *testing.M) { os.Exit(realnode.Main(m)) }
+
+// world is one test's slice of the real node: the bootstrap of an
+// environment in a namespace of its own, the deployer's kubeconfig, the
+// data stores on the data-server address, the example images in the node's
+// registry.
+type world struct {
+	t     testing.TB
+	c     *realnode.Cluster
+	admin kubernetes.Interface
+	env   *environment.Environment
+	ns    string
+	// kc authenticates as the namespace's deployer ServiceAccount; token is
+	// its bearer token (for redaction checks).
+	kc    []byte
+	token string
+	// images are the example images pushed for each service, by digest.
+	images map[string]string
+	mysql  map[string]*dbtest.MariaDB // by store name (auth-mysql, ...)
+	redis  map[string]*dbtest.Redis
+	// values point the chart at the stores: the data-server address and
+	// each store's port.
+	values map[string]any
+	log    *syncBuffer
+}
+
+var nsChars = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// newWorld bootstraps environment envName (k8s/environments/<env>) into a
+// namespace named after the test, as the admin would once per cluster, and
+// starts the stores its APIs use.
+func newWorld(t testing.TB, envName string) *world {
+	t.Helper()
+	c := realnode.Shared(t)
+	ctx := context.Background()
+	admin, err := kubernetes.NewForConfig(c.RESTConfig())
+	require.NoError(t, err)
+	env, err := environment.Load(k8s.Environments, envName)
+	require.NoError(t, err)
+	ns := strings.Trim(nsChars.ReplaceAllString(strings.ToLower(strings.TrimPrefix(t.Name(), "Test")), "-"), "-")
+	if len(ns) > 50 {
+		ns = strings.Trim(ns[:50], "-")
+	}
+	env.Namespace = ns
+	// Real pods start in seconds; these bound a broken test, not a healthy one.
+	env.Gates.RolloutTimeout = 3 * time.Minute
+	env.Gates.ReadinessTimeout = 45 * time.Second
+	w := &world{t: t, c: c, admin: admin, env: env, ns: ns, log: &syncBuffer{},
+		mysql: map[string]*dbtest.MariaDB{}, redis: map[string]*dbtest.Redis{}}
+	w.bootstrap(ctx, envName)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("deploy log:\n%s", w.log.String())
+		}
+		_ = admin.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+	})
+	w.kc, w.token = w.deployerKubeconfig(ctx)
+	w.startStores(ctx, envName)
+	w.images = pushExamples(t, c)
+	return w
+}
+
+// bootstrap applies what `kubectl apply -k k8s/environments/<env>` creates
+// for the apps namespace, with that namespace renamed to the test's own:
+// the Namespace (Pod Security "restricted" enforced), the deployer's
+// ServiceAccount, Role and RoleBinding, the ResourceQuota and LimitRange.
+func (w *world) bootstrap(ctx context.Context, envName string) {
+	t := w.t
+	resMap, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), "../../k8s/environments/"+envName)
+	require.NoError(t, err)
+	out, err := resMap.AsYaml()
+	require.NoError(t, err)
+	objs, err := render.Decode(string(out))
+	require.NoError(t, err)
+	const appsNS = "krgeobuk"
+	applied := map[string]int{}
+	for _, o := range objs {
+		switch x := o.Typed.(type) {
+		case *corev1.Namespace:
+			if x.Name != appsNS {
+				continue
+			}
+			n := x.DeepCopy()
+			n.Name = w.ns
+			_, err = w.admin.CoreV1().Namespaces().Create(ctx, n, metav1.CreateOptions{})
+		case *corev1.ServiceAccount:
+			if x.Namespace != appsNS {
+				continue
+			}
+			sa := x.DeepCopy()
+			sa.Namespace = w.ns
+			_, err = w.admin.CoreV1().ServiceAccounts(w.ns).Create(ctx, sa, metav1.CreateOptions{})
+		case *rbacv1.Role:
+			if x.Namespace != appsNS {
+				continue
+			}
+			r := x.DeepCopy()
+			r.Namespace = w.ns
+			_, err = w.admin.RbacV1().Roles(w.ns).Create(ctx, r, metav1.CreateOptions{})
+		case *rbacv1.RoleBinding:
+			if x.Namespace != appsNS {
+				continue
+			}
+			b := x.DeepCopy()
+			b.Namespace = w.ns
+			for i := range b.Subjects {
+				if b.Subjects[i].Namespace == appsNS {
+					b.Subjects[i].Namespace = w.ns
+				}
+			}
+			_, err = w.admin.RbacV1().RoleBindings(w.ns).Create(ctx, b, metav1.CreateOptions{})
+		case *corev1.ResourceQuota:
+			if x.Namespace != appsNS {
+				continue
+			}
+			q := x.DeepCopy()
+			q.Namespace = w.ns
+			_, err = w.admin.CoreV1().ResourceQuotas(w.ns).Create(ctx, q, metav1.CreateOptions{})
+		case *corev1.LimitRange:
+			if x.Namespace != appsNS {
+				continue
+			}
+			l := x.DeepCopy()
+			l.Namespace = w.ns
+			_, err = w.admin.CoreV1().LimitRanges(w.ns).Create(ctx, l, metav1.CreateOptions{})
+		default:
+			continue
+		}
+		require.NoError(t, err, o.Ref())
+		applied[o.U.GetKind()]++
+	}
+	require.Equal(t, map[string]int{"Namespace": 1, "ServiceAccount": 1, "Role": 1, "RoleBinding": 1, "ResourceQuota": 1, "LimitRange": 1}, applied,
+		"the apps namespace's bootstrap")
+}
+
+// deployerKubeconfig authenticates as the deployer ServiceAccount with a
+// token from the TokenRequest API, as a CI job's would.
+func (w *world) deployerKubeconfig(ctx context.Context) ([]byte, string) {
+	t := w.t
+	secs := int64(3600)
+	tr, err := w.admin.CoreV1().ServiceAccounts(w.ns).CreateToken(ctx, "krgeobuk-deployer",
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	rc := w.c.RESTConfig()
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["real"] = &clientcmdapi.Cluster{Server: rc.Host, CertificateAuthorityData: rc.CAData}
+	cfg.AuthInfos["deployer"] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
+	cfg.Contexts["deployer"] = &clientcmdapi.Context{Cluster: "real", AuthInfo: "deployer", Namespace: w.ns}
+	cfg.CurrentContext = "deployer"
+	data, err := clientcmd.Write(*cfg)
+	require.NoError(t, err)
+	return data, tr.Status.Token
+}
+
+// startStores starts a MariaDB or Redis for every store the environment's
+// APIs use, listening on the data-server address in the node's network,
+// creates each API's database and user, and the APIs' Secrets (credentials
+// and JWT key pairs) the chart expects out of band.
+func (w *world) startStores(ctx context.Context, envName string) {
+	t := w.t
+	src, err := appenv.EmbeddedSource(envName)
+	require.NoError(t, err)
+	src.Env.Namespace = w.ns
+	ports := map[string]any{}
+	for _, svc := range catalog.All() {
+		if !svc.IsAPI() {
+			continue
+		}
+		se, err := appenv.ForService(ctx, src, svc.Name, nil)
+		require.NoError(t, err)
+		stores, err := itest.Stores(se)
+		require.NoError(t, err)
+		secrets, err := itest.NewSecretValues(se)
+		require.NoError(t, err)
+		for _, st := range stores {
+			switch st.Engine {
+			case "mysql":
+				m := dbtest.StartMariaDB(t, dbtest.InNetwork(w.c, w.c.DataServerIP()))
+				db := se.Config["MYSQL_DATABASE"]
+				require.NotEmpty(t, db, "%s: MYSQL_DATABASE", svc.Name)
+				m.Exec(t, "", fmt.Sprintf("CREATE DATABASE `%s`; CREATE USER '%s'@'%%' IDENTIFIED BY '%s'; GRANT ALL ON `%s`.* TO '%s'@'%%';",
+					db, secrets[itest.KeyMySQLUser], secrets[itest.KeyMySQLPassword], db, secrets[itest.KeyMySQLUser]))
+				w.mysql[st.Alias] = m
+				ports[st.Alias] = map[string]any{"port": m.Port}
+			case "redis":
+				r := dbtest.StartRedis(t, dbtest.RedisInNetwork(w.c, w.c.DataServerIP()))
+				secrets[itest.KeyRedisPassword] = r.Password
+				w.redis[st.Alias] = r
+				ports[st.Alias] = map[string]any{"port": r.Port}
+			}
+		}
+		require.Len(t, se.Secrets, 2, "%s reads its credentials and its JWT Secret", svc.Name)
+		creds, jwt := map[string]string{}, map[string]string{}
+		for k, v := range secrets {
+			switch {
+			case k == itest.KeyMySQLRoot:
+			case slices.Contains(catalog.JWTKeys(), k):
+				jwt[k] = v
+			default:
+				creds[k] = v
+			}
+		}
+		for name, data := range map[string]map[string]string{se.Secrets[0]: creds, se.Secrets[1]: jwt} {
+			_, err := w.admin.CoreV1().Secrets(w.ns).Create(ctx, &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Name: name}, StringData: data,
+			}, metav1.CreateOptions{})
+			require.NoError(t, err, name)
+		}
+	}
+	w.values = map[string]any{
+		"global":     map[string]any{"dataServer": map[string]any{"address": w.c.DataServerIP()}},
+		"dataStores": ports,
+	}
+}
+
+// deployer is the gated deploy as the deployer ServiceAccount, with the
+// default readiness path (a port-forward to each ready pod).
+func (w *world) deployer() *deploy.Deployer {
+	w.t.Helper()
+	d, err := deploy.New(deploy.Config{
+		Kubeconfig: w.kc, Env: w.env, Actor: "ci@realnode", Log: w.log,
+		Registry: &registry.Resolver{},
+	})
+	require.NoError(w.t, err)
+	return d
+}
+
+// with lays more values over the stores' ones.
+func (w *world) with(more ...map[string]any) map[string]any {
+	out := map[string]any{}
+	for _, m := range append([]map[string]any{w.values}, more...) {
+		deepMerge(out, m)
+	}
+	return out
+}
+
+func deepMerge(dst, src map[string]any) {
+	for k, v := range src {
+		if sv, ok := v.(map[string]any); ok {
+			dv, ok := dst[k].(map[string]any)
+			if !ok {
+				dv = map[string]any{}
+				dst[k] = dv
+			}
+			deepMerge(dv, sv)
+			continue
+		}
+		dst[k] = v
+	}
+}
+
+var (
+	examplesOnce sync.Once
+	examples     map[exampleimages.Kind]v1.Image
+	examplesErr  error
+)
+
+// pushExamples builds the example images once per test binary and pushes
+// them to the node's registry under each service's repository.
+func pushExamples(t testing.TB, c *realnode.Cluster) map[string]string {
+	t.Helper()
+	examplesOnce.Do(func() {
+		wd, err := os.Getwd()
+		if err != nil {
+			examplesErr = err
+			return
+		}
+		repo, err := binaries.FindRepoRoot(wd)
+		if err != nil {
+			examplesErr = err
+			return
+		}
+		examples, examplesErr = exampleimages.Build(context.Background(), exampleimages.Options{Repo: repo, Cache: binaries.DefaultCacheDir(), Log: os.Stderr})
+	})
+	require.NoError(t, examplesErr)
+	byRepo := map[string]v1.Image{}
+	for _, svc := range catalog.All() {
+		kind := exampleimages.SPA
+		if svc.IsAPI() {
+			kind = exampleimages.API
+		}
+		byRepo["krgeobuk/"+svc.Name] = examples[kind]
+	}
+	refs, err := exampleimages.Push(context.Background(), c.Registry(), byRepo)
+	require.NoError(t, err)
+	out := map[string]string{}
+	for _, svc := range catalog.All() {
+		out[svc.Name] = refs["krgeobuk/"+svc.Name]
+	}
+	return out
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// requireVerdict fails with the whole table report when the verdict differs.
+func requireVerdict(t *testing.T, want report.Verdict, res *report.Result) {
+	t.Helper()
+	if res.Verdict != want {
+		var b bytes.Buffer
+		_ = report.Table(&b, res, nil)
+		t.Fatalf("verdict %s, want %s:\n%s", res.Verdict, want, b.String())
+	}
+}
