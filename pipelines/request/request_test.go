@@ -244,7 +244,10 @@ func TestRunBuildsFromGivenSources(t *testing.T) {
 		var published bool
 		out := request.Run(context.Background(), request.Op{Command: request.Deploy, Env: tt.env, Kubeconfig: request.Bytes([]byte("apiVersion: v1\nkind: Config\n")),
 			Build: &request.Build{Registry: "ghcr.io/krgeobuk", Tag: "v1", Sources: tt.sources,
-				Publish: func(context.Context) (map[string]string, error) { published = true; return nil, errors.New("registry down") }}})
+				Publish: func(context.Context) (map[string]string, error) {
+					published = true
+					return nil, errors.New("registry down")
+				}}})
 		require.True(t, published, tt.env)
 		require.Equal(t, report.Refused, out.Result.Verdict)
 		require.Equal(t, "registry down", out.Result.Error, "the publish ran, and its failure is the report")
