@@ -259,6 +259,9 @@ func (op Op) checkBuild(haveImages bool) error {
 		return fmt.Errorf("nothing to deploy: give --image service=repository@sha256:..., or build and publish first: --registry and --tag with each service's source (%s DIR or --git service=URL#REF)",
 			build.DirectoryFlag("<service>"))
 	}
+	if _, err := build.Targets(b.Registry, b.Tag, b.Services); err != nil {
+		return err
+	}
 	args := b.Sources
 	args.Env, args.Services = op.Env, b.Services
 	if _, err := build.Sources(args); err != nil {
