@@ -1,6 +1,8 @@
 package build
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -182,5 +184,15 @@ func TestExamplesOnlyForDevelopment(t *testing.T) {
 	require.True(t, ExamplesAllowed("development"))
 	for _, env := range []string{"staging", "production", "", "Development"} {
 		require.False(t, ExamplesAllowed(env), env)
+	}
+}
+
+// The examples a build may be asked for exist, with the files a build reads.
+func TestExamplesExist(t *testing.T) {
+	for kind, dir := range Examples {
+		for _, f := range []string{"package.json", "package-lock.json"} {
+			_, err := os.Stat(filepath.Join("..", "..", dir, f))
+			require.NoError(t, err, "%s example: %s/%s", kind, dir, f)
+		}
 	}
 }
