@@ -63,7 +63,7 @@ dagger-module:
 ACTIONLINT_VERSION := v1.7.12
 ACTIONLINT := $(KRGEOBUK_CACHE)/actionlint/$(ACTIONLINT_VERSION)/actionlint
 actionlint: $(ACTIONLINT)
-	$(ACTIONLINT) -shellcheck "$$(command -v shellcheck)"
+	$(ACTIONLINT) -shellcheck "$$(command -v shellcheck)" .github/workflows/*.yml .github/workflow-templates/*.yml
 
 $(ACTIONLINT):
 	GOBIN=$(dir $@) GOFLAGS=-mod=mod $(GO) install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)

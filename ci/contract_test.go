@@ -28,7 +28,7 @@ func module() *Krgeobuk { return New(dag.Directory()) }
 func TestBuildAPI(t *testing.T) {
 	recordFrom(t)
 	ctx := context.Background()
-	ctrs, err := module().Build(ctx, "auth-server", nil, nil, "production", "0123abc", defaultSourceURL, "", "")
+	ctrs, err := module().Build(ctx, "auth-server", nil, "", nil, true, nil, "development", "0123abc", "", "", "")
 	require.NoError(t, err)
 	require.Len(t, ctrs, 1, "one platform by default")
 	id, err := ctrs[0].ID(ctx)
@@ -38,7 +38,7 @@ func TestBuildAPI(t *testing.T) {
 
 	require.Equal(t, []string{build.NodeImage}, slices.Compact(argList(all, "from", "address")),
 		"build and runtime stages both start from the pinned Node LTS")
-	require.Contains(t, argList(all, "directory", "path"), "examples/auth-api", "the example API is the default source")
+	require.Contains(t, argList(all, "directory", "path"), "examples/auth-api", "the example API, asked for by name")
 	require.Equal(t, []string{build.NPMCacheVolume}, slices.Compact(argList(all, "cacheVolume", "key")))
 	require.Equal(t, []string{"/root/.npm"}, slices.Compact(argList(all, "withMountedCache", "path")))
 	var dist []fakesession.Call
@@ -65,7 +65,8 @@ func TestBuildAPI(t *testing.T) {
 	for _, c := range calls(runtime, "withLabel") {
 		labels[fmt.Sprint(c.Args["name"])] = fmt.Sprint(c.Args["value"])
 	}
-	require.Equal(t, defaultSourceURL, labels["org.opencontainers.image.source"])
+	require.Equal(t, build.DefaultSource, labels["org.opencontainers.image.source"], "an example names this repository")
+	require.Equal(t, "examples/auth-api", labels[build.ExampleLabel], "and says it is an example")
 	require.Equal(t, "0123abc", labels["org.opencontainers.image.revision"])
 	require.NotEmpty(t, labels["org.opencontainers.image.created"])
 }
@@ -74,7 +75,7 @@ func TestBuildSPAUsesTheChartsNginxConf(t *testing.T) {
 	recordFrom(t)
 	ctx := context.Background()
 	src := dag.Directory().WithNewFile("package.json", "{}")
-	ctrs, err := module().Build(ctx, "portal-client", src, []dagger.Platform{"linux/amd64", "linux/arm64"}, "staging", "", defaultSourceURL, "", "")
+	ctrs, err := module().Build(ctx, "portal-client", src, "", nil, false, []dagger.Platform{"linux/amd64", "linux/arm64"}, "staging", "", "https://github.com/krgeobuk/portal-client", "", "")
 	require.NoError(t, err)
 	require.Len(t, ctrs, 2, "one container per platform")
 	for i, want := range []string{"linux/amd64", "linux/arm64"} {
@@ -94,6 +95,13 @@ func TestBuildSPAUsesTheChartsNginxConf(t *testing.T) {
 		all := flat(runtime)
 		require.Contains(t, argList(all, "withNewFile", "path"), "package.json", "the given source, not the example")
 		require.Equal(t, []string{"npm ci --no-audit --no-fund", "npm run build"}, execs(all))
+		require.NotContains(t, argList(all, "directory", "path"), "examples/spa", "no example anywhere")
+		labels := map[string]string{}
+		for _, c := range calls(runtime, "withLabel") {
+			labels[fmt.Sprint(c.Args["name"])] = fmt.Sprint(c.Args["value"])
+		}
+		require.Equal(t, "https://github.com/krgeobuk/portal-client", labels["org.opencontainers.image.source"], "--source-url labels a checkout")
+		require.NotContains(t, labels, build.ExampleLabel)
 		require.Equal(t, want, all[0].Args["platform"], "the build stage runs on the target platform too")
 	}
 }
@@ -103,8 +111,10 @@ func TestPublish(t *testing.T) {
 	ctx := context.Background()
 	const token = "ghp-contract-test-token-8c1f"
 	password := dag.SetSecret("registry-password", token)
-	refs, err := module().Publish(ctx, "127.0.0.1:5000/krgeobuk", "0123abc", []string{"authz-server", "auth-client"}, nil,
-		"ci-bot", password, []dagger.Platform{"linux/amd64", "linux/arm64"}, "production", "0123abc", defaultSourceURL, "", "")
+	authz := dag.Directory().WithNewFile("package.json", `{"name":"authz-server"}`)
+	client := dag.Directory().WithNewFile("package.json", `{"name":"auth-client"}`)
+	refs, err := module().Publish(ctx, "127.0.0.1:5000/krgeobuk", "0123abc", []string{"authz-server", "auth-client"}, nil, authz, client, nil, nil, nil, nil,
+		"ci-bot", password, []dagger.Platform{"linux/amd64", "linux/arm64"}, "production", "0123abc", "", "", "")
 	require.NoError(t, err)
 	require.Len(t, refs, 2)
 	require.Regexp(t, `^127\.0\.0\.1:5000/krgeobuk/authz-server@sha256:[0-9a-f]{64}$`, refs[0], "deploy order, pinned by digest")
@@ -128,6 +138,7 @@ func TestPublish(t *testing.T) {
 		require.Equal(t, "ci-bot", auth[0].Args["username"])
 		secret := chainOf(t, fmt.Sprint(auth[0].Args["secret"]))
 		require.Equal(t, "setSecret", secret[len(secret)-1].Field, "the password travels as a secret object")
+		require.Contains(t, argList(flat(q.Chain), "withNewFile", "contents"), `{"name":"`+svc+`"}`, "each service built from its own checkout")
 	}
 	requireNoPlaintextOutsideSetSecret(t, []string{token})
 }
@@ -138,7 +149,10 @@ func TestIntegrationTestWiresTheChartsEnvironment(t *testing.T) {
 	fake.SetStdout("tests passed\n")
 	t.Cleanup(func() { fake.SetStdout("fake stdout\n") })
 	src := dag.Directory().WithNewFile("package.json", `{"scripts":{"test":"node --test"}}`)
-	out, err := module().IntegrationTest(ctx, "auth-server", src, "staging", "", "", "", "")
+	out, err := module().IntegrationTest(ctx, "auth-server", src, "", nil, false, "staging", "", "", "", "")
+	require.NoError(t, err)
+	require.Contains(t, argList(flat(fake.Queries()[len(fake.Queries())-1].Chain), "withNewFile", "contents"), `{"scripts":{"test":"node --test"}}`,
+		"the given checkout is tested")
 	require.NoError(t, err)
 	require.Equal(t, "tests passed\n", out)
 
@@ -222,7 +236,7 @@ func TestIntegrationTestNamedScriptAndMirrors(t *testing.T) {
 	recordFrom(t)
 	ctx := context.Background()
 	mirror := "127.0.0.1:5000/library/"
-	_, err := module().IntegrationTest(ctx, "authz-server", dag.Directory(), "development", "test:integration",
+	_, err := module().IntegrationTest(ctx, "authz-server", dag.Directory(), "", nil, false, "development", "test:integration",
 		mirror+"node:22.22.0-bookworm-slim", mirror+"mysql:8.4.6", mirror+"redis:7.4.11-alpine")
 	require.NoError(t, err)
 	qs := fake.Queries()
@@ -278,55 +292,52 @@ func TestBadArgumentsFailBeforeAnyCall(t *testing.T) {
 		wantErr string
 	}{
 		{"build: unknown service", func() error {
-			_, err := m.Build(ctx, "billing-server", nil, nil, "production", "", defaultSourceURL, "", "")
+			_, err := m.Build(ctx, "billing-server", nil, "", nil, false, nil, "production", "", "", "", "")
 			return err
 		}, `unknown service "billing-server"`},
 		{"build: unsupported platform", func() error {
-			_, err := m.Build(ctx, "auth-server", nil, []dagger.Platform{"windows/amd64"}, "production", "", defaultSourceURL, "", "")
+			_, err := m.Build(ctx, "auth-server", nil, "", nil, false, []dagger.Platform{"windows/amd64"}, "production", "", "", "", "")
 			return err
 		}, `platform "windows/amd64" is not supported`},
 		{"build: floating base image", func() error {
-			_, err := m.Build(ctx, "auth-server", nil, nil, "production", "", defaultSourceURL, "node:latest", "")
+			_, err := m.Build(ctx, "auth-server", nil, "", nil, false, nil, "production", "", "", "node:latest", "")
 			return err
 		}, "the tag latest is not a pin"},
 		{"build: unknown environment", func() error {
-			_, err := m.Build(ctx, "auth-client", nil, nil, "qa", "", defaultSourceURL, "", "")
+			_, err := m.Build(ctx, "auth-client", nil, "", nil, false, nil, "qa", "", "", "", "")
 			return err
 		}, `environment "qa": unknown`},
 		{"build: unknown environment for an API too", func() error {
-			_, err := m.Build(ctx, "auth-server", nil, nil, "qa", "", defaultSourceURL, "", "")
+			_, err := m.Build(ctx, "auth-server", nil, "", nil, false, nil, "qa", "", "", "", "")
 			return err
 		}, `environment "qa": unknown`},
 		{"publish: malformed registry", func() error {
-			_, err := m.Publish(ctx, "https://ghcr.io/krgeobuk", "v1", nil, nil, "", nil, nil, "production", "", defaultSourceURL, "", "")
+			_, err := m.Publish(ctx, "https://ghcr.io/krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, "production", "", "", "", "")
 			return err
 		}, "without a scheme"},
 		{"publish: registry without a host", func() error {
-			_, err := m.Publish(ctx, "krgeobuk", "v1", nil, nil, "", nil, nil, "production", "", defaultSourceURL, "", "")
+			_, err := m.Publish(ctx, "krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, "production", "", "", "", "")
 			return err
 		}, "the first part must be a registry host"},
 		{"publish: user without password", func() error {
-			_, err := m.Publish(ctx, "ghcr.io/krgeobuk", "v1", nil, nil, "ci-bot", nil, nil, "production", "", defaultSourceURL, "", "")
+			_, err := m.Publish(ctx, "ghcr.io/krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, nil, "ci-bot", nil, nil, "production", "", "", "", "")
 			return err
 		}, "give both --username and --password"},
-		{"publish: one source for many services", func() error {
-			_, err := m.Publish(ctx, "ghcr.io/krgeobuk", "v1", nil, dag.Directory(), "", nil, nil, "production", "", defaultSourceURL, "", "")
-			return err
-		}, "--source builds one service"},
+
 		{"integration-test: missing source", func() error {
-			_, err := m.IntegrationTest(ctx, "auth-server", nil, "staging", "", "", "", "")
+			_, err := m.IntegrationTest(ctx, "auth-server", nil, "", nil, false, "staging", "", "", "", "")
 			return err
-		}, "--source is required"},
+		}, "integration-test auth-server: auth-server has no source: give its checkout (--source DIR) or a git ref (--git URL#REF)"},
 		{"integration-test: an SPA", func() error {
-			_, err := m.IntegrationTest(ctx, "auth-client", dag.Directory(), "staging", "", "", "", "")
+			_, err := m.IntegrationTest(ctx, "auth-client", dag.Directory(), "", nil, false, "staging", "", "", "", "")
 			return err
 		}, "auth-client is an SPA"},
 		{"integration-test: unknown service", func() error {
-			_, err := m.IntegrationTest(ctx, "billing", dag.Directory(), "staging", "", "", "", "")
+			_, err := m.IntegrationTest(ctx, "billing", dag.Directory(), "", nil, false, "staging", "", "", "", "")
 			return err
 		}, `unknown service "billing"`},
 		{"integration-test: bad script", func() error {
-			_, err := m.IntegrationTest(ctx, "auth-server", dag.Directory(), "staging", "x; rm -rf /", "", "", "")
+			_, err := m.IntegrationTest(ctx, "auth-server", dag.Directory(), "", nil, false, "staging", "x; rm -rf /", "", "", "")
 			return err
 		}, "not a package.json script name"},
 		{"check: floating go image", func() error { return m.Check(ctx, "golang:latest", nil) }, "the tag latest is not a pin"},
@@ -334,35 +345,35 @@ func TestBadArgumentsFailBeforeAnyCall(t *testing.T) {
 			return m.Check(ctx, "", []string{"test; rm -rf /"})
 		}, `--target "test; rm -rf /" is not a make target name`},
 		{"deploy: unknown environment", func() error {
-			_, err := m.Deploy(ctx, "qa", kubeconfig, "apps", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, "", nil, nil, nil, false, "table")
+			_, err := m.Deploy(ctx, "qa", kubeconfig, "apps", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, "table")
 			return err
 		}, `environment "qa": unknown`},
 		{"deploy: no kubeconfig", func() error {
-			_, err := m.Deploy(ctx, "staging", nil, "apps", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, "", nil, nil, nil, false, "table")
+			_, err := m.Deploy(ctx, "staging", nil, "apps", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, "table")
 			return err
 		}, "--kubeconfig is required"},
 		{"deploy: nothing to deploy", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", nil, "", "", nil, "", nil, nil, nil, false, "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", nil, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, "table")
 			return err
-		}, "nothing to deploy: give --image service=repository@sha256:..., or --registry and --tag"},
+		}, "nothing to deploy: give --image service=repository@sha256:..., or build and publish first: --registry and --tag with each service's source (--<service>-source DIR or --git service=URL#REF)"},
 		{"deploy: malformed image pair", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server"}, "", "", nil, "", nil, nil, nil, false, "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, "table")
 			return err
 		}, `--image "auth-server": want service=repository@sha256`},
 		{"deploy: malformed registry", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", nil, "ghcr.io/Krgeobuk", "v1", nil, "u", pw, nil, nil, false, "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", nil, "ghcr.io/Krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, nil, "u", pw, nil, nil, false, "table")
 			return err
 		}, `registry "ghcr.io/Krgeobuk"`},
 		{"deploy: unknown format", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server=x"}, "", "", nil, "", nil, nil, nil, false, "yaml")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server=x"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, "yaml")
 			return err
 		}, `--format "yaml"`},
 		{"deploy: building the monitoring stack", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, "monitoring", nil, "ghcr.io/krgeobuk", "v1", nil, "", nil, nil, nil, false, "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "monitoring", nil, "ghcr.io/krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, "table")
 			return err
-		}, "--registry, --tag and --service build and publish the apps' images; the monitoring stack runs the images its chart names"},
+		}, "--registry, --tag, --service and the services' sources build and publish the apps' images; the monitoring stack runs the images its chart names"},
 		{"deploy: unknown stack", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, "logging", nil, "", "", nil, "", nil, nil, nil, false, "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "logging", nil, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, "table")
 			return err
 		}, `--stack "logging": want one of apps, monitoring`},
 		{"rollback: negative revision", func() error {
@@ -415,7 +426,7 @@ func TestDeployRefusesValuesThatAreNotAMapping(t *testing.T) {
 	ctx := context.Background()
 	kubeconfig := dag.SetSecret("kubeconfig", "apiVersion: v1\nkind: Config\n")
 	values := dag.Directory().WithNewFile("bad.yaml", "- replicas: 3\n").File("bad.yaml")
-	_, err := module().Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, "", nil, nil, values, false, "table")
+	_, err := module().Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, values, false, "table")
 	require.ErrorContains(t, err, "--values: not a YAML mapping of chart values")
 	for _, q := range fake.Queries() {
 		require.NotEqual(t, "plaintext", q.Leaf().Field, "the kubeconfig is not read for a refused call")

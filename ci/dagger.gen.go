@@ -218,6 +218,27 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg source", err))
 				}
 			}
+			var git string
+			if inputArgs["git"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["git"]), &git)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg git", err))
+				}
+			}
+			var gitToken *dagger.Secret
+			if inputArgs["gitToken"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["gitToken"]), &gitToken)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg gitToken", err))
+				}
+			}
+			var example bool
+			if inputArgs["example"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["example"]), &example)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg example", err))
+				}
+			}
 			var platform []dagger.Platform
 			if inputArgs["platform"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["platform"]), &platform)
@@ -260,7 +281,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg nginxImage", err))
 				}
 			}
-			return (*Krgeobuk).Build(&parent, ctx, service, source, platform, env, revision, sourceUrl, nodeImage, nginxImage)
+			return (*Krgeobuk).Build(&parent, ctx, service, source, git, gitToken, example, platform, env, revision, sourceUrl, nodeImage, nginxImage)
 		case "Check":
 			var parent Krgeobuk
 			err = json.Unmarshal(parentJSON, &parent)
@@ -337,6 +358,55 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg service", err))
 				}
 			}
+			var authServerSource *dagger.Directory
+			if inputArgs["authServerSource"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["authServerSource"]), &authServerSource)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg authServerSource", err))
+				}
+			}
+			var authzServerSource *dagger.Directory
+			if inputArgs["authzServerSource"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["authzServerSource"]), &authzServerSource)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg authzServerSource", err))
+				}
+			}
+			var authClientSource *dagger.Directory
+			if inputArgs["authClientSource"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["authClientSource"]), &authClientSource)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg authClientSource", err))
+				}
+			}
+			var portalClientSource *dagger.Directory
+			if inputArgs["portalClientSource"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["portalClientSource"]), &portalClientSource)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg portalClientSource", err))
+				}
+			}
+			var git []string
+			if inputArgs["git"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["git"]), &git)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg git", err))
+				}
+			}
+			var gitToken *dagger.Secret
+			if inputArgs["gitToken"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["gitToken"]), &gitToken)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg gitToken", err))
+				}
+			}
+			var example []string
+			if inputArgs["example"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["example"]), &example)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg example", err))
+				}
+			}
 			var username string
 			if inputArgs["username"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["username"]), &username)
@@ -379,7 +449,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
 				}
 			}
-			return (*Krgeobuk).Deploy(&parent, ctx, env, kubeconfig, stack, image, registry, tag, service, username, password, kubeApi, values, takeOverLock, format)
+			return (*Krgeobuk).Deploy(&parent, ctx, env, kubeconfig, stack, image, registry, tag, service, authServerSource, authzServerSource, authClientSource, portalClientSource, git, gitToken, example, username, password, kubeApi, values, takeOverLock, format)
 		case "History":
 			var parent Krgeobuk
 			err = json.Unmarshal(parentJSON, &parent)
@@ -442,6 +512,27 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg source", err))
 				}
 			}
+			var git string
+			if inputArgs["git"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["git"]), &git)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg git", err))
+				}
+			}
+			var gitToken *dagger.Secret
+			if inputArgs["gitToken"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["gitToken"]), &gitToken)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg gitToken", err))
+				}
+			}
+			var example bool
+			if inputArgs["example"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["example"]), &example)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg example", err))
+				}
+			}
 			var env string
 			if inputArgs["env"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["env"]), &env)
@@ -477,7 +568,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg redisImage", err))
 				}
 			}
-			return (*Krgeobuk).IntegrationTest(&parent, ctx, service, source, env, script, nodeImage, mysqlImage, redisImage)
+			return (*Krgeobuk).IntegrationTest(&parent, ctx, service, source, git, gitToken, example, env, script, nodeImage, mysqlImage, redisImage)
 		case "Promote":
 			var parent Krgeobuk
 			err = json.Unmarshal(parentJSON, &parent)
@@ -582,11 +673,53 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg service", err))
 				}
 			}
-			var source *dagger.Directory
-			if inputArgs["source"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["source"]), &source)
+			var authServerSource *dagger.Directory
+			if inputArgs["authServerSource"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["authServerSource"]), &authServerSource)
 				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg source", err))
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg authServerSource", err))
+				}
+			}
+			var authzServerSource *dagger.Directory
+			if inputArgs["authzServerSource"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["authzServerSource"]), &authzServerSource)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg authzServerSource", err))
+				}
+			}
+			var authClientSource *dagger.Directory
+			if inputArgs["authClientSource"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["authClientSource"]), &authClientSource)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg authClientSource", err))
+				}
+			}
+			var portalClientSource *dagger.Directory
+			if inputArgs["portalClientSource"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["portalClientSource"]), &portalClientSource)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg portalClientSource", err))
+				}
+			}
+			var git []string
+			if inputArgs["git"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["git"]), &git)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg git", err))
+				}
+			}
+			var gitToken *dagger.Secret
+			if inputArgs["gitToken"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["gitToken"]), &gitToken)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg gitToken", err))
+				}
+			}
+			var example []string
+			if inputArgs["example"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["example"]), &example)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg example", err))
 				}
 			}
 			var username string
@@ -645,7 +778,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg nginxImage", err))
 				}
 			}
-			return (*Krgeobuk).Publish(&parent, ctx, registry, tag, service, source, username, password, platform, env, revision, sourceUrl, nodeImage, nginxImage)
+			return (*Krgeobuk).Publish(&parent, ctx, registry, tag, service, authServerSource, authzServerSource, authClientSource, portalClientSource, git, gitToken, example, username, password, platform, env, revision, sourceUrl, nodeImage, nginxImage)
 		case "Rollback":
 			var parent Krgeobuk
 			err = json.Unmarshal(parentJSON, &parent)

@@ -51,21 +51,21 @@ func TestBothDoorsRefuseBadInputAlike(t *testing.T) {
 			func() (string, error) { return m.Status(ctx, "qa", kc, "apps", nil, "table") }, `environment "qa": unknown`},
 		{"bad image pair", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", "auth-server"},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, "apps", []string{"auth-server"}, "", "", nil, "", nil, nil, nil, false, "table")
+				return m.Deploy(ctx, "staging", kc, "apps", []string{"auth-server"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, "table")
 			}, `--image "auth-server": want service=repository@sha256:...`},
 		{"duplicate service", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", digest, "--image", digest},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, "apps", []string{digest, digest}, "", "", nil, "", nil, nil, nil, false, "table")
+				return m.Deploy(ctx, "staging", kc, "apps", []string{digest, digest}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, "table")
 			}, "--image: service auth-server given twice"},
 		{"bad format", []string{"history", "--env", "staging", "--kubeconfig", kcFile, "--format", "yaml"},
 			func() (string, error) { return m.History(ctx, "staging", kc, "apps", nil, "yaml") }, `--format "yaml": want one of table, markdown, json`},
 		{"values not a mapping", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", digest, "--values", valuesFile},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", nil, "", nil, nil, values, false, "table")
+				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, values, false, "table")
 			}, "--values: not a YAML mapping of chart values"},
 		{"user without password", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", digest, "--username", "ci-bot"},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", nil, "ci-bot", nil, nil, nil, false, "table")
+				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "ci-bot", nil, nil, nil, false, "table")
 			}, "give both --username and --password, or neither"},
 		{"negative revision", []string{"rollback", "--env", "production", "--kubeconfig", kcFile, "--revision", "-1"},
 			func() (string, error) {
@@ -75,11 +75,11 @@ func TestBothDoorsRefuseBadInputAlike(t *testing.T) {
 			func() (string, error) { return m.Status(ctx, "staging", nil, "apps", nil, "markdown") }, "no kubeconfig: --kubeconfig is required"},
 		{"unknown stack", []string{"deploy", "--env", "staging", "--stack", "logging", "--kubeconfig", kcFile},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, "logging", nil, "", "", nil, "", nil, nil, nil, false, "table")
+				return m.Deploy(ctx, "staging", kc, "logging", nil, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, "table")
 			}, `--stack "logging": want one of apps, monitoring`},
 		{"monitoring image pair without a component", []string{"deploy", "--env", "production", "--stack", "monitoring", "--kubeconfig", kcFile, "--image", "quay.io/prometheus/prometheus:v3.15.1"},
 			func() (string, error) {
-				return m.Deploy(ctx, "production", kc, "monitoring", []string{"quay.io/prometheus/prometheus:v3.15.1"}, "", "", nil, "", nil, nil, nil, false, "table")
+				return m.Deploy(ctx, "production", kc, "monitoring", []string{"quay.io/prometheus/prometheus:v3.15.1"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, "table")
 			}, `--image "quay.io/prometheus/prometheus:v3.15.1": want service=repository@sha256:...`},
 		{"monitoring rollback to a negative revision", []string{"rollback", "--env", "staging", "--stack", "monitoring", "--kubeconfig", kcFile, "--revision", "-2"},
 			func() (string, error) {

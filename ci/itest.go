@@ -7,8 +7,11 @@ import (
 	"dagger/krgeobuk/graphs"
 	"dagger/krgeobuk/internal/dagger"
 
+	"github.com/krgeobuk/krgeobuk-infra/k8s"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/appenv"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/build"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/itest"
 )
 
@@ -22,8 +25,21 @@ func (m *Krgeobuk) IntegrationTest(
 	ctx context.Context,
 	// API to test: auth-server or authz-server.
 	service string,
-	// The service's source: package.json, package-lock.json and its tests.
+	// The service's checkout: package.json, package-lock.json and its tests.
+	// Give exactly one of --source, --git or --example.
+	// +optional
+	// +ignore=["**/node_modules", "**/dist", "**/coverage"]
 	source *dagger.Directory,
+	// The service's git remote and ref, URL#REF, fetched by the engine.
+	// +optional
+	git string,
+	// Token for an https --git remote that needs one, e.g. env:GIT_TOKEN.
+	// +optional
+	gitToken *dagger.Secret,
+	// Test this repository's example API instead (examples/auth-api): only
+	// with --env development.
+	// +optional
+	example bool,
 	// Environment whose chart values give the variables.
 	// +default="staging"
 	env string,
@@ -47,8 +63,15 @@ func (m *Krgeobuk) IntegrationTest(
 	if !s.IsAPI() {
 		return "", fmt.Errorf("integration-test: %s is an SPA; integration tests run for the APIs (%s)", service, apiNames())
 	}
-	if source == nil {
-		return "", fmt.Errorf("integration-test %s: --source is required (the service's checkout)", service)
+	given := oneService(service, source, git, gitToken, example)
+	if _, err := environment.Load(k8s.Environments, env); err != nil {
+		return "", fmt.Errorf("integration-test: %w", err)
+	}
+	decide := given.decide()
+	decide.Env, decide.Services = env, []string{service}
+	srcs, err := build.Sources(decide)
+	if err != nil {
+		return "", fmt.Errorf("integration-test %s: %w", service, err)
 	}
 	if _, err := itest.Command(script); err != nil {
 		return "", fmt.Errorf("integration-test %s: %w", service, err)
@@ -69,6 +92,10 @@ func (m *Krgeobuk) IntegrationTest(
 		return "", fmt.Errorf("integration-test: %w", err)
 	}
 
+	source, _, err = m.sourceDir(ctx, srcs[service], given, service)
+	if err != nil {
+		return "", fmt.Errorf("integration-test %s: %w", service, err)
+	}
 	creds, err := graphs.NewCredentials(dag, senv)
 	if err != nil {
 		return "", fmt.Errorf("integration-test: %w", err)

@@ -17,8 +17,12 @@ import (
 // (non-zero exit) with the report.
 //
 // --stack apps (the default) deploys the four services. Without --image they
-// are first built and published to --registry under --tag, and the published
-// digests are deployed.
+// are first built from the sources given (each service's
+// --<service>-source checkout or --git service=URL#REF; the examples only by
+// name with --example, and never for staging or production), published to
+// --registry under --tag, and the published digests are deployed. Without
+// images and without sources the call is refused, saying what to pass,
+// before anything runs.
 //
 // --stack monitoring deploys Prometheus, Alertmanager and Grafana, a release of
 // its own in the monitoring namespace. Nothing is built: it runs the exact
@@ -51,6 +55,34 @@ func (m *Krgeobuk) Deploy(
 	// Services to build and publish when no --image is given. Default: all.
 	// +optional
 	service []string,
+	// auth-server's checkout to build when no --image is given.
+	// +optional
+	// +ignore=["**/node_modules", "**/dist", "**/coverage"]
+	authServerSource *dagger.Directory,
+	// authz-server's checkout to build when no --image is given.
+	// +optional
+	// +ignore=["**/node_modules", "**/dist", "**/coverage"]
+	authzServerSource *dagger.Directory,
+	// auth-client's checkout to build when no --image is given.
+	// +optional
+	// +ignore=["**/node_modules", "**/dist", "**/coverage"]
+	authClientSource *dagger.Directory,
+	// portal-client's checkout to build when no --image is given.
+	// +optional
+	// +ignore=["**/node_modules", "**/dist", "**/coverage"]
+	portalClientSource *dagger.Directory,
+	// Services to build from a git remote and ref the engine fetches, as
+	// service=URL#REF, e.g.
+	// auth-server=https://github.com/krgeobuk/auth-server#main.
+	// +optional
+	git []string,
+	// Token for https --git remotes that need one, e.g. env:GIT_TOKEN.
+	// +optional
+	gitToken *dagger.Secret,
+	// Services to build from this repository's examples: only with --env
+	// development; refused for staging and production.
+	// +optional
+	example []string,
 	// Registry user name (publish, and image lookups at preflight).
 	// +optional
 	username string,
@@ -74,12 +106,16 @@ func (m *Krgeobuk) Deploy(
 	// +default="table"
 	format string,
 ) (string, error) {
+	sources := sourceArgs{
+		dirs: serviceDirectories(authServerSource, authzServerSource, authClientSource, portalClientSource),
+		git:  git, gitToken: gitToken, examples: example,
+	}
 	return request.Run(ctx, request.Op{
 		Command: request.Deploy, Env: env, Stack: stack, Format: format, Images: image, Values: fileSource(values), TakeOverLock: takeOverLock,
 		Kubeconfig: secretSource(kubeconfig), KubeAPI: tunnel(kubeAPI),
 		Registry: request.Credentials{Username: username, Password: secretSource(password)},
-		Build: &request.Build{Registry: registry, Tag: tag, Services: service, Publish: m.publishing(publishArgs{
-			registry: registry, tag: tag, services: service, username: username, password: password, env: env, sourceURL: defaultSourceURL,
+		Build: &request.Build{Registry: registry, Tag: tag, Services: service, Sources: sources.decide(), Publish: m.publishing(publishArgs{
+			registry: registry, tag: tag, services: service, sources: sources, username: username, password: password, env: env,
 		})},
 	}).Text()
 }
@@ -211,8 +247,6 @@ func (m *Krgeobuk) Promote(
 	})
 	return request.Lines(res), err
 }
-
-const defaultSourceURL = "https://github.com/krgeobuk/krgeobuk-infra"
 
 // secretSource reads a secret's plaintext only when the request needs it,
 // so a refused call sends no query.

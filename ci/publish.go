@@ -13,6 +13,12 @@ import (
 // Publish builds services and pushes them to a registry, returning one
 // repository@sha256:... per service in deploy order. Several platforms are
 // pushed as one multi-platform image.
+//
+// Every service built names its source: its checkout
+// (--auth-server-source ../auth-server), a git remote and ref
+// (--git auth-server=https://github.com/krgeobuk/auth-server#main), or, for
+// development only, this repository's example (--example auth-server). A
+// service without one, or with two, is refused before anything is built.
 func (m *Krgeobuk) Publish(
 	ctx context.Context,
 	// Registry host and path; each service goes to <registry>/<service>,
@@ -20,13 +26,39 @@ func (m *Krgeobuk) Publish(
 	registry string,
 	// Tag to push (e.g. the commit id); deploys use the returned digests.
 	tag string,
-	// Services to publish. Default: all four.
+	// Services to publish. Default: all four. Each needs a source: its
+	// --<service>-source, a --git ref or (development only) --example.
 	// +optional
 	service []string,
-	// Source of the service; only with exactly one --service. Default: this
-	// repository's example of each service's kind.
+	// auth-server's checkout (package.json and package-lock.json at its root).
 	// +optional
-	source *dagger.Directory,
+	// +ignore=["**/node_modules", "**/dist", "**/coverage"]
+	authServerSource *dagger.Directory,
+	// authz-server's checkout.
+	// +optional
+	// +ignore=["**/node_modules", "**/dist", "**/coverage"]
+	authzServerSource *dagger.Directory,
+	// auth-client's checkout.
+	// +optional
+	// +ignore=["**/node_modules", "**/dist", "**/coverage"]
+	authClientSource *dagger.Directory,
+	// portal-client's checkout.
+	// +optional
+	// +ignore=["**/node_modules", "**/dist", "**/coverage"]
+	portalClientSource *dagger.Directory,
+	// Services to build from a git remote and ref the engine fetches, as
+	// service=URL#REF (a branch, tag or commit), e.g.
+	// auth-server=https://github.com/krgeobuk/auth-server#main. Each image is
+	// labelled with its remote and the commit the ref resolved to.
+	// +optional
+	git []string,
+	// Token for https --git remotes that need one, e.g. env:GIT_TOKEN.
+	// +optional
+	gitToken *dagger.Secret,
+	// Services to build from this repository's examples instead of their own
+	// source: only with --env development, never for staging or production.
+	// +optional
+	example []string,
 	// Registry user name.
 	// +optional
 	username string,
@@ -42,8 +74,9 @@ func (m *Krgeobuk) Publish(
 	// Commit the images are built from (org.opencontainers.image.revision).
 	// +optional
 	revision string,
-	// Repository URL (org.opencontainers.image.source).
-	// +default="https://github.com/krgeobuk/krgeobuk-infra"
+	// Repository URL of the --<service>-source checkouts
+	// (org.opencontainers.image.source); --git and --example set their own.
+	// +optional
 	sourceURL string,
 	// Node.js image override (a mirror), pinned by tag or digest.
 	// +optional
@@ -53,7 +86,11 @@ func (m *Krgeobuk) Publish(
 	nginxImage string,
 ) ([]string, error) {
 	refs, err := m.publish(ctx, publishArgs{
-		registry: registry, tag: tag, services: service, source: source, username: username, password: password,
+		registry: registry, tag: tag, services: service, username: username, password: password,
+		sources: sourceArgs{
+			dirs: serviceDirectories(authServerSource, authzServerSource, authClientSource, portalClientSource),
+			git:  git, gitToken: gitToken, examples: example,
+		},
 		platform: platform, env: env, revision: revision, sourceURL: sourceURL, nodeImage: nodeImage, nginxImage: nginxImage,
 	})
 	if err != nil {
@@ -69,7 +106,7 @@ func (m *Krgeobuk) Publish(
 type publishArgs struct {
 	registry, tag         string
 	services              []string
-	source                *dagger.Directory
+	sources               sourceArgs
 	username              string
 	password              *dagger.Secret
 	platform              []dagger.Platform
@@ -98,9 +135,6 @@ func (m *Krgeobuk) publish(ctx context.Context, a publishArgs) ([]published, err
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
-	if a.source != nil && len(targets) != 1 {
-		return nil, fmt.Errorf("publish: --source builds one service; name exactly one --service (got %d)", len(targets))
-	}
 	if (a.username == "") != (a.password == nil) {
 		return nil, fmt.Errorf("publish: give both --username and --password, or neither")
 	}
@@ -108,7 +142,7 @@ func (m *Krgeobuk) publish(ctx context.Context, a publishArgs) ([]published, err
 	for _, t := range targets {
 		names = append(names, t.Service)
 	}
-	args, err := checkBuildArgs(names, a.platform, a.env, a.revision, a.sourceURL, a.nodeImage, a.nginxImage)
+	args, err := checkBuildArgs(names, a.sources.decide(), a.platform, a.env, a.revision, a.sourceURL, a.nodeImage, a.nginxImage)
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
@@ -122,7 +156,7 @@ func (m *Krgeobuk) publish(ctx context.Context, a publishArgs) ([]published, err
 	}
 	var out []published
 	for i, req := range reqs {
-		variants, err := m.built(req, a.source)
+		variants, err := m.built(ctx, args, req, a.sources)
 		if err != nil {
 			return nil, fmt.Errorf("publish %s: %w", req.Service.Name, err)
 		}

@@ -2,7 +2,7 @@
 # Operator wrapper: the gated deploy of the Dagger module, with the kubeconfig and registry token
 # passed as secrets (never as plain flags).
 #   scripts/deploy.sh ENV service=repository@sha256:... [...]   deploy these images
-#   scripts/deploy.sh ENV --registry ghcr.io/krgeobuk --tag SHA  build, publish, then deploy
+#   scripts/deploy.sh ENV --registry ghcr.io/krgeobuk --tag SHA --<service>-source DIR …  build them, then deploy
 #   scripts/deploy.sh ENV --stack monitoring [component=ref ...] the monitoring stack (the chart's versions)
 # KUBECONFIG (default ~/.kube/config) is read as file:; REGISTRY_USER with REGISTRY_TOKEN, if set,
 # authenticate registry access.

@@ -81,7 +81,8 @@ func repoRoot(t *testing.T) string {
 
 // TestModuleOnARealEngine loads the module once (every load in a new session runs codegen, which
 // type-checks the module and its Helm and client-go dependencies) and runs every function on the
-// real engine in the order a release takes: check, build (and run what was built), publish,
+// real engine in the order a release takes: check, build (and run what was built; the examples by
+// name, then an API and an SPA the test writes itself), publish,
 // integration-test, deploy, a bad deploy rolled back automatically, a manual rollback, status,
 // history, promote, and the monitoring stack's deploy (a bad one rolled back too), status and
 // history.
@@ -105,6 +106,7 @@ func TestModuleOnARealEngine(t *testing.T) {
 	t.Run("bad arguments", func(t *testing.T) { testBadArguments(ctx, t, m) })
 	t.Run("check", func(t *testing.T) { testCheck(ctx, t, m, images) })
 	t.Run("build and run", func(t *testing.T) { testBuild(ctx, t, s.Dagger(), m, images) })
+	t.Run("build, run and publish sources that are not the examples", func(t *testing.T) { testOwnSources(ctx, t, s.Dagger(), m, images, root) })
 	var v1, v2 map[string]string
 	t.Run("publish", func(t *testing.T) {
 		v1 = publish(ctx, t, m, images, "e2e-1", "0e2e001")
@@ -142,6 +144,18 @@ func testSignatures(t *testing.T, m *daggercall.Module) {
 	require.Equal(t, daggercall.TypeRef{Kind: daggercall.KindObject, Name: "Secret"}, types["kubeconfig"], "deploy --kubeconfig is a Secret")
 	require.Equal(t, daggercall.KindObject, types["password"].Kind, "a registry password is a Secret too")
 	require.Equal(t, "Secret", types["password"].Name)
+	for _, fn := range []string{"publish", "deploy"} {
+		args := map[string]daggercall.TypeRef{}
+		for _, a := range m.Functions[fn].Args {
+			args[daggercall.Kebab(a.Name)] = a.Type
+		}
+		for _, svc := range catalog.Names() {
+			require.Equal(t, "Directory", args[svc+"-source"].Name, "%s --%s-source is a directory", fn, svc)
+		}
+		require.Equal(t, daggercall.KindList, args["git"].Kind, "%s --git service=URL#REF, repeatable", fn)
+		require.Equal(t, "Secret", args["git-token"].Name, "%s --git-token is a Secret", fn)
+		require.Equal(t, daggercall.KindList, args["example"].Kind, "%s --example names services", fn)
+	}
 	for _, fn := range []string{"deploy", "rollback", "status", "history"} {
 		var stack *daggercall.Arg
 		for _, a := range m.Functions[fn].Args {
@@ -164,6 +178,15 @@ func testBadArguments(ctx context.Context, t *testing.T, m *daggercall.Module) {
 			argv: []string{"--go-image", "golang"}, wantErr: `check: go image: image "golang" has no tag or digest; pin it`},
 		{name: "an unknown service", function: "build",
 			argv: []string{"--service", "billing-server"}, wantErr: `unknown service "billing-server"`},
+		{name: "a build without a source", function: "build",
+			argv:    []string{"--service", "auth-server", "--env", "development"},
+			wantErr: "build: auth-server has no source: give its checkout (--source DIR) or a git ref (--git URL#REF), or --example to build this repository's example"},
+		{name: "the examples for staging", function: "publish",
+			argv:    []string{"--registry", gatewayRegistry + "/krgeobuk", "--tag", "refused", "--env", "staging", "--example", "auth-server", "--service", "auth-server"},
+			wantErr: "--example auth-server: the examples are never built for staging (only for development)"},
+		{name: "a deploy without images and without sources", function: "deploy",
+			argv:    []string{"--env", "production", "--kubeconfig", "env:HOME", "--registry", gatewayRegistry + "/krgeobuk", "--tag", "refused"},
+			wantErr: "sources: auth-server has no source: give its checkout (--auth-server-source DIR) or a git ref (--git auth-server=URL#REF)"},
 		{name: "a missing required flag, refused before the engine is asked", function: "deploy",
 			argv: []string{"--env", "staging"}, wantErr: "deploy: missing required flag --kubeconfig"},
 		{name: "an unknown stack, refused by the module's own code", function: "status",
@@ -193,7 +216,7 @@ func testCheck(ctx context.Context, t *testing.T, m *daggercall.Module, images b
 	require.ErrorContains(t, err, "No rule to make target 'no-such-target'", "make's own words reach the caller")
 }
 
-// testBuild builds every service from the examples and runs what was built:
+// testBuild builds every service from the examples (asked for by name) and runs what was built:
 // each API with throwaway MySQL and Redis wired as the chart wires them (and
 // throwaway JWT key pairs) must answer /health/ready; each SPA must serve its
 // index.html.
@@ -201,7 +224,7 @@ func testBuild(ctx context.Context, t *testing.T, dag *dagger.Client, m *daggerc
 	for _, svc := range catalog.All() {
 		t.Run(svc.Name, func(t *testing.T) {
 			start := time.Now()
-			out, err := m.Call(ctx, "build", []string{"--service", svc.Name, "--env", "development", "--revision", "0e2e000",
+			out, err := m.Call(ctx, "build", []string{"--service", svc.Name, "--example", "--env", "development", "--revision", "0e2e000",
 				"--node-image", images.Node, "--nginx-image", images.Nginx})
 			require.NoError(t, err)
 			var ids []struct{ ID string }
@@ -294,8 +317,12 @@ func get(ctx context.Context, t *testing.T, dag *dagger.Client, images baseImage
 func publish(ctx context.Context, t *testing.T, m *daggercall.Module, images baseImages, tag, revision string) map[string]string {
 	t.Helper()
 	start := time.Now()
-	out, err := m.Call(ctx, "publish", []string{"--registry", gatewayRegistry + "/krgeobuk", "--tag", tag, "--env", "development",
-		"--revision", revision, "--node-image", images.Node, "--nginx-image", images.Nginx})
+	args := []string{"--registry", gatewayRegistry + "/krgeobuk", "--tag", tag, "--env", "development",
+		"--revision", revision, "--node-image", images.Node, "--nginx-image", images.Nginx}
+	for _, svc := range catalog.Names() {
+		args = append(args, "--example", svc)
+	}
+	out, err := m.Call(ctx, "publish", args)
 	timed("publish "+tag, start)
 	require.NoError(t, err)
 	var refs []string

@@ -143,6 +143,9 @@ type Labels struct {
 	Revision string
 	// Created is the build time.
 	Created time.Time
+	// Example is the repository path of the example the image was built
+	// from, "" for a service's own source (see ExampleLabel).
+	Example string
 }
 
 var revisionPattern = regexp.MustCompile(`^[0-9a-f]{7,64}$`)
@@ -169,10 +172,14 @@ func (l Labels) Map(service string) (map[string]string, error) {
 	if !l.Created.IsZero() {
 		out["org.opencontainers.image.created"] = l.Created.UTC().Format(time.RFC3339)
 	}
+	if l.Example != "" {
+		out[ExampleLabel] = l.Example
+	}
 	return out, nil
 }
 
-// DefaultSource is the source label when none is given.
+// DefaultSource is this repository: the source label of images built from
+// its examples.
 const DefaultSource = "https://github.com/krgeobuk/krgeobuk-infra"
 
 // Target is where one service's image is published.

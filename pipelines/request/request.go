@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/krgeobuk/krgeobuk-infra/k8s"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/build"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/kube"
@@ -87,9 +88,19 @@ type Op struct {
 type Build struct {
 	Registry, Tag string
 	Services      []string
+	// Sources say where each service's source comes from (build.Sources
+	// decides, with the deploy's environment, before anything is read or
+	// built); Env and Services are taken from the Op and from Services.
+	Sources build.SourceArgs
 	// Publish builds and publishes, returning service -> repository@digest;
 	// its errors say that publishing failed.
 	Publish func(ctx context.Context) (map[string]string, error)
+}
+
+// givesSources says whether any source argument was given.
+func (b *Build) givesSources() bool {
+	s := b.Sources
+	return len(s.Directories) > 0 || len(s.Git) > 0 || len(s.Examples) > 0
 }
 
 // Outcome is a run's report and the redactor every rendering of it must
@@ -230,22 +241,31 @@ func (op Op) check() (images, readiness map[string]string, err error) {
 // builds nothing: it runs the images its chart names, or those named.
 func (op Op) checkBuild(haveImages bool) error {
 	b := op.Build
-	building := b != nil && (b.Registry != "" || b.Tag != "" || len(b.Services) > 0)
+	building := b != nil && (b.Registry != "" || b.Tag != "" || len(b.Services) > 0 || b.givesSources())
 	if op.Stack == stack.Monitoring {
 		if building {
-			return errors.New("--registry, --tag and --service build and publish the apps' images; the monitoring stack runs the images its chart names (give --image component=reference to run another)")
+			return errors.New("--registry, --tag, --service and the services' sources build and publish the apps' images; the monitoring stack runs the images its chart names (give --image component=reference to run another)")
 		}
 		return nil
 	}
 	switch {
 	case haveImages && building:
-		return errors.New("--image deploys given images; --registry, --tag and --service are for building them, not both")
+		return errors.New("--image deploys given images; --registry, --tag, --service and the services' sources are for building them, not both")
 	case haveImages:
 		return nil
 	case b == nil:
 		return errors.New("nothing to deploy: give --image service=repository@sha256:... for the services to deploy")
 	case b.Registry == "" || b.Tag == "":
-		return errors.New("nothing to deploy: give --image service=repository@sha256:..., or --registry and --tag to build and publish first")
+		return fmt.Errorf("nothing to deploy: give --image service=repository@sha256:..., or build and publish first: --registry and --tag with each service's source (%s DIR or --git service=URL#REF)",
+			build.DirectoryFlag("<service>"))
+	}
+	if _, err := build.Targets(b.Registry, b.Tag, b.Services); err != nil {
+		return err
+	}
+	args := b.Sources
+	args.Env, args.Services = op.Env, b.Services
+	if _, err := build.Sources(args); err != nil {
+		return fmt.Errorf("sources: %w", err)
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/krgeobuk/krgeobuk-infra/k8s"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/build"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/request"
 )
@@ -168,7 +169,27 @@ func TestRunRefusesBadInputBeforeReadingAnything(t *testing.T) {
 		{"images and a build", func(t *testing.T, op *request.Op) { op.Build = &request.Build{Registry: "ghcr.io/krgeobuk"} }, "not both"},
 		{"a build without a tag", func(t *testing.T, op *request.Op) {
 			op.Images, op.Build = nil, &request.Build{Registry: "ghcr.io/krgeobuk"}
-		}, "or --registry and --tag to build and publish first"},
+		}, "or build and publish first: --registry and --tag with each service's source (--<service>-source DIR or --git service=URL#REF)"},
+		{"images and sources", func(t *testing.T, op *request.Op) {
+			op.Build = &request.Build{Sources: build.SourceArgs{Directories: []string{"auth-server"}}}
+		}, "--image deploys given images; --registry, --tag, --service and the services' sources are for building them, not both"},
+		{"a build without sources", func(t *testing.T, op *request.Op) {
+			op.Images, op.Build = nil, &request.Build{Registry: "ghcr.io/krgeobuk", Tag: "v1", Publish: neverPublish(t)}
+		}, "sources: auth-server has no source: give its checkout (--auth-server-source DIR) or a git ref (--git auth-server=URL#REF)"},
+		{"a build of the examples for staging", func(t *testing.T, op *request.Op) {
+			op.Images, op.Build = nil, &request.Build{Registry: "ghcr.io/krgeobuk", Tag: "v1", Publish: neverPublish(t),
+				Sources: build.SourceArgs{Examples: []string{"auth-server", "authz-server", "auth-client", "portal-client"}}}
+		}, "sources: --example auth-server: the examples are never built for staging (only for development)"},
+		{"a build of the examples for production", func(t *testing.T, op *request.Op) {
+			op.Env, op.Images = "production", nil
+			op.Build = &request.Build{Registry: "ghcr.io/krgeobuk", Tag: "v1", Services: []string{"auth-client"}, Publish: neverPublish(t),
+				Sources: build.SourceArgs{Examples: []string{"auth-client"}}}
+		}, "--example auth-client: the examples are never built for production"},
+		{"a source for a service not being built", func(t *testing.T, op *request.Op) {
+			op.Images = nil
+			op.Build = &request.Build{Registry: "ghcr.io/krgeobuk", Tag: "v1", Services: []string{"auth-server"}, Publish: neverPublish(t),
+				Sources: build.SourceArgs{Directories: []string{"auth-server", "portal-client"}}}
+		}, "--portal-client-source: portal-client is not being built"},
 		{"bad readiness URL", func(t *testing.T, op *request.Op) { op.ReadinessURLs = []string{"x"} }, `--readiness-url "x": want service=URL`},
 		{"user without password", func(t *testing.T, op *request.Op) { op.Registry.Username = "ci-bot" }, "give both --username and --password, or neither"},
 		{"negative revision", func(t *testing.T, op *request.Op) { op.Command, op.Revision = request.Rollback, -1 }, "--revision -1: revisions start at 1"},
@@ -176,7 +197,10 @@ func TestRunRefusesBadInputBeforeReadingAnything(t *testing.T) {
 		{"unknown stack", func(t *testing.T, op *request.Op) { op.Stack = "logging" }, `--stack "logging": want one of apps, monitoring`},
 		{"a build of the monitoring stack", func(t *testing.T, op *request.Op) {
 			op.Stack, op.Images, op.Build = "monitoring", nil, &request.Build{Registry: "ghcr.io/krgeobuk", Tag: "v1"}
-		}, "--registry, --tag and --service build and publish the apps' images; the monitoring stack runs the images its chart names"},
+		}, "--registry, --tag, --service and the services' sources build and publish the apps' images; the monitoring stack runs the images its chart names"},
+		{"sources for the monitoring stack", func(t *testing.T, op *request.Op) {
+			op.Stack, op.Images, op.Build = "monitoring", nil, &request.Build{Sources: build.SourceArgs{Git: []string{"auth-server=https://github.com/krgeobuk/auth-server#main"}}}
+		}, "the monitoring stack runs the images its chart names"},
 		{"a monitoring stack the environment does not place", func(t *testing.T, op *request.Op) {
 			op.Stack, op.Images, op.Environments = "monitoring", nil, environmentWithoutMonitoring(t)
 		}, "--stack monitoring: environment staging does not deploy the monitoring stack: its environment.yaml has no monitoring: block"},
@@ -195,6 +219,38 @@ func TestRunRefusesBadInputBeforeReadingAnything(t *testing.T) {
 			require.ErrorContains(t, err, op.Command+" "+op.Env+": refused\n", "a not-OK run is an error carrying the report")
 			require.ErrorContains(t, err, tt.want)
 		})
+	}
+}
+
+// neverPublish is a Build.Publish a refused request must not call.
+func neverPublish(t *testing.T) func(context.Context) (map[string]string, error) {
+	return func(context.Context) (map[string]string, error) {
+		t.Error("a refused request built and published")
+		return nil, errors.New("publish")
+	}
+}
+
+// A deploy that builds passes the sources check with the deploy's
+// environment, then publishes before reading the kubeconfig.
+func TestRunBuildsFromGivenSources(t *testing.T) {
+	for _, tt := range []struct {
+		env     string
+		sources build.SourceArgs
+	}{
+		{"staging", build.SourceArgs{Directories: []string{"auth-server", "authz-server"}, Git: []string{
+			"auth-client=https://github.com/krgeobuk/auth-client#main", "portal-client=git@github.com:krgeobuk/portal-client#v1"}}},
+		{"development", build.SourceArgs{Examples: []string{"auth-server", "authz-server", "auth-client", "portal-client"}}},
+	} {
+		var published bool
+		out := request.Run(context.Background(), request.Op{Command: request.Deploy, Env: tt.env, Kubeconfig: request.Bytes([]byte("apiVersion: v1\nkind: Config\n")),
+			Build: &request.Build{Registry: "ghcr.io/krgeobuk", Tag: "v1", Sources: tt.sources,
+				Publish: func(context.Context) (map[string]string, error) {
+					published = true
+					return nil, errors.New("registry down")
+				}}})
+		require.True(t, published, tt.env)
+		require.Equal(t, report.Refused, out.Result.Verdict)
+		require.Equal(t, "registry down", out.Result.Error, "the publish ran, and its failure is the report")
 	}
 }
 

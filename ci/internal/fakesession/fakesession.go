@@ -203,6 +203,11 @@ func leafValue(chain []Call, stdout string) any {
 		return fmt.Sprintf("%s@sha256:%x", addr, sum)
 	case "stdout":
 		return stdout
+	case "commit":
+		// A made-up commit id, the same for the same chain, as a git ref's
+		// commit is.
+		sum := sha256.Sum256([]byte(EncodeID(object)))
+		return fmt.Sprintf("%x", sum[:20])
 	case "plaintext":
 		for _, c := range object {
 			if c.Field == "setSecret" {
