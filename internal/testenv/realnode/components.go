@@ -122,7 +122,7 @@ func (n *node) containerd(ctx context.Context) error {
 		"/etc/containerd/config.toml": containerdConfig(n.cfg.RegistryPort),
 		// The registry is plain HTTP on loopback.
 		"/etc/containerd/certs.d/127.0.0.1:" + strconv.Itoa(n.cfg.RegistryPort) + "/hosts.toml": fmt.Sprintf("server = \"http://127.0.0.1:%d\"\n\n[host.\"http://127.0.0.1:%d\"]\n  capabilities = [\"pull\", \"resolve\"]\n", n.cfg.RegistryPort, n.cfg.RegistryPort),
-		"/etc/cni/net.d/10-krgeobuk.conflist": cniConfig,
+		"/etc/cni/net.d/10-krgeobuk.conflist":                                                   cniConfig,
 	}
 	for p, content := range files {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {

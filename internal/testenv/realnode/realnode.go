@@ -188,7 +188,9 @@ func (c *Cluster) logf(format string, args ...any) {
 	fmt.Fprintf(c.log, "realnode: "+format+"\n", args...)
 }
 
-func (c *Cluster) path(elem ...string) string { return filepath.Join(append([]string{c.dir}, elem...)...) }
+func (c *Cluster) path(elem ...string) string {
+	return filepath.Join(append([]string{c.dir}, elem...)...)
+}
 
 func (c *Cluster) boot(ctx context.Context, bins binaries.Set) error {
 	// The API server runs as a non-root user and reads its files under

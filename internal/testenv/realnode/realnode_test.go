@@ -36,8 +36,13 @@ var webImage struct {
 func pushWeb(t *testing.T, c *realnode.Cluster) string {
 	t.Helper()
 	webImage.once.Do(func() {
-		bin := filepath.Join(os.TempDir(), fmt.Sprintf("krgeobuk-realnode-web-%d", os.Getpid()))
-		defer func() { _ = os.Remove(bin) }()
+		dir, err := os.MkdirTemp("", "krgeobuk-realnode-web-")
+		if err != nil {
+			webImage.err = err
+			return
+		}
+		defer func() { _ = os.RemoveAll(dir) }()
+		bin := filepath.Join(dir, "web") // the image runs /web
 		cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "./testdata/web")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -152,10 +157,10 @@ func TestNodeReady(t *testing.T) {
 	require.Equal(t, "v1.37.2", n.Status.NodeInfo.KubeletVersion)
 	require.Contains(t, n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: realnode.NodeIP})
 	// The kubernetes Service leads pods to the API server on the node.
-	eps, err := client.CoreV1().Endpoints("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+	slices, err := client.DiscoveryV1().EndpointSlices("default").List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=kubernetes"})
 	require.NoError(t, err)
-	require.NotEmpty(t, eps.Subsets)
-	require.Equal(t, realnode.NodeIP, eps.Subsets[0].Addresses[0].IP)
+	require.NotEmpty(t, slices.Items)
+	require.Equal(t, []string{realnode.NodeIP}, slices.Items[0].Endpoints[0].Addresses)
 
 	var total uint64
 	mem := c.ResidentMemory()
@@ -290,10 +295,14 @@ func TestNetworkPolicyBlocks(t *testing.T) {
 	podURL := "http://" + serverPods.Items[0].Status.PodIP + ":8080/"
 	svcURL := "http://server." + ns + ".svc/"
 	allowed, denied := runningPod(t, client, ns, "app=allowed"), runningPod(t, client, ns, "app=denied")
-	proxy := func(ctx context.Context) error {
+	// The API server keeps proxied connections alive, and an open
+	// connection survives a new policy: before the policy it proxies to
+	// the server's Service, after it to a pod it never connected to (every
+	// pod of the namespace is under the default-deny).
+	proxy := func(ctx context.Context, path string) error {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		return client.CoreV1().RESTClient().Get().AbsPath("/api/v1/namespaces/" + ns + "/services/server:80/proxy/healthz").Do(ctx).Error()
+		return client.CoreV1().RESTClient().Get().AbsPath("/api/v1/namespaces/" + ns + path).Do(ctx).Error()
 	}
 
 	reach := func(pod, url string, want bool, bound time.Duration) error {
@@ -311,7 +320,7 @@ func TestNetworkPolicyBlocks(t *testing.T) {
 			require.NoError(t, reach(pod, url, true, 30*time.Second))
 		}
 	}
-	require.NoError(t, poll(ctx, 30*time.Second, proxy), "service proxy before any policy")
+	require.NoError(t, poll(ctx, 30*time.Second, func(ctx context.Context) error { return proxy(ctx, "/services/server:80/proxy/healthz") }), "service proxy before any policy")
 
 	_, err = client.NetworkingV1().NetworkPolicies(ns).Create(ctx, &networkingv1.NetworkPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: "default-deny", Namespace: ns},
@@ -323,7 +332,7 @@ func TestNetworkPolicyBlocks(t *testing.T) {
 			require.NoError(t, reach(pod, url, false, 30*time.Second), "default-deny blocks")
 		}
 	}
-	require.Error(t, proxy(ctx), "the non-root API server's service proxy is subject to the policy")
+	require.Error(t, proxy(ctx, "/pods/"+denied+":8080/proxy/healthz"), "the non-root API server's proxy is subject to the policy")
 
 	_, err = client.NetworkingV1().NetworkPolicies(ns).Create(ctx, &networkingv1.NetworkPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: "allow-allowed", Namespace: ns},
