@@ -36,6 +36,15 @@ type Set struct {
 	Kubectl               string
 	Kwok                  string
 	Kwokctl               string
+
+	// The real node's programs (internal/testenv/realnode).
+	Kubelet         string
+	KubeProxy       string
+	Containerd      string
+	ContainerdShim  string
+	CoreDNS         string
+	NetworkPolicies string
+	Pause           string
 }
 
 // Toolset is one tools module: a pinned module version and the programs

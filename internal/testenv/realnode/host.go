@@ -1,0 +1,469 @@
+package realnode
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sethvargo/go-retry"
+	"golang.org/x/sys/unix"
+
+	"github.com/krgeobuk/krgeobuk-infra/internal/testenv/binaries"
+)
+
+// envStage makes this package's init run a stage of the node instead of
+// the program (a test binary) that imports it: "enter" joins the node's
+// cgroups and execs unshare; "inside" is the node itself, under tini.
+const (
+	envStage   = "KRGEOBUK_REALNODE_STAGE"
+	envCgroups = "KRGEOBUK_REALNODE_CGROUPS"
+	envDir     = "KRGEOBUK_REALNODE_DIR"
+)
+
+func init() {
+	switch os.Getenv(envStage) {
+	case "":
+		return
+	case "enter":
+		err := enter()
+		fmt.Fprintf(os.Stderr, "realnode enter: %v\n", err)
+		os.Exit(1)
+	case "inside":
+		if err := inside(os.Getenv(envDir)); err != nil {
+			fmt.Fprintf(os.Stderr, "realnode: %v\n", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+}
+
+// hierarchies are the cgroup v1 hierarchies the node gets a cgroup of its
+// own in; name=systemd is needed by runc.
+var hierarchies = []string{"blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "memory", "pids", "systemd"}
+
+// makeCgroups creates a cgroup named name under this process's cgroup in
+// every hierarchy. The node's first process joins them before unsharing
+// its cgroup namespace, so they become the namespace's cgroup root and the
+// kubelet's cgroupRoot "/" lands inside them.
+func makeCgroups(name string) ([]string, error) {
+	own, err := ownCgroups()
+	if err != nil {
+		return nil, err
+	}
+	var made []string
+	for _, h := range hierarchies {
+		key := h
+		if h == "systemd" {
+			key = "name=systemd"
+		}
+		parent := filepath.Join("/sys/fs/cgroup", h, own[key])
+		dir := filepath.Join(parent, name)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			_ = removeCgroups(made)
+			return nil, fmt.Errorf("cgroup %s: %w", dir, err)
+		}
+		made = append(made, dir)
+		if h == "cpuset" {
+			// A cpuset cgroup takes no task until it has cpus and mems.
+			for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+				v, err := os.ReadFile(filepath.Join(parent, f))
+				if err == nil {
+					err = os.WriteFile(filepath.Join(dir, f), v, 0o644)
+				}
+				if err != nil {
+					_ = removeCgroups(made)
+					return nil, fmt.Errorf("cgroup %s: %w", dir, err)
+				}
+			}
+		}
+	}
+	return made, nil
+}
+
+// ownCgroups maps a controller (or name=systemd) to this process's cgroup
+// path in its hierarchy.
+func ownCgroups() (map[string]string, error) {
+	data, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, line := range splitLines(string(data)) {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		for _, ctrl := range strings.Split(f[1], ",") {
+			out[ctrl] = f[2]
+		}
+	}
+	for _, h := range hierarchies {
+		key := h
+		if h == "systemd" {
+			key = "name=systemd"
+		}
+		if _, ok := out[key]; !ok {
+			return nil, fmt.Errorf("no cgroup v1 %s hierarchy for this process (/proc/self/cgroup); the real node needs cgroup v1", key)
+		}
+	}
+	return out, nil
+}
+
+// removeCgroups removes the node's cgroups and everything the kubelet and
+// runc created in them, deepest first. A cgroup with tasks cannot be
+// removed: the namespace must be gone.
+func removeCgroups(dirs []string) error {
+	var errs []error
+	for _, top := range dirs {
+		var all []string
+		_ = filepath.WalkDir(top, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				all = append(all, p)
+			}
+			return nil
+		})
+		slices.Reverse(all)
+		for _, d := range all {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := retry.Do(ctx, retry.NewConstant(50*time.Millisecond), func(context.Context) error {
+				if err := syscall.Rmdir(d); err != nil && !errors.Is(err, syscall.ENOENT) {
+					return retry.RetryableError(err)
+				}
+				return nil
+			})
+			cancel()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("remove cgroup %s: %w", d, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// enter runs as the node's first process: it joins the node's cgroups and
+// becomes unshare, which makes the namespaces and runs tini as their pid 1
+// with this program's "inside" stage under it.
+func enter() error {
+	for _, dir := range strings.Split(os.Getenv(envCgroups), ":") {
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+			return fmt.Errorf("join cgroup %s: %w", dir, err)
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		return err
+	}
+	tini, err := exec.LookPath("tini")
+	if err != nil {
+		return err
+	}
+	// exec does not dedupe: drop the "enter" stage before naming the next.
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, envStage+"=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, envStage+"=inside")
+	// --kill-child: if unshare dies (the test process died, Pdeathsig),
+	// tini and with it the whole pid namespace die too.
+	return syscall.Exec(unshare, []string{"unshare", "--mount", "--net", "--pid", "--uts", "--ipc", "--cgroup",
+		"--fork", "--propagation", "private", "--mount-proc", "--kill-child", "--",
+		tini, "-s", "--", self}, env)
+}
+
+// startNamespace starts the "enter" stage and waits (bounded) for tini to
+// appear, recording the namespaces it lives in.
+func (c *Cluster) startNamespace() error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	logPath := c.path("logs", "node.log")
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
+		return err
+	}
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	pr, pw := io.Pipe()
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), envStage+"=enter", envCgroups+"="+strings.Join(c.cgroups, ":"), envDir+"="+c.dir)
+	cmd.Stdout, cmd.Stderr = pw, pw
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	go func() {
+		// Progress lines go to the log writer and the node's log file.
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64*1024), 1024*1024)
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Fprintln(logFile, line)
+			if strings.HasPrefix(line, "realnode: ") {
+				fmt.Fprintln(c.log, line)
+			}
+		}
+		_ = logFile.Close()
+	}()
+	if err := spawn(cmd); err != nil {
+		_ = pw.Close()
+		return fmt.Errorf("start the node's namespace: %w", err)
+	}
+	c.cmd = cmd
+	go func() {
+		c.waitErr = cmd.Wait()
+		_ = pw.Close()
+		close(c.done)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = retry.Do(ctx, retry.NewConstant(20*time.Millisecond), func(context.Context) error {
+		select {
+		case <-c.done:
+			return fmt.Errorf("the namespace exited at once (%v): %s", c.waitErr, tailFile(logPath, 10))
+		default:
+		}
+		// unshare's child is tini once it has exec'd.
+		pid := firstChild(cmd.Process.Pid)
+		if pid == 0 {
+			return retry.RetryableError(errors.New("no namespace yet"))
+		}
+		pidNS, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
+		ownPidNS, _ := os.Readlink("/proc/self/ns/pid")
+		if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); filepath.Base(exe) != "tini" || pidNS == ownPidNS {
+			return retry.RetryableError(errors.New("tini not started yet"))
+		}
+		c.nsPID = pid
+		c.pidNS = pidNS
+		c.netNS, _ = os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("the node's namespace: %w", err)
+	}
+	return nil
+}
+
+// spawner starts the namespace from one goroutine locked to an OS thread
+// that never exits: Pdeathsig fires when the forking thread dies.
+var spawner struct {
+	reqs chan spawnReq
+}
+
+type spawnReq struct {
+	cmd *exec.Cmd
+	res chan error
+}
+
+func init() {
+	spawner.reqs = make(chan spawnReq)
+	go func() {
+		runtime.LockOSThread()
+		for r := range spawner.reqs {
+			r.res <- r.cmd.Start()
+		}
+	}()
+}
+
+func spawn(cmd *exec.Cmd) error {
+	res := make(chan error, 1)
+	spawner.reqs <- spawnReq{cmd: cmd, res: res}
+	return <-res
+}
+
+func firstChild(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[0])
+	return n
+}
+
+// nsProcesses lists host pids of processes in the given pid or network
+// namespace.
+func nsProcesses(pidNS, netNS string) []int {
+	var out []int
+	dirs, _ := filepath.Glob("/proc/[0-9]*/ns")
+	for _, d := range dirs {
+		p, _ := os.Readlink(filepath.Join(d, "pid"))
+		n, _ := os.Readlink(filepath.Join(d, "net"))
+		if (pidNS != "" && p == pidNS) || (netNS != "" && n == netNS) {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(d)))
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// forward serves l on the host: each connection is relayed to the same
+// port on the node's loopback, dialled inside its network namespace.
+func (c *Cluster) forward(l net.Listener) {
+	port := l.Addr().(*net.TCPAddr).Port
+	c.fwdWG.Add(1)
+	go func() {
+		defer c.fwdWG.Done()
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer func() { _ = conn.Close() }()
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				up, err := c.DialContext(ctx, "tcp", "127.0.0.1:"+strconv.Itoa(port))
+				cancel()
+				if err != nil {
+					return
+				}
+				defer func() { _ = up.Close() }()
+				done := make(chan struct{}, 2)
+				go func() { _, _ = io.Copy(up, conn); closeWrite(up); done <- struct{}{} }()
+				go func() { _, _ = io.Copy(conn, up); closeWrite(conn); done <- struct{}{} }()
+				<-done
+				<-done
+			}()
+		}
+	}()
+}
+
+func closeWrite(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+}
+
+// dialInNetNS dials from a thread switched into the network namespace at
+// nsPath; the socket stays in that namespace. The thread is never switched
+// back: its goroutine ends locked, so the runtime discards it.
+func dialInNetNS(ctx context.Context, nsPath, network, addr string) (net.Conn, error) {
+	type result struct {
+		conn net.Conn
+		err  error
+	}
+	res := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		f, err := os.Open(nsPath)
+		if err != nil {
+			res <- result{err: fmt.Errorf("node network namespace: %w", err)}
+			return
+		}
+		defer func() { _ = f.Close() }()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			res <- result{err: fmt.Errorf("setns %s: %w", nsPath, err)}
+			return
+		}
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, network, addr)
+		res <- result{conn, err}
+	}()
+	r := <-res
+	return r.conn, r.err
+}
+
+// NodeBinaries returns the control plane's programs from the testenv cache
+// (building them if missing) and the node's programs. Until the node's
+// programs are part of package binaries, they are read from the folder
+// named by $KRGEOBUK_REALNODE_BIN (kubelet, kube-proxy, containerd,
+// containerd-shim-runc-v2, coredns, kube-network-policies, pause).
+func NodeBinaries(ctx context.Context, log io.Writer) (binaries.Set, error) {
+	set, err := binaries.Ensure(ctx, binaries.Options{Log: log})
+	if err != nil {
+		return set, err
+	}
+	if set.Kubelet != "" {
+		return set, nil
+	}
+	dir := os.Getenv("KRGEOBUK_REALNODE_BIN")
+	if dir == "" {
+		return set, errors.New("the node's programs are not built: set KRGEOBUK_REALNODE_BIN to a folder holding kubelet, kube-proxy, containerd, containerd-shim-runc-v2, coredns, kube-network-policies and pause")
+	}
+	set.Kubelet = filepath.Join(dir, "kubelet")
+	set.KubeProxy = filepath.Join(dir, "kube-proxy")
+	set.Containerd = filepath.Join(dir, "containerd")
+	set.ContainerdShim = filepath.Join(dir, "containerd-shim-runc-v2")
+	set.CoreDNS = filepath.Join(dir, "coredns")
+	set.NetworkPolicies = filepath.Join(dir, "kube-network-policies")
+	set.Pause = filepath.Join(dir, "pause")
+	return set, nil
+}
+
+func checkBinaries(s binaries.Set) error {
+	var missing []string
+	for name, p := range map[string]string{
+		"etcd": s.Etcd, "kube-apiserver": s.KubeAPIServer, "kube-controller-manager": s.KubeControllerManager,
+		"kube-scheduler": s.KubeScheduler, "kubelet": s.Kubelet, "kube-proxy": s.KubeProxy,
+		"containerd": s.Containerd, "containerd-shim-runc-v2": s.ContainerdShim, "coredns": s.CoreDNS,
+		"kube-network-policies": s.NetworkPolicies, "pause": s.Pause,
+	} {
+		fi, err := os.Stat(p)
+		if p == "" || err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+			missing = append(missing, fmt.Sprintf("%s (%q)", name, p))
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return fmt.Errorf("programs missing or not executable: %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// tools are the Debian programs the node runs, with their packages.
+var tools = map[string]string{
+	"unshare": "util-linux", "nsenter": "util-linux", "setpriv": "util-linux", "tini": "tini",
+	"runc": "runc", "ip": "iproute2", "nft": "nftables", "conntrack": "conntrack",
+	"iptables": "iptables",
+}
+
+func checkTools() error {
+	var missing []string
+	for tool, pkg := range tools {
+		if _, err := lookPath(tool); err != nil {
+			missing = append(missing, tool+" (Debian package "+pkg+")")
+		}
+	}
+	if _, err := os.Stat("/usr/lib/cni/ptp"); err != nil {
+		missing = append(missing, "/usr/lib/cni/ptp (Debian package containernetworking-plugins)")
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return fmt.Errorf("missing: %s; run scripts/install-deps.sh", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// lookPath finds a program on PATH or in the sbin folders, where Debian
+// keeps ip, nft and runc.
+func lookPath(tool string) (string, error) {
+	if p, err := exec.LookPath(tool); err == nil {
+		return p, nil
+	}
+	for _, d := range []string{"/usr/sbin", "/sbin"} {
+		p := filepath.Join(d, tool)
+		if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found", tool)
+}
