@@ -203,6 +203,15 @@ func (w *world) startStores(ctx context.Context, envName string) {
 	require.NoError(t, err)
 	src.Env.Namespace = w.ns
 	ports := map[string]any{}
+	res, err := appenv.Render(ctx, src.Chart, src.Env)
+	require.NoError(t, err)
+	rendered := map[string]bool{}
+	for _, o := range res.Objects {
+		if s, ok := o.Typed.(*corev1.Secret); ok {
+			rendered[s.Name] = true
+		}
+	}
+	secretValues := map[string]any{}
 	for _, svc := range catalog.All() {
 		if !svc.IsAPI() {
 			continue
@@ -241,7 +250,15 @@ func (w *world) startStores(ctx context.Context, envName string) {
 				creds[k] = v
 			}
 		}
-		for name, data := range map[string]map[string]string{se.Secrets[0]: creds, se.Secrets[1]: jwt} {
+		out := map[string]map[string]string{se.Secrets[1]: jwt}
+		if rendered[se.Secrets[0]] {
+			// Development renders the credentials Secret from values, as a
+			// development deploy passes them.
+			secretValues[svc.Name] = map[string]any{"secret": map[string]any{"values": toAny(creds)}}
+		} else {
+			out[se.Secrets[0]] = creds
+		}
+		for name, data := range out {
 			_, err := w.admin.CoreV1().Secrets(w.ns).Create(ctx, &corev1.Secret{
 				ObjectMeta: metav1.ObjectMeta{Name: name}, StringData: data,
 			}, metav1.CreateOptions{})
@@ -251,6 +268,7 @@ func (w *world) startStores(ctx context.Context, envName string) {
 	w.values = map[string]any{
 		"global":     map[string]any{"dataServer": map[string]any{"address": w.c.DataServerIP()}},
 		"dataStores": ports,
+		"services":   secretValues,
 	}
 }
 
@@ -271,6 +289,14 @@ func (w *world) with(more ...map[string]any) map[string]any {
 	out := map[string]any{}
 	for _, m := range append([]map[string]any{w.values}, more...) {
 		deepMerge(out, m)
+	}
+	return out
+}
+
+func toAny(m map[string]string) map[string]any {
+	out := map[string]any{}
+	for k, v := range m {
+		out[k] = v
 	}
 	return out
 }

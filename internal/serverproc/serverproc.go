@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -58,7 +59,7 @@ func Start(cmd *exec.Cmd, logPath string) (*Process, error) {
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := Spawn(cmd); err != nil {
 		_ = logf.Close()
 		return nil, fmt.Errorf("start %s: %w", cmd.Path, err)
 	}
@@ -69,6 +70,35 @@ func Start(cmd *exec.Cmd, logPath string) (*Process, error) {
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// spawner forks every server from one goroutine locked to an OS thread that
+// never exits. Pdeathsig is tied to the forking THREAD, not the process: a
+// server forked from an ordinary thread is killed when the Go runtime later
+// discards that thread, which it does to any thread a goroutine left locked
+// (as code that switches a thread into another network namespace must).
+var spawner = make(chan spawnReq)
+
+type spawnReq struct {
+	cmd *exec.Cmd
+	res chan error
+}
+
+func init() {
+	go func() {
+		runtime.LockOSThread()
+		for r := range spawner {
+			r.res <- r.cmd.Start()
+		}
+	}()
+}
+
+// Spawn starts cmd from the spawner thread: use it for any command whose
+// SysProcAttr sets Pdeathsig.
+func Spawn(cmd *exec.Cmd) error {
+	res := make(chan error, 1)
+	spawner <- spawnReq{cmd: cmd, res: res}
+	return <-res
 }
 
 // Exited reports whether the server has exited.
