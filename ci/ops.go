@@ -48,7 +48,10 @@ func (m *Krgeobuk) Deploy(
 	// Tag to publish under when no --image is given (e.g. the commit id).
 	// +optional
 	tag string,
-	// Services to build and publish when no --image is given. Default: all.
+	// Deploy only these apps services (repeatable): each is built and
+	// published (or given with --image), and every other enabled service
+	// keeps the digest the current verified revision runs. Refused when there
+	// is no verified revision, or another service would change. Default: all.
 	// +optional
 	service []string,
 	// Registry user name (publish, and image lookups at preflight).
@@ -75,10 +78,10 @@ func (m *Krgeobuk) Deploy(
 	format string,
 ) (string, error) {
 	return request.Run(ctx, request.Op{
-		Command: request.Deploy, Env: env, Stack: stack, Format: format, Images: image, Values: fileSource(values), TakeOverLock: takeOverLock,
+		Command: request.Deploy, Env: env, Stack: stack, Format: format, Images: image, Services: service, Values: fileSource(values), TakeOverLock: takeOverLock,
 		Kubeconfig: secretSource(kubeconfig), KubeAPI: tunnel(kubeAPI),
 		Registry: request.Credentials{Username: username, Password: secretSource(password)},
-		Build: &request.Build{Registry: registry, Tag: tag, Services: service, Publish: m.publishing(publishArgs{
+		Build: &request.Build{Registry: registry, Tag: tag, Publish: m.publishing(publishArgs{
 			registry: registry, tag: tag, services: service, username: username, password: password, env: env, sourceURL: defaultSourceURL,
 		})},
 	}).Text()

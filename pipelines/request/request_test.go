@@ -176,7 +176,20 @@ func TestRunRefusesBadInputBeforeReadingAnything(t *testing.T) {
 		{"unknown stack", func(t *testing.T, op *request.Op) { op.Stack = "logging" }, `--stack "logging": want one of apps, monitoring`},
 		{"a build of the monitoring stack", func(t *testing.T, op *request.Op) {
 			op.Stack, op.Images, op.Build = "monitoring", nil, &request.Build{Registry: "ghcr.io/krgeobuk", Tag: "v1"}
-		}, "--registry, --tag and --service build and publish the apps' images; the monitoring stack runs the images its chart names"},
+		}, "--registry, --tag and --service build, publish and deploy the apps' images; the monitoring stack runs the images its chart names"},
+		{"a partial deploy of the monitoring stack", func(t *testing.T, op *request.Op) {
+			op.Stack, op.Images, op.Services = "monitoring", nil, []string{"auth-server"}
+		}, "--registry, --tag and --service build, publish and deploy the apps' images"},
+		{"a partial deploy of an unknown service", func(t *testing.T, op *request.Op) { op.Services = []string{"billing"} }, `--service billing: unknown service "billing"`},
+		{"a service named twice", func(t *testing.T, op *request.Op) { op.Services = []string{"auth-server", "auth-server"} }, "--service: auth-server given twice"},
+		{"a partial deploy without the named service's image", func(t *testing.T, op *request.Op) { op.Services = []string{"auth-server", "authz-server"} },
+			"--service authz-server: no --image given for it"},
+		{"an image for a service not named", func(t *testing.T, op *request.Op) { op.Services = []string{"authz-server"} },
+			"--service authz-server: no --image given for it"},
+		{"an image beside the services named", func(t *testing.T, op *request.Op) {
+			op.Services = []string{"authz-server"}
+			op.Images = append(op.Images, "authz-server=ghcr.io/krgeobuk/authz-server@sha256:"+strings.Repeat("b", 64))
+		}, "--image auth-server: not among the --service deployed (authz-server)"},
 		{"a monitoring stack the environment does not place", func(t *testing.T, op *request.Op) {
 			op.Stack, op.Images, op.Environments = "monitoring", nil, environmentWithoutMonitoring(t)
 		}, "--stack monitoring: environment staging does not deploy the monitoring stack: its environment.yaml has no monitoring: block"},

@@ -137,6 +137,8 @@ func define(fl *flag.FlagSet, o *options) {
 	if cmd == request.Deploy {
 		fl.Var((*list)(&o.op.Images), "image", "service=image reference, by digest or tag; repeat for every enabled service "+
 			"(monitoring: component=reference for the components to run other images than the chart names)")
+		fl.Var((*list)(&o.op.Services), "service", "deploy only this service (repeatable), with its --image; the others keep the digests "+
+			"of the current verified revision (refused when there is none)")
 		fl.StringVar(&o.values, "values", "", "YAML file of values laid over the environment's")
 		fl.StringVar(&o.op.Registry.Username, "username", "", "registry user name for image lookups at preflight (default: docker's credentials)")
 		fl.Var(&o.password, "password", "registry password or token, as env:NAME or file:PATH")
