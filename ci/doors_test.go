@@ -51,39 +51,39 @@ func TestBothDoorsRefuseBadInputAlike(t *testing.T) {
 			func() (string, error) { return m.Status(ctx, "qa", kc, "apps", nil, "table") }, `environment "qa": unknown`},
 		{"bad image pair", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", "auth-server"},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, "apps", []string{"auth-server"}, "", "", nil, "", nil, nil, nil, false, "table")
+				return m.Deploy(ctx, "staging", kc, "apps", []string{"auth-server"}, "", "", nil, "", nil, nil, nil, false, nil, "table")
 			}, `--image "auth-server": want service=repository@sha256:...`},
 		{"duplicate service", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", digest, "--image", digest},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, "apps", []string{digest, digest}, "", "", nil, "", nil, nil, nil, false, "table")
+				return m.Deploy(ctx, "staging", kc, "apps", []string{digest, digest}, "", "", nil, "", nil, nil, nil, false, nil, "table")
 			}, "--image: service auth-server given twice"},
 		{"bad format", []string{"history", "--env", "staging", "--kubeconfig", kcFile, "--format", "yaml"},
 			func() (string, error) { return m.History(ctx, "staging", kc, "apps", nil, "yaml") }, `--format "yaml": want one of table, markdown, json`},
 		{"values not a mapping", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", digest, "--values", valuesFile},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", nil, "", nil, nil, values, false, "table")
+				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", nil, "", nil, nil, values, false, nil, "table")
 			}, "--values: not a YAML mapping of chart values"},
 		{"user without password", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", digest, "--username", "ci-bot"},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", nil, "ci-bot", nil, nil, nil, false, "table")
+				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", nil, "ci-bot", nil, nil, nil, false, nil, "table")
 			}, "give both --username and --password, or neither"},
 		{"negative revision", []string{"rollback", "--env", "production", "--kubeconfig", kcFile, "--revision", "-1"},
 			func() (string, error) {
-				return m.Rollback(ctx, "production", kc, "apps", -1, false, nil, false, "table")
+				return m.Rollback(ctx, "production", kc, "apps", -1, false, nil, false, nil, "table")
 			}, "--revision -1: revisions start at 1"},
 		{"missing kubeconfig", []string{"status", "--env", "staging", "--format", "markdown"},
 			func() (string, error) { return m.Status(ctx, "staging", nil, "apps", nil, "markdown") }, "no kubeconfig: --kubeconfig is required"},
 		{"unknown stack", []string{"deploy", "--env", "staging", "--stack", "logging", "--kubeconfig", kcFile},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, "logging", nil, "", "", nil, "", nil, nil, nil, false, "table")
+				return m.Deploy(ctx, "staging", kc, "logging", nil, "", "", nil, "", nil, nil, nil, false, nil, "table")
 			}, `--stack "logging": want one of apps, monitoring`},
 		{"monitoring image pair without a component", []string{"deploy", "--env", "production", "--stack", "monitoring", "--kubeconfig", kcFile, "--image", "quay.io/prometheus/prometheus:v3.15.1"},
 			func() (string, error) {
-				return m.Deploy(ctx, "production", kc, "monitoring", []string{"quay.io/prometheus/prometheus:v3.15.1"}, "", "", nil, "", nil, nil, nil, false, "table")
+				return m.Deploy(ctx, "production", kc, "monitoring", []string{"quay.io/prometheus/prometheus:v3.15.1"}, "", "", nil, "", nil, nil, nil, false, nil, "table")
 			}, `--image "quay.io/prometheus/prometheus:v3.15.1": want service=repository@sha256:...`},
 		{"monitoring rollback to a negative revision", []string{"rollback", "--env", "staging", "--stack", "monitoring", "--kubeconfig", kcFile, "--revision", "-2"},
 			func() (string, error) {
-				return m.Rollback(ctx, "staging", kc, "monitoring", -2, false, nil, false, "table")
+				return m.Rollback(ctx, "staging", kc, "monitoring", -2, false, nil, false, nil, "table")
 			},
 			"--revision -2: revisions start at 1"},
 		{"monitoring status in an environment that does not place it", []string{"status", "--env", "qa", "--stack", "monitoring", "--kubeconfig", kcFile},

@@ -219,7 +219,7 @@ func (op Op) check() (images, readiness map[string]string, err error) {
 			return nil, nil, err
 		}
 	}
-	if readiness, err = Pairs("--readiness-url", "URL", op.ReadinessURLs); err != nil {
+	if readiness, err = Pairs("--"+FlagReadinessURL, "URL", op.ReadinessURLs); err != nil {
 		return nil, nil, err
 	}
 	if op.Command == Rollback && op.Revision < 0 {
