@@ -128,6 +128,9 @@ func (d *Deployer) preflight(ctx context.Context, r *run, req Request) (plan, er
 func (d *Deployer) images(requested map[string]any, enabled []string, given map[string]string) (map[string]string, int, error) {
 	layout := d.stack.Layout
 	if err := layout.CheckImages(enabled, given, !d.stack.ChartImages); err != nil {
+		if !d.stack.ChartImages && len(given) > 0 && len(given) < len(enabled) {
+			return nil, 0, fmt.Errorf("%w; to deploy some services only and keep the others as verified, name them with --service", err)
+		}
 		return nil, 0, err
 	}
 	if !d.stack.ChartImages {

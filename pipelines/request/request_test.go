@@ -284,7 +284,15 @@ func TestPromoteRefusesBadInput(t *testing.T) {
 		{"same environment", request.Promotion{From: "staging", To: "staging"}, `promote: --from and --to are both "staging"`},
 		{"unknown environment", request.Promotion{From: "qa", To: "production"}, `promote: environment "qa": unknown`},
 		{"bad image pair", request.Promotion{From: "staging", To: "production", Images: []string{"x"}}, `promote: --image "x": want service=`},
-		{"nothing to read", request.Promotion{From: "staging", To: "production"}, "or --kubeconfig to read staging's verified revision"},
+		{"nothing to read", request.Promotion{From: "staging", To: "production"},
+			"promote: --kubeconfig is required: what is promoted must be what staging's current verified revision runs"},
+		{"named images are checked too", request.Promotion{From: "staging", To: "production", Images: []string{digest}},
+			"promote: --kubeconfig is required"},
+		{"nowhere to deploy", request.Promotion{From: "staging", To: "production", Kubeconfig: request.Bytes(nil)},
+			"promote: --to-kubeconfig is required to deploy the promoted images to production (or --copy-only to copy them without deploying)"},
+		{"bad readiness URL", request.Promotion{From: "staging", To: "production", ReadinessURLs: []string{"auth-server"}},
+			`promote: --readiness-url "auth-server": want service=URL`},
+		{"bad format", request.Promotion{From: "staging", To: "production", Format: "yaml"}, `promote: --format "yaml"`},
 		{"tag instead of digest", request.Promotion{From: "staging", To: "production", Images: []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}},
 			"is not pinned by digest"},
 		{"source user without password", request.Promotion{From: "staging", To: "production", Images: []string{digest},
@@ -294,7 +302,6 @@ func TestPromoteRefusesBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tt.p.Kubeconfig = nil
 			_, err := request.Promote(context.Background(), tt.p)
 			require.ErrorContains(t, err, tt.want)
 		})

@@ -23,6 +23,7 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/kube"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
 )
 
 // promotionEnvironments writes two environments like development, each in
@@ -94,6 +95,11 @@ func TestPromoteChecksCopiesAndDeploysThePromotedImages(t *testing.T) {
 		var out, errb bytes.Buffer
 		code := run(ctx, args, &out, &errb)
 		require.Equal(t, want, code, "stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
+		for _, secret := range report.SecretsFromKubeconfig(c.Kubeconfig()) {
+			if len(secret) >= 4 {
+				require.NotContains(t, out.String()+errb.String(), secret, "no kubeconfig secret in the output")
+			}
+		}
 		return out.String(), errb.String()
 	}
 	stage := append([]string{"--env", "stage", "--environments", dir, "--kubeconfig", c.KubeconfigPath()}, readiness("clipromote-stage")...)
@@ -167,6 +173,21 @@ func TestPromoteChecksCopiesAndDeploysThePromotedImages(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, to.Name(), dep.Spec.Template.Spec.Containers[0].Image, "%s runs the promoted reference, not the source one", svc)
 		require.False(t, strings.HasPrefix(dep.Spec.Template.Spec.Containers[0].Image, reg.Host+"/krgeobuk/"))
+	}
+
+	// One service moves on in stage (a partial deploy through the CLI), then
+	// only it is promoted: a partial deploy in prod, the others kept.
+	v3, err := reg.Publish("3.0.0", "authz-server")
+	require.NoError(t, err)
+	out, _ = cli(exitOK, append([]string{"deploy", "--service", "authz-server", "--image", "authz-server=" + v3["authz-server"]}, stage...)...)
+	require.Contains(t, out, "auth-server kept at "+v1["auth-server"]+", as verified revision 5 runs it")
+	out, _ = cli(exitOK, append(promote, "--image", "authz-server="+v3["authz-server"])...)
+	require.Contains(t, out, "the images of stage's verified revision 6")
+	require.Contains(t, out, "auth-server kept at "+promoted(v1["auth-server"]).Name()+", as verified revision 1 runs it")
+	for svc, want := range map[string]string{"authz-server": promoted(v3["authz-server"]).Name(), "auth-server": promoted(v1["auth-server"]).Name()} {
+		dep, err := cs.AppsV1().Deployments("clipromote-prod").Get(ctx, svc, metav1.GetOptions{})
+		require.NoError(t, err)
+		require.Equal(t, want, dep.Spec.Template.Spec.Containers[0].Image, svc)
 	}
 }
 
