@@ -85,9 +85,8 @@ func (m *Krgeobuk) Deploy(
 	format string,
 ) (string, error) {
 	return request.Run(ctx, request.Op{
-		ReadinessURLs: readinessUrl,
-		Command:       request.Deploy, Env: env, Stack: stack, Format: format, Images: image, Services: service, Values: fileSource(values), TakeOverLock: takeOverLock,
-		Kubeconfig: secretSource(kubeconfig), KubeAPI: tunnel(kubeAPI),
+		Command: request.Deploy, Env: env, Stack: stack, Format: format, Images: image, Services: service, Values: fileSource(values), TakeOverLock: takeOverLock,
+		Kubeconfig: secretSource(kubeconfig), KubeAPI: tunnel(kubeAPI), ReadinessURLs: readinessUrl,
 		Registry: request.Credentials{Username: username, Password: secretSource(password)},
 		Build: &request.Build{Registry: registry, Tag: tag, Publish: m.publishing(publishArgs{
 			registry: registry, tag: tag, services: service, username: username, password: password, env: env, sourceURL: defaultSourceURL,
