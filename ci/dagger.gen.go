@@ -442,6 +442,13 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg takeOverLock", err))
 				}
 			}
+			var readinessUrl []string
+			if inputArgs["readinessUrl"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["readinessUrl"]), &readinessUrl)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg readinessUrl", err))
+				}
+			}
 			var format string
 			if inputArgs["format"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["format"]), &format)
@@ -449,7 +456,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
 				}
 			}
-			return (*Krgeobuk).Deploy(&parent, ctx, env, kubeconfig, stack, image, registry, tag, service, authServerSource, authzServerSource, authClientSource, portalClientSource, git, gitToken, example, username, password, kubeApi, values, takeOverLock, format)
+			return (*Krgeobuk).Deploy(&parent, ctx, env, kubeconfig, stack, image, registry, tag, service, authServerSource, authzServerSource, authClientSource, portalClientSource, git, gitToken, example, username, password, kubeApi, values, takeOverLock, readinessUrl, format)
 		case "History":
 			var parent Krgeobuk
 			err = json.Unmarshal(parentJSON, &parent)
@@ -610,6 +617,27 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg kubeAPI", err))
 				}
 			}
+			var toKubeconfig *dagger.Secret
+			if inputArgs["toKubeconfig"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["toKubeconfig"]), &toKubeconfig)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg toKubeconfig", err))
+				}
+			}
+			var toKubeApi *dagger.Service
+			if inputArgs["toKubeAPI"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["toKubeAPI"]), &toKubeApi)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg toKubeAPI", err))
+				}
+			}
+			var copyOnly bool
+			if inputArgs["copyOnly"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["copyOnly"]), &copyOnly)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg copyOnly", err))
+				}
+			}
 			var toRegistry string
 			if inputArgs["toRegistry"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["toRegistry"]), &toRegistry)
@@ -645,7 +673,21 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg sourcePassword", err))
 				}
 			}
-			return (*Krgeobuk).Promote(&parent, ctx, from, to, image, kubeconfig, kubeApi, toRegistry, username, password, sourceUsername, sourcePassword)
+			var readinessUrl []string
+			if inputArgs["readinessUrl"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["readinessUrl"]), &readinessUrl)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg readinessUrl", err))
+				}
+			}
+			var format string
+			if inputArgs["format"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["format"]), &format)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
+				}
+			}
+			return (*Krgeobuk).Promote(&parent, ctx, from, to, image, kubeconfig, kubeApi, toKubeconfig, toKubeApi, copyOnly, toRegistry, username, password, sourceUsername, sourcePassword, readinessUrl, format)
 		case "Publish":
 			var parent Krgeobuk
 			err = json.Unmarshal(parentJSON, &parent)
@@ -834,6 +876,13 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg takeOverLock", err))
 				}
 			}
+			var readinessUrl []string
+			if inputArgs["readinessUrl"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["readinessUrl"]), &readinessUrl)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg readinessUrl", err))
+				}
+			}
 			var format string
 			if inputArgs["format"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["format"]), &format)
@@ -841,7 +890,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
 				}
 			}
-			return (*Krgeobuk).Rollback(&parent, ctx, env, kubeconfig, stack, revision, force, kubeApi, takeOverLock, format)
+			return (*Krgeobuk).Rollback(&parent, ctx, env, kubeconfig, stack, revision, force, kubeApi, takeOverLock, readinessUrl, format)
 		case "Status":
 			var parent Krgeobuk
 			err = json.Unmarshal(parentJSON, &parent)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"strings"
 
 	"dagger/krgeobuk/internal/dagger"
 
@@ -52,7 +54,10 @@ func (m *Krgeobuk) Deploy(
 	// Tag to publish under when no --image is given (e.g. the commit id).
 	// +optional
 	tag string,
-	// Services to build and publish when no --image is given. Default: all.
+	// Deploy only these apps services (repeatable): each is built and
+	// published (or given with --image), and every other enabled service
+	// keeps the digest the current verified revision runs. Refused when there
+	// is no verified revision, or another service would change. Default: all.
 	// +optional
 	service []string,
 	// auth-server's checkout to build when no --image is given.
@@ -102,6 +107,11 @@ func (m *Krgeobuk) Deploy(
 	// its deploy is known to be gone (a refusal names the holder).
 	// +optional
 	takeOverLock bool,
+	// Ask a service's readiness at this URL instead of through a
+	// port-forward to its ready pods, as service=URL (repeatable), e.g.
+	// auth-server=https://auth.krgeobuk.com/api/health/ready.
+	// +optional
+	readinessUrl []string,
 	// Report format: table, markdown or json.
 	// +default="table"
 	format string,
@@ -111,10 +121,10 @@ func (m *Krgeobuk) Deploy(
 		git:  git, gitToken: gitToken, examples: example,
 	}
 	return request.Run(ctx, request.Op{
-		Command: request.Deploy, Env: env, Stack: stack, Format: format, Images: image, Values: fileSource(values), TakeOverLock: takeOverLock,
-		Kubeconfig: secretSource(kubeconfig), KubeAPI: tunnel(kubeAPI),
+		Command: request.Deploy, Env: env, Stack: stack, Format: format, Images: image, Services: service, Values: fileSource(values), TakeOverLock: takeOverLock,
+		Kubeconfig: secretSource(kubeconfig), KubeAPI: tunnel(kubeAPI), ReadinessURLs: readinessUrl,
 		Registry: request.Credentials{Username: username, Password: secretSource(password)},
-		Build: &request.Build{Registry: registry, Tag: tag, Services: service, Sources: sources.decide(), Publish: m.publishing(publishArgs{
+		Build: &request.Build{Registry: registry, Tag: tag, Sources: sources.decide(), Publish: m.publishing(publishArgs{
 			registry: registry, tag: tag, services: service, sources: sources, username: username, password: password, env: env,
 		})},
 	}).Text()
@@ -147,11 +157,15 @@ func (m *Krgeobuk) Rollback(
 	// its deploy is known to be gone (a refusal names the holder).
 	// +optional
 	takeOverLock bool,
+	// Ask a service's readiness at this URL instead of through the API
+	// server's service proxy, as service=URL (repeatable).
+	// +optional
+	readinessUrl []string,
 	// Report format: table, markdown or json.
 	// +default="table"
 	format string,
 ) (string, error) {
-	return request.Run(ctx, request.Op{Command: request.Rollback, Env: env, Stack: stack, Format: format, Revision: revision, Force: force, TakeOverLock: takeOverLock,
+	return request.Run(ctx, request.Op{Command: request.Rollback, ReadinessURLs: readinessUrl, Env: env, Stack: stack, Format: format, Revision: revision, Force: force, TakeOverLock: takeOverLock,
 		Kubeconfig: secretSource(kubeconfig), KubeAPI: tunnel(kubeAPI)}).Text()
 }
 
@@ -202,27 +216,43 @@ func (m *Krgeobuk) History(
 		Kubeconfig: secretSource(kubeconfig), KubeAPI: tunnel(kubeAPI)}).Text()
 }
 
-// Promote the images verified in one environment to the repositories another
-// deploys from, copying by digest (no rebuild) and reading each digest back.
-// Returns one line per service: service, source, destination and whether it
-// was copied. Deploy the result with `deploy --image`.
+// Promote the images of one environment's current verified revision (the
+// newest verified revision, which must be the one running there: a failed
+// deploy that was rolled back promotes the rollback; a current revision that
+// never passed its gates is refused before anything is copied) to the
+// repositories another deploys from, copying by digest (no rebuild) and
+// reading each digest back, then deploy the promoted references (never the
+// source ones) there through the gated flow. Returns one line per copy, then
+// the deploy's report; fails (non-zero exit) unless the deploy is verified.
 func (m *Krgeobuk) Promote(
 	ctx context.Context,
 	// Environment the images were verified in, e.g. staging.
 	from string,
-	// Environment to promote to, e.g. production.
+	// Environment to promote to and deploy in, e.g. production.
 	to string,
-	// Verified images as service=repository@sha256:... Default: the images of
-	// the newest verified revision of --from's release (needs --kubeconfig).
+	// Promote only these services, as service=repository@sha256:...: each
+	// must be the digest --from's current verified revision runs (a partial
+	// deploy in --to). Default: every service that revision runs.
 	// +optional
 	image []string,
-	// kubeconfig to read --from's release history.
+	// kubeconfig to read --from's release history (required: what is
+	// promoted must be what that revision runs).
 	// +optional
 	kubeconfig *dagger.Secret,
-	// Reach the Kubernetes API server through this service, e.g.
+	// Reach --from's Kubernetes API server through this service, e.g.
 	// tcp://localhost:6443.
 	// +optional
 	kubeAPI *dagger.Service,
+	// kubeconfig of --to's deployer account, to deploy the promoted images
+	// (required unless --copy-only).
+	// +optional
+	toKubeconfig *dagger.Secret,
+	// Reach --to's Kubernetes API server through this service.
+	// +optional
+	toKubeAPI *dagger.Service,
+	// Copy the images to --to's repositories without deploying them.
+	// +optional
+	copyOnly bool,
 	// Registry to copy to, as <registry>/<service>. Default: the repositories
 	// --to's chart values deploy from.
 	// +optional
@@ -239,13 +269,29 @@ func (m *Krgeobuk) Promote(
 	// Source registry password or token.
 	// +optional
 	sourcePassword *dagger.Secret,
-) ([]string, error) {
+	// The deploy's readiness checks: service=URL to ask instead of the API
+	// server's service proxy (repeatable).
+	// +optional
+	readinessUrl []string,
+	// The deploy's report format: table, markdown or json.
+	// +default="table"
+	format string,
+) (string, error) {
 	res, err := request.Promote(ctx, request.Promotion{
 		From: from, To: to, Images: image, Kubeconfig: secretSource(kubeconfig), KubeAPI: tunnel(kubeAPI), ToRegistry: toRegistry,
-		Dest:   request.Credentials{Username: username, Password: secretSource(password)},
-		Source: request.Credentials{Username: sourceUsername, Password: secretSource(sourcePassword)},
+		ToKubeconfig: secretSource(toKubeconfig), ToKubeAPI: tunnel(toKubeAPI), CopyOnly: copyOnly,
+		Dest:          request.Credentials{Username: username, Password: secretSource(password)},
+		Source:        request.Credentials{Username: sourceUsername, Password: secretSource(sourcePassword)},
+		ReadinessURLs: readinessUrl, Format: format,
 	})
-	return request.Lines(res), err
+	if err != nil {
+		head := strings.Join(res.Head(), "\n")
+		if head != "" {
+			return "", fmt.Errorf("%w\n%s", err, head)
+		}
+		return "", err
+	}
+	return res.Text()
 }
 
 // secretSource reads a secret's plaintext only when the request needs it,

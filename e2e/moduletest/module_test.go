@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -439,19 +440,16 @@ func testDeploy(ctx context.Context, t *testing.T, m *daggercall.Module, v1, v2 
 	require.Equal(t, v1, history.History[0].Images)
 	require.Equal(t, v1, history.History[4].Images)
 
-	// promote copies what development verified last (revision 5: the first release's images)
-	// to another environment's repositories, by digest, without a rebuild.
+	// promote copies what development runs verified (revision 5: the first release's images)
+	// to another environment's repositories, by digest, without a rebuild. --copy-only: staging
+	// would share development's namespace on this one cluster, so nothing is deployed there.
 	start := time.Now()
 	out, err := m.Call(ctx, "promote", []string{"--from", "development", "--to", "staging", "--kubeconfig", "file:" + kubeconfig,
-		"--kube-api", "tcp://127.0.0.1:" + apiPort, "--to-registry", gatewayRegistry + "/promoted"})
+		"--kube-api", "tcp://127.0.0.1:" + apiPort, "--to-registry", gatewayRegistry + "/promoted", "--copy-only"})
 	timed("promote", start)
 	require.NoError(t, err)
-	var lines []string
-	require.NoError(t, json.Unmarshal([]byte(out), &lines), out)
-	require.Len(t, lines, len(catalog.Names()))
-	for _, line := range lines {
-		require.Contains(t, line, "(copied)", line)
-	}
+	require.Contains(t, out, "promote development -> staging: the images of development's verified revision 5")
+	require.Equal(t, len(catalog.Names()), strings.Count(out, "(copied)"), out)
 	for svc, ref := range v1 {
 		from, err := name.NewDigest(ref)
 		require.NoError(t, err)
@@ -460,6 +458,33 @@ func testDeploy(ctx context.Context, t *testing.T, m *daggercall.Module, v1, v2 
 		_, err = remote.Head(to)
 		require.NoError(t, err, "%s was promoted by digest", svc)
 	}
+
+	// promote refuses an image development does not run verified (v2 was rolled back from and
+	// revision 5 runs v1), naming both digests, and copies nothing.
+	_, err = m.Call(ctx, "promote", []string{"--from", "development", "--to", "staging", "--kubeconfig", "file:" + kubeconfig,
+		"--kube-api", "tcp://127.0.0.1:" + apiPort, "--to-registry", gatewayRegistry + "/refused", "--copy-only", "--image", "auth-server=" + v2["auth-server"]})
+	require.ErrorContains(t, err, "is not verified in development: its verified revision 5 runs")
+	v2auth, err := name.NewDigest(v2["auth-server"])
+	require.NoError(t, err)
+	refused, err := name.NewDigest(gatewayRegistry + "/refused/auth-server@" + v2auth.DigestStr())
+	require.NoError(t, err)
+	_, err = remote.Head(refused)
+	require.Error(t, err, "nothing copied")
+
+	// a partial deploy through the module: authz-server alone moves to v2, the other three keep
+	// revision 5's digests and their ReplicaSets.
+	before := replicaSets(ctx, t, cs, env.Namespace)
+	partial := call(ctx, t, m, "deploy", append(append([]string{}, common...), "--service", "authz-server", "--image", "authz-server="+v2["authz-server"]), true)
+	require.Len(t, partial.Kept, len(catalog.Names())-1)
+	after := replicaSets(ctx, t, cs, env.Namespace)
+	for _, svc := range catalog.Names() {
+		if svc == "authz-server" {
+			require.Len(t, after[svc], len(before[svc])+1, "authz-server rolled")
+			continue
+		}
+		require.Equal(t, before[svc], after[svc], "%s kept its ReplicaSets", svc)
+	}
+	requireImages(ctx, t, cs, env.Namespace, map[string]string{"authz-server": v2["authz-server"], "auth-server": v1["auth-server"]})
 
 	testMonitoring(ctx, t, m, cs, pods, common)
 }
@@ -558,6 +583,25 @@ func call(ctx context.Context, t *testing.T, m *daggercall.Module, function stri
 	require.NoError(t, json.NewDecoder(strings.NewReader(out[i:])).Decode(&res), out)
 	require.Equal(t, wantOK, res.OK, out)
 	return res
+}
+
+// replicaSets lists each Deployment's ReplicaSets by name (the name carries the pod-template hash).
+func replicaSets(ctx context.Context, t *testing.T, cs kubernetes.Interface, namespace string) map[string][]string {
+	t.Helper()
+	list, err := cs.AppsV1().ReplicaSets(namespace).List(ctx, metav1.ListOptions{})
+	require.NoError(t, err)
+	out := map[string][]string{}
+	for _, rs := range list.Items {
+		for _, o := range rs.OwnerReferences {
+			if o.Kind == "Deployment" {
+				out[o.Name] = append(out[o.Name], rs.Name)
+			}
+		}
+	}
+	for _, v := range out {
+		sort.Strings(v)
+	}
+	return out
 }
 
 func requireImages(ctx context.Context, t *testing.T, cs kubernetes.Interface, namespace string, want map[string]string) {

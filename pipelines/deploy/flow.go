@@ -21,6 +21,11 @@ type Request struct {
 	// TakeOverLock takes the deploy lock even from a holder that looks
 	// alive (--take-over-lock): for when its deploy is known to be gone.
 	TakeOverLock bool
+	// Services, when set, deploys these services only (--service): Images
+	// names exactly them, every other enabled service keeps the image the
+	// current verified revision runs (release.CurrentVerified), and the
+	// deploy is refused if any other workload would change.
+	Services []string
 }
 
 // Deploy runs the whole flow and returns its result; it never panics on a
@@ -37,11 +42,24 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) *report.Result {
 		return r.refused(ctx, err)
 	}
 	r.res.Services = pendingServices(p.enabled, p.images)
+	if p.partial != nil {
+		r.res.Kept = p.partial.kept
+		for _, k := range p.partial.kept {
+			r.note("%s kept at %s, as verified revision %d runs it", k.Service, k.Image, k.Revision)
+		}
+	}
 	r.takeOver = req.TakeOverLock
 	return d.locked(ctx, r, func(ctx context.Context) outcome {
 		history, err := d.rel.History(ctx)
 		if err != nil {
 			return outcome{report.Failed, "Could not read the release history; nothing was changed.", err}
+		}
+		if p.partial != nil {
+			// The release may have moved while we waited for the lock.
+			if cur, err := release.CurrentVerified(history); err != nil || cur.Number != p.partial.base.Number {
+				err = fmt.Errorf("the release moved since preflight (the other services were taken from verified revision %d); run the deploy again", p.partial.base.Number)
+				return outcome{report.Refused, "Refused before anything changed: " + err.Error(), err}
+			}
 		}
 		if out, done := d.unchanged(ctx, r, history, p); done {
 			return out

@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	retry "github.com/sethvargo/go-retry"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -25,6 +26,8 @@ type plan struct {
 	enabled []string
 	images  []registry.Image
 	objects []*unstructured.Unstructured
+	// partial is set for a deploy of some services only.
+	partial *partial
 }
 
 // preflight checks everything that can be checked before the cluster
@@ -44,7 +47,13 @@ func (d *Deployer) preflight(ctx context.Context, r *run, req Request) (plan, er
 		if p.enabled, err = layout.Enabled(d.chart, requested); err != nil {
 			return "", err
 		}
-		images, fromChart, err := d.images(requested, p.enabled, req.Images)
+		given := req.Images
+		if len(req.Services) > 0 {
+			if given, p.partial, err = d.keep(ctx, p.enabled, req); err != nil {
+				return "", err
+			}
+		}
+		images, fromChart, err := d.images(requested, p.enabled, given)
 		if err != nil {
 			return "", err
 		}
@@ -54,6 +63,9 @@ func (d *Deployer) preflight(ctx context.Context, r *run, req Request) (plan, er
 		detail := fmt.Sprintf("%d images found in their registries and pinned by digest", len(p.images))
 		if fromChart > 0 {
 			detail += fmt.Sprintf(" (%d as the chart's values name them)", fromChart)
+		}
+		if p.partial != nil {
+			detail += fmt.Sprintf(" (%d kept as verified revision %d runs them)", len(p.partial.kept), p.partial.base.Number)
 		}
 		return detail, nil
 	})
@@ -75,6 +87,17 @@ func (d *Deployer) preflight(ctx context.Context, r *run, req Request) (plan, er
 	})
 	if err != nil {
 		return p, err
+	}
+	if p.partial != nil {
+		err = r.step("preflight/partial", func() (string, error) {
+			if err := p.partial.unchangedOthers(p.objects); err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("only %s change; the other workloads render as verified revision %d runs them", strings.Join(req.Services, ", "), p.partial.base.Number), nil
+		})
+		if err != nil {
+			return p, err
+		}
 	}
 	err = r.step("preflight/policy", func() (string, error) {
 		imagePolicy, err := layout.ImagePolicy(d.chart, p.values)
@@ -105,6 +128,9 @@ func (d *Deployer) preflight(ctx context.Context, r *run, req Request) (plan, er
 func (d *Deployer) images(requested map[string]any, enabled []string, given map[string]string) (map[string]string, int, error) {
 	layout := d.stack.Layout
 	if err := layout.CheckImages(enabled, given, !d.stack.ChartImages); err != nil {
+		if !d.stack.ChartImages && len(given) > 0 && len(given) < len(enabled) {
+			return nil, 0, fmt.Errorf("%w; to deploy some services only and keep the others as verified, name them with --service", err)
+		}
 		return nil, 0, err
 	}
 	if !d.stack.ChartImages {

@@ -225,20 +225,41 @@ func mustDigest(t *testing.T, ref string) name.Digest {
 	return d
 }
 
-func TestVerifiedPicksTheNewestVerifiedRevision(t *testing.T) {
+func TestVerifiedIsTheCurrentVerifiedRevision(t *testing.T) {
 	d := "sha256:" + strings.Repeat("cd", 32)
+	e := "sha256:" + strings.Repeat("ef", 32)
+	// 4 failed its gates and was rolled back: 5 runs 3's images, verified.
 	history := []release.Revision{
-		{Number: 3, Verified: true, Images: map[string]string{"auth-server": "ghcr.io/krgeobuk/auth-server@" + d}},
-		{Number: 5, Verified: false, Images: map[string]string{"auth-server": "ghcr.io/krgeobuk/auth-server@sha256:" + strings.Repeat("ef", 32)}},
-		{Number: 4, Verified: true, Images: map[string]string{"auth-server": "ghcr.io/krgeobuk/auth-server@" + d, "auth-client": "ghcr.io/krgeobuk/auth-client@" + d}},
+		{Number: 3, Verified: true, Status: "superseded", Images: map[string]string{"auth-server": "ghcr.io/krgeobuk/auth-server@" + d}},
+		{Number: 4, Verified: false, Status: "failed", Images: map[string]string{"auth-server": "ghcr.io/krgeobuk/auth-server@" + e}},
+		{Number: 5, Verified: true, Status: "deployed", Images: map[string]string{"auth-server": "ghcr.io/krgeobuk/auth-server@" + d, "auth-client": "ghcr.io/krgeobuk/auth-client@" + d}},
 	}
 	got, rev, err := Verified(history)
 	require.NoError(t, err)
-	require.Equal(t, 4, rev, "the newest verified, never the newest")
+	require.Equal(t, 5, rev, "the rollback, which runs the earlier verified images")
 	require.Len(t, got, 2)
 
+	_, _, err = Verified(history[:2])
+	require.ErrorContains(t, err, "the current revision is not verified: revision 4 (failed) runs now, the newest verified is revision 3")
 	_, _, err = Verified(history[1:2])
 	require.ErrorContains(t, err, "no verified revision")
 	_, _, err = Verified([]release.Revision{{Number: 2, Verified: true, Images: map[string]string{"auth-server": "ghcr.io/krgeobuk/auth-server:1.0"}}})
 	require.ErrorContains(t, err, `revision 2 runs auth-server as "ghcr.io/krgeobuk/auth-server:1.0", not pinned by digest`)
+}
+
+// Named images must each be the digest the verified revision runs; the
+// repository that spells it does not matter, the digest does.
+func TestNamedMustBeTheVerifiedDigests(t *testing.T) {
+	d := "sha256:" + strings.Repeat("cd", 32)
+	e := "sha256:" + strings.Repeat("ef", 32)
+	verified := map[string]string{"auth-server": "ghcr.io/krgeobuk/auth-server@" + d, "auth-client": "ghcr.io/krgeobuk/auth-client@" + d}
+	got, err := Named(map[string]string{"auth-server": "mirror.example/auth-server@" + d}, verified, "staging", 5)
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"auth-server": "ghcr.io/krgeobuk/auth-server@" + d}, got, "what staging runs is copied")
+
+	_, err = Named(map[string]string{"auth-server": "ghcr.io/krgeobuk/auth-server@" + e, "portal-client": "ghcr.io/krgeobuk/portal-client@" + d,
+		"auth-client": "ghcr.io/krgeobuk/auth-client:1.0"}, verified, "staging", 5)
+	require.ErrorContains(t, err, "service auth-server: ghcr.io/krgeobuk/auth-server@"+e+" is not verified in staging: its verified revision 5 runs "+d+", not "+e)
+	require.ErrorContains(t, err, "service portal-client: staging's verified revision 5 does not run it")
+	require.ErrorContains(t, err, `service auth-client: "ghcr.io/krgeobuk/auth-client:1.0" is not pinned by digest`)
 }

@@ -209,3 +209,16 @@ func (c *Client) Last(ctx context.Context) (Revision, error) {
 	}
 	return h[len(h)-1], nil
 }
+
+// Objects decodes the revision's manifest (hooks excluded): what Helm
+// applied for it.
+func (r Revision) Objects() ([]render.Object, error) {
+	if r.rel == nil {
+		return nil, nil
+	}
+	objs, err := render.Decode(r.rel.Manifest)
+	if err != nil {
+		return nil, fmt.Errorf("revision %d manifest: %w", r.Number, err)
+	}
+	return objs, nil
+}

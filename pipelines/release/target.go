@@ -78,3 +78,31 @@ func Current(history []Revision) (Revision, bool) {
 	}
 	return history[len(history)-1], true
 }
+
+// ErrCurrentNotVerified means the release's current revision (the newest)
+// did not pass its gates, so nothing verified is what runs now.
+var ErrCurrentNotVerified = errors.New("the current revision is not verified")
+
+// CurrentVerified is the revision partial deploys keep the other services
+// at and promotion copies from: the newest verified revision (Choose with
+// the zero Target), and it must be the current one. A failed deploy that was
+// rolled back qualifies: its rollback is a new revision, gated and verified,
+// running the earlier revision's images. A current revision that never
+// passed its gates (a failed rollback, a helm upgrade outside the pipeline, a
+// deploy left in place or pending) does not: what runs is not what was
+// verified, and the error names both.
+func CurrentVerified(history []Revision) (Revision, error) {
+	best, err := Choose(history, Target{})
+	if err != nil {
+		return Revision{}, err
+	}
+	cur, _ := Current(history)
+	if cur.Number != best.Number {
+		how := cur.Status
+		if cur.Outside {
+			how += ", made outside the pipeline"
+		}
+		return Revision{}, fmt.Errorf("%w: revision %d (%s) runs now, the newest verified is revision %d", ErrCurrentNotVerified, cur.Number, how, best.Number)
+	}
+	return best, nil
+}

@@ -62,3 +62,38 @@ func TestChoose(t *testing.T) {
 		})
 	}
 }
+
+// The revision partial deploys and promotion take images from: the newest
+// verified one, only when it is what runs now.
+func TestCurrentVerified(t *testing.T) {
+	rolledBack := history(3, 1, 3) // 2 failed, 3 is the rollback to 1, gated and verified
+	rolledBack[1].Status = "failed"
+	failedRollback := history(4, 1, 3)
+	failedRollback[3].Status = "failed"
+	outside := history(2, 1)
+	outside[1].Status, outside[1].Outside = "deployed", true
+	tests := []struct {
+		name    string
+		history []release.Revision
+		want    int
+		err     string
+	}{
+		{"current verified", history(2, 1, 2), 2, ""},
+		{"a failed deploy rolled back: the rollback revision", rolledBack, 3, ""},
+		{"a failed rollback runs now", failedRollback, 0, "the current revision is not verified: revision 4 (failed) runs now, the newest verified is revision 3"},
+		{"helm upgrade outside the pipeline", outside, 0, "revision 2 (deployed, made outside the pipeline) runs now, the newest verified is revision 1"},
+		{"nothing verified", history(2), 0, "no verified revision in the release history"},
+		{"first install", nil, 0, "the release does not exist"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := release.CurrentVerified(tt.history)
+			if tt.err != "" {
+				require.ErrorContains(t, err, tt.err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tt.want, got.Number)
+		})
+	}
+}

@@ -63,11 +63,14 @@ type Result struct {
 	Revision int `json:"revision,omitempty"`
 	// RolledBackTo is the verified revision restored, RollbackRevision the
 	// new revision number Helm gave the restored copy.
-	RolledBackTo     int            `json:"rolledBackTo,omitempty"`
-	RollbackRevision int            `json:"rollbackRevision,omitempty"`
-	Actor            string         `json:"actor,omitempty"`
-	Services         []Service      `json:"services,omitempty"`
-	Problems         []gate.Problem `json:"problems,omitempty"`
+	RolledBackTo     int       `json:"rolledBackTo,omitempty"`
+	RollbackRevision int       `json:"rollbackRevision,omitempty"`
+	Actor            string    `json:"actor,omitempty"`
+	Services         []Service `json:"services,omitempty"`
+	// Kept are the services a partial deploy (--service) left as they were,
+	// at the image of the verified revision named.
+	Kept     []Kept         `json:"kept,omitempty"`
+	Problems []gate.Problem `json:"problems,omitempty"`
 	// RollbackProblems are the problems of a rollback that failed its gates.
 	RollbackProblems []gate.Problem     `json:"rollbackProblems,omitempty"`
 	Steps            []Step             `json:"steps,omitempty"`
@@ -89,6 +92,14 @@ type Service struct {
 	// Readiness is the HTTP readiness gate's outcome ("ready", "failed", or
 	// empty when the service has no readiness endpoint or was not asked).
 	Readiness string `json:"readiness,omitempty"`
+}
+
+// Kept is one service a partial deploy did not change.
+type Kept struct {
+	Service string `json:"service"`
+	// Image is what it runs, repository@digest, as Revision recorded it.
+	Image    string `json:"image"`
+	Revision int    `json:"revision"`
 }
 
 // Step is one stage of the run.

@@ -12,11 +12,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"slices"
 	"strings"
 
 	"github.com/krgeobuk/krgeobuk-infra/k8s"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/build"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/kube"
@@ -59,6 +61,11 @@ type Op struct {
 	// Images are deploy's service=reference pairs (component=reference for
 	// the monitoring stack).
 	Images []string
+	// Services, when set, makes a deploy of the apps partial (--service,
+	// repeatable): only these services change, Images (or the build) give
+	// theirs only, and every other enabled service keeps the digest the
+	// current verified revision runs (see deploy.Request.Services).
+	Services []string
 	// Values is deploy's values file; nil means none.
 	Values Source
 	// Build makes deploy's images when none are given; nil where the door
@@ -87,10 +94,9 @@ type Op struct {
 // them when a deploy names no --image.
 type Build struct {
 	Registry, Tag string
-	Services      []string
 	// Sources say where each service's source comes from (build.Sources
 	// decides, with the deploy's environment, before anything is read or
-	// built); Env and Services are taken from the Op and from Services.
+	// built); Env and Services are taken from the Op.
 	Sources build.SourceArgs
 	// Publish builds and publishes, returning service -> repository@digest;
 	// its errors say that publishing failed.
@@ -191,7 +197,7 @@ func Run(ctx context.Context, op Op) *Outcome {
 	out.Redactor = d.Redactor()
 	switch op.Command {
 	case Deploy:
-		out.Result = d.Deploy(ctx, deploy.Request{Images: images, Values: values, TakeOverLock: op.TakeOverLock})
+		out.Result = d.Deploy(ctx, deploy.Request{Images: images, Values: values, TakeOverLock: op.TakeOverLock, Services: op.Services})
 	case Rollback:
 		out.Result = d.Rollback(ctx, deploy.RollbackRequest{Revision: op.Revision, Force: op.Force, TakeOverLock: op.TakeOverLock})
 	case Status:
@@ -220,8 +226,11 @@ func (op Op) check() (images, readiness map[string]string, err error) {
 		if err := op.checkBuild(len(images) > 0); err != nil {
 			return nil, nil, err
 		}
+		if err := op.checkServices(images); err != nil {
+			return nil, nil, err
+		}
 	}
-	if readiness, err = Pairs("--readiness-url", "URL", op.ReadinessURLs); err != nil {
+	if readiness, err = Pairs("--"+FlagReadinessURL, "URL", op.ReadinessURLs); err != nil {
 		return nil, nil, err
 	}
 	if op.Command == Rollback && op.Revision < 0 {
@@ -241,16 +250,16 @@ func (op Op) check() (images, readiness map[string]string, err error) {
 // builds nothing: it runs the images its chart names, or those named.
 func (op Op) checkBuild(haveImages bool) error {
 	b := op.Build
-	building := b != nil && (b.Registry != "" || b.Tag != "" || len(b.Services) > 0 || b.givesSources())
+	building := b != nil && (b.Registry != "" || b.Tag != "" || b.givesSources())
 	if op.Stack == stack.Monitoring {
-		if building {
-			return errors.New("--registry, --tag, --service and the services' sources build and publish the apps' images; the monitoring stack runs the images its chart names (give --image component=reference to run another)")
+		if building || len(op.Services) > 0 {
+			return errors.New("--registry, --tag, --service and the services' sources build, publish and deploy the apps' images; the monitoring stack runs the images its chart names (give --image component=reference to run another)")
 		}
 		return nil
 	}
 	switch {
 	case haveImages && building:
-		return errors.New("--image deploys given images; --registry, --tag, --service and the services' sources are for building them, not both")
+		return errors.New("--image deploys given images; --registry, --tag and the services' sources are for building them, not both")
 	case haveImages:
 		return nil
 	case b == nil:
@@ -259,13 +268,39 @@ func (op Op) checkBuild(haveImages bool) error {
 		return fmt.Errorf("nothing to deploy: give --image service=repository@sha256:..., or build and publish first: --registry and --tag with each service's source (%s DIR or --git service=URL#REF)",
 			build.DirectoryFlag("<service>"))
 	}
-	if _, err := build.Targets(b.Registry, b.Tag, b.Services); err != nil {
+	if _, err := build.Targets(b.Registry, b.Tag, op.Services); err != nil {
 		return err
 	}
 	args := b.Sources
-	args.Env, args.Services = op.Env, b.Services
+	args.Env, args.Services = op.Env, op.Services
 	if _, err := build.Sources(args); err != nil {
 		return fmt.Errorf("sources: %w", err)
+	}
+	return nil
+}
+
+// checkServices checks a partial deploy's --service names: known, each
+// once, and, with --image, exactly the services the images are for.
+func (op Op) checkServices(images map[string]string) error {
+	named := map[string]bool{}
+	for _, s := range op.Services {
+		if _, err := catalog.Lookup(s); err != nil {
+			return fmt.Errorf("--service %s: %w", s, err)
+		}
+		if named[s] {
+			return fmt.Errorf("--service: %s given twice", s)
+		}
+		named[s] = true
+		if len(images) > 0 && images[s] == "" {
+			return fmt.Errorf("--service %s: no --image given for it (a partial deploy takes an image for each service named)", s)
+		}
+	}
+	if len(op.Services) > 0 {
+		for _, s := range slices.Sorted(maps.Keys(images)) {
+			if !named[s] {
+				return fmt.Errorf("--image %s: not among the --service deployed (%s); a partial deploy takes images for those only", s, strings.Join(op.Services, ", "))
+			}
+		}
 	}
 	return nil
 }

@@ -172,7 +172,7 @@ func TestRunRefusesBadInputBeforeReadingAnything(t *testing.T) {
 		}, "or build and publish first: --registry and --tag with each service's source (--<service>-source DIR or --git service=URL#REF)"},
 		{"images and sources", func(t *testing.T, op *request.Op) {
 			op.Build = &request.Build{Sources: build.SourceArgs{Directories: []string{"auth-server"}}}
-		}, "--image deploys given images; --registry, --tag, --service and the services' sources are for building them, not both"},
+		}, "--image deploys given images; --registry, --tag and the services' sources are for building them, not both"},
 		{"a build without sources", func(t *testing.T, op *request.Op) {
 			op.Images, op.Build = nil, &request.Build{Registry: "ghcr.io/krgeobuk", Tag: "v1", Publish: neverPublish(t)}
 		}, "sources: auth-server has no source: give its checkout (--auth-server-source DIR) or a git ref (--git auth-server=URL#REF)"},
@@ -181,13 +181,13 @@ func TestRunRefusesBadInputBeforeReadingAnything(t *testing.T) {
 				Sources: build.SourceArgs{Examples: []string{"auth-server", "authz-server", "auth-client", "portal-client"}}}
 		}, "sources: --example auth-server: the examples are never built for staging (only for development)"},
 		{"a build of the examples for production", func(t *testing.T, op *request.Op) {
-			op.Env, op.Images = "production", nil
-			op.Build = &request.Build{Registry: "ghcr.io/krgeobuk", Tag: "v1", Services: []string{"auth-client"}, Publish: neverPublish(t),
+			op.Env, op.Images, op.Services = "production", nil, []string{"auth-client"}
+			op.Build = &request.Build{Registry: "ghcr.io/krgeobuk", Tag: "v1", Publish: neverPublish(t),
 				Sources: build.SourceArgs{Examples: []string{"auth-client"}}}
 		}, "--example auth-client: the examples are never built for production"},
 		{"a source for a service not being built", func(t *testing.T, op *request.Op) {
-			op.Images = nil
-			op.Build = &request.Build{Registry: "ghcr.io/krgeobuk", Tag: "v1", Services: []string{"auth-server"}, Publish: neverPublish(t),
+			op.Images, op.Services = nil, []string{"auth-server"}
+			op.Build = &request.Build{Registry: "ghcr.io/krgeobuk", Tag: "v1", Publish: neverPublish(t),
 				Sources: build.SourceArgs{Directories: []string{"auth-server", "portal-client"}}}
 		}, "--portal-client-source: portal-client is not being built"},
 		{"bad readiness URL", func(t *testing.T, op *request.Op) { op.ReadinessURLs = []string{"x"} }, `--readiness-url "x": want service=URL`},
@@ -197,10 +197,23 @@ func TestRunRefusesBadInputBeforeReadingAnything(t *testing.T) {
 		{"unknown stack", func(t *testing.T, op *request.Op) { op.Stack = "logging" }, `--stack "logging": want one of apps, monitoring`},
 		{"a build of the monitoring stack", func(t *testing.T, op *request.Op) {
 			op.Stack, op.Images, op.Build = "monitoring", nil, &request.Build{Registry: "ghcr.io/krgeobuk", Tag: "v1"}
-		}, "--registry, --tag, --service and the services' sources build and publish the apps' images; the monitoring stack runs the images its chart names"},
+		}, "--registry, --tag, --service and the services' sources build, publish and deploy the apps' images; the monitoring stack runs the images its chart names"},
 		{"sources for the monitoring stack", func(t *testing.T, op *request.Op) {
 			op.Stack, op.Images, op.Build = "monitoring", nil, &request.Build{Sources: build.SourceArgs{Git: []string{"auth-server=https://github.com/krgeobuk/auth-server#main"}}}
 		}, "the monitoring stack runs the images its chart names"},
+		{"a partial deploy of the monitoring stack", func(t *testing.T, op *request.Op) {
+			op.Stack, op.Images, op.Services = "monitoring", nil, []string{"auth-server"}
+		}, "--registry, --tag, --service and the services' sources build, publish and deploy the apps' images"},
+		{"a partial deploy of an unknown service", func(t *testing.T, op *request.Op) { op.Services = []string{"billing"} }, `--service billing: unknown service "billing"`},
+		{"a service named twice", func(t *testing.T, op *request.Op) { op.Services = []string{"auth-server", "auth-server"} }, "--service: auth-server given twice"},
+		{"a partial deploy without the named service's image", func(t *testing.T, op *request.Op) { op.Services = []string{"auth-server", "authz-server"} },
+			"--service authz-server: no --image given for it"},
+		{"an image for a service not named", func(t *testing.T, op *request.Op) { op.Services = []string{"authz-server"} },
+			"--service authz-server: no --image given for it"},
+		{"an image beside the services named", func(t *testing.T, op *request.Op) {
+			op.Services = []string{"authz-server"}
+			op.Images = append(op.Images, "authz-server=ghcr.io/krgeobuk/authz-server@sha256:"+strings.Repeat("b", 64))
+		}, "--image auth-server: not among the --service deployed (authz-server)"},
 		{"a monitoring stack the environment does not place", func(t *testing.T, op *request.Op) {
 			op.Stack, op.Images, op.Environments = "monitoring", nil, environmentWithoutMonitoring(t)
 		}, "--stack monitoring: environment staging does not deploy the monitoring stack: its environment.yaml has no monitoring: block"},
@@ -327,7 +340,15 @@ func TestPromoteRefusesBadInput(t *testing.T) {
 		{"same environment", request.Promotion{From: "staging", To: "staging"}, `promote: --from and --to are both "staging"`},
 		{"unknown environment", request.Promotion{From: "qa", To: "production"}, `promote: environment "qa": unknown`},
 		{"bad image pair", request.Promotion{From: "staging", To: "production", Images: []string{"x"}}, `promote: --image "x": want service=`},
-		{"nothing to read", request.Promotion{From: "staging", To: "production"}, "or --kubeconfig to read staging's verified revision"},
+		{"nothing to read", request.Promotion{From: "staging", To: "production"},
+			"promote: --kubeconfig is required: what is promoted must be what staging's current verified revision runs"},
+		{"named images are checked too", request.Promotion{From: "staging", To: "production", Images: []string{digest}},
+			"promote: --kubeconfig is required"},
+		{"nowhere to deploy", request.Promotion{From: "staging", To: "production", Kubeconfig: request.Bytes(nil)},
+			"promote: --to-kubeconfig is required to deploy the promoted images to production (or --copy-only to copy them without deploying)"},
+		{"bad readiness URL", request.Promotion{From: "staging", To: "production", ReadinessURLs: []string{"auth-server"}},
+			`promote: --readiness-url "auth-server": want service=URL`},
+		{"bad format", request.Promotion{From: "staging", To: "production", Format: "yaml"}, `promote: --format "yaml"`},
 		{"tag instead of digest", request.Promotion{From: "staging", To: "production", Images: []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}},
 			"is not pinned by digest"},
 		{"source user without password", request.Promotion{From: "staging", To: "production", Images: []string{digest},
@@ -337,7 +358,6 @@ func TestPromoteRefusesBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tt.p.Kubeconfig = nil
 			_, err := request.Promote(context.Background(), tt.p)
 			require.ErrorContains(t, err, tt.want)
 		})

@@ -23,7 +23,7 @@ commands:
   rollback  return to the last verified revision (or --revision N)
   status    the current revision, its workloads and the deploy lock
   history   every revision with its images, verified mark, time and author
-  promote   copy the images verified in one environment to another's repositories
+  promote   copy the images verified in one environment to another's repositories and deploy them there
 
 deploy, rollback, status and history act on the apps (the four services) or,
 with --stack monitoring, on the monitoring stack (Prometheus, Alertmanager,
@@ -60,6 +60,7 @@ type options struct {
 	op                   request.Op
 	promotion            request.Promotion
 	kubeconfig, envDir   string
+	toKubeconfig         string
 	values               string
 	jsonOut, markdownOut string
 	password, srcPass    secretRef
@@ -75,7 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	cmd := args[0]
 	switch cmd {
-	case request.Deploy, request.Rollback, request.Status, request.History, "promote":
+	case request.Deploy, request.Rollback, request.Status, request.History, request.PromoteCommand:
 	default:
 		fmt.Fprintf(stderr, "krgeobuk: unknown command %q\n\n%s", cmd, usage)
 		return exitUsage
@@ -83,7 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	o := options{op: request.Op{Command: cmd}}
 	fl := flag.NewFlagSet("krgeobuk "+cmd, flag.ContinueOnError)
 	fl.SetOutput(stderr)
-	if cmd == "promote" {
+	if cmd == request.PromoteCommand {
 		defineRemote(fl, &o)
 	} else {
 		define(fl, &o)
@@ -104,7 +105,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		klog.LogToStderr(false)
 		klog.SetOutput(io.Discard)
 	}
-	if cmd == "promote" {
+	if cmd == request.PromoteCommand {
 		return promoteRun(ctx, o, stdout, stderr)
 	}
 	if o.op.Env == "" {
@@ -125,59 +126,80 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func define(fl *flag.FlagSet, o *options) {
 	cmd := o.op.Command
 	fl.StringVar(&o.op.Env, "env", "", "environment name (required): a folder under environments/")
-	fl.StringVar(&o.op.Stack, "stack", stack.Apps, "what to act on: "+strings.Join(stack.Names(), " or ")+
+	fl.StringVar(&o.op.Stack, request.FlagStack, stack.Apps, "what to act on: "+strings.Join(stack.Names(), " or ")+
 		" (apps: the four services; monitoring: Prometheus, Alertmanager and Grafana)")
 	fl.StringVar(&o.envDir, "environments", "", "directory holding environments/<env>/ (default: the ones built into this binary)")
-	fl.StringVar(&o.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file (default $KUBECONFIG); its current context is used")
+	fl.StringVar(&o.kubeconfig, request.FlagKubeconfig, os.Getenv("KUBECONFIG"), "kubeconfig file (default $KUBECONFIG); its current context is used")
 	fl.StringVar(&o.op.Actor, "actor", "", "who runs this, recorded on revisions (default $USER@host)")
-	fl.StringVar(&o.op.Format, "format", request.Formats[0], "report format on stdout: "+strings.Join(request.Formats, ", "))
+	fl.StringVar(&o.op.Format, request.FlagFormat, request.Formats[0], "report format on stdout: "+strings.Join(request.Formats, ", "))
 	fl.StringVar(&o.jsonOut, "json", "", "also write the JSON result to this file")
 	fl.StringVar(&o.markdownOut, "markdown", "", "also write the Markdown summary to this file (e.g. $GITHUB_STEP_SUMMARY)")
 	fl.BoolVar(&o.op.Verbose, "verbose", false, "log Helm's and client-go's own messages too")
 	if cmd == request.Deploy {
-		fl.Var((*list)(&o.op.Images), "image", "service=image reference, by digest or tag; repeat for every enabled service "+
+		fl.Var((*list)(&o.op.Images), request.FlagImage, "service=image reference, by digest or tag; repeat for every enabled service "+
 			"(monitoring: component=reference for the components to run other images than the chart names)")
-		fl.StringVar(&o.values, "values", "", "YAML file of values laid over the environment's")
-		fl.StringVar(&o.op.Registry.Username, "username", "", "registry user name for image lookups at preflight (default: docker's credentials)")
-		fl.Var(&o.password, "password", "registry password or token, as env:NAME or file:PATH")
+		fl.Var((*list)(&o.op.Services), request.FlagService, "deploy only this service (repeatable), with its --image; the others keep the digests "+
+			"of the current verified revision (refused when there is none)")
+		fl.StringVar(&o.values, request.FlagValues, "", "YAML file of values laid over the environment's")
+		fl.StringVar(&o.op.Registry.Username, request.FlagUsername, "", "registry user name for image lookups at preflight (default: docker's credentials)")
+		fl.Var(&o.password, request.FlagPassword, "registry password or token, as env:NAME or file:PATH")
 	}
 	if cmd == request.Deploy || cmd == request.Rollback {
-		fl.Var((*list)(&o.op.ReadinessURLs), "readiness-url", "service=URL to ask instead of a port-forward to its ready pods; repeatable")
-		fl.BoolVar(&o.op.TakeOverLock, "take-over-lock", false, "take the deploy lock even from a holder that looks alive (only when its deploy is known to be gone)")
+		fl.Var((*list)(&o.op.ReadinessURLs), request.FlagReadinessURL, "service=URL to ask instead of a port-forward to its ready pods; repeatable")
+		fl.BoolVar(&o.op.TakeOverLock, request.FlagTakeOverLock, false, "take the deploy lock even from a holder that looks alive (only when its deploy is known to be gone)")
 	}
 	if cmd == request.Rollback {
-		fl.IntVar(&o.op.Revision, "revision", 0, "revision to return to (default: the newest verified revision before the current one)")
-		fl.BoolVar(&o.op.Force, "force", false, "allow a revision that was never verified")
+		fl.IntVar(&o.op.Revision, request.FlagRevision, 0, "revision to return to (default: the newest verified revision before the current one)")
+		fl.BoolVar(&o.op.Force, request.FlagForce, false, "allow a revision that was never verified")
 	}
 }
 
 // defineRemote declares promote's flags, named as the Dagger module's.
 func defineRemote(fl *flag.FlagSet, o *options) {
 	p := &o.promotion
-	fl.StringVar(&p.From, "from", "", "environment the images were verified in, e.g. staging")
-	fl.StringVar(&p.To, "to", "", "environment to promote to, e.g. production")
-	fl.Var((*list)(&p.Images), "image", "verified service=repository@sha256:...; default: the newest verified revision of --from's release")
-	fl.StringVar(&o.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file to read --from's release history (default $KUBECONFIG)")
-	fl.StringVar(&p.ToRegistry, "to-registry", "", "registry to copy to, as <registry>/<service> (default: the repositories --to deploys from)")
-	fl.StringVar(&p.Dest.Username, "username", "", "destination registry user name")
-	fl.Var(&o.password, "password", "destination registry password or token, as env:NAME or file:PATH")
-	fl.StringVar(&p.Source.Username, "source-username", "", "source registry user name")
-	fl.Var(&o.srcPass, "source-password", "source registry password or token, as env:NAME or file:PATH")
+	fl.StringVar(&p.From, request.FlagFrom, "", "environment the images were verified in, e.g. staging")
+	fl.StringVar(&p.To, request.FlagTo, "", "environment to promote to and deploy in, e.g. production")
+	fl.StringVar(&o.envDir, "environments", "", "directory holding environments/<env>/ (default: the ones built into this binary)")
+	fl.Var((*list)(&p.Images), request.FlagImage, "service=repository@sha256:... to promote only these (each must be the digest --from's current verified revision runs); "+
+		"default: every service that revision runs")
+	fl.StringVar(&o.kubeconfig, request.FlagKubeconfig, os.Getenv("KUBECONFIG"), "kubeconfig file to read --from's release history (default $KUBECONFIG)")
+	fl.StringVar(&o.toKubeconfig, request.FlagToKubeconfig, "", "kubeconfig file of --to's deployer, to deploy the promoted images (required unless --copy-only)")
+	fl.BoolVar(&p.CopyOnly, request.FlagCopyOnly, false, "copy the images to --to's repositories without deploying them")
+	fl.StringVar(&p.ToRegistry, request.FlagToRegistry, "", "registry to copy to, as <registry>/<service> (default: the repositories --to deploys from)")
+	fl.StringVar(&p.Dest.Username, request.FlagUsername, "", "destination registry user name")
+	fl.Var(&o.password, request.FlagPassword, "destination registry password or token, as env:NAME or file:PATH")
+	fl.StringVar(&p.Source.Username, request.FlagSourceUsername, "", "source registry user name")
+	fl.Var(&o.srcPass, request.FlagSourcePassword, "source registry password or token, as env:NAME or file:PATH")
+	fl.Var((*list)(&p.ReadinessURLs), request.FlagReadinessURL, "deploy: service=URL to ask instead of the API server's service proxy; repeatable")
+	fl.StringVar(&p.Format, request.FlagFormat, request.Formats[0], "the deploy's report format on stdout: "+strings.Join(request.Formats, ", "))
+	fl.StringVar(&p.Actor, "actor", "", "who runs this, recorded on the deployed revision (default $USER@host)")
+	fl.StringVar(&o.markdownOut, "markdown", "", "also write the deploy's Markdown summary to this file (e.g. $GITHUB_STEP_SUMMARY)")
+	fl.BoolVar(&p.Verbose, "verbose", false, "log Helm's and client-go's own messages too")
 }
 
+// promoteRun prints the copies, then the deploy's report; the exit code
+// follows the deploy's verdict.
 func promoteRun(ctx context.Context, o options, stdout, stderr io.Writer) int {
 	p := o.promotion
-	p.Kubeconfig = fileSource(o.kubeconfig)
+	p.Kubeconfig, p.ToKubeconfig = fileSource(o.kubeconfig), fileSource(o.toKubeconfig)
 	p.Dest.Password, p.Source.Password = o.password.src, o.srcPass.src
+	p.Log = stderr
+	if o.envDir != "" {
+		p.Environments = os.DirFS(o.envDir)
+	}
 	res, err := request.Promote(ctx, p)
-	for _, l := range request.Lines(res) {
+	for _, l := range res.Head() {
 		fmt.Fprintln(stdout, l)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "krgeobuk: %v\n", err)
 		return exitFailed
 	}
-	return exitOK
+	if res.Deploy == nil {
+		return exitOK
+	}
+	fmt.Fprintln(stdout)
+	return write(res.Deploy, o, stdout, stderr)
 }
 
 // fileSource reads path when the request needs it; "" is no file.

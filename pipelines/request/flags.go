@@ -1,0 +1,43 @@
+package request
+
+// The names of arguments both doors take for the same thing: the CLI's flag
+// and the Dagger function's argument (dagger call spells a Go parameter
+// readinessUrl as --readiness-url). They are declared once here; the CLI
+// declares its flags with them, and ci/doors_test.go checks that the
+// module's functions and the CLI's commands take every name Shared lists.
+const (
+	FlagStack        = "stack"
+	FlagImage        = "image"
+	FlagService      = "service"
+	FlagValues       = "values"
+	FlagFormat       = "format"
+	FlagRevision     = "revision"
+	FlagForce        = "force"
+	FlagTakeOverLock = "take-over-lock"
+	FlagReadinessURL = "readiness-url"
+	FlagKubeconfig   = "kubeconfig"
+	FlagUsername     = "username"
+	FlagPassword     = "password"
+
+	FlagFrom           = "from"
+	FlagTo             = "to"
+	FlagToRegistry     = "to-registry"
+	FlagToKubeconfig   = "to-kubeconfig"
+	FlagCopyOnly       = "copy-only"
+	FlagSourceUsername = "source-username"
+	FlagSourcePassword = "source-password"
+)
+
+// PromoteCommand is the promotion's command name on both doors.
+const PromoteCommand = "promote"
+
+// Shared lists, per command, the arguments both doors take under the same
+// name.
+var Shared = map[string][]string{
+	Deploy:   {FlagStack, FlagImage, FlagService, FlagValues, FlagFormat, FlagTakeOverLock, FlagReadinessURL, FlagKubeconfig, FlagUsername, FlagPassword},
+	Rollback: {FlagStack, FlagRevision, FlagForce, FlagFormat, FlagTakeOverLock, FlagReadinessURL, FlagKubeconfig},
+	Status:   {FlagStack, FlagFormat, FlagKubeconfig},
+	History:  {FlagStack, FlagFormat, FlagKubeconfig},
+	PromoteCommand: {FlagFrom, FlagTo, FlagImage, FlagKubeconfig, FlagToRegistry, FlagToKubeconfig, FlagCopyOnly, FlagReadinessURL, FlagFormat,
+		FlagUsername, FlagPassword, FlagSourceUsername, FlagSourcePassword},
+}
