@@ -225,7 +225,7 @@ func TestSourceRefusalsBeforeAnyCall(t *testing.T) {
 		{"deploy: images and sources", func() error {
 			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, d, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, nil, "table")
 			return err
-		}, []string{"--image deploys given images; --registry, --tag, --service and the services' sources are for building them, not both"}},
+		}, []string{"--image deploys given images; --registry, --tag and the services' sources are for building them, not both"}},
 		{"integration-test: the example for staging", func() error {
 			_, err := m.IntegrationTest(ctx, "auth-server", nil, "", nil, true, "staging", "", "", "", "")
 			return err

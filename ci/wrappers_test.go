@@ -80,13 +80,17 @@ func TestWrappersNeverBuildAnExampleForStagingOrProduction(t *testing.T) {
 					require.True(t, hasFlag(c.args, "image") || (hasFlag(c.args, "registry") && hasSourceFlag(c.args)),
 						"%s: an apps deploy gives images or builds from the services' sources: %v", c.where, c.args)
 				}
+			case "promote":
+				// Production deploys what staging verified, copied by digest: nothing is built.
+				deploys++
+				require.False(t, hasSourceFlag(c.args), "%s: promote builds nothing: %v", c.where, c.args)
 			case "build", "publish", "integration-test":
 				builds++
 				require.True(t, hasSourceFlag(c.args), "%s: %s names the service's source: %v", c.where, c.function, c.args)
 			}
 		})
 	}
-	require.GreaterOrEqual(t, deploys, 4, "the staging, production, monitoring and Jenkins deploys were found")
+	require.GreaterOrEqual(t, deploys, 4, "the staging, production (promote), monitoring and Jenkins deploys were found")
 	require.GreaterOrEqual(t, builds, 3, "the service template's integration-test, build and publish were found")
 }
 

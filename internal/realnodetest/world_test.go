@@ -203,6 +203,8 @@ func (w *world) startStores(ctx context.Context, envName string) {
 	require.NoError(t, err)
 	src.Env.Namespace = w.ns
 	ports := map[string]any{}
+	dataServer, err := w.c.DataServer()
+	require.NoError(t, err)
 	res, err := appenv.Render(ctx, src.Chart, src.Env)
 	require.NoError(t, err)
 	rendered := map[string]bool{}
@@ -225,7 +227,7 @@ func (w *world) startStores(ctx context.Context, envName string) {
 		for _, st := range stores {
 			switch st.Engine {
 			case "mysql":
-				m := dbtest.StartMariaDB(t, dbtest.InNetwork(w.c, w.c.DataServerIP()))
+				m := dbtest.StartMariaDB(t, dbtest.InNetwork(dataServer, w.c.DataServerIP()))
 				db := se.Config["MYSQL_DATABASE"]
 				require.NotEmpty(t, db, "%s: MYSQL_DATABASE", svc.Name)
 				m.Exec(t, "", fmt.Sprintf("CREATE DATABASE `%s`; CREATE USER '%s'@'%%' IDENTIFIED BY '%s'; GRANT ALL ON `%s`.* TO '%s'@'%%';",
@@ -233,7 +235,7 @@ func (w *world) startStores(ctx context.Context, envName string) {
 				w.mysql[st.Alias] = m
 				ports[st.Alias] = map[string]any{"port": m.Port}
 			case "redis":
-				r := dbtest.StartRedis(t, dbtest.RedisInNetwork(w.c, w.c.DataServerIP()))
+				r := dbtest.StartRedis(t, dbtest.RedisInNetwork(dataServer, w.c.DataServerIP()))
 				secrets[itest.KeyRedisPassword] = r.Password
 				w.redis[st.Alias] = r
 				ports[st.Alias] = map[string]any{"port": r.Port}

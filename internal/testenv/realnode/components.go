@@ -10,19 +10,23 @@ import (
 	"strconv"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 )
 
 const (
 	agentNamespace = "kube-system"
 	agentName      = "kube-network-policies"
-	corednsUser    = "krgeobuk-realnode-coredns"
+	// corednsName is CoreDNS's Deployment and ServiceAccount in kube-system;
+	// its pods carry k8s-app=kube-dns, which NetworkPolicies that allow DNS
+	// select (the chart's do).
+	corednsName = "coredns"
 	// saDir is where in-cluster clients look for their token and CA.
 	saDir = "/run/secrets/kubernetes.io/serviceaccount"
 )
@@ -48,7 +52,7 @@ func (n *node) objects(ctx context.Context) error {
 		{"krgeobuk-realnode-coredns", []rbacv1.PolicyRule{
 			{APIGroups: []string{""}, Resources: []string{"services", "pods", "namespaces", "endpoints"}, Verbs: read},
 			{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: read},
-		}, rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: corednsUser}},
+		}, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: "kube-system", Name: corednsName}},
 		{"krgeobuk-realnode-network-policies", []rbacv1.PolicyRule{
 			{APIGroups: []string{""}, Resources: []string{"pods", "namespaces", "nodes"}, Verbs: read},
 			{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"networkpolicies"}, Verbs: read},
@@ -97,22 +101,13 @@ func (n *node) objects(ctx context.Context) error {
 	}
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "kube-dns", Namespace: "kube-system", Labels: map[string]string{"k8s-app": "kube-dns"}},
-		Spec:       corev1.ServiceSpec{ClusterIP: DNSServiceIP, Ports: ports},
+		Spec:       corev1.ServiceSpec{ClusterIP: DNSServiceIP, Ports: ports, Selector: map[string]string{"k8s-app": "kube-dns"}},
 	}
 	if err := create2(core.Services("kube-system").Create(ctx, svc, metav1.CreateOptions{})); create(err) != nil {
 		return err
 	}
-	var epPorts []discoveryv1.EndpointPort
-	for _, p := range ports {
-		epPorts = append(epPorts, discoveryv1.EndpointPort{Name: ptr.To(p.Name), Protocol: ptr.To(p.Protocol), Port: ptr.To(p.Port)})
-	}
-	slice := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Name: "kube-dns-node", Namespace: "kube-system", Labels: map[string]string{discoveryv1.LabelServiceName: "kube-dns", discoveryv1.LabelManagedBy: "krgeobuk-realnode"}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{NodeIP}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
-		Ports:       epPorts,
-	}
-	return create(create2(n.client.DiscoveryV1().EndpointSlices("kube-system").Create(ctx, slice, metav1.CreateOptions{})))
+	csa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: corednsName, Namespace: "kube-system"}}
+	return create(create2(core.ServiceAccounts("kube-system").Create(ctx, csa, metav1.CreateOptions{})))
 }
 
 func create2[T any](_ T, err error) error { return err }
@@ -278,27 +273,78 @@ conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeou
 	return n.waitFor(ctx, "kube-proxy", p, time.Minute, plainGet("http://127.0.0.1:10256/healthz"))
 }
 
+// coredns runs CoreDNS as a Deployment in kube-system, as clusters do, not
+// as a process on the node: NetworkPolicies allow DNS by selecting its pods
+// (k8s-app=kube-dns in kube-system), so a node-level DNS server would be
+// refused by every policy that allows only those.
 func (n *node) coredns(ctx context.Context) error {
+	image, err := pushBinaryImage(ctx, "127.0.0.1:"+strconv.Itoa(n.cfg.RegistryPort)+"/realnode/coredns:node", n.cfg.Bins.CoreDNS, "/coredns",
+		[]string{"-conf", "/etc/coredns/Corefile"}, nil)
+	if err != nil {
+		return err
+	}
 	corefile := fmt.Sprintf(`.:53 {
     errors
-    health 127.0.0.1:8080
-    ready 127.0.0.1:8181
+    health :8080
+    ready :8181
     kubernetes %s in-addr.arpa ip6.arpa {
-        kubeconfig %s realnode-%s
         pods insecure
         fallthrough in-addr.arpa ip6.arpa
     }
     cache 30
+    loop
 }
-`, ClusterDomain, n.path("pki", "coredns.kubeconfig"), n.cfg.Name)
-	if err := os.WriteFile(n.path("Corefile"), []byte(corefile), 0o600); err != nil {
+`, ClusterDomain)
+	core := n.client.CoreV1()
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: corednsName, Namespace: "kube-system"}, Data: map[string]string{"Corefile": corefile}}
+	if _, err := core.ConfigMaps("kube-system").Create(ctx, cm, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
-	p, err := n.start("coredns", exec.Command(n.cfg.Bins.CoreDNS, "-conf", n.path("Corefile")))
-	if err != nil {
+	labels := map[string]string{"k8s-app": "kube-dns"}
+	root := int64(0)
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: corednsName, Namespace: "kube-system", Labels: labels},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(int32(1)),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					ServiceAccountName: corednsName,
+					DNSPolicy:          corev1.DNSDefault,
+					Containers: []corev1.Container{{
+						Name: "coredns", Image: image,
+						Ports: []corev1.ContainerPort{
+							{Name: "dns", ContainerPort: 53, Protocol: corev1.ProtocolUDP},
+							{Name: "dns-tcp", ContainerPort: 53, Protocol: corev1.ProtocolTCP},
+						},
+						// Port 53 needs root or CAP_NET_BIND_SERVICE.
+						SecurityContext: &corev1.SecurityContext{RunAsUser: &root, RunAsGroup: &root},
+						ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(8181)}},
+							PeriodSeconds: 1},
+						LivenessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/health", Port: intstr.FromInt32(8080)}},
+							PeriodSeconds: 10, FailureThreshold: 5},
+						VolumeMounts: []corev1.VolumeMount{{Name: "config", MountPath: "/etc/coredns", ReadOnly: true}},
+					}},
+					Volumes: []corev1.Volume{{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+						LocalObjectReference: corev1.LocalObjectReference{Name: corednsName}}}}},
+				},
+			},
+		},
+	}
+	if _, err := n.client.AppsV1().Deployments("kube-system").Create(ctx, dep, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
-	return n.waitFor(ctx, "coredns", p, time.Minute, plainGet("http://127.0.0.1:8181/ready"))
+	return n.waitFor(ctx, "coredns", nil, 2*time.Minute, func(ctx context.Context) error {
+		d, err := n.client.AppsV1().Deployments("kube-system").Get(ctx, corednsName, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if d.Status.ReadyReplicas < 1 {
+			return fmt.Errorf("CoreDNS pod not ready yet")
+		}
+		return nil
+	})
 }
 
 func (n *node) networkPolicies(ctx context.Context) error {

@@ -217,22 +217,76 @@ func (n *node) mounts(context.Context) error {
 }
 
 func (n *node) network(context.Context) error {
-	cmds := [][]string{
+	ip := func(args ...string) error {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	// No dummy links in this kernel: a veth pair. Its far end goes into a
+	// network namespace of its own, the data server's: traffic from pods to
+	// it is then routed through the node (forwarded, like traffic to a real
+	// data server on another host) and so meets the NetworkPolicy agent,
+	// which sees forwarded traffic only, never traffic to the node's own
+	// addresses.
+	for _, a := range [][]string{
 		{"link", "set", "lo", "up"},
-		// No dummy links in this kernel: a veth pair, both ends here.
 		{"link", "add", "node0", "type", "veth", "peer", "name", "data0"},
 		{"addr", "add", NodeIP + "/24", "dev", "node0"},
-		{"addr", "add", DataServerIP + "/32", "dev", "data0"},
 		{"link", "set", "node0", "up"},
-		{"link", "set", "data0", "up"},
 		// kubelet and kube-proxy want a default route to find the node's
 		// interface; nothing lies beyond it.
 		{"route", "add", "default", "via", "10.200.0.254", "dev", "node0", "onlink"},
-	}
-	for _, a := range cmds {
-		if out, err := exec.Command("ip", a...).CombinedOutput(); err != nil {
-			return fmt.Errorf("ip %s: %w: %s", strings.Join(a, " "), err, out)
+	} {
+		if err := ip(a...); err != nil {
+			return err
 		}
+	}
+	holder := exec.Command("unshare", "--net", "--", n.cfg.Bins.Pause)
+	if _, err := n.start("data-server-netns", holder); err != nil {
+		return err
+	}
+	pid := strconv.Itoa(holder.Process.Pid)
+	nsPath := "/proc/" + pid + "/ns/net"
+	// unshare execs pause once the namespace exists; until then the holder
+	// still shares the node's.
+	own, _ := os.Readlink("/proc/self/ns/net")
+	err := retry.Do(context.Background(), retry.WithMaxDuration(10*time.Second, retry.NewConstant(10*time.Millisecond)), func(context.Context) error {
+		if l, _ := os.Readlink(nsPath); l == "" || l == own {
+			return retry.RetryableError(errors.New("the data server's network namespace is not there yet"))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	in := func(args ...string) error {
+		if out, err := exec.Command("nsenter", append([]string{"--net=" + nsPath, "ip"}, args...)...).CombinedOutput(); err != nil {
+			return fmt.Errorf("data server: ip %s: %w: %s", strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	if err := ip("link", "set", "data0", "netns", pid); err != nil {
+		return err
+	}
+	for _, a := range [][]string{
+		{"link", "set", "lo", "up"},
+		{"addr", "add", DataServerIP + "/24", "dev", "data0"},
+		{"link", "set", "data0", "up"},
+		{"route", "add", "default", "via", NodeIP},
+	} {
+		if err := in(a...); err != nil {
+			return err
+		}
+	}
+	id, err := os.Readlink(nsPath)
+	if err != nil {
+		return err
+	}
+	// The host finds the namespace by this identity (the path above is in
+	// the node's pid namespace).
+	if err := os.WriteFile(n.path(dataServerNetNSFile), []byte(id), 0o644); err != nil {
+		return err
 	}
 	for _, s := range []string{"net/ipv4/ip_forward", "net/ipv4/conf/all/route_localnet"} {
 		if err := os.WriteFile("/proc/sys/"+s, []byte("1"), 0o644); err != nil {

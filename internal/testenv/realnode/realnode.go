@@ -34,10 +34,11 @@ const (
 	// the API server's advertised address behind the kubernetes Service,
 	// and CoreDNS's listening address behind the kube-dns Service.
 	NodeIP = "10.200.0.2"
-	// DataServerIP is the veth's other end, a second address of the node's
-	// network namespace that pods reach through the node's routing (and so
-	// through NetworkPolicy egress rules). Servers a test runs with
-	// Cluster.Command listen here (MariaDB, Redis as the data server).
+	// DataServerIP is the veth's other end, in a network namespace of its
+	// own (the data server's, like a host beside the node), which pods reach
+	// through the node's routing and so through NetworkPolicy egress rules.
+	// Servers a test runs with DataServer().Command listen here (MariaDB,
+	// Redis as the data server).
 	DataServerIP = "10.200.0.1"
 	// PodCIDR is the range host-local gives pod IPs from.
 	PodCIDR = "10.244.0.0/24"
@@ -380,17 +381,53 @@ func (c *Cluster) ResidentMemory() map[string]uint64 {
 func (c *Cluster) Dir() string { return c.dir }
 
 // Command returns a command that runs name with args in the node's network
-// namespace only (its files, users and processes stay the host's), for
-// servers pods must reach: listen on DataServerIP. The caller starts,
-// stops and reaps it, before Stop.
+// namespace only (its files, users and processes stay the host's). The
+// caller starts, stops and reaps it, before Stop.
 func (c *Cluster) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	return exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + c.netNSPath(), "--", name}, args...)...)
 }
 
 // DialContext dials an address inside the node's network namespace (a pod
-// IP, a Service's ClusterIP, DataServerIP) from the host process.
+// IP, a Service's ClusterIP, DataServerIP) from the host process, as the
+// node's root: NetworkPolicies let that through, as they let the kubelet's
+// probes.
 func (c *Cluster) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	return dialInNetNS(ctx, c.netNSPath(), network, addr)
+}
+
+// dataServerNetNSFile, in the cluster directory, holds the identity of the
+// data server's network namespace (net:[inode]), written by the node.
+const dataServerNetNSFile = "data-server.netns"
+
+// Network is one network namespace of the node a host process can run
+// servers in (Command) and reach them from (DialContext).
+type Network struct{ path string }
+
+// Command returns a command that runs name with args in the network
+// namespace only; the caller starts, stops and reaps it, before Stop.
+func (n Network) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + n.path, "--", name}, args...)...)
+}
+
+// DialContext dials an address from inside the network namespace.
+func (n Network) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	return dialInNetNS(ctx, n.path, network, addr)
+}
+
+// DataServer is the data server's network namespace, where DataServerIP
+// lives: run the stores there, listening on DataServerIP.
+func (c *Cluster) DataServer() (Network, error) {
+	id, err := os.ReadFile(c.path(dataServerNetNSFile))
+	if err != nil {
+		return Network{}, fmt.Errorf("data server network: %w", err)
+	}
+	for _, pid := range nsProcesses(c.pidNS, "") {
+		p := fmt.Sprintf("/proc/%d/ns/net", pid)
+		if l, _ := os.Readlink(p); l == string(id) {
+			return Network{path: p}, nil
+		}
+	}
+	return Network{}, fmt.Errorf("data server network %s: no process of the node holds it", id)
 }
 
 func (c *Cluster) netNSPath() string { return fmt.Sprintf("/proc/%d/ns/net", c.nsPID) }
