@@ -281,8 +281,8 @@ conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeou
 func (n *node) coredns(ctx context.Context) error {
 	corefile := fmt.Sprintf(`.:53 {
     errors
-    health 127.0.0.1:8080
-    ready 127.0.0.1:8181
+    health 127.0.0.1:10280
+    ready 127.0.0.1:10281
     kubernetes %s in-addr.arpa ip6.arpa {
         kubeconfig %s realnode-%s
         pods insecure
@@ -298,14 +298,14 @@ func (n *node) coredns(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return n.waitFor(ctx, "coredns", p, time.Minute, plainGet("http://127.0.0.1:8181/ready"))
+	return n.waitFor(ctx, "coredns", p, time.Minute, plainGet("http://127.0.0.1:10281/ready"))
 }
 
 func (n *node) networkPolicies(ctx context.Context) error {
 	cmd := exec.Command(n.cfg.Bins.NetworkPolicies,
 		"--hostname-override="+n.cfg.Node,
 		"--nfqueue-id=100",
-		"--metrics-bind-address=127.0.0.1:9080",
+		"--metrics-bind-address=127.0.0.1:10282",
 		// No NRI plugin socket is configured in containerd; pod IPs come
 		// from the API.
 		"--disable-nri",
@@ -318,7 +318,7 @@ func (n *node) networkPolicies(ctx context.Context) error {
 		return err
 	}
 	return n.waitFor(ctx, "kube-network-policies", p, time.Minute, func(ctx context.Context) error {
-		if err := plainGet("http://127.0.0.1:9080/metrics")(ctx); err != nil {
+		if err := plainGet("http://127.0.0.1:10282/metrics")(ctx); err != nil {
 			return err
 		}
 		// Its table exists once it has synced its rules at least once.

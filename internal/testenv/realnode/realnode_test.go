@@ -1,8 +1,10 @@
 package realnode_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -350,4 +352,55 @@ func TestNetworkPolicyBlocks(t *testing.T) {
 		out, ok := execIn(ctx, c, ns, denied, "get", url)
 		require.False(t, ok, "the allow rule re-opens only the selected client: %s -> %s: %s", denied, url, out)
 	}
+}
+
+// TestDataServerAddress: a host process started with Command listens on
+// DataServerIP inside the node's network namespace and pods reach it (the
+// way internal/dbtest's MariaDB and Redis serve the chart); the host
+// process reaches a pod IP with DialContext.
+func TestDataServerAddress(t *testing.T) {
+	c := realnode.Shared(t)
+	client := kubernetes.NewForConfigOrDie(c.RESTConfig())
+	ctx := context.Background()
+	image := pushWeb(t, c)
+	ns := namespace(t, client, "data-server")
+	_, err := client.AppsV1().Deployments(ns).Create(ctx, webDeployment(ns, "client", image, 1, map[string]string{"app": "client"}), metav1.CreateOptions{})
+	require.NoError(t, err)
+
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "web")
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./testdata/web")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	srvCtx, stop := context.WithCancel(ctx)
+	srv := c.Command(srvCtx, bin) // listens on :8080 of the node's namespace
+	var srvOut bytes.Buffer
+	srv.Stdout, srv.Stderr = &srvOut, &srvOut
+	require.NoError(t, srv.Start())
+	t.Cleanup(func() { stop(); _ = srv.Wait() })
+
+	require.NoError(t, waitAvailable(ctx, client, ns, "client", 2*time.Minute))
+	pod := runningPod(t, client, ns, "app=client")
+	url := "http://" + c.DataServerIP() + ":8080/healthz"
+	require.NoError(t, poll(ctx, 30*time.Second, func(ctx context.Context) error {
+		if out, ok := execIn(ctx, c, ns, pod, "get", url); !ok {
+			return fmt.Errorf("%s: %s (server: %s)", url, out, srvOut.String())
+		}
+		return nil
+	}))
+
+	p, err := client.CoreV1().Pods(ns).Get(ctx, pod, metav1.GetOptions{})
+	require.NoError(t, err)
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := c.DialContext(dctx, "tcp", p.Status.PodIP+":8080")
+	require.NoError(t, err)
+	_, err = conn.Write([]byte("GET /healthz HTTP/1.0\r\n\r\n"))
+	require.NoError(t, err)
+	buf := make([]byte, 12)
+	_, err = io.ReadFull(conn, buf)
+	require.NoError(t, err)
+	require.Equal(t, "HTTP/1.0 200", string(buf))
+	require.NoError(t, conn.Close())
 }
