@@ -55,7 +55,7 @@ func (n *node) objects(ctx context.Context) error {
 		}, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: agentNamespace, Name: agentName}},
 	}
 	for _, r := range roles {
-		if err := create2(rbac.ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: r.name}, Rules: r.rules}, metav1.CreateOptions{})); create(err) != nil {
+		if err := errOf(rbac.ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: r.name}, Rules: r.rules}, metav1.CreateOptions{})); create(err) != nil {
 			return err
 		}
 		crb := &rbacv1.ClusterRoleBinding{
@@ -63,13 +63,13 @@ func (n *node) objects(ctx context.Context) error {
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: r.name},
 			Subjects:   []rbacv1.Subject{r.subject},
 		}
-		if err := create2(rbac.ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{})); create(err) != nil {
+		if err := errOf(rbac.ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{})); create(err) != nil {
 			return err
 		}
 	}
 	core := n.client.CoreV1()
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: agentName, Namespace: agentNamespace}}
-	if err := create2(core.ServiceAccounts(agentNamespace).Create(ctx, sa, metav1.CreateOptions{})); create(err) != nil {
+	if err := errOf(core.ServiceAccounts(agentNamespace).Create(ctx, sa, metav1.CreateOptions{})); create(err) != nil {
 		return err
 	}
 	tr, err := core.ServiceAccounts(agentNamespace).CreateToken(ctx, agentName, &authenticationv1.TokenRequest{
@@ -99,7 +99,7 @@ func (n *node) objects(ctx context.Context) error {
 		ObjectMeta: metav1.ObjectMeta{Name: "kube-dns", Namespace: "kube-system", Labels: map[string]string{"k8s-app": "kube-dns"}},
 		Spec:       corev1.ServiceSpec{ClusterIP: DNSServiceIP, Ports: ports},
 	}
-	if err := create2(core.Services("kube-system").Create(ctx, svc, metav1.CreateOptions{})); create(err) != nil {
+	if err := errOf(core.Services("kube-system").Create(ctx, svc, metav1.CreateOptions{})); create(err) != nil {
 		return err
 	}
 	var epPorts []discoveryv1.EndpointPort
@@ -112,10 +112,11 @@ func (n *node) objects(ctx context.Context) error {
 		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{NodeIP}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
 		Ports:       epPorts,
 	}
-	return create(create2(n.client.DiscoveryV1().EndpointSlices("kube-system").Create(ctx, slice, metav1.CreateOptions{})))
+	return create(errOf(n.client.DiscoveryV1().EndpointSlices("kube-system").Create(ctx, slice, metav1.CreateOptions{})))
 }
 
-func create2[T any](_ T, err error) error { return err }
+// errOf keeps the error of a create call.
+func errOf[T any](_ T, err error) error { return err }
 
 func (n *node) containerd(ctx context.Context) error {
 	files := map[string]string{

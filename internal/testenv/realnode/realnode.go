@@ -169,7 +169,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	_, _ = rand.Read(suffix)
 	c := &Cluster{name: opts.Name + "-" + hex.EncodeToString(suffix), log: opts.Log, done: make(chan struct{})}
 	c.node = c.name + "-node"
-	dir, err := os.MkdirTemp(opts.Dir, "krgeobuk-realnode-"+c.name+"-")
+	if err := SweepStale(opts.Dir); err != nil {
+		c.logf("%v", err) // another's leftovers do not stop this node
+	}
+	// MkdirTemp appends "-<random digits>" to the owner suffix.
+	dir, err := os.MkdirTemp(opts.Dir, "krgeobuk-realnode-"+c.name+ownerSuffix()+"-")
 	if err != nil {
 		return nil, fmt.Errorf("realnode: cluster %s: %w", c.name, err)
 	}
@@ -193,11 +197,6 @@ func (c *Cluster) path(elem ...string) string {
 }
 
 func (c *Cluster) boot(ctx context.Context, bins binaries.Set) error {
-	// The API server runs as a non-root user and reads its files under
-	// the cluster directory: let it traverse (not list) the directory.
-	if err := os.Chmod(c.dir, 0o711); err != nil {
-		return err
-	}
 	var err error
 	if c.pki, err = newPKI(c.path("pki"), c.node); err != nil {
 		return err
@@ -224,7 +223,7 @@ func (c *Cluster) boot(ctx context.Context, bins binaries.Set) error {
 	if err := os.WriteFile(c.path("config.json"), data, 0o600); err != nil {
 		return err
 	}
-	if c.cgroups, err = makeCgroups("krgeobuk-realnode-" + c.name); err != nil {
+	if c.cgroups, err = makeCgroups("krgeobuk-realnode-" + c.name + ownerSuffix()); err != nil {
 		return err
 	}
 	if err := c.startNamespace(); err != nil {
@@ -265,39 +264,40 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 	return err
 }
 
+// writeKubeconfigs writes a kubeconfig per client identity into the pki
+// folder, all naming https://127.0.0.1:P: the host's loopback and the
+// node's lead to the same server (see doc.go).
 func (c *Cluster) writeKubeconfigs() error {
+	server := "https://127.0.0.1:" + strconv.Itoa(c.apiPort)
 	for _, id := range clientIdentities(c.node) {
-		for _, spelling := range []struct{ file, server string }{
-			// The host's and the node's loopback: the same port, the same
-			// server (see doc.go).
-			{id.file + ".kubeconfig", "https://127.0.0.1:" + strconv.Itoa(c.apiPort)},
-		} {
-			cert, err := os.ReadFile(c.pki.path(id.file + ".crt"))
-			if err != nil {
-				return err
-			}
-			key, err := os.ReadFile(c.pki.path(id.file + ".key"))
-			if err != nil {
-				return err
-			}
-			data, err := kubeconfig("realnode-"+c.name, spelling.server, c.pki.caPEM, cert, key)
-			if err != nil {
-				return err
-			}
-			if err := os.WriteFile(c.pki.path(spelling.file), data, 0o600); err != nil {
-				return err
-			}
-			if id.file == "admin" {
-				rc, err := clientcmd.RESTConfigFromKubeConfig(data)
-				if err != nil {
-					return err
-				}
-				rc.QPS, rc.Burst = 100, 200
-				c.kubeconfig, c.restConfig = data, rc
-				if err := os.WriteFile(c.path("kubeconfig"), data, 0o600); err != nil {
-					return err
-				}
-			}
+		cert, err := os.ReadFile(c.pki.path(id.file + ".crt"))
+		if err != nil {
+			return err
+		}
+		key, err := os.ReadFile(c.pki.path(id.file + ".key"))
+		if err != nil {
+			return err
+		}
+		data, err := kubeconfig("realnode-"+c.name, server, c.pki.caPEM, cert, key)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(c.pki.path(id.file+".kubeconfig"), data, 0o600); err != nil {
+			return err
+		}
+		if id.file != "admin" {
+			continue
+		}
+		rc, err := clientcmd.RESTConfigFromKubeConfig(data)
+		if err != nil {
+			return err
+		}
+		// Tests create many objects quickly; client-go's default of 5 QPS
+		// would make them wait on the client, not the cluster.
+		rc.QPS, rc.Burst = 100, 200
+		c.kubeconfig, c.restConfig = data, rc
+		if err := os.WriteFile(c.path("kubeconfig"), data, 0o600); err != nil {
+			return err
 		}
 	}
 	return nil
