@@ -94,7 +94,9 @@ type Cluster struct {
 	pidNS   string
 	cgroups []string
 
+	fwdMu     sync.Mutex // guards listeners and stopping
 	listeners []net.Listener
+	stopping  bool
 	fwdWG     sync.WaitGroup
 
 	kubeconfig []byte
@@ -404,9 +406,12 @@ func (c *Cluster) Stop() error {
 		began := time.Now()
 		var errs []error
 		errs = append(errs, c.stopNamespace())
+		c.fwdMu.Lock()
+		c.stopping = true
 		for _, l := range c.listeners {
 			_ = l.Close()
 		}
+		c.fwdMu.Unlock()
 		c.fwdWG.Wait()
 		errs = append(errs, removeCgroups(c.cgroups))
 		if c.dir != "" {

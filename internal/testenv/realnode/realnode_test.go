@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,9 +19,12 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv/realnode"
@@ -394,6 +398,15 @@ func TestDataServerAddress(t *testing.T) {
 		return nil
 	}))
 
+	// A host-side client that takes no dialer reaches the same server
+	// through Forward.
+	hostAddr, err := c.Forward(c.DataServerIP() + ":8080")
+	require.NoError(t, err)
+	resp, err := http.Get("http://" + hostAddr + "/healthz")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.NoError(t, resp.Body.Close())
+
 	p, err := client.CoreV1().Pods(ns).Get(ctx, pod, metav1.GetOptions{})
 	require.NoError(t, err)
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -407,4 +420,39 @@ func TestDataServerAddress(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "HTTP/1.0 200", string(buf))
 	require.NoError(t, conn.Close())
+}
+
+// TestServiceAccountKubeconfig: a ServiceAccount's kubeconfig is bound by
+// RBAC: it may list the pods its Role grants and nothing else.
+func TestServiceAccountKubeconfig(t *testing.T) {
+	c := realnode.Shared(t)
+	client := kubernetes.NewForConfigOrDie(c.RESTConfig())
+	ctx := context.Background()
+	ns := namespace(t, client, "service-account")
+	_, err := client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "deployer"}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = client.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "pods"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list"}}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = client.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "pods"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "pods"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "deployer", Namespace: ns}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+
+	kc, token, err := c.ServiceAccountKubeconfig(ctx, ns, "deployer", 10*time.Minute)
+	require.NoError(t, err)
+	require.NotEmpty(t, token)
+	rc, err := clientcmd.RESTConfigFromKubeConfig(kc)
+	require.NoError(t, err)
+	sa := kubernetes.NewForConfigOrDie(rc)
+	require.NoError(t, poll(ctx, 10*time.Second, func(ctx context.Context) error {
+		_, err := sa.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		return err
+	}))
+	_, err = sa.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
+	require.True(t, apierrors.IsForbidden(err), "secrets are not granted: %v", err)
 }
