@@ -1,6 +1,7 @@
 package realnode_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -455,4 +456,52 @@ func TestServiceAccountKubeconfig(t *testing.T) {
 	}))
 	_, err = sa.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
 	require.True(t, apierrors.IsForbidden(err), "secrets are not granted: %v", err)
+}
+
+// TestPortForward: kubectl port-forward from the host reaches a pod's port
+// (API server → kubelet → containerd), the path a readiness check can take
+// when policies block the service proxy.
+func TestPortForward(t *testing.T) {
+	c := realnode.Shared(t)
+	client := kubernetes.NewForConfigOrDie(c.RESTConfig())
+	ctx := context.Background()
+	image := pushWeb(t, c)
+	ns := namespace(t, client, "port-forward")
+	_, err := client.AppsV1().Deployments(ns).Create(ctx, webDeployment(ns, "web", image, 1, map[string]string{"app": "web"}), metav1.CreateOptions{})
+	require.NoError(t, err)
+	require.NoError(t, waitAvailable(ctx, client, ns, "web", 2*time.Minute))
+	pod := runningPod(t, client, ns, "app=web")
+
+	pfCtx, stop := context.WithTimeout(ctx, time.Minute)
+	defer stop()
+	pf := c.Kubectl(pfCtx, "port-forward", "-n", ns, "pod/"+pod, "--address=127.0.0.1", ":8080")
+	out, err := pf.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, pf.Start())
+	defer func() { stop(); _ = pf.Wait() }()
+	local := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			// "Forwarding from 127.0.0.1:41234 -> 8080"
+			if f := strings.Fields(sc.Text()); len(f) >= 3 && f[0] == "Forwarding" {
+				local <- f[2]
+				return
+			}
+		}
+		close(local)
+	}()
+	var addr string
+	select {
+	case addr = <-local:
+	case <-pfCtx.Done():
+	}
+	require.NotEmpty(t, addr, "kubectl port-forward announced no local address")
+	resp, err := http.Get("http://" + addr + "/")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, pod, strings.TrimSpace(string(body)), "the pod answers with its host name")
 }
