@@ -25,6 +25,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv/binaries"
+	"github.com/krgeobuk/krgeobuk-infra/internal/testenv/pki"
 )
 
 // Addresses inside the node's network namespace. They exist only there:
@@ -81,7 +82,7 @@ type Options struct {
 type Cluster struct {
 	name, node, dir string
 	log             io.Writer
-	pki             *pki
+	pki             *pki.CA
 	bins            binaries.Set
 
 	apiPort, registryPort int
@@ -272,19 +273,19 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 func (c *Cluster) writeKubeconfigs() error {
 	server := "https://127.0.0.1:" + strconv.Itoa(c.apiPort)
 	for _, id := range clientIdentities(c.node) {
-		cert, err := os.ReadFile(c.pki.path(id.file + ".crt"))
+		cert, err := os.ReadFile(c.pki.Path(id.file + ".crt"))
 		if err != nil {
 			return err
 		}
-		key, err := os.ReadFile(c.pki.path(id.file + ".key"))
+		key, err := os.ReadFile(c.pki.Path(id.file + ".key"))
 		if err != nil {
 			return err
 		}
-		data, err := kubeconfig("realnode-"+c.name, server, c.pki.caPEM, cert, key)
+		data, err := kubeconfig("realnode-"+c.name, server, c.pki.PEM, cert, key)
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(c.pki.path(id.file+".kubeconfig"), data, 0o600); err != nil {
+		if err := os.WriteFile(c.pki.Path(id.file+".kubeconfig"), data, 0o600); err != nil {
 			return err
 		}
 		if id.file != "admin" {
