@@ -52,7 +52,7 @@ type Cluster struct {
 	dir   string
 	log   io.Writer
 	bins  binaries.Set
-	pki   *pki
+	pki   *clusterPKI
 	nodes []string
 
 	ports struct{ etcd, etcdPeer, apiserver, controllerManager, scheduler int }
@@ -255,14 +255,14 @@ func (c *Cluster) bootControllers(ctx context.Context) error {
 		"--authentication-kubeconfig=" + kc,
 		"--authorization-kubeconfig=" + kc,
 		"--bind-address=127.0.0.1",
-		"--tls-cert-file=" + c.pki.path("serving.crt"),
-		"--tls-private-key-file=" + c.pki.path("serving.key"),
+		"--tls-cert-file=" + c.pki.Path("serving.crt"),
+		"--tls-private-key-file=" + c.pki.Path("serving.key"),
 		"--leader-elect=false",
 	}
 	kcm := c.newProc(compControllerManager, c.bins.KubeControllerManager, append(common,
 		"--secure-port="+strconv.Itoa(c.ports.controllerManager),
-		"--service-account-private-key-file="+c.pki.path("sa.key"),
-		"--root-ca-file="+c.pki.path("ca.crt"),
+		"--service-account-private-key-file="+c.pki.Path("sa.key"),
+		"--root-ca-file="+c.pki.Path("ca.crt"),
 		"--kube-api-qps=100", "--kube-api-burst=200",
 	))
 	sched := c.newProc(compScheduler, c.bins.KubeScheduler, append(common,
@@ -340,12 +340,12 @@ func (c *Cluster) apiserverArgs() []string {
 		// and the reconciler refuses a loopback address.
 		"--endpoint-reconciler-type=none",
 		"--secure-port=" + strconv.Itoa(c.ports.apiserver),
-		"--cert-dir=" + c.pki.dir,
-		"--tls-cert-file=" + c.pki.path("serving.crt"),
-		"--tls-private-key-file=" + c.pki.path("serving.key"),
-		"--client-ca-file=" + c.pki.path("ca.crt"),
-		"--service-account-key-file=" + c.pki.path("sa.pub"),
-		"--service-account-signing-key-file=" + c.pki.path("sa.key"),
+		"--cert-dir=" + c.pki.Dir,
+		"--tls-cert-file=" + c.pki.Path("serving.crt"),
+		"--tls-private-key-file=" + c.pki.Path("serving.key"),
+		"--client-ca-file=" + c.pki.Path("ca.crt"),
+		"--service-account-key-file=" + c.pki.Path("sa.pub"),
+		"--service-account-signing-key-file=" + c.pki.Path("sa.key"),
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-cluster-ip-range=" + serviceCIDR,
 		"--authorization-mode=RBAC",
@@ -359,7 +359,7 @@ func (c *Cluster) writeKubeconfig() error {
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters[ctxName] = &clientcmdapi.Cluster{
 		Server:                   "https://127.0.0.1:" + strconv.Itoa(c.ports.apiserver),
-		CertificateAuthorityData: c.pki.caPEM,
+		CertificateAuthorityData: c.pki.PEM,
 	}
 	cfg.AuthInfos[ctxName] = &clientcmdapi.AuthInfo{
 		ClientCertificateData: c.pki.adminCertPEM,

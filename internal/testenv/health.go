@@ -50,7 +50,7 @@ func (c *Cluster) apiserverReady(ctx context.Context) error {
 // serving certificate (scheduler, controller manager).
 func (c *Cluster) componentHealthy(port int) func(context.Context) error {
 	pool := x509.NewCertPool()
-	pool.AddCert(c.pki.caCert)
+	pool.AddCert(c.pki.Cert)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
 	url := "https://127.0.0.1:" + strconv.Itoa(port) + "/healthz"
 	return func(ctx context.Context) error { return probe(ctx, client, url, "ok") }

@@ -201,7 +201,7 @@ func TestSharedWithoutMainSaysHowToFixIt(t *testing.T) {
 func TestPKIKeepsKeysPrivateAndServesTheCluster(t *testing.T) {
 	p, err := newPKI(t.TempDir())
 	require.NoError(t, err)
-	entries, err := os.ReadDir(p.dir)
+	entries, err := os.ReadDir(p.Dir)
 	require.NoError(t, err)
 	require.NotEmpty(t, entries)
 	for _, e := range entries {
@@ -210,13 +210,13 @@ func TestPKIKeepsKeysPrivateAndServesTheCluster(t *testing.T) {
 		require.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "%s is readable by others", e.Name())
 	}
 	roots := x509.NewCertPool()
-	roots.AddCert(p.caCert)
-	serving := readCert(t, p.path("serving.crt"))
+	roots.AddCert(p.Cert)
+	serving := readCert(t, p.Path("serving.crt"))
 	for _, host := range []string{"127.0.0.1", "localhost", "kubernetes.default.svc", serviceIP} {
 		_, err := serving.Verify(x509.VerifyOptions{DNSName: host, Roots: roots})
 		require.NoError(t, err, "serving certificate for %s", host)
 	}
-	admin := readCert(t, p.path("admin.crt"))
+	admin := readCert(t, p.Path("admin.crt"))
 	_, err = admin.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	require.NoError(t, err)
 	require.Equal(t, []string{"system:masters"}, admin.Subject.Organization)

@@ -59,7 +59,7 @@ func (n *node) objects(ctx context.Context) error {
 		}, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: agentNamespace, Name: agentName}},
 	}
 	for _, r := range roles {
-		if err := create2(rbac.ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: r.name}, Rules: r.rules}, metav1.CreateOptions{})); create(err) != nil {
+		if err := errOf(rbac.ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: r.name}, Rules: r.rules}, metav1.CreateOptions{})); create(err) != nil {
 			return err
 		}
 		crb := &rbacv1.ClusterRoleBinding{
@@ -67,13 +67,13 @@ func (n *node) objects(ctx context.Context) error {
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: r.name},
 			Subjects:   []rbacv1.Subject{r.subject},
 		}
-		if err := create2(rbac.ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{})); create(err) != nil {
+		if err := errOf(rbac.ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{})); create(err) != nil {
 			return err
 		}
 	}
 	core := n.client.CoreV1()
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: agentName, Namespace: agentNamespace}}
-	if err := create2(core.ServiceAccounts(agentNamespace).Create(ctx, sa, metav1.CreateOptions{})); create(err) != nil {
+	if err := errOf(core.ServiceAccounts(agentNamespace).Create(ctx, sa, metav1.CreateOptions{})); create(err) != nil {
 		return err
 	}
 	tr, err := core.ServiceAccounts(agentNamespace).CreateToken(ctx, agentName, &authenticationv1.TokenRequest{
@@ -103,14 +103,15 @@ func (n *node) objects(ctx context.Context) error {
 		ObjectMeta: metav1.ObjectMeta{Name: "kube-dns", Namespace: "kube-system", Labels: map[string]string{"k8s-app": "kube-dns"}},
 		Spec:       corev1.ServiceSpec{ClusterIP: DNSServiceIP, Ports: ports, Selector: map[string]string{"k8s-app": "kube-dns"}},
 	}
-	if err := create2(core.Services("kube-system").Create(ctx, svc, metav1.CreateOptions{})); create(err) != nil {
+	if err := errOf(core.Services("kube-system").Create(ctx, svc, metav1.CreateOptions{})); create(err) != nil {
 		return err
 	}
 	csa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: corednsName, Namespace: "kube-system"}}
-	return create(create2(core.ServiceAccounts("kube-system").Create(ctx, csa, metav1.CreateOptions{})))
+	return create(errOf(core.ServiceAccounts("kube-system").Create(ctx, csa, metav1.CreateOptions{})))
 }
 
-func create2[T any](_ T, err error) error { return err }
+// errOf keeps the error of a create call.
+func errOf[T any](_ T, err error) error { return err }
 
 func (n *node) containerd(ctx context.Context) error {
 	files := map[string]string{
@@ -351,7 +352,7 @@ func (n *node) networkPolicies(ctx context.Context) error {
 	cmd := exec.Command(n.cfg.Bins.NetworkPolicies,
 		"--hostname-override="+n.cfg.Node,
 		"--nfqueue-id=100",
-		"--metrics-bind-address=127.0.0.1:9080",
+		"--metrics-bind-address=127.0.0.1:10282",
 		// No NRI plugin socket is configured in containerd; pod IPs come
 		// from the API.
 		"--disable-nri",
@@ -364,7 +365,7 @@ func (n *node) networkPolicies(ctx context.Context) error {
 		return err
 	}
 	return n.waitFor(ctx, "kube-network-policies", p, time.Minute, func(ctx context.Context) error {
-		if err := plainGet("http://127.0.0.1:9080/metrics")(ctx); err != nil {
+		if err := plainGet("http://127.0.0.1:10282/metrics")(ctx); err != nil {
 			return err
 		}
 		// Its table exists once it has synced its rules at least once.

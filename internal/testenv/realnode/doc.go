@@ -51,7 +51,11 @@
 // routing, and so through NetworkPolicy egress rules, where a test runs its
 // data stores: Cluster.Command returns a command entered into the node's
 // network namespace (nsenter --net) with the host's files and users, e.g.
-// MariaDB listening on DataServerIP:3306. Cluster.DialContext dials any
+// MariaDB listening on DataServerIP:3306. The node's own servers hold
+// these ports of the namespace: 53 (CoreDNS), 2379-2380 (etcd), the API
+// server's and registry's P and R, 10249, 10250, 10256, 10257, 10259 and
+// 10280-10282 (kube-proxy, kubelet, controller-manager, scheduler, CoreDNS
+// health and readiness, the policy agent's metrics); pick others. Cluster.DialContext dials any
 // address of the namespace (a pod IP, a ClusterIP) from the host process.
 //
 // # Use

@@ -319,7 +319,33 @@ func nsProcesses(pidNS, netNS string) []int {
 // forward serves l on the host: each connection is relayed to the same
 // port on the node's loopback, dialled inside its network namespace.
 func (c *Cluster) forward(l net.Listener) {
-	port := l.Addr().(*net.TCPAddr).Port
+	c.relay(l, "127.0.0.1:"+strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
+}
+
+// Forward exposes addr of the node's network namespace (DataServerIP:3306,
+// a pod IP and port) on a free port of the host's loopback, until Stop, and
+// returns that host address: for host-side clients that cannot take a
+// dialer (a database driver, a CLI).
+func (c *Cluster) Forward(addr string) (string, error) {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return "", fmt.Errorf("realnode: forward %q: %w", addr, err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("realnode: forward %s: %w", addr, err)
+	}
+	c.fwdMu.Lock()
+	defer c.fwdMu.Unlock()
+	if c.stopping {
+		_ = l.Close()
+		return "", errors.New("realnode: forward: the cluster is stopping")
+	}
+	c.listeners = append(c.listeners, l)
+	c.relay(l, addr)
+	return l.Addr().String(), nil
+}
+
+func (c *Cluster) relay(l net.Listener, target string) {
 	c.fwdWG.Add(1)
 	go func() {
 		defer c.fwdWG.Done()
@@ -331,7 +357,7 @@ func (c *Cluster) forward(l net.Listener) {
 			go func() {
 				defer func() { _ = conn.Close() }()
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				up, err := c.DialContext(ctx, "tcp", "127.0.0.1:"+strconv.Itoa(port))
+				up, err := c.DialContext(ctx, "tcp", target)
 				cancel()
 				if err != nil {
 					return

@@ -430,8 +430,10 @@ func (n *node) etcd(ctx context.Context) error {
 }
 
 func (n *node) apiserver(ctx context.Context) error {
-	// The API server's own copies of its key material, owned by its uid.
-	own := n.path("apiserver")
+	// The API server's own copies of its key material, owned by its uid,
+	// on the node's /run (a tmpfs of its mount namespace): the uid need
+	// not traverse the folders above the cluster directory.
+	own := "/run/kube-apiserver"
 	if err := os.MkdirAll(own, 0o700); err != nil {
 		return err
 	}

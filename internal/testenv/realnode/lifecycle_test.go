@@ -1,7 +1,9 @@
 package realnode_test
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,10 +22,12 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv/realnode"
 )
 
+const leftoversName = "leftovers"
+
 // hostState is what a node could leave on the host.
 type hostState struct {
 	Mounts    []string // mount points of this process's mount namespace
-	Cgroups   []string // cgroups beside the nodes' (children of this process's cgroups)
+	Cgroups   []string // this test's node's cgroups (other packages' nodes may come and go meanwhile)
 	Links     []string // network devices of the host's namespace
 	Ruleset   string   // nft list ruleset of the host's namespace
 	Processes []string // this test process's children
@@ -50,7 +54,7 @@ func snapshot(t *testing.T) hostState {
 		entries, err := os.ReadDir(dir)
 		require.NoError(t, err)
 		for _, e := range entries {
-			if e.IsDir() {
+			if e.IsDir() && strings.HasPrefix(e.Name(), "krgeobuk-realnode-"+leftoversName+"-") {
 				s.Cgroups = append(s.Cgroups, filepath.Join(dir, e.Name()))
 			}
 		}
@@ -89,11 +93,15 @@ func snapshot(t *testing.T) hostState {
 // it, and compares the host before and after: no process, mount, cgroup,
 // network device or nftables rule remains, nor the cluster directory.
 func TestStopLeavesNothing(t *testing.T) {
+	// Start sweeps what killed test processes left; sweep first so that
+	// the comparison is about this node only.
+	require.NoError(t, realnode.SweepStale(""))
 	before := snapshot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	began := time.Now()
-	c, err := realnode.Start(ctx, realnode.Options{Name: "leftovers", Log: os.Stderr})
+	var progress bytes.Buffer
+	c, err := realnode.Start(ctx, realnode.Options{Name: leftoversName, Log: io.MultiWriter(os.Stderr, &progress)})
 	require.NoError(t, err)
 	t.Logf("node Ready (Start returned) %s after Start", time.Since(began).Round(10*time.Millisecond))
 	stopped := false
@@ -124,6 +132,18 @@ func TestStopLeavesNothing(t *testing.T) {
 	}))
 	during := snapshot(t)
 	require.NotEqual(t, before.Cgroups, during.Cgroups, "the node's cgroups exist while it runs (the snapshot sees them)")
+
+	// Secrets stay out of the progress lines and the node's own log: no
+	// client key (the admin key is in the kubeconfig) and no
+	// ServiceAccount token (a JWT, "eyJ..."; the policy agent has one).
+	nodeLog, err := os.ReadFile(filepath.Join(c.Dir(), "logs", "node.log"))
+	require.NoError(t, err)
+	require.Contains(t, string(c.Kubeconfig()), "client-key-data")
+	for name, text := range map[string]string{"progress": progress.String(), "node.log": string(nodeLog)} {
+		require.Contains(t, text, "kube-network-policies done", "%s holds the boot's progress", name)
+		require.NotContains(t, text, "PRIVATE KEY", name)
+		require.NotContains(t, text, "eyJ", name)
+	}
 
 	dir := c.Dir()
 	stopBegan := time.Now()

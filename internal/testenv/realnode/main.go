@@ -11,22 +11,27 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/krgeobuk/krgeobuk-infra/internal/testenv/binaries"
 )
 
-// sharedStartBound bounds the start of a package's shared node, the
-// control plane's build (if the cache lacks it) included.
-const sharedStartBound = 6 * time.Minute
+// sharedStartBound bounds the start of a package's shared node; Main has
+// built the programs before the tests began.
+const sharedStartBound = 4 * time.Minute
 
 var shared struct {
 	main    bool
+	bins    binaries.Set
+	binsErr error
 	once    sync.Once
 	mu      sync.Mutex
 	cluster *Cluster
 	err     error
 }
 
-// Main runs the package's tests with a real node available through Shared,
-// and stops it after the tests (or on SIGINT/SIGTERM):
+// Main finds (or builds) the node's programs before any test runs, then
+// runs the package's tests with a real node available through Shared, and
+// stops it after the tests (or on SIGINT/SIGTERM):
 //
 //	func TestMain(m *testing.M) { os.Exit(realnode.Main(m)) }
 //
@@ -35,6 +40,16 @@ var shared struct {
 // folders and cluster directory stay until the next Start sweeps them.
 func Main(m *testing.M) int {
 	shared.main = true
+	// Build (or find) the programs before the tests start: go test's
+	// -timeout alarm starts inside m.Run and would cut a cold build short.
+	buildCtx, stopBuild := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	shared.bins, shared.binsErr = NodeBinaries(buildCtx, os.Stderr)
+	interrupted := buildCtx.Err() != nil
+	stopBuild()
+	if interrupted {
+		fmt.Fprintln(os.Stderr, "realnode: interrupted while building the node's programs")
+		return 130
+	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
@@ -74,9 +89,13 @@ func Shared(t testing.TB) *Cluster {
 		t.Fatal("realnode.Shared needs the package's TestMain to call realnode.Main:\n\n\tfunc TestMain(m *testing.M) { os.Exit(realnode.Main(m)) }")
 	}
 	shared.once.Do(func() {
+		if shared.binsErr != nil {
+			shared.err = shared.binsErr
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), sharedStartBound)
 		defer cancel()
-		c, err := Start(ctx, Options{Name: packageName(), Log: os.Stderr})
+		c, err := Start(ctx, Options{Name: packageName(), Log: os.Stderr, Binaries: &shared.bins})
 		shared.mu.Lock()
 		shared.cluster, shared.err = c, err
 		shared.mu.Unlock()

@@ -25,6 +25,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv/binaries"
+	"github.com/krgeobuk/krgeobuk-infra/internal/testenv/pki"
 )
 
 // Addresses inside the node's network namespace. They exist only there:
@@ -82,7 +83,7 @@ type Options struct {
 type Cluster struct {
 	name, node, dir string
 	log             io.Writer
-	pki             *pki
+	pki             *pki.CA
 	bins            binaries.Set
 
 	apiPort, registryPort int
@@ -95,7 +96,9 @@ type Cluster struct {
 	pidNS   string
 	cgroups []string
 
+	fwdMu     sync.Mutex // guards listeners and stopping
 	listeners []net.Listener
+	stopping  bool
 	fwdWG     sync.WaitGroup
 
 	kubeconfig []byte
@@ -170,7 +173,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	_, _ = rand.Read(suffix)
 	c := &Cluster{name: opts.Name + "-" + hex.EncodeToString(suffix), log: opts.Log, done: make(chan struct{})}
 	c.node = c.name + "-node"
-	dir, err := os.MkdirTemp(opts.Dir, "krgeobuk-realnode-"+c.name+"-")
+	if err := SweepStale(opts.Dir); err != nil {
+		c.logf("%v", err) // another's leftovers do not stop this node
+	}
+	// MkdirTemp appends "-<random digits>" to the owner suffix.
+	dir, err := os.MkdirTemp(opts.Dir, "krgeobuk-realnode-"+c.name+ownerSuffix()+"-")
 	if err != nil {
 		return nil, fmt.Errorf("realnode: cluster %s: %w", c.name, err)
 	}
@@ -194,11 +201,6 @@ func (c *Cluster) path(elem ...string) string {
 }
 
 func (c *Cluster) boot(ctx context.Context, bins binaries.Set) error {
-	// The API server runs as a non-root user and reads its files under
-	// the cluster directory: let it traverse (not list) the directory.
-	if err := os.Chmod(c.dir, 0o711); err != nil {
-		return err
-	}
 	var err error
 	if c.pki, err = newPKI(c.path("pki"), c.node); err != nil {
 		return err
@@ -225,7 +227,7 @@ func (c *Cluster) boot(ctx context.Context, bins binaries.Set) error {
 	if err := os.WriteFile(c.path("config.json"), data, 0o600); err != nil {
 		return err
 	}
-	if c.cgroups, err = makeCgroups("krgeobuk-realnode-" + c.name); err != nil {
+	if c.cgroups, err = makeCgroups("krgeobuk-realnode-" + c.name + ownerSuffix()); err != nil {
 		return err
 	}
 	if err := c.startNamespace(); err != nil {
@@ -237,8 +239,8 @@ func (c *Cluster) boot(ctx context.Context, bins binaries.Set) error {
 	return c.waitReady(ctx)
 }
 
-// bootBound bounds the whole boot inside the namespace. Measured: about
-// 15 s on an idle 2-core machine; generous for a loaded CI.
+// bootBound bounds the whole boot inside the namespace. Measured: 7-12 s
+// on the shared 2-core machine; generous for a loaded CI.
 const bootBound = 4 * time.Minute
 
 // waitReady waits for the program inside to report the node ready (or
@@ -266,39 +268,40 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 	return err
 }
 
+// writeKubeconfigs writes a kubeconfig per client identity into the pki
+// folder, all naming https://127.0.0.1:P: the host's loopback and the
+// node's lead to the same server (see doc.go).
 func (c *Cluster) writeKubeconfigs() error {
+	server := "https://127.0.0.1:" + strconv.Itoa(c.apiPort)
 	for _, id := range clientIdentities(c.node) {
-		for _, spelling := range []struct{ file, server string }{
-			// The host's and the node's loopback: the same port, the same
-			// server (see doc.go).
-			{id.file + ".kubeconfig", "https://127.0.0.1:" + strconv.Itoa(c.apiPort)},
-		} {
-			cert, err := os.ReadFile(c.pki.path(id.file + ".crt"))
-			if err != nil {
-				return err
-			}
-			key, err := os.ReadFile(c.pki.path(id.file + ".key"))
-			if err != nil {
-				return err
-			}
-			data, err := kubeconfig("realnode-"+c.name, spelling.server, c.pki.caPEM, cert, key)
-			if err != nil {
-				return err
-			}
-			if err := os.WriteFile(c.pki.path(spelling.file), data, 0o600); err != nil {
-				return err
-			}
-			if id.file == "admin" {
-				rc, err := clientcmd.RESTConfigFromKubeConfig(data)
-				if err != nil {
-					return err
-				}
-				rc.QPS, rc.Burst = 100, 200
-				c.kubeconfig, c.restConfig = data, rc
-				if err := os.WriteFile(c.path("kubeconfig"), data, 0o600); err != nil {
-					return err
-				}
-			}
+		cert, err := os.ReadFile(c.pki.Path(id.file + ".crt"))
+		if err != nil {
+			return err
+		}
+		key, err := os.ReadFile(c.pki.Path(id.file + ".key"))
+		if err != nil {
+			return err
+		}
+		data, err := kubeconfig("realnode-"+c.name, server, c.pki.PEM, cert, key)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(c.pki.Path(id.file+".kubeconfig"), data, 0o600); err != nil {
+			return err
+		}
+		if id.file != "admin" {
+			continue
+		}
+		rc, err := clientcmd.RESTConfigFromKubeConfig(data)
+		if err != nil {
+			return err
+		}
+		// Tests create many objects quickly; client-go's default of 5 QPS
+		// would make them wait on the client, not the cluster.
+		rc.QPS, rc.Burst = 100, 200
+		c.kubeconfig, c.restConfig = data, rc
+		if err := os.WriteFile(c.path("kubeconfig"), data, 0o600); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -441,9 +444,12 @@ func (c *Cluster) Stop() error {
 		began := time.Now()
 		var errs []error
 		errs = append(errs, c.stopNamespace())
+		c.fwdMu.Lock()
+		c.stopping = true
 		for _, l := range c.listeners {
 			_ = l.Close()
 		}
+		c.fwdMu.Unlock()
 		c.fwdWG.Wait()
 		errs = append(errs, removeCgroups(c.cgroups))
 		if c.dir != "" {
@@ -507,28 +513,13 @@ func tailFile(path string, n int) string {
 	if err != nil {
 		return "(no log: " + err.Error() + ")"
 	}
-	lines := splitLines(string(data))
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	out := ""
-	for _, l := range lines {
-		out += l + "\n"
-	}
-	return out
+	return lastLines(string(data), n)
 }
 
 func splitLines(s string) []string {
-	var out []string
-	start := 0
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\n' {
-			out = append(out, s[start:i])
-			start = i + 1
-		}
+	s = strings.TrimRight(s, "\n")
+	if s == "" {
+		return nil
 	}
-	if start < len(s) {
-		out = append(out, s[start:])
-	}
-	return out
+	return strings.Split(s, "\n")
 }

@@ -1,8 +1,12 @@
 package realnode_test
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,9 +20,12 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv/realnode"
@@ -321,6 +328,7 @@ func TestNetworkPolicyBlocks(t *testing.T) {
 		}
 	}
 	require.NoError(t, poll(ctx, 30*time.Second, func(ctx context.Context) error { return proxy(ctx, "/services/server:80/proxy/healthz") }), "service proxy before any policy")
+	require.NoError(t, poll(ctx, 30*time.Second, func(ctx context.Context) error { return proxy(ctx, "/pods/"+allowed+":8080/proxy/healthz") }), "pod proxy before any policy")
 
 	_, err = client.NetworkingV1().NetworkPolicies(ns).Create(ctx, &networkingv1.NetworkPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: "default-deny", Namespace: ns},
@@ -332,7 +340,10 @@ func TestNetworkPolicyBlocks(t *testing.T) {
 			require.NoError(t, reach(pod, url, false, 30*time.Second), "default-deny blocks")
 		}
 	}
-	require.Error(t, proxy(ctx, "/pods/"+denied+":8080/proxy/healthz"), "the non-root API server's proxy is subject to the policy")
+	// The same request as to the allowed pod before, to its twin.
+	err = proxy(ctx, "/pods/"+denied+":8080/proxy/healthz")
+	require.Error(t, err, "the non-root API server's proxy is subject to the policy")
+	t.Logf("API server proxy under default-deny: %v", err)
 
 	_, err = client.NetworkingV1().NetworkPolicies(ns).Create(ctx, &networkingv1.NetworkPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: "allow-allowed", Namespace: ns},
@@ -350,4 +361,149 @@ func TestNetworkPolicyBlocks(t *testing.T) {
 		out, ok := execIn(ctx, c, ns, denied, "get", url)
 		require.False(t, ok, "the allow rule re-opens only the selected client: %s -> %s: %s", denied, url, out)
 	}
+}
+
+// TestDataServerAddress: a host process started with Command listens on
+// DataServerIP inside the node's network namespace and pods reach it (the
+// way internal/dbtest's MariaDB and Redis serve the chart); the host
+// process reaches a pod IP with DialContext.
+func TestDataServerAddress(t *testing.T) {
+	c := realnode.Shared(t)
+	client := kubernetes.NewForConfigOrDie(c.RESTConfig())
+	ctx := context.Background()
+	image := pushWeb(t, c)
+	ns := namespace(t, client, "data-server")
+	_, err := client.AppsV1().Deployments(ns).Create(ctx, webDeployment(ns, "client", image, 1, map[string]string{"app": "client"}), metav1.CreateOptions{})
+	require.NoError(t, err)
+
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "web")
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./testdata/web")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	srvCtx, stop := context.WithCancel(ctx)
+	ds, err := c.DataServer()
+	require.NoError(t, err)
+	srv := ds.Command(srvCtx, bin) // listens on :8080 of the data server's namespace
+	var srvOut bytes.Buffer
+	srv.Stdout, srv.Stderr = &srvOut, &srvOut
+	require.NoError(t, srv.Start())
+	t.Cleanup(func() { stop(); _ = srv.Wait() })
+
+	require.NoError(t, waitAvailable(ctx, client, ns, "client", 2*time.Minute))
+	pod := runningPod(t, client, ns, "app=client")
+	url := "http://" + c.DataServerIP() + ":8080/healthz"
+	require.NoError(t, poll(ctx, 30*time.Second, func(ctx context.Context) error {
+		if out, ok := execIn(ctx, c, ns, pod, "get", url); !ok {
+			return fmt.Errorf("%s: %s (server: %s)", url, out, srvOut.String())
+		}
+		return nil
+	}))
+
+	// A host-side client that takes no dialer reaches the same server
+	// through Forward.
+	hostAddr, err := c.Forward(c.DataServerIP() + ":8080")
+	require.NoError(t, err)
+	resp, err := http.Get("http://" + hostAddr + "/healthz")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.NoError(t, resp.Body.Close())
+
+	p, err := client.CoreV1().Pods(ns).Get(ctx, pod, metav1.GetOptions{})
+	require.NoError(t, err)
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := c.DialContext(dctx, "tcp", p.Status.PodIP+":8080")
+	require.NoError(t, err)
+	_, err = conn.Write([]byte("GET /healthz HTTP/1.0\r\n\r\n"))
+	require.NoError(t, err)
+	buf := make([]byte, 12)
+	_, err = io.ReadFull(conn, buf)
+	require.NoError(t, err)
+	require.Equal(t, "HTTP/1.0 200", string(buf))
+	require.NoError(t, conn.Close())
+}
+
+// TestServiceAccountKubeconfig: a ServiceAccount's kubeconfig is bound by
+// RBAC: it may list the pods its Role grants and nothing else.
+func TestServiceAccountKubeconfig(t *testing.T) {
+	c := realnode.Shared(t)
+	client := kubernetes.NewForConfigOrDie(c.RESTConfig())
+	ctx := context.Background()
+	ns := namespace(t, client, "service-account")
+	_, err := client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "deployer"}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = client.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "pods"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list"}}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = client.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "pods"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "pods"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "deployer", Namespace: ns}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+
+	kc, token, err := c.ServiceAccountKubeconfig(ctx, ns, "deployer", 10*time.Minute)
+	require.NoError(t, err)
+	require.NotEmpty(t, token)
+	rc, err := clientcmd.RESTConfigFromKubeConfig(kc)
+	require.NoError(t, err)
+	sa := kubernetes.NewForConfigOrDie(rc)
+	require.NoError(t, poll(ctx, 10*time.Second, func(ctx context.Context) error {
+		_, err := sa.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		return err
+	}))
+	_, err = sa.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
+	require.True(t, apierrors.IsForbidden(err), "secrets are not granted: %v", err)
+}
+
+// TestPortForward: kubectl port-forward from the host reaches a pod's port
+// (API server → kubelet → containerd), the path a readiness check can take
+// when policies block the service proxy.
+func TestPortForward(t *testing.T) {
+	c := realnode.Shared(t)
+	client := kubernetes.NewForConfigOrDie(c.RESTConfig())
+	ctx := context.Background()
+	image := pushWeb(t, c)
+	ns := namespace(t, client, "port-forward")
+	_, err := client.AppsV1().Deployments(ns).Create(ctx, webDeployment(ns, "web", image, 1, map[string]string{"app": "web"}), metav1.CreateOptions{})
+	require.NoError(t, err)
+	require.NoError(t, waitAvailable(ctx, client, ns, "web", 2*time.Minute))
+	pod := runningPod(t, client, ns, "app=web")
+
+	pfCtx, stop := context.WithTimeout(ctx, time.Minute)
+	defer stop()
+	pf := c.Kubectl(pfCtx, "port-forward", "-n", ns, "pod/"+pod, "--address=127.0.0.1", ":8080")
+	out, err := pf.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, pf.Start())
+	defer func() { stop(); _ = pf.Wait() }()
+	local := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			// "Forwarding from 127.0.0.1:41234 -> 8080"
+			if f := strings.Fields(sc.Text()); len(f) >= 3 && f[0] == "Forwarding" {
+				local <- f[2]
+				return
+			}
+		}
+		close(local)
+	}()
+	var addr string
+	select {
+	case addr = <-local:
+	case <-pfCtx.Done():
+	}
+	require.NotEmpty(t, addr, "kubectl port-forward announced no local address")
+	resp, err := http.Get("http://" + addr + "/")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, pod, strings.TrimSpace(string(body)), "the pod answers with its host name")
 }
