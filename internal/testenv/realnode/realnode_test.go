@@ -363,10 +363,11 @@ func TestNetworkPolicyBlocks(t *testing.T) {
 	}
 }
 
-// TestDataServerAddress: a host process started with Command listens on
-// DataServerIP inside the node's network namespace and pods reach it (the
-// way internal/dbtest's MariaDB and Redis serve the chart); the host
-// process reaches a pod IP with DialContext.
+// TestDataServerAddress: a host process started in the data server's
+// network namespace (DataServer().Command) listens on DataServerIP and pods
+// reach it through the node's routing (the way internal/dbtest's MariaDB
+// and Redis serve the chart); the host process reaches a pod IP with
+// DialContext.
 func TestDataServerAddress(t *testing.T) {
 	c := realnode.Shared(t)
 	client := kubernetes.NewForConfigOrDie(c.RESTConfig())
