@@ -527,10 +527,37 @@ func (n *node) controllers(ctx context.Context) error {
 func (n *node) stop() {
 	procs := slices.Clone(n.procs)
 	slices.Reverse(procs)
+	// The kubelet first, so it restarts nothing; then every container and
+	// shim at once: a stopped containerd leaves them running, and each
+	// would otherwise sit out its grace period while the node is going
+	// away anyway.
+	keep := map[int]bool{1: true, os.Getpid(): true}
+	for _, np := range procs {
+		keep[np.p.Pid()] = true
+		if np.name == "kubelet" {
+			if err := np.p.Stop(); err != nil {
+				n.step("stop %s: %v", np.name, err)
+			}
+		}
+	}
+	killContainers(keep)
 	for _, np := range procs {
 		if err := np.p.Stop(); err != nil {
 			n.step("stop %s: %v", np.name, err)
 		}
+	}
+}
+
+// killContainers sends SIGKILL to every process of the node's pid
+// namespace (this stage's view of /proc) that is not in keep.
+func killContainers(keep map[int]bool) {
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(filepath.Base(d))
+		if err != nil || keep[pid] {
+			continue
+		}
+		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
 
