@@ -115,7 +115,7 @@ func errOf[T any](_ T, err error) error { return err }
 
 func (n *node) containerd(ctx context.Context) error {
 	files := map[string]string{
-		"/etc/containerd/config.toml": containerdConfig(n.cfg.RegistryPort),
+		"/etc/containerd/config.toml": containerdConfig(n.cfg.RegistryPort, n.path(registryHostsDir)),
 		// The registry is plain HTTP on loopback.
 		"/etc/containerd/certs.d/127.0.0.1:" + strconv.Itoa(n.cfg.RegistryPort) + "/hosts.toml": fmt.Sprintf("server = \"http://127.0.0.1:%d\"\n\n[host.\"http://127.0.0.1:%d\"]\n  capabilities = [\"pull\", \"resolve\"]\n", n.cfg.RegistryPort, n.cfg.RegistryPort),
 		"/etc/cni/net.d/10-krgeobuk.conflist":                                                   cniConfig,
@@ -142,7 +142,7 @@ func (n *node) containerd(ctx context.Context) error {
 	})
 }
 
-func containerdConfig(registryPort int) string {
+func containerdConfig(registryPort int, hostsDir string) string {
 	return fmt.Sprintf(`version = 3
 root = "/var/lib/containerd"
 state = "/run/containerd"
@@ -155,7 +155,7 @@ state = "/run/containerd"
   [plugins.'io.containerd.cri.v1.images'.pinned_images]
     sandbox = "127.0.0.1:%d/%s:%s"
   [plugins.'io.containerd.cri.v1.images'.registry]
-    config_path = "/etc/containerd/certs.d"
+    config_path = %q
 
 [plugins.'io.containerd.cri.v1.runtime']
   # The machine's bounding set lacks CAP_SYS_RESOURCE: without this every
@@ -171,7 +171,7 @@ state = "/run/containerd"
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ["/usr/lib/cni"]
     conf_dir = "/etc/cni/net.d"
-`, registryPort, PauseImageRepo, pauseTag)
+`, registryPort, PauseImageRepo, pauseTag, hostsDir)
 }
 
 // cniConfig: ptp gives each pod a /32 route through the node, so pod

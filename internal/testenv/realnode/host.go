@@ -319,7 +319,8 @@ func nsProcesses(pidNS, netNS string) []int {
 // forward serves l on the host: each connection is relayed to the same
 // port on the node's loopback, dialled inside its network namespace.
 func (c *Cluster) forward(l net.Listener) {
-	c.relay(l, "127.0.0.1:"+strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
+	target := "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	c.relay(l, func(ctx context.Context) (net.Conn, error) { return c.DialContext(ctx, "tcp", target) })
 }
 
 // Forward exposes addr of the node's network namespace (DataServerIP:3306,
@@ -341,11 +342,13 @@ func (c *Cluster) Forward(addr string) (string, error) {
 		return "", errors.New("realnode: forward: the cluster is stopping")
 	}
 	c.listeners = append(c.listeners, l)
-	c.relay(l, addr)
+	c.relay(l, func(ctx context.Context) (net.Conn, error) { return c.DialContext(ctx, "tcp", addr) })
 	return l.Addr().String(), nil
 }
 
-func (c *Cluster) relay(l net.Listener, target string) {
+// relay serves l until it is closed: each connection is relayed to what
+// dial connects to.
+func (c *Cluster) relay(l net.Listener, dial func(context.Context) (net.Conn, error)) {
 	c.fwdWG.Add(1)
 	go func() {
 		defer c.fwdWG.Done()
@@ -357,7 +360,7 @@ func (c *Cluster) relay(l net.Listener, target string) {
 			go func() {
 				defer func() { _ = conn.Close() }()
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				up, err := c.DialContext(ctx, "tcp", target)
+				up, err := dial(ctx)
 				cancel()
 				if err != nil {
 					return
@@ -492,4 +495,67 @@ func lookPath(tool string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%s not found", tool)
+}
+
+// registryHostsDir, in the cluster directory, is containerd's registry
+// hosts folder (config_path): a registry's hosts.toml there sends the
+// node's pulls from it elsewhere.
+const registryHostsDir = "registry-hosts"
+
+// MirrorRegistry lets the node pull images named after a registry the
+// calling process reaches (host:port, plain HTTP), such as a Dagger
+// engine's registry: a listener inside the node's network relays each
+// connection to addr, dialled from here, and containerd's hosts.toml for
+// addr points at that listener. Image references then read the same on
+// both sides, as with Registry().
+func (c *Cluster) MirrorRegistry(addr string) error {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("realnode: mirror %q: %w", addr, err)
+	}
+	l, err := listenInNetNS(c.netNSPath(), "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("realnode: mirror %s: %w", addr, err)
+	}
+	c.fwdMu.Lock()
+	defer c.fwdMu.Unlock()
+	if c.stopping {
+		_ = l.Close()
+		return errors.New("realnode: mirror: the cluster is stopping")
+	}
+	c.listeners = append(c.listeners, l)
+	c.relay(l, func(ctx context.Context) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "tcp", addr) })
+	dir := c.path(registryHostsDir, addr)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	hosts := fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", "http://"+addr, "http://"+l.Addr().String())
+	return os.WriteFile(filepath.Join(dir, "hosts.toml"), []byte(hosts), 0o644)
+}
+
+// listenInNetNS listens from a thread switched into the network namespace
+// at nsPath; the socket stays in that namespace, so any goroutine may
+// accept on it. The thread is discarded, as in dialInNetNS.
+func listenInNetNS(nsPath, addr string) (net.Listener, error) {
+	type result struct {
+		l   net.Listener
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		f, err := os.Open(nsPath)
+		if err != nil {
+			res <- result{err: fmt.Errorf("node network namespace: %w", err)}
+			return
+		}
+		defer func() { _ = f.Close() }()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			res <- result{err: fmt.Errorf("setns %s: %w", nsPath, err)}
+			return
+		}
+		l, err := net.Listen("tcp", addr)
+		res <- result{l, err}
+	}()
+	r := <-res
+	return r.l, r.err
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/sethvargo/go-retry"
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
@@ -507,4 +511,37 @@ func TestPortForward(t *testing.T) {
 	require.NoError(t, resp.Body.Close())
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Equal(t, pod, strings.TrimSpace(string(body)), "the pod answers with its host name")
+}
+
+// TestMirrorRegistry: an image in a registry only this process reaches (a
+// registry on the host's loopback, as the Dagger engine's is in e2e) runs
+// on the node under its own reference, through MirrorRegistry.
+func TestMirrorRegistry(t *testing.T) {
+	c := realnode.Shared(t)
+	client := kubernetes.NewForConfigOrDie(c.RESTConfig())
+	ctx := context.Background()
+	srv := httptest.NewServer(registry.New())
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+
+	// The web image, copied into the host-only registry by digest.
+	src, err := name.ParseReference(pushWeb(t, c), name.Insecure)
+	require.NoError(t, err)
+	img, err := remote.Image(src)
+	require.NoError(t, err)
+	dst, err := name.NewTag(host+"/mirrored/web:v1", name.Insecure)
+	require.NoError(t, err)
+	require.NoError(t, remote.Write(dst, img))
+	d, err := img.Digest()
+	require.NoError(t, err)
+	ref := dst.Context().Digest(d.String()).String()
+
+	ns := namespace(t, client, "mirror")
+	_, err = client.AppsV1().Deployments(ns).Create(ctx, webDeployment(ns, "web", ref, 1, map[string]string{"app": "web"}), metav1.CreateOptions{})
+	require.NoError(t, err)
+	// Without the mirror the node cannot reach that registry at all.
+	require.Error(t, waitAvailable(ctx, client, ns, "web", 10*time.Second))
+	require.NoError(t, c.MirrorRegistry(host))
+	require.NoError(t, client.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "app=web"}))
+	require.NoError(t, waitAvailable(ctx, client, ns, "web", 2*time.Minute), "pulled %s through the mirror", ref)
 }
