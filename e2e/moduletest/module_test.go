@@ -13,35 +13,45 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"dagger.io/dagger"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
 
 	"github.com/krgeobuk/krgeobuk-infra/e2e/daggercall"
 	"github.com/krgeobuk/krgeobuk-infra/e2e/daggersession"
-	"github.com/krgeobuk/krgeobuk-infra/e2e/podstandin"
+	"github.com/krgeobuk/krgeobuk-infra/internal/deploytest"
+	"github.com/krgeobuk/krgeobuk-infra/internal/realnodetest"
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv"
+	"github.com/krgeobuk/krgeobuk-infra/internal/testenv/realnode"
 	"github.com/krgeobuk/krgeobuk-infra/k8s"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/appenv"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/itest"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/stack"
 )
 
 // gatewayRegistry is the registry `engine up` serves inside the engine's network namespace, at
 // the address module containers reach it by (the engine's CNI bridge): deploy resolves digests
 // there, the engine pushes there, and this process (in that namespace) reads there.
-const gatewayRegistry = "10.87.0.1:5000"
+const gatewayRegistry = gatewayIP + ":5000"
+
+// gatewayIP is the engine's CNI bridge address in its network namespace, where this process runs.
+const gatewayIP = "10.87.0.1"
 
 // baseImages are the local stand-ins for the module's base images, as `images push` printed
 // them.
@@ -358,31 +368,29 @@ func keys(m map[string]string) []string {
 	return out
 }
 
-// testDeploy deploys the published digests to the simulated cluster through
-// the module (kubeconfig as a Secret, the API server reached through a host
-// service), then a bad release that must roll back by itself, then a manual
-// rollback to the first release, then status and history, then a promotion of
-// what was verified; then the monitoring stack (testMonitoring).
+// testDeploy deploys the published digests to a real node (pods that run the images the engine
+// built, pulled from the engine's registry; real MariaDB and Redis on the data-server address)
+// through the module (kubeconfig as a Secret, the API server reached through a host service),
+// then a release whose auth-server image exits 1, rolled back by itself, then a manual rollback to
+// the first release, then status and history, then a promotion of what was verified and a partial
+// deploy; then the monitoring stack (testMonitoring).
 func testDeploy(ctx context.Context, t *testing.T, m *daggercall.Module, v1, v2 map[string]string) {
-	cluster, err := testenv.Start(ctx, testenv.Options{Name: "e2e"})
+	cluster, err := realnode.Start(ctx, realnode.Options{Name: "e2e", Log: os.Stderr})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, cluster.Stop()) })
+	// The node pulls what the engine published, under the same references.
+	require.NoError(t, cluster.MirrorRegistry(gatewayRegistry))
 	cs, err := kubernetes.NewForConfig(cluster.RESTConfig())
 	require.NoError(t, err)
 	env, err := environment.Load(k8s.Environments, "development")
 	require.NoError(t, err)
 	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: env.Namespace}}, metav1.CreateOptions{})
 	require.NoError(t, err)
-
-	// kwok's pods run nothing: route their addresses here and answer their
-	// readiness paths, so the gate's path through the API server's service
-	// proxy is the real one.
-	unroute, err := podstandin.RouteLocal(ctx, testenv.PodCIDR)
+	stores := realnodetest.StartDataServer(t, cluster, cs, "development", env.Namespace)
+	valuesYAML, err := yaml.Marshal(stores.Values)
 	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, unroute()) })
-	pods, err := podstandin.Start(cs)
-	require.NoError(t, err)
-	t.Cleanup(pods.Close)
+	storeValues := filepath.Join(t.TempDir(), "data-server.yaml")
+	require.NoError(t, os.WriteFile(storeValues, valuesYAML, 0o600))
 
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
 	require.NoError(t, os.WriteFile(kubeconfig, cluster.Kubeconfig(), 0o600))
@@ -394,30 +402,32 @@ func testDeploy(ctx context.Context, t *testing.T, m *daggercall.Module, v1, v2 
 		for _, svc := range catalog.Names() {
 			args = append(args, "--image", svc+"="+images[svc])
 		}
-		return append(args, extra...)
+		return append(append(args, "--values", storeValues), extra...)
 	}
 
 	first := call(ctx, t, m, "deploy", deployArgs(v1), true)
 	require.Equal(t, 1, first.Revision)
 	requireImages(ctx, t, cs, env.Namespace, v1)
-	require.Positive(t, pods.Answered("auth-server"), "the readiness gate reached the API through the service proxy")
+	for _, s := range first.Services {
+		if svc, _ := catalog.Lookup(s.Name); svc.IsAPI() {
+			require.Equal(t, "ready", s.Readiness, "%s answered /health/ready through a port-forward, both stores up", s.Name)
+		}
+	}
 
 	second := call(ctx, t, m, "deploy", deployArgs(v2), true)
 	require.Equal(t, 2, second.Revision)
 	requireImages(ctx, t, cs, env.Namespace, v2)
 
-	bad := filepath.Join(t.TempDir(), "crashloop.yaml")
-	require.NoError(t, os.WriteFile(bad, []byte("services:\n  auth-server:\n    podLabels:\n      "+testenv.FaultLabel+": "+testenv.FaultCrashLoop+"\n"), 0o644))
-	failed := call(ctx, t, m, "deploy", deployArgs(v2, "--values", bad), false)
+	// A release whose auth-server image exits 1 (the published image, its entrypoint changed).
+	crash := crashImage(t, v2["auth-server"])
+	failed := call(ctx, t, m, "deploy", deployArgs(withImage(v2, "auth-server", crash)), false)
 	require.Equal(t, report.RolledBack, failed.Verdict)
 	require.Equal(t, 2, failed.RolledBackTo, "back to the newest verified revision")
 	require.NotEmpty(t, failed.Problems)
 	require.Equal(t, "auth-server", failed.Problems[0].Service)
-	require.Equal(t, "CrashLoopBackOff", failed.Problems[0].Reason, "the report says why")
+	require.Contains(t, []gate.Class{gate.CrashLoop, gate.ExitError}, failed.Problems[0].Class, "the report says why: %+v", failed.Problems[0])
+	require.Contains(t, strings.Join(failed.Problems[0].Logs, "\n"), crashLine, "and quotes the container's last line")
 	requireImages(ctx, t, cs, env.Namespace, v2)
-	d, err := cs.AppsV1().Deployments(env.Namespace).Get(ctx, "auth-server", metav1.GetOptions{})
-	require.NoError(t, err)
-	require.NotContains(t, d.Spec.Template.Labels, testenv.FaultLabel, "the bad pod template is gone")
 
 	back := call(ctx, t, m, "rollback", append(append([]string{}, common...), "--revision", "1"), true)
 	require.Equal(t, 1, back.RolledBackTo)
@@ -474,7 +484,7 @@ func testDeploy(ctx context.Context, t *testing.T, m *daggercall.Module, v1, v2 
 	// a partial deploy through the module: authz-server alone moves to v2, the other three keep
 	// revision 5's digests and their ReplicaSets.
 	before := replicaSets(ctx, t, cs, env.Namespace)
-	partial := call(ctx, t, m, "deploy", append(append([]string{}, common...), "--service", "authz-server", "--image", "authz-server="+v2["authz-server"]), true)
+	partial := call(ctx, t, m, "deploy", append(append([]string{}, common...), "--service", "authz-server", "--image", "authz-server="+v2["authz-server"], "--values", storeValues), true)
 	require.Len(t, partial.Kept, len(catalog.Names())-1)
 	after := replicaSets(ctx, t, cs, env.Namespace)
 	for _, svc := range catalog.Names() {
@@ -486,7 +496,40 @@ func testDeploy(ctx context.Context, t *testing.T, m *daggercall.Module, v1, v2 
 	}
 	requireImages(ctx, t, cs, env.Namespace, map[string]string{"authz-server": v2["authz-server"], "auth-server": v1["auth-server"]})
 
-	testMonitoring(ctx, t, m, cs, pods, common)
+	testMonitoring(ctx, t, m)
+}
+
+// crashLine is what the crashing image prints before it exits 1.
+const crashLine = "auth-server: settings unreadable, exiting"
+
+// crashImage pushes ref's image with an entrypoint that prints crashLine and exits 1, and
+// returns its reference by digest.
+func crashImage(t *testing.T, ref string) string {
+	t.Helper()
+	src, err := name.NewDigest(ref)
+	require.NoError(t, err)
+	img, err := remote.Image(src)
+	require.NoError(t, err)
+	cf, err := img.ConfigFile()
+	require.NoError(t, err)
+	cfg := cf.Config.DeepCopy()
+	cfg.Entrypoint, cfg.Cmd = []string{"node", "-e", "console.error(" + strconv.Quote(crashLine) + "); process.exit(1)"}, nil
+	img, err = mutate.Config(img, *cfg)
+	require.NoError(t, err)
+	tag := src.Context().Tag("crash")
+	require.NoError(t, remote.Write(tag, img))
+	d, err := img.Digest()
+	require.NoError(t, err)
+	return src.Context().Digest(d.String()).String()
+}
+
+func withImage(images map[string]string, service, ref string) map[string]string {
+	out := map[string]string{}
+	for k, v := range images {
+		out[k] = v
+	}
+	out[service] = ref
+	return out
 }
 
 // testMonitoring deploys the monitoring stack through the module (deploy --stack monitoring) to
@@ -495,12 +538,34 @@ func testDeploy(ctx context.Context, t *testing.T, m *daggercall.Module, v1, v2 
 // StatefulSets and the Deployment and the readiness gate asks each through the API server's
 // service proxy. A Prometheus that crash-loops is rolled back by itself, the report naming the
 // StatefulSet and the reason; status and history read the monitoring release.
-func testMonitoring(ctx context.Context, t *testing.T, m *daggercall.Module, cs kubernetes.Interface, pods *podstandin.Server, common []string) {
+func testMonitoring(ctx context.Context, t *testing.T, m *daggercall.Module) {
+	// Stand-in images of Prometheus, Alertmanager and Grafana cannot run: the monitoring stack
+	// goes to a simulated cluster (kwok), whose pods run nothing. Its readiness is answered by
+	// internal/deploytest's stand-ins (named so), which answer as each workload's pod template
+	// says, on an address the module's containers reach; the checks go there by --readiness-url.
+	cluster, err := testenv.Start(ctx, testenv.Options{Name: "e2e-mon"})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, cluster.Stop()) })
+	cs, err := kubernetes.NewForConfig(cluster.RESTConfig())
+	require.NoError(t, err)
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	require.NoError(t, os.WriteFile(kubeconfig, cluster.Kubeconfig(), 0o600))
+	host := cluster.RESTConfig().Host
+	common := []string{"--env", "development", "--kubeconfig", "file:" + kubeconfig, "--kube-api", "tcp://127.0.0.1:" + host[strings.LastIndex(host, ":")+1:], "--format", "json"}
 	env, err := environment.Load(k8s.Environments, "development")
 	require.NoError(t, err)
 	ns := env.Monitoring.Namespace
 	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 	require.NoError(t, err)
+	apps := deploytest.NewApps(cs)
+	apps.Listen = gatewayIP + ":0"
+	t.Cleanup(apps.Close)
+	var readiness []string
+	for component, p := range stack.MonitoringProbes() {
+		ep, err := apps.Readiness(ctx, ns, gate.Check{Name: component, Service: env.Monitoring.Release + "-" + component, Port: p.PortName, Path: p.Path})
+		require.NoError(t, err)
+		readiness = append(readiness, "--readiness-url", component+"="+ep.URL)
+	}
 	versions := map[string]string{"prometheus": "v3.15.1", "alertmanager": "v0.35.0", "grafana": "12.2.0"}
 	tags, digests := map[string]string{}, map[string]string{}
 	for component, version := range versions {
@@ -515,6 +580,7 @@ func testMonitoring(ctx context.Context, t *testing.T, m *daggercall.Module, cs 
 	}
 	args := append(append([]string{}, common...), "--stack", "monitoring")
 	deployArgs := func(extra ...string) []string {
+		extra = append(append([]string{}, readiness...), extra...)
 		out := append([]string{}, args...)
 		for component, tag := range tags {
 			out = append(out, "--image", component+"="+tag)
@@ -532,9 +598,7 @@ func testMonitoring(ctx context.Context, t *testing.T, m *daggercall.Module, cs 
 		require.Equal(t, digests[s.Name], s.Image, "%s runs its image by digest", s.Name)
 		require.Equal(t, "ready", s.Readiness, s.Name)
 	}
-	for component := range versions {
-		require.Positive(t, pods.Answered(component), "the readiness gate reached %s through the service proxy", component)
-	}
+	require.Positive(t, apps.Requests(), "the readiness gate asked the stand-ins")
 	sts, err := cs.AppsV1().StatefulSets(ns).Get(ctx, env.Monitoring.Release+"-prometheus", metav1.GetOptions{})
 	require.NoError(t, err)
 	require.True(t, strings.HasSuffix(sts.Spec.Template.Spec.Containers[0].Image, "@"+strings.SplitN(digests["prometheus"], "@", 2)[1]))

@@ -142,6 +142,10 @@ const defaultFailBody = "mysql: connect ECONNREFUSED 10.10.0.10:3307"
 // the endpoint exactly as a real rollback would. It implements
 // gate.Endpoints.
 type Apps struct {
+	// Listen is where each server listens (host:port); default
+	// 127.0.0.1:0. A test whose gate runs elsewhere (in a Dagger engine's
+	// container) listens on an address that container reaches.
+	Listen   string
 	cs       kubernetes.Interface
 	mu       sync.Mutex
 	servers  map[string]*httptest.Server // key: namespace/service
@@ -183,7 +187,11 @@ func (a *Apps) Readiness(_ context.Context, namespace string, c gate.Check) (gat
 	s, ok := a.servers[key]
 	if !ok {
 		s = httptest.NewUnstartedServer(a.handler(namespace, c))
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		addr := a.Listen
+		if addr == "" {
+			addr = "127.0.0.1:0"
+		}
+		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			return gate.Endpoint{}, err
 		}

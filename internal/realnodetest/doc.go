@@ -10,6 +10,8 @@
 // probes, security contexts and the wait-for-database init container
 // against real processes; NetworkPolicies enforced both ways; a readiness
 // gate that must get through those policies; crash loops, exit codes and
-// log lines from a real kubelet. Everything is in its _test.go files; this
-// file exists so the package has a name and a purpose.
+// log lines from a real kubelet. The tests are its _test.go files;
+// StartDataServer, the apps' world outside the cluster, is shared with the
+// end-to-end suite (e2e/moduletest), which deploys through the Dagger module
+// to a real node too.
 package realnodetest

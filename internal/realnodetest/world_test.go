@@ -3,10 +3,8 @@ package realnodetest_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -26,14 +24,13 @@ import (
 
 	"github.com/krgeobuk/krgeobuk-infra/internal/dbtest"
 	"github.com/krgeobuk/krgeobuk-infra/internal/exampleimages"
+	"github.com/krgeobuk/krgeobuk-infra/internal/realnodetest"
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv/binaries"
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv/realnode"
 	"github.com/krgeobuk/krgeobuk-infra/k8s"
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/appenv"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/itest"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/registry"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
@@ -86,8 +83,7 @@ func newWorld(t testing.TB, envName string) *world {
 	// Real pods start in seconds; these bound a broken test, not a healthy one.
 	env.Gates.RolloutTimeout = 3 * time.Minute
 	env.Gates.ReadinessTimeout = 45 * time.Second
-	w := &world{t: t, c: c, admin: admin, env: env, ns: ns, log: &syncBuffer{},
-		mysql: map[string]*dbtest.MariaDB{}, redis: map[string]*dbtest.Redis{}}
+	w := &world{t: t, c: c, admin: admin, env: env, ns: ns, log: &syncBuffer{}}
 	w.bootstrap(ctx, envName)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -96,7 +92,8 @@ func newWorld(t testing.TB, envName string) *world {
 		_ = admin.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
 	})
 	w.kc, w.token = w.deployerKubeconfig(ctx)
-	w.startStores(ctx, envName)
+	st := realnodetest.StartDataServer(t, c, admin, envName, ns)
+	w.mysql, w.redis, w.values = st.MySQL, st.Redis, st.Values
 	w.images = pushExamples(t, c)
 	return w
 }
@@ -193,87 +190,6 @@ func (w *world) deployerKubeconfig(ctx context.Context) ([]byte, string) {
 	return data, tr.Status.Token
 }
 
-// startStores starts a MariaDB or Redis for every store the environment's
-// APIs use, listening on the data-server address in the node's network,
-// creates each API's database and user, and the APIs' Secrets (credentials
-// and JWT key pairs) the chart expects out of band.
-func (w *world) startStores(ctx context.Context, envName string) {
-	t := w.t
-	src, err := appenv.EmbeddedSource(envName)
-	require.NoError(t, err)
-	src.Env.Namespace = w.ns
-	ports := map[string]any{}
-	dataServer, err := w.c.DataServer()
-	require.NoError(t, err)
-	res, err := appenv.Render(ctx, src.Chart, src.Env)
-	require.NoError(t, err)
-	rendered := map[string]bool{}
-	for _, o := range res.Objects {
-		if s, ok := o.Typed.(*corev1.Secret); ok {
-			rendered[s.Name] = true
-		}
-	}
-	secretValues := map[string]any{}
-	for _, svc := range catalog.All() {
-		if !svc.IsAPI() {
-			continue
-		}
-		se, err := appenv.ForService(ctx, src, svc.Name, nil)
-		require.NoError(t, err)
-		stores, err := itest.Stores(se)
-		require.NoError(t, err)
-		secrets, err := itest.NewSecretValues(se)
-		require.NoError(t, err)
-		for _, st := range stores {
-			switch st.Engine {
-			case "mysql":
-				m := dbtest.StartMariaDB(t, dbtest.InNetwork(dataServer, w.c.DataServerIP()))
-				db := se.Config["MYSQL_DATABASE"]
-				require.NotEmpty(t, db, "%s: MYSQL_DATABASE", svc.Name)
-				m.Exec(t, "", fmt.Sprintf("CREATE DATABASE `%s`; CREATE USER '%s'@'%%' IDENTIFIED BY '%s'; GRANT ALL ON `%s`.* TO '%s'@'%%';",
-					db, secrets[itest.KeyMySQLUser], secrets[itest.KeyMySQLPassword], db, secrets[itest.KeyMySQLUser]))
-				w.mysql[st.Alias] = m
-				ports[st.Alias] = map[string]any{"port": m.Port}
-			case "redis":
-				r := dbtest.StartRedis(t, dbtest.RedisInNetwork(dataServer, w.c.DataServerIP()))
-				secrets[itest.KeyRedisPassword] = r.Password
-				w.redis[st.Alias] = r
-				ports[st.Alias] = map[string]any{"port": r.Port}
-			}
-		}
-		require.Len(t, se.Secrets, 2, "%s reads its credentials and its JWT Secret", svc.Name)
-		creds, jwt := map[string]string{}, map[string]string{}
-		for k, v := range secrets {
-			switch {
-			case k == itest.KeyMySQLRoot:
-			case slices.Contains(catalog.JWTKeys(), k):
-				jwt[k] = v
-			default:
-				creds[k] = v
-			}
-		}
-		out := map[string]map[string]string{se.Secrets[1]: jwt}
-		if rendered[se.Secrets[0]] {
-			// Development renders the credentials Secret from values, as a
-			// development deploy passes them.
-			secretValues[svc.Name] = map[string]any{"secret": map[string]any{"values": toAny(creds)}}
-		} else {
-			out[se.Secrets[0]] = creds
-		}
-		for name, data := range out {
-			_, err := w.admin.CoreV1().Secrets(w.ns).Create(ctx, &corev1.Secret{
-				ObjectMeta: metav1.ObjectMeta{Name: name}, StringData: data,
-			}, metav1.CreateOptions{})
-			require.NoError(t, err, name)
-		}
-	}
-	w.values = map[string]any{
-		"global":     map[string]any{"dataServer": map[string]any{"address": w.c.DataServerIP()}},
-		"dataStores": ports,
-		"services":   secretValues,
-	}
-}
-
 // deployer is the gated deploy as the deployer ServiceAccount, with the
 // default readiness path (a port-forward to each ready pod).
 func (w *world) deployer() *deploy.Deployer {
@@ -291,14 +207,6 @@ func (w *world) with(more ...map[string]any) map[string]any {
 	out := map[string]any{}
 	for _, m := range append([]map[string]any{w.values}, more...) {
 		deepMerge(out, m)
-	}
-	return out
-}
-
-func toAny(m map[string]string) map[string]any {
-	out := map[string]any{}
-	for k, v := range m {
-		out[k] = v
 	}
 	return out
 }
