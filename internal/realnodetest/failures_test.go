@@ -27,7 +27,8 @@ import (
 // TestDemoOnRealPods's second deploy.)
 func TestRealFailuresAreRolledBack(t *testing.T) {
 	w := newWorld(t, "development")
-	w.env.Gates.RolloutTimeout = 90 * time.Second
+	// Bounds the release that never becomes ready: its pods show NotReady within 15 s.
+	w.env.Gates.RolloutTimeout = 40 * time.Second
 	ctx := context.Background()
 	d := w.deployer()
 	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: w.images, Values: w.with()}))

@@ -42,6 +42,9 @@ func TestChartNetworkPoliciesBothWays(t *testing.T) {
 	authSrv, authzSrv := w.pods(ctx, "auth-server")[0], w.pods(ctx, "authz-server")[0]
 	authCli, portalCli := w.pods(ctx, "auth-client")[0], w.pods(ctx, "portal-client")[0]
 
+	// Through the Services, as clients connect: http on port 80 (the pods'
+	// 8000 and 8080), the APIs' tcp transport on 8010, each store on its
+	// own port.
 	type flow struct {
 		what  string
 		from  probe
@@ -53,24 +56,24 @@ func TestChartNetworkPoliciesBothWays(t *testing.T) {
 	redisHost, authRedis := store("auth-redis")
 	authzMySQLHost, authzMySQL := store("authz-mysql")
 	flows := []flow{
-		{"ingress controller → auth-client", ingress, svc("auth-client"), 8080, true},
-		{"ingress controller → auth-server http", ingress, svc("auth-server"), 8000, true},
-		{"ingress controller → portal-client", ingress, svc("portal-client"), 8080, true},
-		{"auth-server → authz-server http", w.in(authSrv), svc("authz-server"), 8000, true},
+		{"ingress controller → auth-client", ingress, svc("auth-client"), 80, true},
+		{"ingress controller → auth-server http", ingress, svc("auth-server"), 80, true},
+		{"ingress controller → portal-client", ingress, svc("portal-client"), 80, true},
+		{"auth-server → authz-server http", w.in(authSrv), svc("authz-server"), 80, true},
 		{"auth-server → authz-server tcp", w.in(authSrv), svc("authz-server"), 8010, true},
 		{"authz-server → auth-server tcp", w.in(authzSrv), svc("auth-server"), 8010, true},
-		{"prometheus → auth-server /metrics port", prometheus, svc("auth-server"), 8000, true},
+		{"prometheus → auth-server /metrics port", prometheus, svc("auth-server"), 80, true},
 		{"auth-server → its MySQL", w.in(authSrv), mysqlHost, authMySQL, true},
 		{"auth-server → its Redis", w.in(authSrv), redisHost, authRedis, true},
 		{"authz-server → its MySQL", w.in(authzSrv), authzMySQLHost, authzMySQL, true},
 
-		{"another pod in the ingress namespace → auth-client", ingressOther, svc("auth-client"), 8080, false},
+		{"another pod in the ingress namespace → auth-client", ingressOther, svc("auth-client"), 80, false},
 		{"auth-client → auth-server's MySQL", w.in(authCli), mysqlHost, authMySQL, false},
-		{"portal-client → authz-server", w.in(portalCli), svc("authz-server"), 8000, false},
+		{"portal-client → authz-server", w.in(portalCli), svc("authz-server"), 80, false},
 		{"authz-server → auth-server's MySQL", w.in(authzSrv), mysqlHost, authMySQL, false},
 		{"auth-server → authz-server's MySQL", w.in(authSrv), authzMySQLHost, authzMySQL, false},
 		{"prometheus → auth-server tcp", prometheus, svc("auth-server"), 8010, false},
-		{"prometheus → auth-client", prometheus, svc("auth-client"), 8080, false},
+		{"prometheus → auth-client", prometheus, svc("auth-client"), 80, false},
 		{"ingress controller → auth-server tcp", ingress, svc("auth-server"), 8010, false},
 	}
 	for _, f := range flows {
