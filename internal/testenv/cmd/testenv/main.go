@@ -35,7 +35,7 @@ func run(args []string) error {
 		if err != nil {
 			return err
 		}
-		for _, p := range []string{set.Etcd, set.KubeAPIServer, set.KubeControllerManager, set.KubeScheduler, set.Kubectl, set.Kwok, set.Kwokctl} {
+		for _, p := range set.All() {
 			fmt.Println(p)
 		}
 		return nil
