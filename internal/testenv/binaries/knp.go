@@ -7,7 +7,7 @@ package binaries
 // file or directory") and no policy is enforced, silently. The patch emits the
 // xtables NFQUEUE target, revision 3, through nft_compat instead: the same
 // queue, the same bypass (fail-open) behaviour, one queue in total.
-// See /work/shared/REAL-NODE.md ("NFQUEUE").
+// docs/testenv.md ("The real node's programs") tells the story.
 
 // knpQueueFile is added to the networkpolicy package of kube-network-policies.
 const knpQueueFile = `package networkpolicy

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -96,27 +95,28 @@ func TestNodeProgramsReportTheirVersions(t *testing.T) {
 	}
 }
 
-// The slim CoreDNS holds exactly the plugins a cluster's DNS needs, and a
-// Corefile using all of them starts: each is registered as a directive.
+// The slim CoreDNS serves exactly the plugins a cluster's DNS needs: a
+// Corefile using all seven starts and turns healthy, and one using any other
+// plugin is refused. (Five more register themselves because ours import them,
+// debug, dnstap, metadata, prometheus and transfer, but have no directive, so
+// no Corefile can use them.)
 func TestCoreDNSHasExactlyItsPlugins(t *testing.T) {
 	set := builtSet(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ours := []string{"cache", "errors", "forward", "health", "kubernetes", "loop", "ready"}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, set.CoreDNS, "-plugins").CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	var plugins []string
-	for line := range strings.Lines(string(out)) {
-		if name, ok := strings.CutPrefix(strings.TrimSpace(line), "dns."); ok {
-			plugins = append(plugins, name)
-		}
-	}
-	slices.Sort(plugins)
-	require.Equal(t, []string{"cache", "errors", "forward", "health", "kubernetes", "loop", "ready"}, plugins, "coredns -plugins:\n%s", out)
+	registered := strings.Fields(string(out))
+	require.Subset(t, registered, ours)
+	require.Less(t, len(registered), 20, "upstream's main registers about sixty plugins; ours only a few:\n%s", out)
 
 	ports := freePorts(t, 3)
-	corefile := fmt.Sprintf(`.:%d {
-    bind 127.0.0.1
-    errors
+	dir := t.TempDir()
+	corefile := func(extra string) string {
+		p := filepath.Join(dir, "Corefile")
+		text := fmt.Sprintf(`.:%d {
+%s    errors
     health 127.0.0.1:%d
     ready 127.0.0.1:%d
     kubernetes cluster.local in-addr.arpa ip6.arpa {
@@ -126,55 +126,60 @@ func TestCoreDNSHasExactlyItsPlugins(t *testing.T) {
     cache 30
     loop
 }
-`, ports[0], ports[1], ports[2])
-	// bind is not one of them: a Corefile with it must be refused, which
-	// proves the list is enforced; without it the server must start.
-	dir := t.TempDir()
-	withBind := filepath.Join(dir, "Corefile.bind")
-	require.NoError(t, os.WriteFile(withBind, []byte(corefile), 0o644))
-	out, err = exec.CommandContext(ctx, set.CoreDNS, "-conf", withBind).CombinedOutput()
-	require.Error(t, err)
-	require.Contains(t, string(out), `Unknown directive 'bind'`)
+`, ports[0], extra, ports[1], ports[2])
+		require.NoError(t, os.WriteFile(p, []byte(text), 0o644))
+		return p
+	}
+	others := []string{"bind 127.0.0.1", "log", "rewrite name a b", "hosts", "prometheus :9153", "transfer", "metadata", "debug", "dnstap /tmp/x.sock"}
+	for _, other := range others {
+		name, _, _ := strings.Cut(other, " ")
+		t.Run("refuses "+name, func(t *testing.T) {
+			out, err := exec.CommandContext(ctx, set.CoreDNS, "-conf", corefile("    "+other+"\n")).CombinedOutput()
+			require.Error(t, err, "a Corefile with %s must be refused:\n%s", name, out)
+			require.Contains(t, string(out), "Unknown directive '"+name+"'")
+		})
+	}
 
-	conf := filepath.Join(dir, "Corefile")
-	require.NoError(t, os.WriteFile(conf, []byte(strings.Replace(corefile, "    bind 127.0.0.1\n", "", 1)), 0o644))
-	cmd := exec.CommandContext(ctx, set.CoreDNS, "-conf", conf)
-	logPath := filepath.Join(dir, "coredns.log")
-	logFile, err := os.Create(logPath)
-	require.NoError(t, err)
-	defer func() { _ = logFile.Close() }()
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	require.NoError(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	}()
-	health := fmt.Sprintf("http://127.0.0.1:%d/health", ports[1])
-	err = retry.Do(ctx, retry.WithMaxDuration(45*time.Second, retry.NewConstant(200*time.Millisecond)), func(ctx context.Context) error {
-		select {
-		case err := <-exited:
-			exited <- err
-			return fmt.Errorf("coredns exited: %v", err)
-		default:
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, health, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return retry.RetryableError(err)
-		}
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return retry.RetryableError(fmt.Errorf("%s: %s", health, resp.Status))
-		}
-		return nil
+	t.Run("starts with all of its own", func(t *testing.T) {
+		conf := corefile("")
+		cmd := exec.CommandContext(ctx, set.CoreDNS, "-conf", conf)
+		logPath := filepath.Join(dir, "coredns.log")
+		logFile, err := os.Create(logPath)
+		require.NoError(t, err)
+		defer func() { _ = logFile.Close() }()
+		cmd.Stdout, cmd.Stderr = logFile, logFile
+		require.NoError(t, cmd.Start())
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		defer func() {
+			_ = cmd.Process.Kill()
+			<-exited
+		}()
+		health := fmt.Sprintf("http://127.0.0.1:%d/health", ports[1])
+		err = retry.Do(ctx, retry.WithMaxDuration(60*time.Second, retry.NewConstant(200*time.Millisecond)), func(ctx context.Context) error {
+			select {
+			case err := <-exited:
+				exited <- err
+				return fmt.Errorf("coredns exited: %v", err)
+			default:
+			}
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, health, nil)
+			if err != nil {
+				return err
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return retry.RetryableError(err)
+			}
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return retry.RetryableError(fmt.Errorf("%s: %s", health, resp.Status))
+			}
+			return nil
+		})
+		log, _ := os.ReadFile(logPath)
+		require.NoError(t, err, "coredns with every plugin did not become healthy; log:\n%s", log)
 	})
-	log, _ := os.ReadFile(logPath)
-	require.NoError(t, err, "coredns with every plugin did not become healthy; log:\n%s", log)
 }
 
 func freePorts(t *testing.T, n int) []int {
