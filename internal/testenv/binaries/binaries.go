@@ -595,8 +595,12 @@ func build(ctx context.Context, opts Options, ts Toolset, version, modDir, dir s
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
 
-	fmt.Fprintf(opts.Log, "testenv: building %s %s (%s) into %s; a cold build takes minutes (k8s: ~15 on 2 cores), compiled packages stay in GOCACHE if it is interrupted; log: %s%s\n",
-		ts.Module, version, strings.Join(names, ", "), dir, logPath, opts.BuildHint)
+	what := ts.Module
+	if what == "" {
+		what = ts.Name
+	}
+	fmt.Fprintf(opts.Log, "testenv: building %s %s (%s) into %s; a cold build takes minutes (k8s: ~15 on 2 cores, the real node's programs ~6 more), compiled packages stay in GOCACHE if it is interrupted; log: %s%s\n",
+		what, version, strings.Join(names, ", "), dir, logPath, opts.BuildHint)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start go build: %w", err)
