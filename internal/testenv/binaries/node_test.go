@@ -1,6 +1,7 @@
 package binaries
 
 import (
+	"bytes"
 	"context"
 	"debug/elf"
 	"errors"
@@ -62,6 +63,16 @@ func TestNodeProgramsAreStaticExecutables(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The cached kube-network-policies is the patched one: its rules are built
+// with the xtables queue target (TestKNPPatch checks what that target is).
+// An unpatched binary enforces nothing on this kernel, silently.
+func TestNetworkPoliciesBinaryIsPatched(t *testing.T) {
+	bin, err := os.ReadFile(builtSet(t).NetworkPolicies)
+	require.NoError(t, err)
+	require.True(t, bytes.Contains(bin, []byte("sigs.k8s.io/kube-network-policies/pkg/networkpolicy.xtNFQueue")),
+		"%s was built without the NFQUEUE patch", builtSet(t).NetworkPolicies)
 }
 
 // Each program reports the version it was built from: the kubelet's is what
