@@ -20,7 +20,7 @@ deps:
 test: deps lint testenv monitoring-tools s3-server dagger-module
 	$(GO) test -count=1 ./...
 
-## testenv: build (or reuse) the simulated cluster's binaries in $(KRGEOBUK_CACHE)/testenv
+## testenv: build (or reuse) in $(KRGEOBUK_CACHE)/testenv the simulated cluster's binaries and the real node's (kubelet, kube-proxy, containerd, CoreDNS, kube-network-policies, pause)
 .PHONY: testenv
 testenv:
 	$(GO) run ./internal/testenv/cmd/testenv build

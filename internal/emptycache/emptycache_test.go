@@ -145,10 +145,7 @@ func builtBinaries(t *testing.T) stock {
 	s := stock{Names: map[string]string{}, Packages: map[string]string{}}
 	set, err := binaries.Cached(binaries.Options{})
 	require.NoError(t, err, "the empty-cache test reuses the binaries of the real cache (%s): run make testenv first (make test does)", binaries.DefaultCacheDir())
-	for name, p := range map[string]string{
-		"etcd": set.Etcd, "kube-apiserver": set.KubeAPIServer, "kube-controller-manager": set.KubeControllerManager,
-		"kube-scheduler": set.KubeScheduler, "kubectl": set.Kubectl, "kwok": set.Kwok, "kwokctl": set.Kwokctl,
-	} {
+	for name, p := range set.ByName() {
 		s.Names[name] = p
 	}
 	for _, ts := range binaries.Toolsets() {
@@ -204,9 +201,10 @@ func TestCacheFillingStepsOnAnEmptyCache(t *testing.T) {
 		var log bytes.Buffer
 		set, err := binaries.Ensure(ctx, binaries.Options{Log: &log})
 		require.NoError(t, err, "testenv build on an empty cache:\n%s", log.String())
-		require.ElementsMatch(t, []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "kwokctl"}, builds(),
+		require.ElementsMatch(t, []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "kwokctl",
+			"kubelet", "kube-proxy", "containerd", "containerd-shim-runc-v2", "ctr", "coredns", "kube-network-policies", "pause"}, builds(),
 			"every program went through the cold path (the stand-in go build)")
-		for _, p := range []string{set.Etcd, set.KubeAPIServer, set.KubeControllerManager, set.KubeScheduler, set.Kubectl, set.Kwok, set.Kwokctl} {
+		for _, p := range set.All() {
 			require.True(t, strings.HasPrefix(p, cache+string(filepath.Separator)), "%s is in the empty cache", p)
 			require.FileExists(t, p)
 		}

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -45,19 +47,74 @@ func TestToolsetsMatchTheirToolsModules(t *testing.T) {
 	require.NoError(t, err)
 	root, err := FindRepoRoot(wd)
 	require.NoError(t, err)
-	want := map[string]string{"k8s": "v1.37.2", "etcd": "v3.6.16", "kwok": "v0.8.0"}
+	want := map[string]string{
+		"k8s": "v1.37.2", "etcd": "v3.6.16", "kwok": "v0.8.0",
+		"containerd": "v2.4.2", "coredns": "v1.15.0", "knp": "v0.8.0", "pause": "v1",
+	}
+	var names []string
 	for _, ts := range Toolsets() {
-		gomod, err := os.ReadFile(filepath.Join(root, ts.Dir, "go.mod"))
-		require.NoError(t, err, "toolset %s", ts.Name)
-		v, err := RequiredVersion(gomod, ts.Module)
+		names = append(names, ts.Name)
+		v, _, err := identify(root, ts)
 		require.NoError(t, err, "toolset %s", ts.Name)
 		require.Equal(t, want[ts.Name], v, "toolset %s pins %s", ts.Name, ts.Module)
+		gomod, err := os.ReadFile(filepath.Join(root, ts.Dir, "go.mod"))
+		require.NoError(t, err)
 		tools, err := os.ReadFile(filepath.Join(root, ts.Dir, "tools.go"))
 		require.NoError(t, err, "toolset %s", ts.Name)
 		for name, pkg := range ts.Programs {
+			if rel, own := strings.CutPrefix(pkg, modulePath(gomod)+"/"); own {
+				require.DirExists(t, filepath.Join(root, ts.Dir, rel), "toolset %s: the main of %s", ts.Name, name)
+				continue
+			}
 			require.Contains(t, string(tools), `"`+pkg+`"`, "toolset %s: tools.go does not pin the package of %s", ts.Name, name)
 		}
 	}
+	require.ElementsMatch(t, slices.Collect(maps.Keys(want)), names)
+}
+
+// Every program of every toolset has a field in Set, and no two share a name.
+func TestSetHasAFieldForEveryProgram(t *testing.T) {
+	paths := map[string]string{}
+	for _, ts := range Toolsets() {
+		for name := range ts.Programs {
+			require.NotContains(t, paths, name, "two toolsets build %s", name)
+			paths[name] = "/cache/" + name
+		}
+	}
+	set := setOf(paths)
+	require.Len(t, set.ByName(), len(paths))
+	for name, p := range set.ByName() {
+		require.Equal(t, "/cache/"+name, p, "Set's field for %s", name)
+	}
+	require.Len(t, slices.Compact(slices.Sorted(slices.Values(set.All()))), len(paths))
+}
+
+// A main of the tools module itself (CoreDNS's, pause) is part of the stamp:
+// editing it rebuilds its toolset, and only its own.
+func TestOwnSourcesInvalidateTheirToolsetOnly(t *testing.T) {
+	root, ts := tinyTools(t, "x")
+	ts.Programs["hello"] = "example.com/tools/hello"
+	other := Toolset{Name: "other", Dir: "tools", Version: "v1", Programs: map[string]string{"hi": "example.com/tools/hi"}}
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "tools", "hi"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "tools", "hi", "main.go"), []byte("package main\n\nfunc main() {}\n"), 0o644))
+	_, helloBefore, err := identify(root, ts)
+	require.NoError(t, err)
+	_, hiBefore, err := identify(root, other)
+	require.NoError(t, err)
+	f, err := os.OpenFile(filepath.Join(root, "tools", "hello", "main.go"), os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString("// edited\n")
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	_, helloAfter, err := identify(root, ts)
+	require.NoError(t, err)
+	_, hiAfter, err := identify(root, other)
+	require.NoError(t, err)
+	require.NotEqual(t, helloBefore, helloAfter)
+	require.Equal(t, hiBefore, hiAfter)
+
+	_, _, err = identify(root, Toolset{Name: "nothing", Dir: "tools"})
+	require.ErrorContains(t, err, "toolset nothing names neither a module nor a version")
 }
 
 // tinyTools writes a tools module (offline-buildable: its one dependency is

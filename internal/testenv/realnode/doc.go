@@ -82,8 +82,8 @@
 // The control plane comes from package binaries (built into
 // $KRGEOBUK_CACHE/testenv). The node's programs (kubelet, kube-proxy,
 // containerd, containerd-shim-runc-v2, CoreDNS, the patched
-// kube-network-policies, pause) are binaries.Set fields; until package
-// binaries builds them, NodeBinaries reads them from $KRGEOBUK_REALNODE_BIN.
+// kube-network-policies, pause) are binaries.Set fields, built by package
+// binaries into the same cache (make testenv).
 // Debian's runc, tini, util-linux (unshare, nsenter, setpriv), iproute2,
 // nftables, conntrack, iptables (portmap) and containernetworking-plugins
 // are checked before anything starts.

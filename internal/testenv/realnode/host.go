@@ -411,31 +411,11 @@ func dialInNetNS(ctx context.Context, nsPath, network, addr string) (net.Conn, e
 	return r.conn, r.err
 }
 
-// NodeBinaries returns the control plane's programs from the testenv cache
-// (building them if missing) and the node's programs. Until the node's
-// programs are part of package binaries, they are read from the folder
-// named by $KRGEOBUK_REALNODE_BIN (kubelet, kube-proxy, containerd,
-// containerd-shim-runc-v2, coredns, kube-network-policies, pause).
+// NodeBinaries returns the control plane's and the node's programs from
+// the testenv cache, building them if missing (make testenv builds them
+// ahead of time).
 func NodeBinaries(ctx context.Context, log io.Writer) (binaries.Set, error) {
-	set, err := binaries.Ensure(ctx, binaries.Options{Log: log})
-	if err != nil {
-		return set, err
-	}
-	if set.Kubelet != "" {
-		return set, nil
-	}
-	dir := os.Getenv("KRGEOBUK_REALNODE_BIN")
-	if dir == "" {
-		return set, errors.New("the node's programs are not built: set KRGEOBUK_REALNODE_BIN to a folder holding kubelet, kube-proxy, containerd, containerd-shim-runc-v2, coredns, kube-network-policies and pause")
-	}
-	set.Kubelet = filepath.Join(dir, "kubelet")
-	set.KubeProxy = filepath.Join(dir, "kube-proxy")
-	set.Containerd = filepath.Join(dir, "containerd")
-	set.ContainerdShim = filepath.Join(dir, "containerd-shim-runc-v2")
-	set.CoreDNS = filepath.Join(dir, "coredns")
-	set.NetworkPolicies = filepath.Join(dir, "kube-network-policies")
-	set.Pause = filepath.Join(dir, "pause")
-	return set, nil
+	return binaries.Ensure(ctx, binaries.Options{Log: log})
 }
 
 func checkBinaries(s binaries.Set) error {

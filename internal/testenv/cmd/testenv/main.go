@@ -1,4 +1,5 @@
-// Command testenv builds the simulated cluster's binaries (`testenv build`,
+// Command testenv builds the test clusters' binaries, the simulated control
+// plane's and the real node's (`testenv build`,
 // what `make testenv` runs) or starts a cluster for a demo (`testenv up`):
 // it prints the kubeconfig path and runs until interrupted, then stops the
 // cluster and removes its directory.
@@ -35,7 +36,7 @@ func run(args []string) error {
 		if err != nil {
 			return err
 		}
-		for _, p := range []string{set.Etcd, set.KubeAPIServer, set.KubeControllerManager, set.KubeScheduler, set.Kubectl, set.Kwok, set.Kwokctl} {
+		for _, p := range set.All() {
 			fmt.Println(p)
 		}
 		return nil
