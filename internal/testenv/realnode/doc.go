@@ -18,9 +18,10 @@
 // v1, cgroupfs driver, failCgroupV1: false, cgroupRoot /), CNI ptp +
 // host-local + portmap, kube-proxy in nftables mode, kube-network-policies
 // (in-cluster config: a ServiceAccount token and the CA at the in-cluster
-// paths, KUBERNETES_SERVICE_HOST/PORT), CoreDNS as a process on the node
-// behind the kube-dns Service (10.96.0.10, a selector-less Service whose
-// EndpointSlice is the node's address), and go-containerregistry's
+// paths, KUBERNETES_SERVICE_HOST/PORT), CoreDNS as a Deployment in
+// kube-system (pods labelled k8s-app=kube-dns behind the kube-dns Service,
+// 10.96.0.10: NetworkPolicies allow DNS by selecting those pods, so DNS on
+// the node itself would be refused by them), and go-containerregistry's
 // registry. ../../../../shared/REAL-NODE.md in the steering repo lists the
 // settings this kernel requires and why.
 //
@@ -45,17 +46,19 @@
 // agree with the node. Pods reach the API server through the kubernetes
 // Service (the API server advertises NodeIP).
 //
-// The node's address NodeIP (10.200.0.2) is one end of a veth pair inside
-// the namespace (this kernel has no dummy links); the other end carries
-// DataServerIP (10.200.0.1), an address pods reach through the node's
-// routing, and so through NetworkPolicy egress rules, where a test runs its
-// data stores: Cluster.Command returns a command entered into the node's
-// network namespace (nsenter --net) with the host's files and users, e.g.
-// MariaDB listening on DataServerIP:3306. The node's own servers hold
-// these ports of the namespace: 53 (CoreDNS), 2379-2380 (etcd), the API
-// server's and registry's P and R, 10249, 10250, 10256, 10257, 10259 and
-// 10280-10282 (kube-proxy, kubelet, controller-manager, scheduler, CoreDNS
-// health and readiness, the policy agent's metrics); pick others. Cluster.DialContext dials any
+// The node's address NodeIP (10.200.0.2) is one end of a veth pair (this
+// kernel has no dummy links); the other end, DataServerIP (10.200.0.1),
+// is in a network namespace of its own, the data server's, like a host
+// beside the node: pods reach it routed through the node, so the policy
+// agent (which sees forwarded traffic, never traffic to the node's own
+// addresses) applies egress rules to it. Cluster.DataServer().Command
+// returns a command entered into that namespace (nsenter --net) with the
+// host's files and users, e.g. MariaDB listening on DataServerIP:3306.
+// Cluster.Command enters the node's own network, whose servers hold
+// 2379-2380 (etcd), the API server's and registry's P and R, 10249, 10250,
+// 10256, 10257, 10259 and 10280-10282. MirrorRegistry lets the node pull
+// from a registry only the calling process reaches (a Dagger engine's), under
+// the same references. Cluster.DialContext dials any
 // address of the namespace (a pod IP, a ClusterIP) from the host process.
 //
 // # Use
