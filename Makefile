@@ -17,13 +17,18 @@ deps:
 ## test: everything CI runs: static checks, then the whole Go suite
 # The cold tool builds take minutes: they run before `go test`, outside its timeouts. deps is
 # idempotent and takes a second once the packages are there, so a fresh clone needs no other step.
-test: deps lint testenv monitoring-tools s3-server dagger-module
-	$(GO) test -count=1 ./...
+test: deps lint testenv monitoring-tools s3-server example-images dagger-module
+	$(GO) test -count=1 -timeout 30m ./...
 
 ## testenv: build (or reuse) in $(KRGEOBUK_CACHE)/testenv the simulated cluster's binaries and the real node's (kubelet, kube-proxy, containerd, CoreDNS, kube-network-policies, pause)
 .PHONY: testenv
 testenv:
 	$(GO) run ./internal/testenv/cmd/testenv build
+
+## example-images: build (or reuse, cached in $KRGEOBUK_CACHE) the example API and SPA images the real-node tests run, and the base images under them
+.PHONY: example-images
+example-images:
+	$(GO) run ./internal/exampleimages/cmd/exampleimages
 
 ## unit: the Go suite only
 unit:
