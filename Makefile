@@ -45,8 +45,11 @@ testsets:
 ## lint: gofmt, go vet, shellcheck, actionlint and the generated-code check
 lint: fmt-check vet shellcheck actionlint generate-check
 
+# The file list is its own step: a git that fails (no repository) must fail the check, not leave
+# gofmt nothing to read.
 fmt-check:
-	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v -E '(\.gen\.go$$|/internal/dagger/)')); \
+	@files=$$(git ls-files '*.go' | grep -v -E '(\.gen\.go$$|/internal/dagger/)'); \
+	  out=$$(gofmt -l $$files); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 vet:

@@ -34,6 +34,8 @@ func TestParseHelp(t *testing.T) {
 		fs.String("env", "staging", "Target environment")
 		fs.StringSlice("image", nil, "")
 		fs.Bool("dry-run", false, "Only render")
+		// a doc comment of several lines starts on the line after the flag, as the CLI prints it
+		fs.String("format", "table", "\nReport format: table, markdown or json.\n")
 	})
 	flags, err := ParseHelp(h)
 	require.NoError(t, err, h)
@@ -42,6 +44,7 @@ func TestParseHelp(t *testing.T) {
 		{Name: "env", Type: "string", Description: `Target environment (default "staging")`},
 		{Name: "image", Type: "strings"},
 		{Name: "dry-run", Description: "Only render"},
+		{Name: "format", Type: "string", Description: `Report format: table, markdown or json. (default "table")`},
 	}, flags, h)
 	require.True(t, strings.Count(h, "\n") > 8, "the long description was wrapped: %s", h)
 }
