@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -140,9 +141,31 @@ func (m *Module) Run(ctx context.Context, args ...string) (string, error) {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
 		}
-		return stdout.String(), fmt.Errorf("dagger %s: %w\n%s", strings.Join(args, " "), err, tail(stderr.String(), 200))
+		return stdout.String(), fmt.Errorf("dagger %s: %w: %s\n\nthe CLI's output:\n%s", strings.Join(args, " "), err,
+			finalError(stderr.String()), tail(stderr.String(), 200))
 	}
 	return stdout.String(), nil
+}
+
+var ansiEscape = regexp.MustCompile(`\x1b\[[0-9;]*[A-Za-z]`)
+
+// finalError is what the CLI prints last after "Error: ": the function's own error, put first in
+// a failed call's error so that a caller reading it (a deploy's JSON report) finds it before the
+// progress lines.
+func finalError(stderr string) string {
+	plain := ansiEscape.ReplaceAllString(stderr, "")
+	i := strings.LastIndex(plain, "\nError: ")
+	if i < 0 {
+		if !strings.HasPrefix(plain, "Error: ") {
+			return "(no error line)"
+		}
+		i = -1
+	}
+	msg := plain[i+len("\nError: "):]
+	if j := strings.LastIndex(msg, " [traceparent:"); j >= 0 {
+		msg = msg[:j]
+	}
+	return strings.TrimSpace(msg)
 }
 
 // tail keeps the last n lines of s: the function's error is at the end of the CLI's output.

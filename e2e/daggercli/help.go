@@ -15,15 +15,12 @@ type Flag struct {
 // flagLine is pflag's usage line: "      --name type   description", the type absent for booleans.
 var flagLine = regexp.MustCompile(`^\s+(?:-\w, )?--([a-z0-9-]+)(?: ([A-Za-z][\w.\[\]]*))?(?:\s{2,}(.*))?$`)
 
-// ansi matches the escape sequences the CLI styles its headings with.
-var ansi = regexp.MustCompile(`\x1b\[[0-9;]*[A-Za-z]`)
-
 // ParseHelp reads the ARGUMENTS section of `dagger call <fn> --help`. Description lines the
 // CLI wrapped are joined; "[required]" at the end of a description sets Required.
 func ParseHelp(help string) ([]Flag, error) {
 	var flags []Flag
 	in := false
-	for _, line := range strings.Split(ansi.ReplaceAllString(help, ""), "\n") {
+	for _, line := range strings.Split(ansiEscape.ReplaceAllString(help, ""), "\n") {
 		trimmed := strings.TrimSpace(line)
 		switch {
 		case !in && trimmed == "ARGUMENTS":
@@ -62,7 +59,7 @@ var functionLine = regexp.MustCompile(`^([a-z][a-z0-9-]*)(?:\s{2,}(.*))?$`)
 func ParseFunctions(out string) []string {
 	var names []string
 	header := false
-	for _, line := range strings.Split(ansi.ReplaceAllString(out, ""), "\n") {
+	for _, line := range strings.Split(ansiEscape.ReplaceAllString(out, ""), "\n") {
 		if !header {
 			header = strings.HasPrefix(strings.TrimSpace(line), "Name")
 			continue

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -81,6 +82,13 @@ func TestModuleThroughTheCLI(t *testing.T) {
 		}
 	})
 
+	t.Run("dagger check lists the module's check", func(t *testing.T) {
+		out, err := m.Run(ctx, "check", "--list")
+		require.NoError(t, err)
+		require.Regexp(t, `(?m)^krgeobuk:check\s+Run the pre-merge checks any container can run`, ansiFree(out),
+			"dagger check runs the check function, whose doc says what a container runs:\n%s", out)
+	})
+
 	t.Run("a missing required argument is refused by the CLI", func(t *testing.T) {
 		_, err := m.Call(ctx, "deploy", []string{"--env", "staging"})
 		require.ErrorContains(t, err, `"kubeconfig"`)
@@ -146,6 +154,10 @@ func copyTree(t *testing.T, root string) string {
 	}
 	return dst
 }
+
+var ansiEscape = regexp.MustCompile(`\x1b\[[0-9;]*[A-Za-z]`)
+
+func ansiFree(s string) string { return ansiEscape.ReplaceAllString(s, "") }
 
 func gitAdd(t *testing.T, dir, file string) {
 	t.Helper()
