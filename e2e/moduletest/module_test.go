@@ -101,21 +101,24 @@ func TestModuleOnARealEngine(t *testing.T) {
 	require.NoError(t, err, "load the module (the engine needs its builtin Go SDK image: engine up --go-sdk-layout)")
 	timed("first module load", start)
 
+	// Every function runs through the real dagger CLI but build: its test runs the containers
+	// build returns in this session, and an object `dagger call` returns ends with its session.
+	cli := openCLI(ctx, t, root)
 	t.Run("functions and their types", func(t *testing.T) { testSignatures(t, m) })
-	t.Run("bad arguments", func(t *testing.T) { testBadArguments(ctx, t, m) })
-	t.Run("check", func(t *testing.T) { testCheck(ctx, t, m, images) })
+	t.Run("bad arguments", func(t *testing.T) { testBadArguments(ctx, t, cli) })
+	t.Run("check", func(t *testing.T) { testCheck(ctx, t, cli, images) })
 	t.Run("build and run", func(t *testing.T) { testBuild(ctx, t, s.Dagger(), m, images) })
 	var v1, v2 map[string]string
 	t.Run("publish", func(t *testing.T) {
-		v1 = publish(ctx, t, m, images, "e2e-1", "0e2e001")
-		v2 = publish(ctx, t, m, images, "e2e-2", "0e2e002")
+		v1 = publish(ctx, t, cli, images, "e2e-1", "0e2e001")
+		v2 = publish(ctx, t, cli, images, "e2e-2", "0e2e002")
 		for _, svc := range catalog.Names() {
 			require.NotEqual(t, v1[svc], v2[svc], "another revision label is another image")
 		}
 	})
 	t.Run("integration-test", func(t *testing.T) {
 		start := time.Now()
-		out, err := m.Call(ctx, "integration-test", []string{"--service", "auth-server", "--source", filepath.Join(root, "examples/auth-api"),
+		out, err := cli.Call(ctx, "integration-test", []string{"--service", "auth-server", "--source", filepath.Join(root, "examples/auth-api"),
 			"--env", "development", "--node-image", images.Node, "--mysql-image", images.MySQL, "--redis-image", images.Redis})
 		timed("integration-test", start)
 		require.NoError(t, err)
@@ -124,7 +127,7 @@ func TestModuleOnARealEngine(t *testing.T) {
 	})
 	t.Run("deploy, automatic and manual rollback, status, history, promote, the monitoring stack", func(t *testing.T) {
 		require.NotEmpty(t, v1, "publish must pass first")
-		testDeploy(ctx, t, m, v1, v2)
+		testDeploy(ctx, t, cli, v1, v2)
 	})
 }
 
@@ -154,7 +157,7 @@ func testSignatures(t *testing.T, m *daggercall.Module) {
 	}
 }
 
-func testBadArguments(ctx context.Context, t *testing.T, m *daggercall.Module) {
+func testBadArguments(ctx context.Context, t *testing.T, m caller) {
 	tests := []struct {
 		name, function string
 		argv           []string
@@ -165,7 +168,7 @@ func testBadArguments(ctx context.Context, t *testing.T, m *daggercall.Module) {
 		{name: "an unknown service", function: "build",
 			argv: []string{"--service", "billing-server"}, wantErr: `unknown service "billing-server"`},
 		{name: "a missing required flag, refused before the engine is asked", function: "deploy",
-			argv: []string{"--env", "staging"}, wantErr: "deploy: missing required flag --kubeconfig"},
+			argv: []string{"--env", "staging"}, wantErr: `required flag(s) "kubeconfig" not set`},
 		{name: "an unknown stack, refused by the module's own code", function: "status",
 			argv: []string{"--env", "staging", "--kubeconfig", "env:HOME", "--stack", "logging"}, wantErr: `--stack "logging": want one of apps, monitoring`},
 	}
@@ -182,7 +185,7 @@ func timed(step string, start time.Time) {
 	fmt.Printf("e2e timing: %-34s %7.1fs\n", step, time.Since(start).Seconds())
 }
 
-func testCheck(ctx context.Context, t *testing.T, m *daggercall.Module, images baseImages) {
+func testCheck(ctx context.Context, t *testing.T, m caller, images baseImages) {
 	start := time.Now()
 	_, err := m.Call(ctx, "check", []string{"--go-image", images.Golang, "--target", "fmt-check", "--target", "shellcheck"})
 	timed("check (fmt-check, shellcheck)", start)
@@ -291,7 +294,7 @@ func get(ctx context.Context, t *testing.T, dag *dagger.Client, images baseImage
 // publish pushes all four services to the gateway registry and checks that
 // each returned reference resolves there, by digest, to an image carrying
 // the revision it was built from.
-func publish(ctx context.Context, t *testing.T, m *daggercall.Module, images baseImages, tag, revision string) map[string]string {
+func publish(ctx context.Context, t *testing.T, m caller, images baseImages, tag, revision string) map[string]string {
 	t.Helper()
 	start := time.Now()
 	out, err := m.Call(ctx, "publish", []string{"--registry", gatewayRegistry + "/krgeobuk", "--tag", tag, "--env", "development",
@@ -335,7 +338,7 @@ func keys(m map[string]string) []string {
 // service), then a bad release that must roll back by itself, then a manual
 // rollback to the first release, then status and history, then a promotion of
 // what was verified; then the monitoring stack (testMonitoring).
-func testDeploy(ctx context.Context, t *testing.T, m *daggercall.Module, v1, v2 map[string]string) {
+func testDeploy(ctx context.Context, t *testing.T, m caller, v1, v2 map[string]string) {
 	cluster, err := testenv.Start(ctx, testenv.Options{Name: "e2e"})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, cluster.Stop()) })
@@ -443,7 +446,7 @@ func testDeploy(ctx context.Context, t *testing.T, m *daggercall.Module, v1, v2 
 // StatefulSets and the Deployment and the readiness gate asks each through the API server's
 // service proxy. A Prometheus that crash-loops is rolled back by itself, the report naming the
 // StatefulSet and the reason; status and history read the monitoring release.
-func testMonitoring(ctx context.Context, t *testing.T, m *daggercall.Module, cs kubernetes.Interface, pods *podstandin.Server, common []string) {
+func testMonitoring(ctx context.Context, t *testing.T, m caller, cs kubernetes.Interface, pods *podstandin.Server, common []string) {
 	env, err := environment.Load(k8s.Environments, "development")
 	require.NoError(t, err)
 	ns := env.Monitoring.Namespace
@@ -514,7 +517,7 @@ func testMonitoring(ctx context.Context, t *testing.T, m *daggercall.Module, cs 
 
 // call runs a cluster function with --format json and returns its report;
 // a failing call's report is read from the error, where the module puts it.
-func call(ctx context.Context, t *testing.T, m *daggercall.Module, function string, args []string, wantOK bool) report.Result {
+func call(ctx context.Context, t *testing.T, m caller, function string, args []string, wantOK bool) report.Result {
 	t.Helper()
 	start := time.Now()
 	out, err := m.Call(ctx, function, args)
