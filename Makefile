@@ -34,11 +34,27 @@ example-images:
 unit:
 	$(GO) test ./...
 
+## check-container: what any container can run (`dagger call check`): lint, the module's contract tests and the container set of the Go suite
+# No simulated cluster, database server, Prometheus or namespace: `make test` and `make e2e` run those.
+.PHONY: check-container unit-container testsets
+check-container: lint dagger-module unit-container
+
+## unit-container: the Go tests that start no cluster, server or namespace (`make testsets` lists what is left out, and why)
+unit-container:
+	$(GO) run ./internal/testsets/cmd/testsets run -count=1
+
+## testsets: list, per package, the tests the container set runs and the ones it leaves out (with the helper that needs the machine)
+testsets:
+	$(GO) run ./internal/testsets/cmd/testsets list
+
 ## lint: gofmt, go vet, shellcheck, actionlint and the generated-code check
 lint: fmt-check vet shellcheck actionlint generate-check
 
+# The file list is its own step: a git that fails (no repository) must fail the check, not leave
+# gofmt nothing to read.
 fmt-check:
-	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v -E '(\.gen\.go$$|/internal/dagger/)')); \
+	@files=$$(git ls-files '*.go' | grep -v -E '(\.gen\.go$$|/internal/dagger/)'); \
+	  out=$$(gofmt -l $$files); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 vet:
@@ -134,6 +150,11 @@ engine-down:
 ## e2e: build and start the engine, run the end-to-end tests (every module function) on it, stop it
 e2e:
 	scripts/e2e.sh
+
+## dagger: run the dagger CLI (built with the engine) on the running engine: make dagger ARGS='call check --help'
+.PHONY: dagger
+dagger:
+	$(ENGINE) exec --dir $(CURDIR) -- sh -c '_EXPERIMENTAL_DAGGER_RUNNER_HOST=$$KRGEOBUK_ENGINE_HOST exec "$$KRGEOBUK_DAGGER_CLI" "$$@"' dagger $(ARGS)
 
 ## dagger-call: run a module function on the running engine without the dagger CLI: make dagger-call ARGS='check'
 dagger-call:

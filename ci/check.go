@@ -18,10 +18,15 @@ const GoImage = "docker.io/library/golang:1.26.8-bookworm@sha256:a688600ca24f8a4
 // makeTarget is a Makefile target name as the project writes them.
 var makeTarget = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
 
-// Run the pre-merge checks exactly as CI does (`.ci/run`: install the Debian
-// packages, then `make test`: lint, generated-code check, chart suite, unit
-// and integration tests) in a pinned Go container, with Go's module and build
-// caches and the project's tool cache on cache volumes.
+// Run the pre-merge checks any container can run: `make check-container`,
+// that is fmt-check, vet, shellcheck, actionlint, generate-check (lint),
+// dagger-module (the module's contract tests) and unit-container (every Go
+// test that starts no simulated cluster, database server, Prometheus or
+// network namespace: unit, chart and policy checks; `make testsets` lists
+// what is left out and why). They run in a pinned Go container with Go's
+// module and build caches and the project's tool cache on cache volumes.
+// The rest of the suite (make test, make e2e on a real engine) is a
+// host-level CI job.
 //
 // +check
 func (m *Krgeobuk) Check(
@@ -29,8 +34,8 @@ func (m *Krgeobuk) Check(
 	// Go image override (a mirror), pinned by tag or digest.
 	// +optional
 	goImage string,
-	// Make targets to run instead of the whole of `.ci/run`, e.g. lint or
-	// fmt-check (no Debian packages are installed then).
+	// Make targets to run instead of check-container, e.g. lint or
+	// fmt-check.
 	// +optional
 	target []string,
 ) error {
@@ -50,19 +55,23 @@ func (m *Krgeobuk) Check(
 	return nil
 }
 
-// nodeInstall adds Node.js and npm, which the examples build with, unless
-// the Go image already carries them (a mirror prepared for offline runs).
-const nodeInstall = "command -v npm >/dev/null 2>&1 || { apt-get update -qq && " +
-	"DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm; }"
+// CheckTarget is what check runs unless told otherwise: the container set.
+const CheckTarget = "check-container"
+
+// shellcheckInstall adds shellcheck, the one Debian package check-container
+// needs (lint of the shell scripts), unless the Go image already carries it
+// (a mirror prepared for offline runs).
+const shellcheckInstall = "command -v shellcheck >/dev/null 2>&1 || { apt-get update -qq && " +
+	"DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends shellcheck; }"
 
 func (m *Krgeobuk) checkContainer(goImage string, targets []string) *dagger.Container {
 	if goImage == "" {
 		goImage = GoImage
 	}
-	run := []string{"bash", ".ci/run"}
-	if len(targets) > 0 {
-		run = append([]string{"make"}, targets...)
+	if len(targets) == 0 {
+		targets = []string{CheckTarget}
 	}
+	run := append([]string{"make"}, targets...)
 	return dag.Container().
 		From(goImage).
 		WithMountedCache("/go/pkg/mod", dag.CacheVolume("krgeobuk-go-mod")).
@@ -70,7 +79,7 @@ func (m *Krgeobuk) checkContainer(goImage string, targets []string) *dagger.Cont
 		WithMountedCache("/root/.cache/krgeobuk", dag.CacheVolume("krgeobuk-tools")).
 		WithEnvVariable("KRGEOBUK_CACHE", "/root/.cache/krgeobuk").
 		WithEnvVariable("CI", "true").
-		WithExec([]string{"sh", "-c", nodeInstall}).
+		WithExec([]string{"sh", "-c", shellcheckInstall}).
 		WithDirectory("/src", m.Repo).
 		WithWorkdir("/src").
 		WithExec(run)

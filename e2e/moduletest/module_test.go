@@ -113,22 +113,25 @@ func TestModuleOnARealEngine(t *testing.T) {
 	require.NoError(t, err, "load the module (the engine needs its builtin Go SDK image: engine up --go-sdk-layout)")
 	timed("first module load", start)
 
+	// Every function runs through the real dagger CLI but build: its test runs the containers
+	// build returns in this session, and an object `dagger call` returns ends with its session.
+	cli := openCLI(ctx, t, root)
 	t.Run("functions and their types", func(t *testing.T) { testSignatures(t, m) })
-	t.Run("bad arguments", func(t *testing.T) { testBadArguments(ctx, t, m) })
-	t.Run("check", func(t *testing.T) { testCheck(ctx, t, m, images) })
+	t.Run("bad arguments", func(t *testing.T) { testBadArguments(ctx, t, cli) })
+	t.Run("check", func(t *testing.T) { testCheck(ctx, t, cli, images) })
 	t.Run("build and run", func(t *testing.T) { testBuild(ctx, t, s.Dagger(), m, images) })
 	t.Run("build, run and publish sources that are not the examples", func(t *testing.T) { testOwnSources(ctx, t, s.Dagger(), m, images, root) })
 	var v1, v2 map[string]string
 	t.Run("publish", func(t *testing.T) {
-		v1 = publish(ctx, t, m, images, "e2e-1", "0e2e001")
-		v2 = publish(ctx, t, m, images, "e2e-2", "0e2e002")
+		v1 = publish(ctx, t, cli, images, "e2e-1", "0e2e001")
+		v2 = publish(ctx, t, cli, images, "e2e-2", "0e2e002")
 		for _, svc := range catalog.Names() {
 			require.NotEqual(t, v1[svc], v2[svc], "another revision label is another image")
 		}
 	})
 	t.Run("integration-test", func(t *testing.T) {
 		start := time.Now()
-		out, err := m.Call(ctx, "integration-test", []string{"--service", "auth-server", "--source", filepath.Join(root, "examples/auth-api"),
+		out, err := cli.Call(ctx, "integration-test", []string{"--service", "auth-server", "--source", filepath.Join(root, "examples/auth-api"),
 			"--env", "development", "--node-image", images.Node, "--mysql-image", images.MySQL, "--redis-image", images.Redis})
 		timed("integration-test", start)
 		require.NoError(t, err)
@@ -137,7 +140,7 @@ func TestModuleOnARealEngine(t *testing.T) {
 	})
 	t.Run("deploy, automatic and manual rollback, status, history, promote, the monitoring stack", func(t *testing.T) {
 		require.NotEmpty(t, v1, "publish must pass first")
-		testDeploy(ctx, t, m, v1, v2)
+		testDeploy(ctx, t, cli, v1, v2)
 	})
 }
 
@@ -179,7 +182,7 @@ func testSignatures(t *testing.T, m *daggercall.Module) {
 	}
 }
 
-func testBadArguments(ctx context.Context, t *testing.T, m *daggercall.Module) {
+func testBadArguments(ctx context.Context, t *testing.T, m caller) {
 	tests := []struct {
 		name, function string
 		argv           []string
@@ -199,7 +202,7 @@ func testBadArguments(ctx context.Context, t *testing.T, m *daggercall.Module) {
 			argv:    []string{"--env", "production", "--kubeconfig", "env:HOME", "--registry", gatewayRegistry + "/krgeobuk", "--tag", "refused"},
 			wantErr: "sources: auth-server has no source: give its checkout (--auth-server-source DIR) or a git ref (--git auth-server=URL#REF)"},
 		{name: "a missing required flag, refused before the engine is asked", function: "deploy",
-			argv: []string{"--env", "staging"}, wantErr: "deploy: missing required flag --kubeconfig"},
+			argv: []string{"--env", "staging"}, wantErr: `required flag(s) "kubeconfig" not set`},
 		{name: "an unknown stack, refused by the module's own code", function: "status",
 			argv: []string{"--env", "staging", "--kubeconfig", "env:HOME", "--stack", "logging"}, wantErr: `--stack "logging": want one of apps, monitoring`},
 	}
@@ -216,7 +219,7 @@ func timed(step string, start time.Time) {
 	fmt.Printf("e2e timing: %-34s %7.1fs\n", step, time.Since(start).Seconds())
 }
 
-func testCheck(ctx context.Context, t *testing.T, m *daggercall.Module, images baseImages) {
+func testCheck(ctx context.Context, t *testing.T, m caller, images baseImages) {
 	start := time.Now()
 	_, err := m.Call(ctx, "check", []string{"--go-image", images.Golang, "--target", "fmt-check", "--target", "shellcheck"})
 	timed("check (fmt-check, shellcheck)", start)
@@ -325,7 +328,7 @@ func get(ctx context.Context, t *testing.T, dag *dagger.Client, images baseImage
 // publish pushes all four services to the gateway registry and checks that
 // each returned reference resolves there, by digest, to an image carrying
 // the revision it was built from.
-func publish(ctx context.Context, t *testing.T, m *daggercall.Module, images baseImages, tag, revision string) map[string]string {
+func publish(ctx context.Context, t *testing.T, m caller, images baseImages, tag, revision string) map[string]string {
 	t.Helper()
 	start := time.Now()
 	args := []string{"--registry", gatewayRegistry + "/krgeobuk", "--tag", tag, "--env", "development",
@@ -374,7 +377,7 @@ func keys(m map[string]string) []string {
 // then a release whose auth-server image exits 1, rolled back by itself, then a manual rollback to
 // the first release, then status and history, then a promotion of what was verified and a partial
 // deploy; then the monitoring stack (testMonitoring).
-func testDeploy(ctx context.Context, t *testing.T, m *daggercall.Module, v1, v2 map[string]string) {
+func testDeploy(ctx context.Context, t *testing.T, m caller, v1, v2 map[string]string) {
 	cluster, err := realnode.Start(ctx, realnode.Options{Name: "e2e", Log: os.Stderr})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, cluster.Stop()) })
@@ -535,10 +538,10 @@ func withImage(images map[string]string, service, ref string) map[string]string 
 // testMonitoring deploys the monitoring stack through the module (deploy --stack monitoring) to
 // the same cluster: stand-in images of Prometheus, Alertmanager and Grafana pushed to the gateway
 // registry by exact tag, pinned by digest at preflight; the rollout gate watches the two
-// StatefulSets and the Deployment and the readiness gate asks each through the API server's
-// service proxy. A Prometheus that crash-loops is rolled back by itself, the report naming the
+// StatefulSets and the Deployment and the readiness gate asks each where --readiness-url sends it
+// (internal/deploytest's stand-ins: kwok's pods run nothing). A Prometheus that crash-loops is rolled back by itself, the report naming the
 // StatefulSet and the reason; status and history read the monitoring release.
-func testMonitoring(ctx context.Context, t *testing.T, m *daggercall.Module) {
+func testMonitoring(ctx context.Context, t *testing.T, m caller) {
 	// Stand-in images of Prometheus, Alertmanager and Grafana cannot run: the monitoring stack
 	// goes to a simulated cluster (kwok), whose pods run nothing. Its readiness is answered by
 	// internal/deploytest's stand-ins (named so), which answer as each workload's pod template
@@ -630,7 +633,7 @@ func testMonitoring(ctx context.Context, t *testing.T, m *daggercall.Module) {
 
 // call runs a cluster function with --format json and returns its report;
 // a failing call's report is read from the error, where the module puts it.
-func call(ctx context.Context, t *testing.T, m *daggercall.Module, function string, args []string, wantOK bool) report.Result {
+func call(ctx context.Context, t *testing.T, m caller, function string, args []string, wantOK bool) report.Result {
 	t.Helper()
 	start := time.Now()
 	out, err := m.Call(ctx, function, args)

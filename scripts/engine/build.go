@@ -19,26 +19,34 @@ import (
 // EngineVersion is the Dagger engine this tool builds; enginePatch is tied to it.
 const EngineVersion = "v0.21.8"
 
-// binaries are the programs built from the engine's source, by output name.
+// binaries are the programs built from the engine's source, by output name. The dagger CLI is
+// built in the same source copy with the same flags, so it reuses the packages it shares with
+// the engine from Go's build cache.
 var binaries = map[string]string{
+	"dagger":        "./cmd/dagger",
 	"dagger-engine": "./cmd/engine",
 	"dagger-init":   "./cmd/init",
 	"dialstdio":     "./cmd/dialstdio",
 	"dnsname":       "./cmd/dnsname",
 }
 
-// buildDir is where one build (version, Go toolchain, patch and distconsts) lives in the cache.
-func buildDir(cache, distconstsDir string) (string, error) {
+// buildDir is where one build (version, Go toolchain, patch, binaries, distconsts and the CLI's
+// stand-in modules) lives in the cache.
+func buildDir(cache, distconstsDir, standins string) (string, error) {
 	dc, err := hashDir(distconstsDir)
 	if err != nil {
 		return "", fmt.Errorf("distconsts: %w", err)
 	}
-	h := sha256.Sum256([]byte(enginePatch.Hash() + dc))
+	si, err := hashDir(standins)
+	if err != nil {
+		return "", fmt.Errorf("stand-ins: %w", err)
+	}
+	h := sha256.Sum256([]byte(fmt.Sprintf("%s %s %s %q", enginePatch.Hash(), dc, si, binaries)))
 	return filepath.Join(cache, "dagger-engine", EngineVersion, runtime.Version()+"-"+hex.EncodeToString(h[:])[:12]), nil
 }
 
 // build makes the engine binaries in dir/bin unless they are there already.
-func build(ctx context.Context, dir, distconstsDir string) error {
+func build(ctx context.Context, dir, distconstsDir, standins string) error {
 	stamp := filepath.Join(dir, "bin", ".complete")
 	if _, err := os.Stat(stamp); err == nil {
 		fmt.Printf("engine build: warm, %s\n", filepath.Join(dir, "bin"))
@@ -80,7 +88,10 @@ func build(ctx context.Context, dir, distconstsDir string) error {
 			return err
 		}
 		// The engine's go.mod points its replace at ./engine/distconsts, which the zip lacks.
-		return os.CopyFS(filepath.Join(src, "engine", "distconsts"), os.DirFS(distconstsDir))
+		if err := os.CopyFS(filepath.Join(src, "engine", "distconsts"), os.DirFS(distconstsDir)); err != nil {
+			return err
+		}
+		return os.CopyFS(filepath.Join(src, standinsDir), os.DirFS(standins))
 	}); err != nil {
 		return err
 	}
@@ -91,6 +102,9 @@ func build(ctx context.Context, dir, distconstsDir string) error {
 		args := []string{"mod", "edit", "-replace", "dagger.io/dagger=dagger.io/dagger@" + EngineVersion}
 		for _, r := range enginePatch.DropRequire {
 			args = append(args, "-droprequire", r)
+		}
+		for _, m := range sortedKeys(enginePatch.Standins) {
+			args = append(args, "-replace", m+"=./"+standinsDir+"/"+enginePatch.Standins[m])
 		}
 		if err := goCmd(ctx, src, args...); err != nil {
 			return err

@@ -165,6 +165,10 @@ func execIn(ctx context.Context, s stateDir, argv []string) error {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "KRGEOBUK_ENGINE_HOST=unix://"+st.Socket)
+	if cli := filepath.Join(st.Bin, "dagger"); st.Bin != "" && fileExists(cli) {
+		// the dagger CLI of the running engine's build, for the tests that call it
+		cmd.Env = append(cmd.Env, "KRGEOBUK_DAGGER_CLI="+cli)
+	}
 	err = cmd.Run()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {

@@ -70,7 +70,7 @@ func TestEngineStepsOnAnEmptyCache(t *testing.T) {
 	defer cancel()
 	p, err := findPaths() // the real cache: before KRGEOBUK_CACHE points elsewhere
 	require.NoError(t, err)
-	built, err := buildDir(p.cache, p.distconsts)
+	built, err := buildDir(p.cache, p.distconsts, p.standins)
 	require.NoError(t, err)
 	require.FileExists(t, filepath.Join(built, "bin", ".complete"),
 		"the empty-cache test reuses the engine binaries in %s: run make engine-build first (make e2e does, before this test)", built)
@@ -99,7 +99,7 @@ func TestEngineStepsOnAnEmptyCache(t *testing.T) {
 		t.Setenv(fakeGoEnv, realGo)
 		t.Setenv(fakeBinEnv, filepath.Join(built, "bin"))
 		require.NoError(t, run(ctx, []string{"build"}))
-		dir, err := buildDir(cache, q.distconsts)
+		dir, err := buildDir(cache, q.distconsts, q.standins)
 		require.NoError(t, err)
 		require.FileExists(t, filepath.Join(dir, "bin", ".complete"))
 		require.NoDirExists(t, filepath.Join(dir, "src"), "the source copy is removed")

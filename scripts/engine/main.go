@@ -27,6 +27,7 @@ func main() {
 // paths are the folders every verb agrees on.
 type paths struct {
 	repo, cache, distconsts string
+	standins                string // the CLI's stand-in modules (scripts/engine/standins)
 }
 
 func findPaths() (paths, error) {
@@ -47,7 +48,8 @@ func findPaths() (paths, error) {
 		}
 		cache = filepath.Join(home, ".cache", "krgeobuk")
 	}
-	return paths{repo: repo, cache: cache, distconsts: filepath.Join(repo, "scripts", "codegen", "distconsts")}, nil
+	return paths{repo: repo, cache: cache, distconsts: filepath.Join(repo, "scripts", "codegen", "distconsts"),
+		standins: filepath.Join(repo, "scripts", "engine", "standins")}, nil
 }
 
 func run(ctx context.Context, args []string) error {
@@ -63,11 +65,11 @@ func run(ctx context.Context, args []string) error {
 	}
 	switch args[0] {
 	case "build":
-		dir, err := buildDir(p.cache, p.distconsts)
+		dir, err := buildDir(p.cache, p.distconsts, p.standins)
 		if err != nil {
 			return err
 		}
-		return build(ctx, dir, p.distconsts)
+		return build(ctx, dir, p.distconsts, p.standins)
 	case "up":
 		return up(ctx, p, engineState(p), args[1:])
 	case "exec":

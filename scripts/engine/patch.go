@@ -13,8 +13,10 @@ import (
 // requirements (github.com/vito/dang/v2, vito/midterm, vito/tuist, vito/tuist/teav1) are refused
 // by the proxy. They reach cmd/engine only through the Dang v2 SDK, the CLI's terminal UI
 // (dagql/idtui, used by core/terminal.go for a banner) and util/scrub. The patch below cuts
-// those three chains; every edit must match exactly, so an upgrade fails loudly until the
-// patch is re-checked against the new source.
+// those three chains for the engine, so no stand-in code runs in it. The dagger CLI (cmd/dagger)
+// needs idtui, so the three terminal modules are replaced by our compile-only stand-ins
+// (scripts/engine/standins) and its progress output is held to the plain modes. Every edit must
+// match exactly, so an upgrade fails loudly until the patch is re-checked against the new source.
 
 // edit replaces Old by New in File, and insists that Old occurs exactly Count times.
 type edit struct {
@@ -30,7 +32,19 @@ type patch struct {
 	Edits  []edit
 	// DropRequire lists go.mod requirements removed before `go mod tidy`.
 	DropRequire []string
+	// Standins maps a module path to the folder under scripts/engine/standins that replaces it:
+	// copied into the source tree at standinsDir and named by a go.mod replace.
+	Standins map[string]string
 }
+
+// standinsDir is where the stand-in modules are copied inside the engine's source tree.
+const standinsDir = "krgeobuk-standins"
+
+// plainProgress is the one edit the CLI needs besides the stand-ins: the tty, dots and report
+// progress modes draw with the terminal UI the stand-ins leave out (they would hang), so they
+// print as plain does.
+const plainProgress = "\t// krgeobuk build: the terminal UI modules are compile-only stand-ins; only plain and logs work.\n" +
+	"\tif progress == \"tty\" || progress == \"dots\" || progress == \"report\" {\n\t\tprogress = \"plain\"\n\t}\n"
 
 const dangV2Stub = `// Package dangv2 is a stub: this engine is built from the Go module proxy, which does not serve
 // github.com/vito/dang/v2, so modules written against Dang v2 cannot run on it.
@@ -70,7 +84,7 @@ func (Impl) Runtime(
 // enginePatch is the v0.21.8 patch.
 var enginePatch = patch{
 	Remove: []string{
-		"cmd/dagger", "cmd/dump-id", "dagql/idtui",
+		"cmd/dump-id",
 		"core/integration/module_tui_test.go",
 		"core/sdk/dang/v2/helpers.go",
 	},
@@ -95,10 +109,14 @@ var enginePatch = patch{
 			New: `[]string{"DAGGER_NO_NAG", "NOTHANKS", "SHUTUP", "GOAWAY", "STOPIT"}`, Count: 1},
 		{File: "util/scrub/scrub.go", Old: "idtui.IconSuccess", New: `"✔"`, Count: 4},
 		{File: "util/scrub/scrub.go", Old: "idtui.IconCached", New: `"$"`, Count: 4},
+		// cmd/dagger/main.go: only the progress modes the stand-ins can serve.
+		{File: "cmd/dagger/main.go", Old: "\tswitch progress {\n\tcase \"plain\":", New: plainProgress + "\tswitch progress {\n\tcase \"plain\":", Count: 1},
 	},
-	DropRequire: []string{
-		"github.com/vito/dang/v2", "github.com/vito/midterm",
-		"github.com/vito/tuist", "github.com/vito/tuist/teav1",
+	DropRequire: []string{"github.com/vito/dang/v2"},
+	Standins: map[string]string{
+		"github.com/vito/midterm":     "midterm",
+		"github.com/vito/tuist":       "tuist",
+		"github.com/vito/tuist/teav1": "tuist/teav1",
 	},
 }
 
@@ -113,6 +131,9 @@ func (p patch) Hash() string {
 		fmt.Fprintf(h, "edit %q %q %q %d\n", e.File, e.Old, e.New, e.Count)
 	}
 	fmt.Fprintf(h, "drop %q\n", p.DropRequire)
+	for _, m := range sortedKeys(p.Standins) {
+		fmt.Fprintf(h, "standin %q %q\n", m, p.Standins[m])
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 

@@ -83,7 +83,10 @@ func TestPatchHashChangesWithPatch(t *testing.T) {
 }
 
 // TestEnginePatchMatchesSource applies the real patch to the real v0.21.8 source from the module
-// proxy and checks that no import of the four refused modules is left in the engine's packages.
+// proxy and checks that no engine package imports the terminal UI or a refused module (so no
+// stand-in code runs in the engine), that only the CLI's packages (cmd/dagger, dagql/idtui) reach
+// the three stand-ins, that Dang v2 is gone everywhere, and that the CLI keeps only the plain
+// progress modes.
 func TestEnginePatchMatchesSource(t *testing.T) {
 	out, err := exec.Command("go", "mod", "download", "-json", "github.com/dagger/dagger@"+EngineVersion).Output()
 	require.NoError(t, err)
@@ -93,6 +96,7 @@ func TestEnginePatchMatchesSource(t *testing.T) {
 	require.NoError(t, os.CopyFS(src, os.DirFS(m.Dir)))
 	require.NoError(t, enginePatch.Apply(src))
 
+	cliOnly := append(sortedKeys(enginePatch.Standins), "github.com/dagger/dagger/dagql/idtui")
 	var offenders []string
 	require.NoError(t, filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".go") {
@@ -102,12 +106,27 @@ func TestEnginePatchMatchesSource(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		for _, bad := range append(slices.Clone(enginePatch.DropRequire), "github.com/dagger/dagger/dagql/idtui") {
-			if strings.Contains(string(b), `"`+bad+`"`) || strings.Contains(string(b), `"`+bad+`/`) {
-				offenders = append(offenders, strings.TrimPrefix(p, src)+" imports "+bad)
+		rel := strings.TrimPrefix(p, src+"/")
+		cli := strings.HasPrefix(rel, "cmd/dagger/") || strings.HasPrefix(rel, "dagql/idtui/")
+		bad := slices.Clone(enginePatch.DropRequire)
+		if !cli {
+			bad = append(bad, cliOnly...)
+		}
+		for _, imp := range bad {
+			if strings.Contains(string(b), `"`+imp+`"`) || strings.Contains(string(b), `"`+imp+`/`) {
+				offenders = append(offenders, rel+" imports "+imp)
 			}
 		}
 		return nil
 	}))
 	require.Empty(t, offenders)
+
+	main, err := os.ReadFile(filepath.Join(src, "cmd", "dagger", "main.go"))
+	require.NoError(t, err)
+	require.Contains(t, string(main), plainProgress+"\tswitch progress {", "tty, dots and report print as plain")
+	for module, dir := range enginePatch.Standins {
+		modFile, err := os.ReadFile(filepath.Join("standins", dir, "go.mod"))
+		require.NoError(t, err, "stand-in for %s", module)
+		require.Contains(t, string(modFile), "module "+module+"\n")
+	}
 }

@@ -27,6 +27,7 @@ type state struct {
 	PidNS      string    `json:"pidNs"`
 	NetNS      string    `json:"netNs"`
 	Socket     string    `json:"socket"`
+	Bin        string    `json:"bin"` // the build's binaries, the dagger CLI among them
 	Started    time.Time `json:"started"`
 	HostMounts []string  `json:"hostMounts"`
 	HostLinks  []string  `json:"hostLinks"`
@@ -97,7 +98,7 @@ func up(ctx context.Context, p paths, s stateDir, args []string) error {
 		fmt.Printf("engine: already up (pid %d), unix://%s\n", st.NsPID, st.Socket)
 		return nil
 	}
-	bdir, err := buildDir(p.cache, p.distconsts)
+	bdir, err := buildDir(p.cache, p.distconsts, p.standins)
 	if err != nil {
 		return err
 	}
@@ -125,7 +126,7 @@ func up(ctx context.Context, p paths, s stateDir, args []string) error {
 	if err := copyFile(self, tool, 0o755); err != nil {
 		return err
 	}
-	st := &state{Socket: s.socket(), Started: time.Now()}
+	st := &state{Socket: s.socket(), Bin: bin, Started: time.Now()}
 	if st.HostMounts, err = mountPoints("/proc/self/mountinfo"); err != nil {
 		return err
 	}
