@@ -21,6 +21,7 @@ import (
 // ownAPI is a small NestJS API of the test's own, not the example: one
 // readiness route that names it, so the response proves which source ran.
 const ownAPI = `import 'reflect-metadata';
+import { createServer } from 'net';
 import { Controller, Get, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 
@@ -35,8 +36,13 @@ class HealthController {
 @Module({ controllers: [HealthController] })
 class AppModule {}
 
+// The image exposes the chart's http and tcp ports, and the engine waits
+// for every exposed port before a service is up: listen on both.
 NestFactory.create(AppModule, { logger: ['error', 'warn'] })
-  .then((app) => app.listen(Number(process.env.PORT ?? 8000), '0.0.0.0'))
+  .then(async (app) => {
+    await app.listen(Number(process.env.PORT ?? 8000), '0.0.0.0');
+    createServer((socket) => socket.end()).listen(Number(process.env.TCP_PORT ?? 8010), '0.0.0.0');
+  })
   .catch((err: Error) => {
     console.error(err.message);
     process.exit(1);
