@@ -10,11 +10,6 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/build"
 )
 
-// GoImage is the pinned Go toolchain image of the pre-merge check (Debian
-// bookworm, as the project's machines): exact tag and digest, like every
-// default image of the module (TestDefaultImagesArePinned).
-const GoImage = "docker.io/library/golang:1.26.8-bookworm@sha256:a688600ca24f8a4d3ca77f95b0dd40704a9fc787c826660eb7ba0b641b8b175d"
-
 // makeTarget is a Makefile target name as the project writes them.
 var makeTarget = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
 
@@ -66,7 +61,7 @@ const shellcheckInstall = "command -v shellcheck >/dev/null 2>&1 || { apt-get up
 
 func (m *Krgeobuk) checkContainer(goImage string, targets []string) *dagger.Container {
 	if goImage == "" {
-		goImage = GoImage
+		goImage = build.GoImage
 	}
 	if len(targets) == 0 {
 		targets = []string{CheckTarget}

@@ -262,7 +262,7 @@ func TestCheck(t *testing.T) {
 		require.Equal(t, "id", q.Leaf().Field, "before the run, only IDs of its inputs are asked for")
 	}
 	chain := flat(last.Chain)
-	require.Equal(t, GoImage, argList(chain, "from", "address")[0], "the pinned Go image")
+	require.Equal(t, build.GoImage, argList(chain, "from", "address")[0], "the pinned Go image")
 	require.ElementsMatch(t, []string{"krgeobuk-go-mod", "krgeobuk-go-build", "krgeobuk-tools"}, argList(chain, "cacheVolume", "key"))
 	ex := execs(chain)
 	require.Equal(t, "make check-container", ex[len(ex)-1], "what any container can run, not .ci/run (whose e2e needs namespaces)")

@@ -35,7 +35,7 @@ func TestDefaultImagesArePinned(t *testing.T) {
 	known := map[string]string{
 		"build.NodeImage": build.NodeImage, "build.NginxImage": build.NginxImage,
 		"itest.MySQLImage": itest.MySQLImage, "itest.RedisImage": itest.RedisImage,
-		"GoImage": GoImage,
+		"build.GoImage": build.GoImage,
 	}
 	for what, ref := range known {
 		require.Regexp(t, pinnedImage, ref, "%s must be name:tag@sha256:<64 hex>", what)

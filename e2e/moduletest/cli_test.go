@@ -103,13 +103,14 @@ func TestModuleThroughTheCLI(t *testing.T) {
 	})
 
 	images := loadBaseImages(t)
-	t.Run("check passes on this tree", func(t *testing.T) {
+	defaults := loadDefaultImages(t)
+	t.Run("check passes on this tree, in the default Go image's name and tag", func(t *testing.T) {
 		// a copy with its own .git: in a git worktree .git is a file naming a folder outside the
 		// tree, which the check's container does not have (git fails, and so does the check)
 		clean, err := m.WithDir(copyTree(t, root))
 		require.NoError(t, err)
 		start := time.Now()
-		_, err = clean.Call(ctx, "check", []string{"--go-image", images.Golang, "--target", "fmt-check", "--target", "shellcheck"})
+		_, err = clean.Call(ctx, "check", []string{"--go-image", defaults.Golang, "--target", "fmt-check", "--target", "shellcheck"})
 		timed("check (cli: fmt-check, shellcheck)", start)
 		require.NoError(t, err)
 	})

@@ -36,6 +36,7 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv/realnode"
 	"github.com/krgeobuk/krgeobuk-infra/k8s"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/appenv"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/build"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
@@ -52,8 +53,7 @@ const gatewayRegistry = gatewayIP + ":5000"
 // gatewayIP is the engine's CNI bridge address in its network namespace, where this process runs.
 const gatewayIP = "10.87.0.1"
 
-// baseImages are the local stand-ins for the module's base images, as `images push` printed
-// them.
+// baseImages are references to the module's base images, one per image argument.
 type baseImages struct {
 	Node   string `json:"node"`
 	Nginx  string `json:"nginx"`
@@ -62,18 +62,53 @@ type baseImages struct {
 	Golang string `json:"golang"`
 }
 
-func loadBaseImages(t *testing.T) baseImages {
+func (b baseImages) byName() map[string]string {
+	return map[string]string{"node": b.Node, "nginx": b.Nginx, "mysql": b.MySQL, "redis": b.Redis, "golang": b.Golang}
+}
+
+// pushedImages is what `images push` printed into $KRGEOBUK_E2E_IMAGES.
+type pushedImages struct {
+	// StandIns are the local stand-ins by their exact digest references.
+	StandIns baseImages `json:"standins"`
+	// Defaults are the module's default references less the digest, which the
+	// engine's docker.io mirror resolves to the same stand-ins.
+	Defaults baseImages `json:"defaults"`
+}
+
+func readPushedImages(t *testing.T) pushedImages {
 	t.Helper()
 	path := os.Getenv("KRGEOBUK_E2E_IMAGES")
 	require.NotEmpty(t, path, "KRGEOBUK_E2E_IMAGES names the base images' JSON: run through `make e2e`")
 	data, err := os.ReadFile(path)
 	require.NoError(t, err)
-	var b baseImages
-	require.NoError(t, json.Unmarshal(data, &b))
-	for what, ref := range map[string]string{"node": b.Node, "nginx": b.Nginx, "mysql": b.MySQL, "redis": b.Redis, "golang": b.Golang} {
+	var p pushedImages
+	require.NoError(t, json.Unmarshal(data, &p))
+	for what, ref := range p.StandIns.byName() {
 		require.NotEmpty(t, ref, "%s: no %s image", path, what)
 	}
-	return b
+	return p
+}
+
+// loadBaseImages returns the stand-ins by digest: what the module gets as an
+// override (a mirror) pinned by digest.
+func loadBaseImages(t *testing.T) baseImages {
+	t.Helper()
+	return readPushedImages(t).StandIns
+}
+
+// loadDefaultImages returns the module's own default references, less the
+// digest a stand-in cannot have (TestDefaultImagesArePinned checks the pins):
+// the calls given these resolve the defaults' names and tags through the
+// engine's docker.io mirror, as the module would on a machine with a mirror.
+func loadDefaultImages(t *testing.T) baseImages {
+	t.Helper()
+	got := readPushedImages(t).Defaults
+	want := baseImages{Node: build.NodeImage, Nginx: build.NginxImage, MySQL: itest.MySQLImage, Redis: itest.RedisImage, Golang: build.GoImage}.byName()
+	for what, ref := range got.byName() {
+		tagged, _, _ := strings.Cut(want[what], "@")
+		require.Equal(t, tagged, ref, "the %s image pushed under the module's default name and tag", what)
+	}
+	return got
 }
 
 func repoRoot(t *testing.T) string {
@@ -105,6 +140,7 @@ func TestModuleOnARealEngine(t *testing.T) {
 	require.NoError(t, err, "run through `make e2e`")
 	defer s.Close()
 	images := loadBaseImages(t)
+	defaults := loadDefaultImages(t)
 	root := repoRoot(t)
 
 	start := time.Now()
@@ -122,7 +158,9 @@ func TestModuleOnARealEngine(t *testing.T) {
 	t.Run("build, run and publish sources that are not the examples", func(t *testing.T) { testOwnSources(ctx, t, s.Dagger(), m, images, root) })
 	var v1, v2 map[string]string
 	t.Run("publish", func(t *testing.T) {
-		v1 = publish(ctx, t, cli, images, "e2e-1", "0e2e001")
+		// the first release is built on the defaults' names through the mirror, the second on
+		// the stand-ins by digest (an override)
+		v1 = publish(ctx, t, cli, defaults, "e2e-1", "0e2e001")
 		v2 = publish(ctx, t, cli, images, "e2e-2", "0e2e002")
 		for _, svc := range catalog.Names() {
 			require.NotEqual(t, v1[svc], v2[svc], "another revision label is another image")
@@ -131,7 +169,7 @@ func TestModuleOnARealEngine(t *testing.T) {
 	t.Run("integration-test", func(t *testing.T) {
 		start := time.Now()
 		out, err := cli.Call(ctx, "integration-test", []string{"--service", "auth-server", "--source", filepath.Join(root, "examples/auth-api"),
-			"--env", "development", "--node-image", images.Node, "--mysql-image", images.MySQL, "--redis-image", images.Redis})
+			"--env", "development", "--node-image", defaults.Node, "--mysql-image", defaults.MySQL, "--redis-image", defaults.Redis})
 		timed("integration-test", start)
 		require.NoError(t, err)
 		require.Contains(t, out, "# fail 0")

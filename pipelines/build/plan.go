@@ -25,6 +25,9 @@ const (
 	NodeImage = "docker.io/library/node:22.22.0-bookworm-slim@sha256:dd9d21971ec4395903fa6143c2b9267d048ae01ca6d3ea96f16cb30df6187d94"
 	// NginxImage serves the SPAs: nginx as uid 101 on 8080, pid under /tmp.
 	NginxImage = "docker.io/nginxinc/nginx-unprivileged:1.28.0@sha256:cafbd84f76d7ccb0a2346f4c5209c3e494533d82ba3821f552c2e08a99111476"
+	// GoImage is the Go toolchain the pre-merge check runs the Makefile's
+	// container targets in (Debian bookworm, as the project's machines).
+	GoImage = "docker.io/library/golang:1.26.8-bookworm@sha256:a688600ca24f8a4d3ca77f95b0dd40704a9fc787c826660eb7ba0b641b8b175d"
 )
 
 // Runtime users the chart's securityContext expects (runAsUser).

@@ -15,6 +15,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/build"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/itest"
 	"github.com/krgeobuk/krgeobuk-infra/scripts/images/internal/preflight"
 	"github.com/krgeobuk/krgeobuk-infra/scripts/images/internal/rootfs"
 )
@@ -57,8 +59,10 @@ http {
 // Base is one e2e base image: Debian packages and a few setup steps. The
 // names say what each stands for; Stands says what really is inside.
 type Base struct {
-	Name     string // node, nginx, mysql, redis: the module's image arguments
-	Stands   string
+	Name   string // node, nginx, mysql, redis: the module's image arguments
+	Stands string
+	// Default is the module's pinned reference this image stands in for.
+	Default  string
 	Packages []string
 	// Inputs are repository files whose content goes into the image.
 	Inputs []string
@@ -74,6 +78,7 @@ func BaseImages() []Base {
 	return []Base{
 		{
 			Name: "node", Stands: "node:22 (Debian 12's nodejs 18 and npm 9, with an npm cache pre-filled from the examples' lockfiles)",
+			Default:  build.NodeImage,
 			Packages: []string{"nodejs", "npm", "ca-certificates"},
 			Inputs:   []string{"examples/auth-api/package-lock.json", "examples/auth-api/package.json", "examples/spa/package-lock.json", "examples/spa/package.json"},
 			Setup:    setupNode,
@@ -85,6 +90,7 @@ func BaseImages() []Base {
 		},
 		{
 			Name: "nginx", Stands: "nginxinc/nginx-unprivileged (Debian 12's nginx as uid 101 on 8080)",
+			Default:  build.NginxImage,
 			Packages: []string{"nginx"},
 			Setup:    setupNginx,
 			Content:  nginxDefault,
@@ -96,6 +102,7 @@ func BaseImages() []Base {
 		},
 		{
 			Name: "mysql", Stands: "mysql:8 (Debian 12's MariaDB 10.11 with a MySQL-image-like entrypoint)",
+			Default:  itest.MySQLImage,
 			Packages: []string{"mariadb-server", "mariadb-client"},
 			Setup:    setupMySQL,
 			Content:  string(mysqlEntrypoint),
@@ -110,6 +117,7 @@ func BaseImages() []Base {
 			// check's Go image: the module installs Node.js only when the image lacks it, and
 			// the engine has no network, so this one carries Node.js, npm and the lint tools.
 			Name: "golang", Stands: "golang:1.26.8-bookworm (Debian 12 with the host's Go toolchain, git, make, shellcheck, nodejs and npm)",
+			Default:  build.GoImage,
 			Packages: []string{"git", "make", "shellcheck", "nodejs", "npm", "ca-certificates"},
 			Content:  "go toolchain " + runtime.Version(),
 			Setup:    setupGolang,
@@ -121,6 +129,7 @@ func BaseImages() []Base {
 		},
 		{
 			Name: "redis", Stands: "redis:7 (Debian 12's redis-server 7.0)",
+			Default:  itest.RedisImage,
 			Packages: []string{"redis-server", "redis-tools"},
 			Config: v1.Config{
 				Env: []string{stdPath}, WorkingDir: "/",
@@ -254,41 +263,76 @@ func (s *Bases) BuildAll(ctx context.Context) (map[string]string, error) {
 	return outs, nil
 }
 
+// Pushed is what Push pushed, by image name: each stand-in by its exact
+// reference, and the module's default reference it stands in for, less the
+// digest (a stand-in cannot have the real image's digest), which the engine's
+// docker.io mirror resolves to that stand-in.
+type Pushed struct {
+	StandIns map[string]string `json:"standins"`
+	Defaults map[string]string `json:"defaults"`
+}
+
 // Push builds (if needed) and pushes every base image to registry (plain
-// HTTP allowed) as <registry>/krgeobuk-e2e/<name>:<tag> and returns name →
-// the digest reference, which resolves to exactly what was pushed.
-func (s *Bases) Push(ctx context.Context, registry string) (map[string]string, error) {
+// HTTP allowed) as <registry>/krgeobuk-e2e/<name>:<tag>, and again under the
+// repository and tag of its Default as the docker.io mirror at registry
+// serves them (docker.io/library/node:22 is <registry>/library/node:22).
+func (s *Bases) Push(ctx context.Context, registry string) (Pushed, error) {
 	if _, err := name.NewRegistry(registry, name.StrictValidation); err != nil || strings.ContainsAny(registry, "/@") {
-		return nil, fmt.Errorf("push: registry %q is not a host[:port] address", registry)
+		return Pushed{}, fmt.Errorf("push: registry %q is not a host[:port] address", registry)
 	}
-	refs := map[string]string{}
+	out := Pushed{StandIns: map[string]string{}, Defaults: map[string]string{}}
 	for _, b := range BaseImages() {
-		out, err := s.Build(ctx, b)
+		built, err := s.Build(ctx, b)
 		if err != nil {
-			return nil, err
+			return Pushed{}, err
 		}
-		img, err := ReadLayout(out)
+		img, err := ReadLayout(built)
 		if err != nil {
-			return nil, err
+			return Pushed{}, err
 		}
 		tag, err := s.Tag(b)
 		if err != nil {
-			return nil, err
+			return Pushed{}, err
 		}
 		ref, err := name.NewTag(fmt.Sprintf("%s/krgeobuk-e2e/%s:%s", registry, b.Name, tag), name.Insecure, name.StrictValidation)
 		if err != nil {
-			return nil, fmt.Errorf("image %s: registry %q: %w", b.Name, registry, err)
+			return Pushed{}, fmt.Errorf("image %s: registry %q: %w", b.Name, registry, err)
 		}
-		if err := remote.Write(ref, img, remote.WithContext(ctx)); err != nil {
-			return nil, fmt.Errorf("push %s: %w", ref, err)
+		def, mirrored, err := mirroredDefault(b, registry)
+		if err != nil {
+			return Pushed{}, err
+		}
+		for _, to := range []name.Tag{ref, mirrored} {
+			if err := remote.Write(to, img, remote.WithContext(ctx)); err != nil {
+				return Pushed{}, fmt.Errorf("push %s: %w", to, err)
+			}
 		}
 		d, err := img.Digest()
 		if err != nil {
-			return nil, err
+			return Pushed{}, err
 		}
-		refs[b.Name] = ref.String() + "@" + d.String()
+		out.StandIns[b.Name] = ref.String() + "@" + d.String()
+		out.Defaults[b.Name] = def
 	}
-	return refs, nil
+	return out, nil
+}
+
+// mirroredDefault returns b's default reference less its digest, and where a
+// docker.io mirror at registry serves it.
+func mirroredDefault(b Base, registry string) (string, name.Tag, error) {
+	def, _, _ := strings.Cut(b.Default, "@")
+	tag, err := name.NewTag(def, name.StrictValidation)
+	if err != nil {
+		return "", name.Tag{}, fmt.Errorf("image %s: default %q: %w", b.Name, b.Default, err)
+	}
+	if tag.RegistryStr() != name.DefaultRegistry {
+		return "", name.Tag{}, fmt.Errorf("image %s: default %q is not on docker.io, the only registry the engine mirrors", b.Name, b.Default)
+	}
+	mirrored, err := name.NewTag(fmt.Sprintf("%s/%s:%s", registry, tag.RepositoryStr(), tag.TagStr()), name.Insecure, name.StrictValidation)
+	if err != nil {
+		return "", name.Tag{}, fmt.Errorf("image %s: registry %q: %w", b.Name, registry, err)
+	}
+	return def, mirrored, nil
 }
 
 // setupNode fills the npm cache from the examples' lockfiles (npm ci with

@@ -27,10 +27,12 @@ func TestPushPrintsExactDigestRefsThatResolve(t *testing.T) {
 	addr := strings.TrimPrefix(srv.URL, "http://")
 	b := &image.Bases{Repo: repo(t), Cache: cache(t)}
 
-	refs, err := b.Push(ctx, addr)
+	pushed, err := b.Push(ctx, addr)
 	require.NoError(t, err)
+	refs := pushed.StandIns
 	require.Len(t, refs, 5)
-	for _, img := range []string{"node", "nginx", "mysql", "redis", "golang"} {
+	for _, base := range image.BaseImages() {
+		img := base.Name
 		ref, ok := refs[img]
 		require.True(t, ok, "push output lacks %s", img)
 		require.Regexp(t, regexp.MustCompile(`^`+regexp.QuoteMeta(addr)+`/krgeobuk-e2e/`+img+`:bookworm-base-r1-[0-9a-f]{16}@sha256:[0-9a-f]{64}$`), ref,
@@ -50,6 +52,17 @@ func TestPushPrintsExactDigestRefsThatResolve(t *testing.T) {
 		desc, err := remote.Head(tag, remote.WithContext(ctx))
 		require.NoError(t, err)
 		require.Equal(t, d.DigestStr(), desc.Digest.String())
+
+		// the module's default, less its digest, is the stand-in on the
+		// docker.io mirror at addr
+		def, _, _ := strings.Cut(base.Default, "@")
+		require.Equal(t, def, pushed.Defaults[img])
+		require.True(t, strings.HasPrefix(def, "docker.io/"), "%s: the engine mirrors docker.io only", def)
+		mirrored, err := name.NewTag(addr+"/"+strings.TrimPrefix(def, "docker.io/"), name.Insecure)
+		require.NoError(t, err)
+		desc, err = remote.Head(mirrored, remote.WithContext(ctx))
+		require.NoError(t, err, "%s on the mirror", def)
+		require.Equal(t, d.DigestStr(), desc.Digest.String(), "%s on the mirror is the stand-in", def)
 	}
 
 	// the pulled nginx image is the unprivileged one
@@ -63,7 +76,7 @@ func TestPushPrintsExactDigestRefsThatResolve(t *testing.T) {
 	// pushing again changes nothing: same refs
 	again, err := b.Push(ctx, addr)
 	require.NoError(t, err)
-	require.Equal(t, refs, again)
+	require.Equal(t, pushed, again)
 }
 
 func TestPushRefusesABadRegistryAddress(t *testing.T) {
