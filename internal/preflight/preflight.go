@@ -3,10 +3,8 @@
 // enough free disk there, so a fresh machine fails in seconds with the reason
 // and the command that reruns just that step, not after half an hour.
 //
-// The same file is copied into scripts/engine and scripts/images (separate
-// Go modules that cannot import the root module's internal packages without
-// a replace of the whole root module); a test in this package keeps the
-// copies identical.
+// The tool modules (scripts/engine, scripts/images) use it through a replace
+// of the root module.
 package preflight
 
 import (

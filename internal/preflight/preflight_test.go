@@ -152,14 +152,3 @@ func TestHostSeesThisMachine(t *testing.T) {
 		require.False(t, ok)
 	}
 }
-
-// The scripts/engine and scripts/images modules carry copies of this file.
-func TestCopiesInTheToolModulesAreIdentical(t *testing.T) {
-	want, err := os.ReadFile("preflight.go")
-	require.NoError(t, err)
-	for _, p := range []string{"../../scripts/engine/internal/preflight/preflight.go", "../../scripts/images/internal/preflight/preflight.go"} {
-		got, err := os.ReadFile(p)
-		require.NoError(t, err, "copy internal/preflight/preflight.go to %s", p)
-		require.Equal(t, string(want), string(got), "%s differs from internal/preflight/preflight.go: copy it again", p)
-	}
-}

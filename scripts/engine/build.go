@@ -13,7 +13,7 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/krgeobuk/krgeobuk-infra/scripts/engine/internal/preflight"
+	"github.com/krgeobuk/krgeobuk-infra/internal/preflight"
 )
 
 // EngineVersion is the Dagger engine this tool builds; enginePatch is tied to it.

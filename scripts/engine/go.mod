@@ -8,4 +8,9 @@ require (
 	github.com/stretchr/testify v1.12.1
 )
 
-require go.yaml.in/yaml/v3 v3.0.5 // indirect
+require (
+	github.com/krgeobuk/krgeobuk-infra v0.0.0-00010101000000-000000000000
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
+)
+
+replace github.com/krgeobuk/krgeobuk-infra => ../..

@@ -8,7 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/krgeobuk/krgeobuk-infra/scripts/engine/internal/preflight"
+	"github.com/krgeobuk/krgeobuk-infra/internal/preflight"
 )
 
 func TestPreflightNamesTheStepAndItsMakeTarget(t *testing.T) {

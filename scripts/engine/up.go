@@ -17,7 +17,7 @@ import (
 
 	"github.com/sethvargo/go-retry"
 
-	"github.com/krgeobuk/krgeobuk-infra/scripts/engine/internal/preflight"
+	"github.com/krgeobuk/krgeobuk-infra/internal/preflight"
 )
 
 // state is what `up` records in run/up.json for `exec` and `down`.

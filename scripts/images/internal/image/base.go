@@ -15,9 +15,9 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/krgeobuk/krgeobuk-infra/internal/preflight"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/build"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/itest"
-	"github.com/krgeobuk/krgeobuk-infra/scripts/images/internal/preflight"
 	"github.com/krgeobuk/krgeobuk-infra/scripts/images/internal/rootfs"
 )
 

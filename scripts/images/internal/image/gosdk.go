@@ -13,8 +13,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/krgeobuk/krgeobuk-infra/internal/preflight"
 	"github.com/krgeobuk/krgeobuk-infra/scripts/images/internal/layer"
-	"github.com/krgeobuk/krgeobuk-infra/scripts/images/internal/preflight"
 	"github.com/krgeobuk/krgeobuk-infra/scripts/images/internal/rootfs"
 )
 

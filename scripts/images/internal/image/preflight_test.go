@@ -7,7 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/krgeobuk/krgeobuk-infra/scripts/images/internal/preflight"
+	"github.com/krgeobuk/krgeobuk-infra/internal/preflight"
 )
 
 func TestImagePreflightsNameTheStepAndHowToRerunIt(t *testing.T) {
