@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/krgeobuk/krgeobuk-infra/internal/deploytest"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
@@ -33,7 +34,7 @@ func TestEveryEnvironmentRunsOnRealPods(t *testing.T) {
 			w := newWorld(t, env)
 			ctx := context.Background()
 			res := w.deployer().Deploy(ctx, deploy.Request{Images: w.images, Values: w.with()})
-			requireVerdict(t, report.Verified, res)
+			deploytest.RequireVerdict(t, report.Verified, res)
 			for _, s := range res.Services {
 				require.Equal(t, "available", s.Phase, s.Name)
 				require.Equal(t, s.Desired, s.Ready, s.Name)
@@ -78,7 +79,7 @@ func TestEveryEnvironmentRunsOnRealPods(t *testing.T) {
 func TestSPARootIsReadOnly(t *testing.T) {
 	w := newWorld(t, "development")
 	ctx := context.Background()
-	requireVerdict(t, report.Verified, w.deployer().Deploy(ctx, deploy.Request{Images: w.images, Values: w.with()}))
+	deploytest.RequireVerdict(t, report.Verified, w.deployer().Deploy(ctx, deploy.Request{Images: w.images, Values: w.with()}))
 	pod := w.pods(ctx, "auth-client")[0]
 	out, err := w.c.Kubectl(ctx, "-n", w.ns, "exec", pod.Name, "-c", "auth-client", "--",
 		"sh", "-c", "touch /usr/share/nginx/html/written 2>&1; echo exit=$?").CombinedOutput()
@@ -92,7 +93,7 @@ func TestSPARootIsReadOnly(t *testing.T) {
 func TestAPIReadinessFollowsTheStoresOnRealPods(t *testing.T) {
 	w := newWorld(t, "development")
 	ctx := context.Background()
-	requireVerdict(t, report.Verified, w.deployer().Deploy(ctx, deploy.Request{Images: w.images, Values: w.with()}))
+	deploytest.RequireVerdict(t, report.Verified, w.deployer().Deploy(ctx, deploy.Request{Images: w.images, Values: w.with()}))
 	for _, tc := range []struct {
 		store string
 		stop  func()
@@ -139,7 +140,7 @@ func TestInitContainerWaitsForTheStore(t *testing.T) {
 
 	w.mysql["auth-mysql"].Start()
 	res := <-done
-	requireVerdict(t, report.Verified, res)
+	deploytest.RequireVerdict(t, report.Verified, res)
 	require.Contains(t, w.logs(ctx, "auth-server", "wait-for-database"), "wait-for-database: mysql auth-mysql")
 }
 

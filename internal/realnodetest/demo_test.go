@@ -10,6 +10,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/stretchr/testify/require"
 
+	"github.com/krgeobuk/krgeobuk-infra/internal/deploytest"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
@@ -37,7 +38,7 @@ func TestDemoOnRealPods(t *testing.T) {
 	start := time.Now()
 	res := d.Deploy(ctx, deploy.Request{Images: w.images, Values: w.with()})
 	show(d, res)
-	requireVerdict(t, report.Verified, res)
+	deploytest.RequireVerdict(t, report.Verified, res)
 	say("verified in %.1fs: every pod Ready by its own probes, every API ready through a port-forward", time.Since(start).Seconds())
 
 	say("[3/4] deploy an auth-server image that exits 1")
@@ -47,7 +48,7 @@ func TestDemoOnRealPods(t *testing.T) {
 	start = time.Now()
 	res = d.Deploy(ctx, deploy.Request{Images: with(w.images, "auth-server", crash), Values: w.with()})
 	show(d, res)
-	requireVerdict(t, report.RolledBack, res)
+	deploytest.RequireVerdict(t, report.RolledBack, res)
 	p := problemOf(t, res, "auth-server", "auth-server")
 	require.Contains(t, []gate.Class{gate.CrashLoop, gate.ExitError}, p.Class)
 	require.NotEmpty(t, p.Pod)

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/krgeobuk/krgeobuk-infra/internal/deploytest"
 	"github.com/krgeobuk/krgeobuk-infra/internal/exampleimages"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
@@ -31,13 +32,13 @@ func TestRealFailuresAreRolledBack(t *testing.T) {
 	w.env.Gates.RolloutTimeout = 40 * time.Second
 	ctx := context.Background()
 	d := w.deployer()
-	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: w.images, Values: w.with()}))
+	deploytest.RequireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: w.images, Values: w.with()}))
 
 	t.Run("an image that does not exist", func(t *testing.T) {
 		repo, _, _ := strings.Cut(w.images["auth-server"], "@")
 		missing := repo + "@sha256:" + strings.Repeat("0", 64)
 		res := d.Deploy(ctx, deploy.Request{Images: with(w.images, "auth-server", missing), Values: w.with()})
-		requireVerdict(t, report.Refused, res)
+		deploytest.RequireVerdict(t, report.Refused, res)
 		require.Contains(t, res.Error, "auth-server")
 		h, err := d.Release().History(ctx)
 		require.NoError(t, err)
@@ -51,7 +52,7 @@ func TestRealFailuresAreRolledBack(t *testing.T) {
 		res := d.Deploy(ctx, deploy.Request{Images: w.images, Values: w.with(map[string]any{
 			"services": map[string]any{"auth-server": map[string]any{"config": map[string]any{"MYSQL_DATABASE": "no_such_database"}}},
 		})})
-		requireVerdict(t, report.RolledBack, res)
+		deploytest.RequireVerdict(t, report.RolledBack, res)
 		p := problemOf(t, res, "auth-server", "auth-server")
 		require.Equal(t, gate.NotReady, p.Class, "%+v", p)
 		require.NotEmpty(t, p.Pod)

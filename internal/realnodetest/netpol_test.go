@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/krgeobuk/krgeobuk-infra/internal/deploytest"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
 )
@@ -25,7 +26,7 @@ import (
 func TestChartNetworkPoliciesBothWays(t *testing.T) {
 	w := newWorld(t, "development")
 	ctx := context.Background()
-	requireVerdict(t, report.Verified, w.deployer().Deploy(ctx, deploy.Request{Images: w.images, Values: w.with()}))
+	deploytest.RequireVerdict(t, report.Verified, w.deployer().Deploy(ctx, deploy.Request{Images: w.images, Values: w.with()}))
 	svc := func(name string) string { return name + "." + w.ns + ".svc.cluster.local" }
 	store := func(name string) (string, int) {
 		if m, ok := w.mysql[name]; ok {

@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/krgeobuk/krgeobuk-infra/internal/deploytest"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
@@ -29,7 +30,7 @@ func TestReadinessGateGetsThroughThePolicies(t *testing.T) {
 	w := newWorld(t, "development")
 	ctx := context.Background()
 	res := w.deployer().Deploy(ctx, deploy.Request{Images: w.images, Values: w.with()})
-	requireVerdict(t, report.Verified, res)
+	deploytest.RequireVerdict(t, report.Verified, res)
 
 	auth, _ := catalog.Lookup("auth-server")
 	proxyCode := func() (int, error) {

@@ -1,7 +1,6 @@
 package realnodetest_test
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"regexp"
@@ -12,17 +11,15 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/stretchr/testify/require"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/krgeobuk/krgeobuk-infra/internal/dbtest"
+	"github.com/krgeobuk/krgeobuk-infra/internal/deploytest"
 	"github.com/krgeobuk/krgeobuk-infra/internal/exampleimages"
 	"github.com/krgeobuk/krgeobuk-infra/internal/realnodetest"
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv/binaries"
@@ -33,7 +30,6 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/registry"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
 )
 
 func TestMain(m *testing.M) { os.Exit(realnode.Main(m)) }
@@ -59,7 +55,7 @@ type world struct {
 	// values point the chart at the stores: the data-server address and
 	// each store's port.
 	values map[string]any
-	log    *syncBuffer
+	log    *deploytest.Log
 }
 
 var nsChars = regexp.MustCompile(`[^a-z0-9-]+`)
@@ -83,7 +79,7 @@ func newWorld(t testing.TB, envName string) *world {
 	// Real pods start in seconds; these bound a broken test, not a healthy one.
 	env.Gates.RolloutTimeout = 3 * time.Minute
 	env.Gates.ReadinessTimeout = 45 * time.Second
-	w := &world{t: t, c: c, admin: admin, env: env, ns: ns, log: &syncBuffer{}}
+	w := &world{t: t, c: c, admin: admin, env: env, ns: ns, log: &deploytest.Log{}}
 	w.bootstrap(ctx, envName)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -91,7 +87,9 @@ func newWorld(t testing.TB, envName string) *world {
 		}
 		_ = admin.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
 	})
-	w.kc, w.token = w.deployerKubeconfig(ctx)
+	// the deployer ServiceAccount's token, as a CI job's kubeconfig holds it
+	w.kc, w.token, err = w.c.ServiceAccountKubeconfig(ctx, w.ns, "krgeobuk-deployer", time.Hour)
+	require.NoError(t, err)
 	st := realnodetest.StartDataServer(t, c, admin, envName, ns)
 	w.mysql, w.redis, w.values = st.MySQL, st.Redis, st.Values
 	w.images = pushExamples(t, c)
@@ -171,25 +169,6 @@ func (w *world) bootstrap(ctx context.Context, envName string) {
 		"the apps namespace's bootstrap")
 }
 
-// deployerKubeconfig authenticates as the deployer ServiceAccount with a
-// token from the TokenRequest API, as a CI job's would.
-func (w *world) deployerKubeconfig(ctx context.Context) ([]byte, string) {
-	t := w.t
-	secs := int64(3600)
-	tr, err := w.admin.CoreV1().ServiceAccounts(w.ns).CreateToken(ctx, "krgeobuk-deployer",
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs}}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	rc := w.c.RESTConfig()
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["real"] = &clientcmdapi.Cluster{Server: rc.Host, CertificateAuthorityData: rc.CAData}
-	cfg.AuthInfos["deployer"] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
-	cfg.Contexts["deployer"] = &clientcmdapi.Context{Cluster: "real", AuthInfo: "deployer", Namespace: w.ns}
-	cfg.CurrentContext = "deployer"
-	data, err := clientcmd.Write(*cfg)
-	require.NoError(t, err)
-	return data, tr.Status.Token
-}
-
 // deployer is the gated deploy as the deployer ServiceAccount, with the
 // default readiness path (a port-forward to each ready pod).
 func (w *world) deployer() *deploy.Deployer {
@@ -265,31 +244,4 @@ func pushExamples(t testing.TB, c *realnode.Cluster) map[string]string {
 		out[svc.Name] = refs["krgeobuk/"+svc.Name]
 	}
 	return out
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// requireVerdict fails with the whole table report when the verdict differs.
-func requireVerdict(t *testing.T, want report.Verdict, res *report.Result) {
-	t.Helper()
-	if res.Verdict != want {
-		var b bytes.Buffer
-		_ = report.Table(&b, res, nil)
-		t.Fatalf("verdict %s, want %s:\n%s", res.Verdict, want, b.String())
-	}
 }

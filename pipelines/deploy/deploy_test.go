@@ -43,7 +43,7 @@ func TestGoodDeployThenNoOpThenStatusAndHistory(t *testing.T) {
 	ctx := context.Background()
 
 	res := d.Deploy(ctx, deploy.Request{Images: images})
-	requireVerdict(t, report.Verified, res)
+	deploytest.RequireVerdict(t, report.Verified, res)
 	require.Equal(t, 1, res.Revision)
 	require.Len(t, res.Services, 4)
 	for _, s := range res.Services {
@@ -68,7 +68,7 @@ func TestGoodDeployThenNoOpThenStatusAndHistory(t *testing.T) {
 
 	// Same images, same values: nothing changes, and the report says so.
 	res = d.Deploy(ctx, deploy.Request{Images: images})
-	requireVerdict(t, report.Unchanged, res)
+	deploytest.RequireVerdict(t, report.Unchanged, res)
 	require.Contains(t, res.Summary, "equal the verified revision 1")
 	require.Len(t, f.history(d), 1, "a no-op deploy creates no revision")
 	require.Len(t, res.Services, 4)
@@ -77,17 +77,17 @@ func TestGoodDeployThenNoOpThenStatusAndHistory(t *testing.T) {
 	// A new image is a change.
 	next := f.publish("1.0.1")
 	res = d.Deploy(ctx, deploy.Request{Images: next})
-	requireVerdict(t, report.Verified, res)
+	deploytest.RequireVerdict(t, report.Verified, res)
 	require.Equal(t, 2, res.Revision)
 
 	st := d.Status(ctx)
-	requireVerdict(t, report.Reported, st)
+	deploytest.RequireVerdict(t, report.Reported, st)
 	require.Equal(t, 2, st.Revision)
 	require.Contains(t, st.Summary, "Revision 2 is deployed and verified")
 	require.Len(t, st.Services, 4)
 
 	hist := d.History(ctx)
-	requireVerdict(t, report.Reported, hist)
+	deploytest.RequireVerdict(t, report.Reported, hist)
 	require.Len(t, hist.History, 2)
 	require.Equal(t, "superseded", hist.History[0].Status)
 	require.Equal(t, next["portal-client"], hist.History[1].Images["portal-client"])
@@ -120,10 +120,10 @@ func TestFailureClassesRollBackToVerified(t *testing.T) {
 			d := f.deployer("ci")
 			ctx := context.Background()
 			good := f.publish("1.0.0")
-			requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: good}))
+			deploytest.RequireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: good}))
 
 			res := d.Deploy(ctx, deploy.Request{Images: f.publish("2.0.0"), Values: tt.values})
-			requireVerdict(t, report.RolledBack, res)
+			deploytest.RequireVerdict(t, report.RolledBack, res)
 			require.Equal(t, 2, res.Revision)
 			require.Equal(t, 1, res.RolledBackTo)
 			require.Equal(t, 3, res.RollbackRevision)
@@ -170,9 +170,9 @@ func TestNeverReadyTimesOutAndRollsBack(t *testing.T) {
 	f.env.Gates.RolloutTimeout = 10 * time.Second
 	d := f.deployer("ci")
 	ctx := context.Background()
-	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: f.publish("1.0.0")}))
+	deploytest.RequireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: f.publish("1.0.0")}))
 	res := d.Deploy(ctx, deploy.Request{Images: f.publish("2.0.0"), Values: fault("auth-server", testenv.FaultNeverReady)})
-	requireVerdict(t, report.RolledBack, res)
+	deploytest.RequireVerdict(t, report.RolledBack, res)
 	require.Len(t, res.Problems, 1)
 	p := res.Problems[0]
 	require.Equal(t, gate.NotReady, p.Class)
@@ -193,7 +193,7 @@ func TestFailedFirstInstallIsUninstalledWithDiagnostics(t *testing.T) {
 	d := f.deployer("ci")
 	ctx := context.Background()
 	res := d.Deploy(ctx, deploy.Request{Images: f.publish("1.0.0"), Values: fault("auth-server", testenv.FaultCrashLoop)})
-	requireVerdict(t, report.Uninstalled, res)
+	deploytest.RequireVerdict(t, report.Uninstalled, res)
 	require.Equal(t, 1, res.Revision)
 	require.NotEmpty(t, res.Problems)
 	require.Equal(t, gate.CrashLoop, res.Problems[0].Class)
@@ -206,7 +206,7 @@ func TestFailedFirstInstallIsUninstalledWithDiagnostics(t *testing.T) {
 
 	// The next, good, deploy is a clean first install.
 	res = d.Deploy(ctx, deploy.Request{Images: f.publish("1.0.1")})
-	requireVerdict(t, report.Verified, res)
+	deploytest.RequireVerdict(t, report.Verified, res)
 	require.Equal(t, 1, res.Revision)
 }
 
@@ -218,7 +218,7 @@ func TestRollbackSkipsUnverifiedRevision(t *testing.T) {
 	d := f.deployer("ci")
 	ctx := context.Background()
 	good := f.publish("1.0.0")
-	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: good}))
+	deploytest.RequireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: good}))
 
 	// Revision 2: someone ran helm upgrade by hand with a broken image.
 	values := pinnedValues(f.env, f.publish("1.5.0"), fault("auth-server", testenv.FaultCrashLoop))
@@ -227,7 +227,7 @@ func TestRollbackSkipsUnverifiedRevision(t *testing.T) {
 	require.Equal(t, 2, rev.Number)
 
 	res := d.Deploy(ctx, deploy.Request{Images: f.publish("3.0.0"), Values: fault("authz-server", testenv.FaultExitError)})
-	requireVerdict(t, report.RolledBack, res)
+	deploytest.RequireVerdict(t, report.RolledBack, res)
 	require.Equal(t, 3, res.Revision)
 	require.Equal(t, 1, res.RolledBackTo, "rollback goes to the newest VERIFIED revision, not current-1")
 	require.Equal(t, 4, res.RollbackRevision)
@@ -243,7 +243,7 @@ func TestStuckPendingReleaseIsRecovered(t *testing.T) {
 	f := newFixture(t)
 	d := f.deployer("ci")
 	ctx := context.Background()
-	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: f.publish("1.0.0")}))
+	deploytest.RequireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: f.publish("1.0.0")}))
 
 	// A deployer died mid-upgrade: revision 2 is pending-upgrade and its
 	// lock has expired.
@@ -255,7 +255,7 @@ func TestStuckPendingReleaseIsRecovered(t *testing.T) {
 	require.Equal(t, 2, rev.Number)
 
 	res := d.Deploy(ctx, deploy.Request{Images: f.publish("1.2.0")})
-	requireVerdict(t, report.Verified, res)
+	deploytest.RequireVerdict(t, report.Verified, res)
 	require.Equal(t, 3, res.Revision)
 	notes := strings.Join(res.Notes, "\n")
 	require.Contains(t, notes, `Revision 2 was stuck in pending-upgrade; its deploy (lock holder "crashed-ci-job") is gone, so it was marked failed`)
@@ -272,7 +272,7 @@ func TestConcurrentDeployIsRefusedNamingTheHolder(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	first := f.deployer("alice")
-	requireVerdict(t, report.Verified, first.Deploy(ctx, deploy.Request{Images: f.publish("1.0.0")}))
+	deploytest.RequireVerdict(t, report.Verified, first.Deploy(ctx, deploy.Request{Images: f.publish("1.0.0")}))
 
 	// Alice's second deploy is slow to become ready; while its gate waits,
 	// Bob deploys.
@@ -285,14 +285,14 @@ func TestConcurrentDeployIsRefusedNamingTheHolder(t *testing.T) {
 
 	bob := f.deployer("bob")
 	res := bob.Deploy(ctx, deploy.Request{Images: f.publish("3.0.0")})
-	requireVerdict(t, report.Refused, res)
+	deploytest.RequireVerdict(t, report.Refused, res)
 	require.Contains(t, res.Error, "is held by \"alice (pid")
 	require.NotNil(t, res.Lock)
 	require.True(t, strings.HasPrefix(res.Lock.Holder, "alice "), res.Lock.Holder)
 	require.Contains(t, res.Summary, "Refused before anything changed")
 
 	alice := <-done
-	requireVerdict(t, report.Verified, alice)
+	deploytest.RequireVerdict(t, report.Verified, alice)
 	require.Equal(t, 2, alice.Revision)
 	require.Len(t, f.history(first), 2, "bob's refused deploy created no revision")
 }
@@ -302,7 +302,7 @@ func TestStaleLockIsTakenOver(t *testing.T) {
 	f := newFixture(t)
 	staleLease(t, f, "ghost-job")
 	res := f.deployer("ci").Deploy(context.Background(), deploy.Request{Images: f.publish("1.0.0")})
-	requireVerdict(t, report.Verified, res)
+	deploytest.RequireVerdict(t, report.Verified, res)
 	require.Contains(t, strings.Join(res.Notes, "\n"), `The deploy lock was held by "ghost-job": its lease expired`)
 }
 
@@ -312,7 +312,7 @@ func TestCancelledDeployReleasesLockAndIsRecoverable(t *testing.T) {
 	ctx := context.Background()
 	d := f.deployer("ci")
 	good := f.publish("1.0.0")
-	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: good}))
+	deploytest.RequireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: good}))
 
 	cctx, cancel := context.WithCancel(ctx)
 	done := make(chan *report.Result, 1)
@@ -323,7 +323,7 @@ func TestCancelledDeployReleasesLockAndIsRecoverable(t *testing.T) {
 	waitForStep(t, f, "gate/rollout")
 	cancel()
 	res := <-done
-	requireVerdict(t, report.Cancelled, res)
+	deploytest.RequireVerdict(t, report.Cancelled, res)
 	require.Contains(t, res.Summary, "revision 2 was applied but is not verified")
 	lease, err := f.cs.CoordinationV1().Leases(f.env.Namespace).Get(ctx, deploy.LockName, metav1.GetOptions{})
 	require.NoError(t, err)
@@ -331,7 +331,7 @@ func TestCancelledDeployReleasesLockAndIsRecoverable(t *testing.T) {
 
 	// Recoverable: a manual rollback returns to the verified revision 1.
 	rb := d.Rollback(ctx, deploy.RollbackRequest{})
-	requireVerdict(t, report.Verified, rb)
+	deploytest.RequireVerdict(t, report.Verified, rb)
 	require.Equal(t, 1, rb.RolledBackTo)
 	require.Equal(t, 3, rb.Revision)
 	_, _, image := f.podTemplate("auth-server")
@@ -344,9 +344,9 @@ func TestManualRollback(t *testing.T) {
 	ctx := context.Background()
 	d := f.deployer("ci")
 	v1 := f.publish("1.0.0")
-	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: v1}))
-	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: f.publish("2.0.0")}))
-	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: f.publish("3.0.0")}))
+	deploytest.RequireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: v1}))
+	deploytest.RequireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: f.publish("2.0.0")}))
+	deploytest.RequireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: f.publish("3.0.0")}))
 	// Revision 4 unverified: applied by hand.
 	_, err := d.Release().Apply(ctx, chartOf(t), pinnedValues(f.env, f.publish("4.0.0"), nil), release.ApplyOptions{})
 	require.NoError(t, err)
@@ -361,12 +361,12 @@ func TestManualRollback(t *testing.T) {
 	}
 	for _, r := range refusals {
 		res := d.Rollback(ctx, r.req)
-		requireVerdict(t, report.Refused, res)
+		deploytest.RequireVerdict(t, report.Refused, res)
 		require.Contains(t, res.Error, r.want)
 	}
 
 	res := d.Rollback(ctx, deploy.RollbackRequest{Revision: 1})
-	requireVerdict(t, report.Verified, res)
+	deploytest.RequireVerdict(t, report.Verified, res)
 	require.Equal(t, 1, res.RolledBackTo)
 	require.Equal(t, 5, res.Revision)
 	h := f.history(d)
@@ -378,15 +378,15 @@ func TestManualRollback(t *testing.T) {
 
 	// Revision 4 was never verified: refused unless forced.
 	res = d.Rollback(ctx, deploy.RollbackRequest{Revision: 4})
-	requireVerdict(t, report.Refused, res)
+	deploytest.RequireVerdict(t, report.Refused, res)
 	require.Contains(t, res.Error, "revision 4 was never verified; pass --force")
 	res = d.Rollback(ctx, deploy.RollbackRequest{Revision: 4, Force: true})
-	requireVerdict(t, report.Verified, res)
+	deploytest.RequireVerdict(t, report.Verified, res)
 	require.Equal(t, 6, res.Revision)
 
 	// No target given: the newest verified revision older than the current.
 	res = d.Rollback(ctx, deploy.RollbackRequest{})
-	requireVerdict(t, report.Verified, res)
+	deploytest.RequireVerdict(t, report.Verified, res)
 	require.Equal(t, 5, res.RolledBackTo)
 }
 
@@ -397,7 +397,7 @@ func TestRegistryThatAnswers503IsRetried(t *testing.T) {
 	f.reg.Fail503(3)
 	before := f.reg.ManifestReads()
 	res := f.deployer("ci").Deploy(context.Background(), deploy.Request{Images: images})
-	requireVerdict(t, report.Verified, res)
+	deploytest.RequireVerdict(t, report.Verified, res)
 	require.Equal(t, int64(4+3), f.reg.ManifestReads()-before, "four images, three 503s retried")
 }
 
@@ -409,7 +409,7 @@ func TestMissingImageIsRefusedBeforeAnythingChanges(t *testing.T) {
 	images["authz-server"] = missing
 	d := f.deployer("ci")
 	res := d.Deploy(context.Background(), deploy.Request{Images: images})
-	requireVerdict(t, report.Refused, res)
+	deploytest.RequireVerdict(t, report.Refused, res)
 	require.Contains(t, res.Error, "service authz-server: image "+missing+" not found in its registry")
 	require.Empty(t, f.history(d), "no release was created")
 	_, err := f.cs.CoordinationV1().Leases(f.env.Namespace).Get(context.Background(), deploy.LockName, metav1.GetOptions{})
@@ -456,7 +456,7 @@ func TestPreflightRefusals(t *testing.T) {
 			d, err := deploy.New(cfg)
 			require.NoError(t, err)
 			res := d.Deploy(context.Background(), req)
-			requireVerdict(t, report.Refused, res)
+			deploytest.RequireVerdict(t, report.Refused, res)
 			last := res.Steps[len(res.Steps)-1]
 			require.Equal(t, tt.step, last.Name)
 			require.Equal(t, "failed", last.Status)
@@ -498,10 +498,10 @@ func TestSecretsNeverReachReportsOrLogs(t *testing.T) {
 	d := f.deployer("ci")
 	ctx := context.Background()
 	secretValues := svcValues("auth-server", map[string]any{"secret": map[string]any{"values": map[string]any{"MYSQL_PASSWORD": password}}})
-	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: f.publish("1.0.0"), Values: secretValues}))
+	deploytest.RequireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: f.publish("1.0.0"), Values: secretValues}))
 	bad := values.Merge(secretValues, svcValues("auth-server", map[string]any{"podAnnotations": map[string]any{deploytest.ReadinessAnnotation: "fail"}}))
 	res := d.Deploy(ctx, deploy.Request{Images: f.publish("2.0.0"), Values: bad})
-	requireVerdict(t, report.RolledBack, res)
+	deploytest.RequireVerdict(t, report.RolledBack, res)
 	require.Equal(t, gate.ReadinessEndpoint, res.Problems[0].Class)
 	require.Contains(t, res.Problems[0].Message, "Access denied", "the message itself is kept")
 

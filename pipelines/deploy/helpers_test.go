@@ -1,12 +1,10 @@
 package deploy_test
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,7 +26,6 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/kube"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/registry"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/values"
 )
 
@@ -43,25 +40,8 @@ type fixture struct {
 	env    *environment.Environment
 	reg    *deploytest.Registry
 	apps   *deploytest.Apps
-	log    *syncBuffer
+	log    *deploytest.Log
 	events chan deploy.Event
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 var nsName = regexp.MustCompile(`[^a-z0-9-]+`)
@@ -91,7 +71,7 @@ func newFixtureOn(t *testing.T, c *testenv.Cluster) *fixture {
 	require.NoError(t, err)
 	reg := deploytest.NewRegistry()
 	apps := deploytest.NewApps(cs)
-	f := &fixture{t: t, cs: cs, kc: c.Kubeconfig(), env: env, reg: reg, apps: apps, log: &syncBuffer{}, events: make(chan deploy.Event, 4096)}
+	f := &fixture{t: t, cs: cs, kc: c.Kubeconfig(), env: env, reg: reg, apps: apps, log: &deploytest.Log{}, events: make(chan deploy.Event, 4096)}
 	t.Cleanup(func() {
 		apps.Close()
 		reg.Close()
@@ -145,17 +125,6 @@ func fault(service, kind string) map[string]any {
 
 func svcValues(service string, v map[string]any) map[string]any {
 	return map[string]any{"services": map[string]any{service: v}}
-}
-
-// requireVerdict fails with the whole table report when the verdict differs.
-func requireVerdict(t *testing.T, want report.Verdict, res *report.Result) {
-	t.Helper()
-	if res.Verdict != want {
-		var b bytes.Buffer
-		_ = report.Table(&b, res, nil)
-		t.Fatalf("verdict %s, want %s:\n%s", res.Verdict, want, b.String())
-	}
-	require.Equal(t, want.OK(), res.OK)
 }
 
 // pinnedValues are the values a deploy hands Helm: the environment's, then

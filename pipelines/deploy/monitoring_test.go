@@ -45,7 +45,7 @@ type monFixture struct {
 	ns       string
 	reg      *deploytest.Registry
 	apps     *deploytest.Apps
-	log      *syncBuffer
+	log      *deploytest.Log
 }
 
 // components are the monitoring stack's, as the registry holds them.
@@ -123,7 +123,7 @@ func newMonitoringFixture(t *testing.T) *monFixture {
 	env.LockTTL = 6 * time.Second
 
 	f := &monFixture{t: t, admin: admin, deployer: deployer, kc: kc, token: token, env: env, ns: ns,
-		reg: deploytest.NewRegistry(), apps: deploytest.NewApps(admin), log: &syncBuffer{}}
+		reg: deploytest.NewRegistry(), apps: deploytest.NewApps(admin), log: &deploytest.Log{}}
 	t.Cleanup(func() {
 		f.apps.Close()
 		f.reg.Close()
@@ -199,7 +199,7 @@ func TestMonitoringDeploysAsTheDeployer(t *testing.T) {
 	v1, v1Digests := f.publish("1.0.0")
 
 	res := d.Deploy(ctx, deploy.Request{Images: v1})
-	requireVerdict(t, report.Verified, res)
+	deploytest.RequireVerdict(t, report.Verified, res)
 	require.Equal(t, stack.Monitoring, res.Stack)
 	require.Equal(t, f.ns, res.Namespace)
 	require.Equal(t, "monitoring", res.Release)
@@ -227,16 +227,16 @@ func TestMonitoringDeploysAsTheDeployer(t *testing.T) {
 	require.Equal(t, v1Digests, h[0].Images, "history reads the monitoring stack's images from <component>.image")
 
 	res = d.Deploy(ctx, deploy.Request{Images: v1})
-	requireVerdict(t, report.Unchanged, res)
+	deploytest.RequireVerdict(t, report.Unchanged, res)
 
 	v2, v2Digests := f.publish("2.0.0")
 	res = d.Deploy(ctx, deploy.Request{Images: v2})
-	requireVerdict(t, report.Verified, res)
+	deploytest.RequireVerdict(t, report.Verified, res)
 	require.Equal(t, 2, res.Revision)
 	f.requireRuns(v2Digests, "2.0.0")
 
 	st := d.Status(ctx)
-	requireVerdict(t, report.Reported, st)
+	deploytest.RequireVerdict(t, report.Reported, st)
 	require.Contains(t, st.Summary, "Revision 2 is deployed and verified")
 	lease, err := f.admin.CoordinationV1().Leases(f.ns).Get(ctx, deploy.LockName, metav1.GetOptions{})
 	require.NoError(t, err, "the monitoring stack's deploy lock is a Lease in its own namespace")
@@ -248,13 +248,13 @@ func TestMonitoringDeploysAsTheDeployer(t *testing.T) {
 	}
 
 	back := d.Rollback(ctx, deploy.RollbackRequest{})
-	requireVerdict(t, report.Verified, back)
+	deploytest.RequireVerdict(t, report.Verified, back)
 	require.Equal(t, 1, back.RolledBackTo, "the newest verified revision before the current")
 	require.Equal(t, 3, back.Revision)
 	f.requireRuns(v1Digests, "1.0.0")
 
 	hist := d.History(ctx)
-	requireVerdict(t, report.Reported, hist)
+	deploytest.RequireVerdict(t, report.Reported, hist)
 	require.Contains(t, hist.Summary, "3 revisions, 3 verified")
 	require.Equal(t, v1Digests, hist.History[2].Images)
 
@@ -267,7 +267,7 @@ func TestMonitoringDeploysAsTheDeployer(t *testing.T) {
 	require.True(t, apierrors.IsForbidden(err), "binding cluster-admin as the deployer: %v", err)
 	// ...so a deploy that would render the chart's own discovery RBAC is refused before anything changes.
 	res = d.Deploy(ctx, deploy.Request{Images: v2, Values: map[string]any{"prometheus": map[string]any{"rbac": map[string]any{"create": true}}}})
-	requireVerdict(t, report.Refused, res)
+	deploytest.RequireVerdict(t, report.Refused, res)
 	require.Contains(t, res.Error, "server-side dry run rejected")
 	require.Contains(t, res.Error, `clusterroles.rbac.authorization.k8s.io "`+f.ns+`-monitoring-prometheus" is forbidden: User "system:serviceaccount:krgeobuk:krgeobuk-deployer"`)
 	h, err = d.Release().History(ctx)
@@ -316,11 +316,11 @@ func TestMonitoringFailedUpgradeRollsBack(t *testing.T) {
 			ctx := context.Background()
 			d := f.deployerAs("ci")
 			good, goodDigests := f.publish("1.0.0")
-			requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: good}))
+			deploytest.RequireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: good}))
 
 			next, _ := f.publish("1.1.0")
 			res := d.Deploy(ctx, deploy.Request{Images: next, Values: tt.values})
-			requireVerdict(t, report.RolledBack, res)
+			deploytest.RequireVerdict(t, report.RolledBack, res)
 			require.Equal(t, 2, res.Revision)
 			require.Equal(t, 1, res.RolledBackTo)
 			require.Equal(t, 3, res.RollbackRevision)
@@ -368,12 +368,12 @@ func TestMonitoringPreflightRefusesAnImageNotInTheRegistry(t *testing.T) {
 	ctx := context.Background()
 	d := f.deployerAs("ci")
 	good, goodDigests := f.publish("1.0.0")
-	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: good}))
+	deploytest.RequireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: good}))
 	before := f.statefulSet("monitoring-prometheus")
 
 	missing := f.reg.Repository("prometheus") + ":9.9.9"
 	res := d.Deploy(ctx, deploy.Request{Images: map[string]string{"prometheus": missing}})
-	requireVerdict(t, report.Refused, res)
+	deploytest.RequireVerdict(t, report.Refused, res)
 	require.Contains(t, res.Error, "service prometheus: image "+missing+" not found in its registry")
 	require.Equal(t, "preflight/images", res.Steps[len(res.Steps)-1].Name)
 	for _, s := range res.Steps {
@@ -387,6 +387,6 @@ func TestMonitoringPreflightRefusesAnImageNotInTheRegistry(t *testing.T) {
 	f.requireRuns(goodDigests, "1.0.0")
 
 	res = d.Deploy(ctx, deploy.Request{Images: map[string]string{"loki": f.reg.Repository("loki") + ":1.0.0"}})
-	requireVerdict(t, report.Refused, res)
+	deploytest.RequireVerdict(t, report.Refused, res)
 	require.Contains(t, res.Error, "image given for component(s) [loki] that the environment does not deploy (known and enabled: [prometheus alertmanager grafana])")
 }

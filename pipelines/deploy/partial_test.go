@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/krgeobuk/krgeobuk-infra/internal/deploytest"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
 )
@@ -41,7 +42,7 @@ func TestPartialDeployChangesOnlyTheNamedService(t *testing.T) {
 	d := f.deployer("ci")
 	ctx := context.Background()
 	v1 := f.publish("1.0.0")
-	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: v1}))
+	deploytest.RequireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: v1}))
 	before := f.replicaSets()
 	require.Len(t, before, 4)
 
@@ -50,12 +51,12 @@ func TestPartialDeployChangesOnlyTheNamedService(t *testing.T) {
 	// named services may change.
 	res := d.Deploy(ctx, deploy.Request{Images: map[string]string{"authz-server": v2["authz-server"]}, Services: []string{"authz-server"},
 		Values: svcValues("auth-client", map[string]any{"replicas": 3})})
-	requireVerdict(t, report.Refused, res)
+	deploytest.RequireVerdict(t, report.Refused, res)
 	require.Contains(t, res.Error, "a partial deploy changes only the services named, but against verified revision 1 Deployment/auth-client would change at spec.replicas")
 	require.Len(t, f.history(d), 1, "nothing applied")
 
 	res = d.Deploy(ctx, deploy.Request{Images: map[string]string{"authz-server": v2["authz-server"]}, Services: []string{"authz-server"}})
-	requireVerdict(t, report.Verified, res)
+	deploytest.RequireVerdict(t, report.Verified, res)
 	require.Equal(t, 2, res.Revision)
 	require.Equal(t, []report.Kept{
 		{Service: "auth-server", Image: v1["auth-server"], Revision: 1},
@@ -92,7 +93,7 @@ func TestPartialDeployRefusedWithoutAVerifiedRevision(t *testing.T) {
 	v1 := f.publish("1.0.0")
 
 	res := d.Deploy(ctx, deploy.Request{Images: map[string]string{"auth-server": v1["auth-server"]}, Services: []string{"auth-server"}})
-	requireVerdict(t, report.Refused, res)
+	deploytest.RequireVerdict(t, report.Refused, res)
 	require.Contains(t, res.Error, "a partial deploy keeps the other services at the current verified revision, and there is none: the release does not exist; deploy every service (no --service)")
 	require.Empty(t, f.history(d), "nothing installed")
 	deps, err := f.cs.AppsV1().Deployments(f.env.Namespace).List(ctx, metav1.ListOptions{})
@@ -101,7 +102,7 @@ func TestPartialDeployRefusedWithoutAVerifiedRevision(t *testing.T) {
 
 	// Images given for services not named are refused, not deployed silently.
 	res = d.Deploy(ctx, deploy.Request{Images: v1, Services: []string{"auth-server"}})
-	requireVerdict(t, report.Refused, res)
+	deploytest.RequireVerdict(t, report.Refused, res)
 	require.Contains(t, res.Error, "not among the --service deployed (auth-server)")
 
 	// A verified revision without portal-client cannot supply it once it is
@@ -110,9 +111,9 @@ func TestPartialDeployRefusedWithoutAVerifiedRevision(t *testing.T) {
 	off["ingress"] = map[string]any{"hosts": []any{map[string]any{"host": "auth.dev.krgeobuk.com", "tlsSecretName": "auth-dev-krgeobuk-com-tls",
 		"routes": []any{map[string]any{"path": "/api", "service": "auth-server"}, map[string]any{"path": "/", "service": "auth-client"}}}}}
 	three := map[string]string{"auth-server": v1["auth-server"], "authz-server": v1["authz-server"], "auth-client": v1["auth-client"]}
-	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: three, Values: off}))
+	deploytest.RequireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: three, Values: off}))
 	res = d.Deploy(ctx, deploy.Request{Images: map[string]string{"auth-server": v1["auth-server"]}, Services: []string{"auth-server"}})
-	requireVerdict(t, report.Refused, res)
+	deploytest.RequireVerdict(t, report.Refused, res)
 	require.Contains(t, res.Error, "keeps the other services at verified revision 1, which does not run portal-client")
 	require.Len(t, f.history(d), 1)
 }

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
+	"github.com/krgeobuk/krgeobuk-infra/internal/deploytest"
 	"github.com/krgeobuk/krgeobuk-infra/k8s"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
@@ -59,9 +60,9 @@ func TestProductionDeploysUnderItsRealQuota(t *testing.T) {
 	ctx := context.Background()
 	d := f.deployer("alice")
 	res := d.Deploy(ctx, deploy.Request{Images: f.publish("1.0.0"), Values: atHPAMaximum})
-	requireVerdict(t, report.Verified, res)
+	deploytest.RequireVerdict(t, report.Verified, res)
 	res = d.Deploy(ctx, deploy.Request{Images: f.publish("1.0.1"), Values: atHPAMaximum})
-	requireVerdict(t, report.Verified, res)
+	deploytest.RequireVerdict(t, report.Verified, res)
 	require.Equal(t, 2, res.Revision, "the upgrade's surge pods were admitted")
 	used, err := f.cs.CoreV1().ResourceQuotas(f.env.Namespace).Get(ctx, "krgeobuk", metav1.GetOptions{})
 	require.NoError(t, err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/krgeobuk/krgeobuk-infra/internal/deploytest"
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
@@ -28,7 +29,7 @@ func TestAPIServerRestartMidDeploy(t *testing.T) {
 	f := newFixtureOn(t, c)
 	f.env.LockTTL = 30 * time.Second
 	d := f.deployer("ci")
-	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: f.publish("1.0.0")}))
+	deploytest.RequireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: f.publish("1.0.0")}))
 
 	restartDuring := func(values map[string]any, version string) *report.Result {
 		f.drain()
@@ -43,12 +44,12 @@ func TestAPIServerRestartMidDeploy(t *testing.T) {
 	slow := values.Merge(fault("auth-server", testenv.FaultSlowReady),
 		svcValues("auth-server", map[string]any{"podAnnotations": map[string]any{testenv.ReadyAfterAnnotation: "3s"}}))
 	res := restartDuring(slow, "2.0.0")
-	requireVerdict(t, report.Verified, res)
+	deploytest.RequireVerdict(t, report.Verified, res)
 	require.Equal(t, 2, res.Revision)
 	require.True(t, f.history(d)[1].Verified)
 
 	res = restartDuring(fault("authz-server", testenv.FaultCrashLoop), "3.0.0")
-	requireVerdict(t, report.RolledBack, res)
+	deploytest.RequireVerdict(t, report.RolledBack, res)
 	require.Equal(t, gate.CrashLoop, res.Problems[0].Class)
 	require.Equal(t, 2, res.RolledBackTo)
 	h := f.history(d)

@@ -14,6 +14,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/krgeobuk/krgeobuk-infra/internal/deploytest"
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
@@ -32,9 +33,9 @@ func TestHelmRollbackToACrashLoopingRevision(t *testing.T) {
 	d := f.deployer("alice")
 	ctx := context.Background()
 	images := f.publish("1.0.0")
-	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: images}))
+	deploytest.RequireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: images}))
 	res := d.Deploy(ctx, deploy.Request{Images: images, Values: fault("auth-server", testenv.FaultCrashLoop)})
-	requireVerdict(t, report.RolledBack, res)
+	deploytest.RequireVerdict(t, report.RolledBack, res)
 	require.Equal(t, 3, res.RollbackRevision)
 
 	// `helm rollback krgeobuk-apps 2`, through Helm's own SDK as the CLI does.
@@ -53,7 +54,7 @@ func TestHelmRollbackToACrashLoopingRevision(t *testing.T) {
 	require.ErrorAs(t, err, &failure)
 
 	st := d.Status(ctx)
-	requireVerdict(t, report.Reported, st)
+	deploytest.RequireVerdict(t, report.Reported, st)
 	require.Equal(t, 4, st.Revision)
 	require.NotEmpty(t, st.Problems, "status names what is wrong")
 	p := st.Problems[0]
@@ -105,13 +106,13 @@ func TestControllerNotActingFailsFastTwice(t *testing.T) {
 	f := newFixtureOn(t, c)
 	f.env.Gates.ControllerGrace = 3 * time.Second
 	d := f.deployer("ci")
-	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: f.publish("1.0.0")}))
+	deploytest.RequireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: f.publish("1.0.0")}))
 
 	require.NoError(t, c.StopControllerManager(ctx))
 	start := time.Now()
 	res := d.Deploy(ctx, deploy.Request{Images: f.publish("2.0.0")})
 	took := time.Since(start)
-	requireVerdict(t, report.RollbackFailed, res)
+	deploytest.RequireVerdict(t, report.RollbackFailed, res)
 	require.Less(t, took, f.env.Gates.RolloutTimeout, "bounded by the controller grace, not the rollout timeout")
 	for _, ps := range [][]gate.Problem{res.Problems, res.RollbackProblems} {
 		require.NotEmpty(t, ps)
@@ -124,7 +125,7 @@ func TestControllerNotActingFailsFastTwice(t *testing.T) {
 
 	// The controller returns: the next deploy goes through.
 	require.NoError(t, c.StartControllerManager(ctx))
-	requireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: f.publish("3.0.0")}))
+	deploytest.RequireVerdict(t, report.Verified, d.Deploy(ctx, deploy.Request{Images: f.publish("3.0.0")}))
 }
 
 // TestDefaultActorWithoutUSER: cron jobs and containers often have no
@@ -160,12 +161,12 @@ func TestTakeOverLockDeliberately(t *testing.T) {
 	images := f.publish("1.0.0")
 
 	res := d.Deploy(ctx, deploy.Request{Images: images})
-	requireVerdict(t, report.Refused, res)
+	deploytest.RequireVerdict(t, report.Refused, res)
 	require.Contains(t, res.Error, `is held by "`+holder+`": another deploy is running. It last renewed the lock at `)
 	require.Contains(t, res.Error, "counts as stale at ")
 	require.Contains(t, res.Error, "--take-over-lock")
 
 	res = d.Deploy(ctx, deploy.Request{Images: images, TakeOverLock: true})
-	requireVerdict(t, report.Verified, res)
+	deploytest.RequireVerdict(t, report.Verified, res)
 	require.Contains(t, strings.Join(res.Notes, "\n"), `The deploy lock was held by "`+holder+`": taken over deliberately while its lease was live until`)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/sethvargo/go-retry"
 	"golang.org/x/sys/unix"
 
+	"github.com/krgeobuk/krgeobuk-infra/internal/serverproc"
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv/binaries"
 )
 
@@ -221,7 +222,7 @@ func (c *Cluster) startNamespace() error {
 		}
 		_ = logFile.Close()
 	}()
-	if err := spawn(cmd); err != nil {
+	if err := serverproc.Spawn(cmd); err != nil {
 		_ = pw.Close()
 		return fmt.Errorf("start the node's namespace: %w", err)
 	}
@@ -258,33 +259,6 @@ func (c *Cluster) startNamespace() error {
 		return fmt.Errorf("the node's namespace: %w", err)
 	}
 	return nil
-}
-
-// spawner starts the namespace from one goroutine locked to an OS thread
-// that never exits: Pdeathsig fires when the forking thread dies.
-var spawner struct {
-	reqs chan spawnReq
-}
-
-type spawnReq struct {
-	cmd *exec.Cmd
-	res chan error
-}
-
-func init() {
-	spawner.reqs = make(chan spawnReq)
-	go func() {
-		runtime.LockOSThread()
-		for r := range spawner.reqs {
-			r.res <- r.cmd.Start()
-		}
-	}()
-}
-
-func spawn(cmd *exec.Cmd) error {
-	res := make(chan error, 1)
-	spawner.reqs <- spawnReq{cmd: cmd, res: res}
-	return <-res
 }
 
 func firstChild(pid int) int {
@@ -382,33 +356,49 @@ func closeWrite(c net.Conn) {
 	}
 }
 
-// dialInNetNS dials from a thread switched into the network namespace at
-// nsPath; the socket stays in that namespace. The thread is never switched
-// back: its goroutine ends locked, so the runtime discards it.
+// dialInNetNS dials from inside the network namespace at nsPath.
 func dialInNetNS(ctx context.Context, nsPath, network, addr string) (net.Conn, error) {
+	return inNetNS(nsPath, func() (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	})
+}
+
+// listenInNetNS listens inside the network namespace at nsPath; any
+// goroutine may accept on the listener.
+func listenInNetNS(nsPath, addr string) (net.Listener, error) {
+	return inNetNS(nsPath, func() (net.Listener, error) { return net.Listen("tcp", addr) })
+}
+
+// inNetNS runs open on a thread switched into the network namespace at
+// nsPath: the socket it opens stays in that namespace wherever it is used
+// from. The thread is never switched back: its goroutine ends locked, so the
+// runtime discards it rather than let another goroutine run in the node's
+// network.
+func inNetNS[T any](nsPath string, open func() (T, error)) (T, error) {
 	type result struct {
-		conn net.Conn
-		err  error
+		v   T
+		err error
 	}
 	res := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread()
+		var zero T
 		f, err := os.Open(nsPath)
 		if err != nil {
-			res <- result{err: fmt.Errorf("node network namespace: %w", err)}
+			res <- result{zero, fmt.Errorf("node network namespace: %w", err)}
 			return
 		}
 		defer func() { _ = f.Close() }()
 		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			res <- result{err: fmt.Errorf("setns %s: %w", nsPath, err)}
+			res <- result{zero, fmt.Errorf("setns %s: %w", nsPath, err)}
 			return
 		}
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, network, addr)
-		res <- result{conn, err}
+		v, err := open()
+		res <- result{v, err}
 	}()
 	r := <-res
-	return r.conn, r.err
+	return r.v, r.err
 }
 
 // NodeBinaries returns the control plane's and the node's programs from
@@ -510,32 +500,4 @@ func (c *Cluster) MirrorRegistry(addr string) error {
 	}
 	hosts := fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", "http://"+addr, "http://"+l.Addr().String())
 	return os.WriteFile(filepath.Join(dir, "hosts.toml"), []byte(hosts), 0o644)
-}
-
-// listenInNetNS listens from a thread switched into the network namespace
-// at nsPath; the socket stays in that namespace, so any goroutine may
-// accept on it. The thread is discarded, as in dialInNetNS.
-func listenInNetNS(nsPath, addr string) (net.Listener, error) {
-	type result struct {
-		l   net.Listener
-		err error
-	}
-	res := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		f, err := os.Open(nsPath)
-		if err != nil {
-			res <- result{err: fmt.Errorf("node network namespace: %w", err)}
-			return
-		}
-		defer func() { _ = f.Close() }()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			res <- result{err: fmt.Errorf("setns %s: %w", nsPath, err)}
-			return
-		}
-		l, err := net.Listen("tcp", addr)
-		res <- result{l, err}
-	}()
-	r := <-res
-	return r.l, r.err
 }
