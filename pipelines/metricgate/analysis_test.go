@@ -28,7 +28,7 @@ type revisions struct {
 // startRevisions starts an App per revision hash in the given mode,
 // Prometheus scraping them every second, and, for the revisions in driven,
 // steady traffic until the test ends.
-func startRevisions(t *testing.T, modes map[string]promtest.Mode, driven ...string) *revisions {
+func startRevisions(t testing.TB, modes map[string]promtest.Mode, driven ...string) *revisions {
 	t.Helper()
 	w := &revisions{apps: map[string]*promtest.App{}}
 	var cfg strings.Builder
@@ -69,7 +69,7 @@ func startRevisions(t *testing.T, modes map[string]promtest.Mode, driven ...stri
 
 // waitScraped waits until Prometheus has scraped every App three times, so
 // a window starts with the revisions known, as after a readiness gate.
-func (w *revisions) waitScraped(t *testing.T, n int) {
+func (w *revisions) waitScraped(t testing.TB, n int) {
 	t.Helper()
 	g, err := New(w.prom, analysisThresholds)
 	require.NoError(t, err)
@@ -235,6 +235,45 @@ func TestWindowRefusesWhatCannotJudge(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := g.Analyse(t.Context(), Target{Service: "auth-server", Revision: "6a7b8c9d1"}, tt.w)
 			require.ErrorContains(t, err, tt.wantErr)
+		})
+	}
+}
+
+// BenchmarkBreachToDecision measures, side by side for several analysis
+// intervals, the time from the first 5xx answer of a revision that was
+// healthy until Analyse decides Fail (Prometheus scraping every second):
+//
+//	go test -run '^$' -bench BreachToDecision -benchtime 3x ./pipelines/metricgate/
+func BenchmarkBreachToDecision(b *testing.B) {
+	for _, interval := range []time.Duration{time.Second, 2 * time.Second, 5 * time.Second} {
+		b.Run("interval="+interval.String(), func(b *testing.B) {
+			var total time.Duration
+			for i := 0; i < b.N; i++ {
+				const rev = "5d8f7c9b4"
+				w := startRevisions(b, map[string]promtest.Mode{rev: promtest.Healthy}, rev)
+				g, err := New(w.prom, analysisThresholds)
+				require.NoError(b, err)
+				// The fault starts part-way through the window, at a phase
+				// unrelated to the looks, as a real one would.
+				var mu sync.Mutex
+				var broke time.Time
+				timer := time.AfterFunc(2*interval+interval/3, func() {
+					mu.Lock()
+					broke = time.Now()
+					mu.Unlock()
+					w.apps[rev].SetMode(promtest.Failing)
+				})
+				a, err := g.Analyse(b.Context(), Target{Service: "auth-server", Revision: rev}, Window{Duration: 10 * interval, Interval: interval, ErrorBudget: 3 * time.Second})
+				decided := time.Now()
+				timer.Stop()
+				require.NoError(b, err)
+				require.Equal(b, Fail, a.Status, a.String())
+				mu.Lock()
+				total += decided.Sub(broke)
+				mu.Unlock()
+			}
+			b.ReportMetric(total.Seconds()/float64(b.N), "s-to-decision")
+			b.ReportMetric(interval.Seconds(), "s-interval")
 		})
 	}
 }
