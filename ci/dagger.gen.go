@@ -449,6 +449,13 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg readinessUrl", err))
 				}
 			}
+			var prometheusUrl string
+			if inputArgs["prometheusUrl"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["prometheusUrl"]), &prometheusUrl)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg prometheusUrl", err))
+				}
+			}
 			var format string
 			if inputArgs["format"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["format"]), &format)
@@ -456,7 +463,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
 				}
 			}
-			return (*Krgeobuk).Deploy(&parent, ctx, env, kubeconfig, stack, image, registry, tag, service, authServerSource, authzServerSource, authClientSource, portalClientSource, git, gitToken, example, username, password, kubeApi, values, takeOverLock, readinessUrl, format)
+			return (*Krgeobuk).Deploy(&parent, ctx, env, kubeconfig, stack, image, registry, tag, service, authServerSource, authzServerSource, authClientSource, portalClientSource, git, gitToken, example, username, password, kubeApi, values, takeOverLock, readinessUrl, prometheusUrl, format)
 		case "History":
 			var parent Krgeobuk
 			err = json.Unmarshal(parentJSON, &parent)
@@ -680,6 +687,13 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg readinessUrl", err))
 				}
 			}
+			var prometheusUrl string
+			if inputArgs["prometheusUrl"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["prometheusUrl"]), &prometheusUrl)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg prometheusUrl", err))
+				}
+			}
 			var format string
 			if inputArgs["format"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["format"]), &format)
@@ -687,7 +701,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
 				}
 			}
-			return (*Krgeobuk).Promote(&parent, ctx, from, to, image, kubeconfig, kubeApi, toKubeconfig, toKubeApi, copyOnly, toRegistry, username, password, sourceUsername, sourcePassword, readinessUrl, format)
+			return (*Krgeobuk).Promote(&parent, ctx, from, to, image, kubeconfig, kubeApi, toKubeconfig, toKubeApi, copyOnly, toRegistry, username, password, sourceUsername, sourcePassword, readinessUrl, prometheusUrl, format)
 		case "Publish":
 			var parent Krgeobuk
 			err = json.Unmarshal(parentJSON, &parent)

@@ -112,6 +112,12 @@ func (m *Krgeobuk) Deploy(
 	// auth-server=https://auth.krgeobuk.com/api/health/ready.
 	// +optional
 	readinessUrl []string,
+	// Prometheus the metric analysis gate asks (environments with an
+	// analysis: block), as http(s)://host:port without credentials, e.g.
+	// http://prometheus.example:9090. Default: the environment's monitoring
+	// release's Prometheus, through a port-forward.
+	// +optional
+	prometheusUrl string,
 	// Report format: table, markdown or json.
 	// +default="table"
 	format string,
@@ -122,7 +128,7 @@ func (m *Krgeobuk) Deploy(
 	}
 	return request.Run(ctx, request.Op{
 		Command: request.Deploy, Env: env, Stack: stack, Format: format, Images: image, Services: service, Values: fileSource(values), TakeOverLock: takeOverLock,
-		Kubeconfig: secretSource(kubeconfig), KubeAPI: tunnel(kubeAPI), ReadinessURLs: readinessUrl,
+		Kubeconfig: secretSource(kubeconfig), KubeAPI: tunnel(kubeAPI), ReadinessURLs: readinessUrl, PrometheusURL: prometheusUrl,
 		Registry: request.Credentials{Username: username, Password: secretSource(password)},
 		Build: &request.Build{Registry: registry, Tag: tag, Sources: sources.decide(), Publish: m.publishing(publishArgs{
 			registry: registry, tag: tag, services: service, sources: sources, username: username, password: password, env: env,
@@ -273,6 +279,11 @@ func (m *Krgeobuk) Promote(
 	// server's service proxy (repeatable).
 	// +optional
 	readinessUrl []string,
+	// The deploy's metric analysis: Prometheus to ask, as
+	// http(s)://host:port without credentials. Default: --to's monitoring
+	// release's Prometheus, through a port-forward.
+	// +optional
+	prometheusUrl string,
 	// The deploy's report format: table, markdown or json.
 	// +default="table"
 	format string,
@@ -282,7 +293,7 @@ func (m *Krgeobuk) Promote(
 		ToKubeconfig: secretSource(toKubeconfig), ToKubeAPI: tunnel(toKubeAPI), CopyOnly: copyOnly,
 		Dest:          request.Credentials{Username: username, Password: secretSource(password)},
 		Source:        request.Credentials{Username: sourceUsername, Password: secretSource(sourcePassword)},
-		ReadinessURLs: readinessUrl, Format: format,
+		ReadinessURLs: readinessUrl, PrometheusURL: prometheusUrl, Format: format,
 	})
 	if err != nil {
 		head := strings.Join(res.Head(), "\n")

@@ -79,6 +79,11 @@ func newWorld(t testing.TB, envName string) *world {
 	// Real pods start in seconds; these bound a broken test, not a healthy one.
 	env.Gates.RolloutTimeout = 3 * time.Minute
 	env.Gates.ReadinessTimeout = 45 * time.Second
+	// Staging's and production's metric analysis needs a Prometheus and
+	// traffic this world does not have; these tests prove the chart on real
+	// pods, so the analysis gate is off here (a test that proves it turns
+	// it on with its own Prometheus).
+	env.Analysis = nil
 	w := &world{t: t, c: c, admin: admin, env: env, ns: ns, log: &deploytest.Log{}}
 	w.bootstrap(ctx, envName)
 	t.Cleanup(func() {

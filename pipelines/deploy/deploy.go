@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/user"
 	"sync"
@@ -54,6 +55,10 @@ type Config struct {
 	// ReadinessURLs send the named services' readiness checks to fixed URLs
 	// (the public ingress, say); the others use Endpoints.
 	ReadinessURLs map[string]string
+	// PrometheusURL is the Prometheus the analysis gate asks
+	// (--prometheus-url); empty means the environment's monitoring release's
+	// Prometheus, through a port-forward.
+	PrometheusURL string
 	// Actor says who deploys; it is recorded on revisions and in the lock
 	// holder identity. Default: $USER@hostname.
 	Actor string
@@ -108,6 +113,12 @@ func New(cfg Config) (*Deployer, error) {
 	red := &report.Redactor{}
 	red.Add(report.SecretsFromKubeconfig(cfg.Kubeconfig)...)
 	red.Add(report.SecretsFromValues(st.Values)...)
+	if u, err := url.Parse(cfg.PrometheusURL); err == nil && u.User != nil {
+		// Credentials in --prometheus-url stay out of every report.
+		if pw, ok := u.User.Password(); ok {
+			red.Add(pw)
+		}
+	}
 	kc, err := kube.FromKubeconfig(cfg.Kubeconfig, st.Namespace)
 	if err != nil {
 		return nil, fmt.Errorf("environment %s: %s", cfg.Env.Name, red.String(err.Error()))

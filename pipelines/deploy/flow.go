@@ -65,6 +65,10 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) *report.Result {
 			return out
 		}
 		firstInstall := len(history) == 0
+		var prev *release.Revision
+		if cur, ok := release.Current(history); ok {
+			prev = &cur
+		}
 		rev, err := d.upgrade(ctx, r, p, firstInstall)
 		switch {
 		case err != nil && ctx.Err() != nil:
@@ -77,6 +81,9 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) *report.Result {
 		}
 		statuses, err := d.gates(ctx, r, rev, "gate")
 		r.res.Services = d.services(r, statuses, rev)
+		if err == nil && p.analysis != nil {
+			err = d.analyse(ctx, r, p.analysis, prev, rev)
+		}
 		switch {
 		case err == nil:
 			return d.verify(ctx, r, rev)

@@ -28,6 +28,8 @@ type plan struct {
 	objects []*unstructured.Unstructured
 	// partial is set for a deploy of some services only.
 	partial *partial
+	// analysis is set when the analysis gate runs after readiness.
+	analysis *analysis
 }
 
 // preflight checks everything that can be checked before the cluster
@@ -117,6 +119,10 @@ func (d *Deployer) preflight(ctx context.Context, r *run, req Request) (plan, er
 		err := d.kc.DryRunApply(ctx, p.objects, FieldManager, func() retry.Backoff { return budget.API(d.budgets.DryRun) })
 		return fmt.Sprintf("%d objects accepted by a server-side dry run", len(p.objects)), err
 	})
+	if err != nil {
+		return p, err
+	}
+	p.analysis, err = d.preflightAnalysis(ctx, r, p.objects)
 	return p, err
 }
 

@@ -71,6 +71,9 @@ func (r *run) finish(v report.Verdict, err error, summary string) *report.Result
 	for i := range res.Notes {
 		res.Notes[i] = red.String(res.Notes[i])
 	}
+	for i := range res.Analysis {
+		res.Analysis[i].Detail = red.String(res.Analysis[i].Detail)
+	}
 	for _, ps := range [][]gate.Problem{res.Problems, res.RollbackProblems} {
 		for i := range ps {
 			ps[i].Message = red.String(ps[i].Message)

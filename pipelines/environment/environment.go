@@ -79,6 +79,25 @@ type Environment struct {
 	Values map[string]any
 	// MonitoringValues are the monitoring-stack values, nil when the file is absent.
 	MonitoringValues map[string]any
+	// Analysis is the metric analysis window after the readiness gate; nil
+	// (no analysis: block) turns it off.
+	Analysis *Analysis
+}
+
+// Analysis is how long, how often and against which thresholds a deploy
+// watches a new revision's request metrics before it is verified.
+type Analysis struct {
+	// Duration is the window the new revision is watched for.
+	Duration time.Duration
+	// Interval is how often Prometheus is asked; a breach ends the window at once.
+	Interval time.Duration
+	// MinRequests is how many requests the revision must serve in the
+	// window; fewer is "no data", a failure of its own.
+	MinRequests int
+	// MaxErrorRatio and MaxP95 are the thresholds; zero means the
+	// environment's monitoring alerts' (metricgate.ForEnvironment).
+	MaxErrorRatio float64
+	MaxP95        time.Duration
 }
 
 type settings struct {
@@ -98,6 +117,13 @@ type settings struct {
 	Lock struct {
 		TTL duration `json:"ttl"`
 	} `json:"lock"`
+	Analysis *struct {
+		Duration      duration `json:"duration"`
+		Interval      duration `json:"interval"`
+		MinRequests   *int     `json:"minRequests"`
+		MaxErrorRatio *float64 `json:"maxErrorRatio"`
+		MaxP95        duration `json:"maxP95"`
+	} `json:"analysis"`
 	Budgets struct {
 		APIRead           duration `json:"apiRead"`
 		APIWrite          duration `json:"apiWrite"`
@@ -193,6 +219,12 @@ func Load(fsys fs.FS, name string) (*Environment, error) {
 	if m := s.Monitoring; m != nil {
 		env.Monitoring = &Placement{Namespace: m.Namespace, Release: m.Release}
 	}
+	if a := s.Analysis; a != nil {
+		env.Analysis = &Analysis{Duration: a.Duration.Duration, Interval: a.Interval.Duration, MinRequests: *a.MinRequests, MaxP95: a.MaxP95.Duration}
+		if a.MaxErrorRatio != nil {
+			env.Analysis.MaxErrorRatio = *a.MaxErrorRatio
+		}
+	}
 	if err := readYAML(fsys, path.Join(dir, AppsValuesFile), &env.Values, false); err != nil {
 		return nil, err
 	}
@@ -254,8 +286,44 @@ func (s settings) validate(folder string) error {
 	if d := s.Lock.TTL.Duration; d > 0 && (d < MinLockTTL || d > MaxLockTTL) {
 		errs = append(errs, fmt.Errorf("lock.ttl %s is outside %s..%s: the lock is renewed every third of it, and a deploy that dies blocks the next for as long", d, MinLockTTL, MaxLockTTL))
 	}
+	errs = append(errs, s.validateAnalysis()...)
 	sortErrors(errs)
 	return errors.Join(errs...)
+}
+
+// MaxAnalysisDuration bounds analysis.duration: the deploy lock is held
+// for the whole window, so every other deploy and rollback waits as long.
+const MaxAnalysisDuration = 30 * time.Minute
+
+func (s settings) validateAnalysis() []error {
+	a := s.Analysis
+	if a == nil {
+		return nil
+	}
+	var errs []error
+	d, i := a.Duration.Duration, a.Interval.Duration
+	switch {
+	case d <= 0:
+		errs = append(errs, errors.New("analysis.duration must be a positive duration"))
+	case d > MaxAnalysisDuration:
+		errs = append(errs, fmt.Errorf("analysis.duration %s is longer than %s: the deploy lock is held for the whole window", d, MaxAnalysisDuration))
+	}
+	switch {
+	case i < time.Second:
+		errs = append(errs, fmt.Errorf("analysis.interval %s must be at least 1s", i))
+	case d > 0 && i >= d:
+		errs = append(errs, fmt.Errorf("analysis.interval %s must be shorter than analysis.duration %s, or the window holds a single look", i, d))
+	}
+	if a.MinRequests == nil || *a.MinRequests < 1 {
+		errs = append(errs, errors.New("analysis.minRequests must be at least 1: a window with no traffic proves nothing"))
+	}
+	if r := a.MaxErrorRatio; r != nil && !(*r > 0 && *r <= 1) {
+		errs = append(errs, fmt.Errorf("analysis.maxErrorRatio %v must be in (0, 1] (leave it out for the monitoring alert's)", *r))
+	}
+	if a.MaxP95.Duration < 0 {
+		errs = append(errs, errors.New("analysis.maxP95 must be a positive duration (leave it out for the monitoring alert's)"))
+	}
+	return errs
 }
 
 func sortErrors(errs []error) {

@@ -32,6 +32,59 @@ func TestEmbeddedEnvironmentsLoad(t *testing.T) {
 	}
 }
 
+// analysis: is off where it is absent (development) and on in staging and
+// production, thresholds left to the monitoring alerts.
+func TestEmbeddedEnvironmentsAnalysis(t *testing.T) {
+	want := map[string]*environment.Analysis{
+		"development": nil,
+		"staging":     {Duration: 2 * time.Minute, Interval: 15 * time.Second, MinRequests: 20},
+		"production":  {Duration: 5 * time.Minute, Interval: 30 * time.Second, MinRequests: 100},
+	}
+	for name, w := range want {
+		env, err := environment.Load(k8s.Environments, name)
+		require.NoError(t, err, name)
+		require.Equal(t, w, env.Analysis, name)
+	}
+}
+
+func TestAnalysisSettings(t *testing.T) {
+	tests := []struct {
+		name, block string
+		want        *environment.Analysis
+		wantErr     string
+	}{
+		{name: "absent is off", block: "", want: nil},
+		{name: "thresholds given", block: "analysis: {duration: 1m, interval: 10s, minRequests: 5, maxErrorRatio: 0.01, maxP95: 250ms}\n",
+			want: &environment.Analysis{Duration: time.Minute, Interval: 10 * time.Second, MinRequests: 5, MaxErrorRatio: 0.01, MaxP95: 250 * time.Millisecond}},
+		{name: "no duration", block: "analysis: {interval: 10s, minRequests: 5}\n", wantErr: "analysis.duration must be a positive duration"},
+		{name: "interval not shorter", block: "analysis: {duration: 10s, interval: 10s, minRequests: 5}\n",
+			wantErr: "analysis.interval 10s must be shorter than analysis.duration 10s"},
+		{name: "interval under a second", block: "analysis: {duration: 10s, interval: 100ms, minRequests: 5}\n",
+			wantErr: "analysis.interval 100ms must be at least 1s"},
+		{name: "window holding the lock for an hour", block: "analysis: {duration: 1h, interval: 1m, minRequests: 5}\n",
+			wantErr: "analysis.duration 1h0m0s is longer than 30m0s"},
+		{name: "no minRequests", block: "analysis: {duration: 1m, interval: 10s}\n", wantErr: "analysis.minRequests must be at least 1"},
+		{name: "ratio above 1", block: "analysis: {duration: 1m, interval: 10s, minRequests: 5, maxErrorRatio: 5}\n",
+			wantErr: "analysis.maxErrorRatio 5 must be in (0, 1]"},
+		{name: "zero ratio", block: "analysis: {duration: 1m, interval: 10s, minRequests: 5, maxErrorRatio: 0}\n",
+			wantErr: "analysis.maxErrorRatio 0 must be in (0, 1]"},
+		{name: "negative p95", block: "analysis: {duration: 1m, interval: 10s, minRequests: 5, maxP95: -1s}\n",
+			wantErr: "analysis.maxP95 must be a positive duration"},
+		{name: "misspelt key", block: "analysis: {duration: 1m, interval: 10s, minRequest: 5}\n", wantErr: `unknown field "minRequest"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env, err := environment.Load(envFS(goodSettings+tt.block, "a: 1\n"), "dev")
+			if tt.wantErr != "" {
+				require.ErrorContains(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tt.want, env.Analysis)
+		})
+	}
+}
+
 const goodSettings = `name: dev
 namespace: krgeobuk
 release: krgeobuk-apps

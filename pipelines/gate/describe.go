@@ -60,6 +60,14 @@ func Describe(namespace string, p Problem) Problem {
 			p.Suggestion = fmt.Sprintf("Its Service does not answer 2xx on the readiness path although the rollout passed: "+
 				"check that the Service selects the pods on the named port, then read the log: kubectl -n %s logs %s", namespace, workload)
 		}
+	case MetricBreach:
+		p.Suggestion = fmt.Sprintf("The new revision answered, but worse than the environment allows; the numbers above come "+
+			"from Prometheus (http_requests_total, http_request_duration_seconds). Read its log: kubectl -n %s logs %s", namespace, workload)
+	case NoMetricData:
+		p.Suggestion = "Too few requests reached the new revision in the analysis window to judge it: check that traffic " +
+			"reaches the Service and that Prometheus scrapes the pods (its krgeobuk-apps targets), or lower analysis.minRequests."
+	case MetricError:
+		p.Suggestion = "Prometheus did not answer: check the monitoring stack (krgeobuk status --stack monitoring) or --prometheus-url."
 	}
 	return p
 }

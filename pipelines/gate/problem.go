@@ -50,6 +50,14 @@ const (
 	// ReadinessEndpoint: the service's HTTP readiness endpoint did not answer
 	// 2xx within its budget.
 	ReadinessEndpoint Class = "ReadinessEndpoint"
+	// MetricBreach: the analysis window saw the new revision's 5xx ratio or
+	// p95 latency above its threshold (pipelines/metricgate).
+	MetricBreach Class = "MetricBreach"
+	// NoMetricData: the new revision served fewer requests in the analysis
+	// window than the environment's minRequests: nothing proves it works.
+	NoMetricData Class = "NoMetricData"
+	// MetricError: Prometheus could not be asked within the error budget.
+	MetricError Class = "MetricError"
 )
 
 // Fatal reports whether the class fails a gate as soon as it is seen (for

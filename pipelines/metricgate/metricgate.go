@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"regexp"
 	"strings"
 	"time"
@@ -163,12 +164,25 @@ type Gate struct {
 	Interval time.Duration
 }
 
+// Option changes how a Gate reaches Prometheus.
+type Option func(*promapi.Config)
+
+// WithClient sends every query through c: a client whose transport dials
+// a Prometheus pod through a port-forward, say (gate.PortForward).
+func WithClient(c *http.Client) Option {
+	return func(cfg *promapi.Config) { cfg.Client = c }
+}
+
 // New returns a gate for the Prometheus at address (http://host:port).
-func New(address string, t Thresholds) (*Gate, error) {
+func New(address string, t Thresholds, opts ...Option) (*Gate, error) {
 	if err := t.Validate(); err != nil {
 		return nil, err
 	}
-	client, err := promapi.NewClient(promapi.Config{Address: address})
+	cfg := promapi.Config{Address: address}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	client, err := promapi.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("metric gate: prometheus %s: %w", address, err)
 	}
@@ -217,52 +231,82 @@ func (g *Gate) Check(ctx context.Context, target Target) (Verdict, error) {
 }
 
 func (g *Gate) evaluate(ctx context.Context, target Target) (Verdict, error) {
-	th := g.thresholds
-	sel := fmt.Sprintf(`service=%q,pod_template_hash=%q`, target.Service, target.Revision)
-	w := model.Duration(th.Window).String()
-	queries := struct{ total, ratio, p95 string }{
-		total: fmt.Sprintf(`sum(increase(http_requests_total{%s}[%s]))`, sel, w),
-		ratio: fmt.Sprintf(`(sum(rate(http_requests_total{%s,status_code=~"5.."}[%s])) or vector(0)) / sum(rate(http_requests_total{%s}[%s]))`, sel, w, sel, w),
-		p95:   fmt.Sprintf(`histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{%s}[%s])))`, sel, w),
-	}
-	v := Verdict{Target: target}
-	total, ok, err := g.scalar(ctx, queries.total)
+	m, err := g.measure(ctx, target, g.thresholds.Window)
 	if err != nil {
-		return v, err
+		return Verdict{Target: target}, err
 	}
-	minReq := th.MinRequests
-	if minReq == 0 {
-		minReq = 1
+	return judge(target, m, g.thresholds), nil
+}
+
+// Measurement is what Prometheus says about one revision over a range:
+// how many requests it served, their 5xx ratio and p95 latency, and the
+// queries that said so. HasRatio and HasP95 are false when the range holds
+// no rate to compute them from.
+type Measurement struct {
+	Requests   float64 `json:"requests"`
+	ErrorRatio float64 `json:"errorRatio"`
+	HasRatio   bool    `json:"hasRatio"`
+	P95        float64 `json:"p95Seconds"`
+	HasP95     bool    `json:"hasP95"`
+	// RatioQuery and P95Query are the PromQL asked.
+	RatioQuery string `json:"-"`
+	P95Query   string `json:"-"`
+}
+
+// measure asks for target's requests, 5xx ratio and p95 over the range
+// ending now.
+func (g *Gate) measure(ctx context.Context, target Target, rng time.Duration) (Measurement, error) {
+	sel := fmt.Sprintf(`service=%q,pod_template_hash=%q`, target.Service, target.Revision)
+	w := model.Duration(rng).String()
+	total := fmt.Sprintf(`sum(increase(http_requests_total{%s}[%s]))`, sel, w)
+	m := Measurement{
+		RatioQuery: fmt.Sprintf(`(sum(rate(http_requests_total{%s,status_code=~"5.."}[%s])) or vector(0)) / sum(rate(http_requests_total{%s}[%s]))`, sel, w, sel, w),
+		P95Query:   fmt.Sprintf(`histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{%s}[%s])))`, sel, w),
 	}
-	v.Requests = total
-	if !ok || total < minReq {
-		v.Results = []Result{
-			{Metric: MetricErrorRatio, Query: queries.ratio, Threshold: th.MaxErrorRatio, Status: NoData},
-			{Metric: MetricP95Latency, Query: queries.p95, Threshold: th.MaxP95.Seconds(), Status: NoData},
-		}
-		return v, nil
+	var err error
+	if m.Requests, _, err = g.scalar(ctx, total); err != nil {
+		return m, err
 	}
-	for _, m := range []struct {
+	if m.ErrorRatio, m.HasRatio, err = g.scalar(ctx, m.RatioQuery); err != nil {
+		return m, err
+	}
+	if m.P95, m.HasP95, err = g.scalar(ctx, m.P95Query); err != nil {
+		return m, err
+	}
+	return m, nil
+}
+
+// judge compares a measurement with the thresholds: no data below
+// MinRequests, else each metric passes or fails on its own.
+func judge(target Target, m Measurement, th Thresholds) Verdict {
+	v := Verdict{Target: target, Requests: m.Requests}
+	enough := m.Requests >= th.minRequests()
+	for _, c := range []struct {
 		name, query string
+		val         float64
+		ok          bool
 		max         float64
 	}{
-		{MetricErrorRatio, queries.ratio, th.MaxErrorRatio},
-		{MetricP95Latency, queries.p95, th.MaxP95.Seconds()},
+		{MetricErrorRatio, m.RatioQuery, m.ErrorRatio, m.HasRatio, th.MaxErrorRatio},
+		{MetricP95Latency, m.P95Query, m.P95, m.HasP95, th.MaxP95.Seconds()},
 	} {
-		val, ok, err := g.scalar(ctx, m.query)
-		if err != nil {
-			return v, err
-		}
-		r := Result{Metric: m.name, Query: m.query, Observed: val, Threshold: m.max, Status: Pass}
+		r := Result{Metric: c.name, Query: c.query, Observed: c.val, Threshold: c.max, Status: Pass}
 		switch {
-		case !ok:
+		case !enough || !c.ok:
 			r.Status = NoData
-		case val > m.max:
+		case c.val > c.max:
 			r.Status = Fail
 		}
 		v.Results = append(v.Results, r)
 	}
-	return v, nil
+	return v
+}
+
+func (t Thresholds) minRequests() float64 {
+	if t.MinRequests == 0 {
+		return 1
+	}
+	return t.MinRequests
 }
 
 // scalar runs an instant query expected to return at most one sample; ok is

@@ -59,6 +59,21 @@ func Table(w io.Writer, res *Result, r *Redactor) error {
 			}
 		}
 	}
+	if len(res.Analysis) > 0 {
+		b.WriteString("\nANALYSIS\n")
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "SERVICE\tREVISION\tVERDICT\tREQUESTS\t5XX RATIO\tP95\tLOOKS\tTIME")
+		for _, a := range res.Analysis {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%ss\n", a.Service, dash(a.Revision), a.Verdict, requests(a),
+				ratioVs(a.ErrorRatio, a.MaxRatio), p95Vs(a.P95Seconds, a.MaxP95), len(a.Samples), formatSeconds(time.Duration(a.Elapsed)))
+		}
+		_ = tw.Flush()
+		for _, a := range res.Analysis {
+			if a.Detail != "" {
+				fmt.Fprintf(&b, "  %s: %s\n", a.Service, a.Detail)
+			}
+		}
+	}
 	writeProblems("PROBLEMS", res.Problems)
 	writeProblems("ROLLBACK PROBLEMS", res.RollbackProblems)
 	if len(res.History) > 0 {
@@ -154,6 +169,26 @@ func Markdown(w io.Writer, res *Result, r *Redactor) error {
 		}
 		b.WriteString("\n")
 	}
+	if len(res.Analysis) > 0 {
+		b.WriteString("\n#### Metric analysis\n\n| service | revision | verdict | requests | 5xx ratio | p95 | looks |\n|---|---|---|---|---|---|---|\n")
+		for _, a := range res.Analysis {
+			fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s | %s | %d |\n", a.Service, dash(a.Revision), a.Verdict, md(requests(a)),
+				md(ratioVs(a.ErrorRatio, a.MaxRatio)), md(p95Vs(a.P95Seconds, a.MaxP95)), len(a.Samples))
+		}
+		for _, a := range res.Analysis {
+			if a.Detail != "" {
+				fmt.Fprintf(&b, "\n- **%s**: %s", a.Service, md(a.Detail))
+			}
+			if len(a.Samples) > 0 {
+				var looks []string
+				for _, s := range a.Samples {
+					looks = append(looks, fmt.Sprintf("%ss: %.0f req, 5xx %s, p95 %s", formatSeconds(time.Duration(s.Elapsed)), s.Requests, num(s.ErrorRatio), num(s.P95Seconds)))
+				}
+				fmt.Fprintf(&b, "\n  <details><summary>%s looks</summary>%s</details>", a.Service, md(strings.Join(looks, "<br>")))
+			}
+		}
+		b.WriteString("\n")
+	}
 	writeProblems("Problems", res.Problems)
 	writeProblems("Rollback problems", res.RollbackProblems)
 	if len(res.History) > 0 {
@@ -182,6 +217,40 @@ func Markdown(w io.Writer, res *Result, r *Redactor) error {
 	}
 	_, err := io.WriteString(w, r.String(b.String()))
 	return err
+}
+
+// requests is "120 (min 20)".
+func requests(a Analysis) string {
+	if a.Verdict == "skipped" {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f (min %.0f)", a.Requests, a.MinRequests)
+}
+
+// ratioVs is "0.5 > 0.05", "0 ≤ 0.05" or "- (max 0.05)" without data.
+func ratioVs(v *float64, limit float64) string { return vs(v, limit, "") }
+
+func p95Vs(v *float64, limit float64) string { return vs(v, limit, "s") }
+
+func vs(v *float64, limit float64, unit string) string {
+	if limit == 0 {
+		return "-"
+	}
+	if v == nil {
+		return fmt.Sprintf("- (max %.4g%s)", limit, unit)
+	}
+	op := "≤"
+	if *v > limit {
+		op = ">"
+	}
+	return fmt.Sprintf("%.4g%s %s %.4g%s", *v, unit, op, limit, unit)
+}
+
+func num(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.4g", *v)
 }
 
 // Outside names, in history, a revision this pipeline did not make.

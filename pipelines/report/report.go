@@ -67,6 +67,9 @@ type Result struct {
 	RollbackRevision int       `json:"rollbackRevision,omitempty"`
 	Actor            string    `json:"actor,omitempty"`
 	Services         []Service `json:"services,omitempty"`
+	// Analysis is the metric analysis of each service the new revision
+	// changed, when the environment watches revisions (analysis: block).
+	Analysis []Analysis `json:"analysis,omitempty"`
 	// Kept are the services a partial deploy (--service) left as they were,
 	// at the image of the verified revision named.
 	Kept     []Kept         `json:"kept,omitempty"`
@@ -92,6 +95,34 @@ type Service struct {
 	// Readiness is the HTTP readiness gate's outcome ("ready", "failed", or
 	// empty when the service has no readiness endpoint or was not asked).
 	Readiness string `json:"readiness,omitempty"`
+}
+
+// Analysis is one service's metric analysis after the readiness gate: the
+// deciding look's numbers next to the thresholds, and every look taken.
+type Analysis struct {
+	Service string `json:"service"`
+	// Revision is the pod-template-hash of the ReplicaSet analysed.
+	Revision string `json:"revision,omitempty"`
+	// Verdict is pass, fail, no-data, error, or skipped (workload unchanged).
+	Verdict     string   `json:"verdict"`
+	Requests    float64  `json:"requests"`
+	MinRequests float64  `json:"minRequests"`
+	ErrorRatio  *float64 `json:"errorRatio,omitempty"`
+	MaxRatio    float64  `json:"maxErrorRatio"`
+	P95Seconds  *float64 `json:"p95Seconds,omitempty"`
+	MaxP95      float64  `json:"maxP95Seconds"`
+	Elapsed     Duration `json:"elapsed"`
+	// Detail says what decided the verdict, in a sentence.
+	Detail  string           `json:"detail,omitempty"`
+	Samples []AnalysisSample `json:"samples,omitempty"`
+}
+
+// AnalysisSample is one look at the revision.
+type AnalysisSample struct {
+	Elapsed    Duration `json:"elapsed"`
+	Requests   float64  `json:"requests"`
+	ErrorRatio *float64 `json:"errorRatio,omitempty"`
+	P95Seconds *float64 `json:"p95Seconds,omitempty"`
 }
 
 // Kept is one service a partial deploy did not change.

@@ -215,3 +215,29 @@ func TestLockStates(t *testing.T) {
 		})
 	}
 }
+
+// The analysis shows, per service, the numbers next to the thresholds and
+// the verdict; a service without data says so instead of a number, and an
+// unchanged one is marked skipped.
+func TestAnalysisRendering(t *testing.T) {
+	ratio, p95 := 0.5, 0.004
+	res := &report.Result{Command: "deploy", Environment: "staging", Verdict: report.RolledBack, Analysis: []report.Analysis{
+		{Service: "auth-server", Revision: "5d8f7c9b4", Verdict: "fail", Requests: 240, MinRequests: 20, ErrorRatio: &ratio, MaxRatio: 0.05,
+			P95Seconds: &p95, MaxP95: 1, Detail: "auth-server@5d8f7c9b4: FAIL after 3 looks",
+			Samples: []report.AnalysisSample{{Elapsed: report.Duration(time.Second), Requests: 80, ErrorRatio: &ratio, P95Seconds: &p95}}},
+		{Service: "authz-server", Revision: "6a7b8c9d1", Verdict: "no-data", Requests: 3, MinRequests: 20, MaxRatio: 0.05, MaxP95: 1,
+			Detail: "no data: 3 requests, need 20"},
+		{Service: "portal-client", Verdict: "skipped", Detail: "pod template unchanged since revision 4: not analysed"},
+	}}
+	var table, md bytes.Buffer
+	require.NoError(t, report.Table(&table, res, nil))
+	require.NoError(t, report.Markdown(&md, res, nil))
+	for _, want := range []string{"ANALYSIS", "auth-server", "fail", "240 (min 20)", "0.5 > 0.05", "0.004s ≤ 1s",
+		"authz-server", "no-data", "3 (min 20)", "- (max 0.05)", "no data: 3 requests, need 20", "skipped"} {
+		require.Contains(t, table.String(), want)
+	}
+	for _, want := range []string{"#### Metric analysis", "| auth-server | `5d8f7c9b4` | fail | 240 (min 20) | 0.5 > 0.05 | 0.004s ≤ 1s | 1 |",
+		"1.000s: 80 req, 5xx 0.5, p95 0.004"} {
+		require.Contains(t, md.String(), want)
+	}
+}

@@ -15,9 +15,12 @@ const (
 	FlagForce        = "force"
 	FlagTakeOverLock = "take-over-lock"
 	FlagReadinessURL = "readiness-url"
-	FlagKubeconfig   = "kubeconfig"
-	FlagUsername     = "username"
-	FlagPassword     = "password"
+	// FlagPrometheusURL is the Prometheus the analysis gate asks instead
+	// of the monitoring release's (through a port-forward).
+	FlagPrometheusURL = "prometheus-url"
+	FlagKubeconfig    = "kubeconfig"
+	FlagUsername      = "username"
+	FlagPassword      = "password"
 
 	FlagFrom           = "from"
 	FlagTo             = "to"
@@ -34,10 +37,10 @@ const PromoteCommand = "promote"
 // Shared lists, per command, the arguments both doors take under the same
 // name.
 var Shared = map[string][]string{
-	Deploy:   {FlagStack, FlagImage, FlagService, FlagValues, FlagFormat, FlagTakeOverLock, FlagReadinessURL, FlagKubeconfig, FlagUsername, FlagPassword},
+	Deploy:   {FlagStack, FlagImage, FlagService, FlagValues, FlagFormat, FlagTakeOverLock, FlagReadinessURL, FlagPrometheusURL, FlagKubeconfig, FlagUsername, FlagPassword},
 	Rollback: {FlagStack, FlagRevision, FlagForce, FlagFormat, FlagTakeOverLock, FlagReadinessURL, FlagKubeconfig},
 	Status:   {FlagStack, FlagFormat, FlagKubeconfig},
 	History:  {FlagStack, FlagFormat, FlagKubeconfig},
-	PromoteCommand: {FlagFrom, FlagTo, FlagImage, FlagKubeconfig, FlagToRegistry, FlagToKubeconfig, FlagCopyOnly, FlagReadinessURL, FlagFormat,
+	PromoteCommand: {FlagFrom, FlagTo, FlagImage, FlagKubeconfig, FlagToRegistry, FlagToKubeconfig, FlagCopyOnly, FlagReadinessURL, FlagPrometheusURL, FlagFormat,
 		FlagUsername, FlagPassword, FlagSourceUsername, FlagSourcePassword},
 }

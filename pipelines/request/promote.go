@@ -45,8 +45,10 @@ type Promotion struct {
 	// CopyOnly stops after the copies: the promoted references are printed
 	// for a later deploy.
 	CopyOnly bool
-	// ReadinessURLs, Format, Actor, Log and Verbose are the deploy's, as in Op.
+	// ReadinessURLs, PrometheusURL, Format, Actor, Log and Verbose are the
+	// deploy's, as in Op.
 	ReadinessURLs []string
+	PrometheusURL string
 	Format        string
 	Actor         string
 	Log           io.Writer
@@ -90,6 +92,9 @@ func Promote(ctx context.Context, p Promotion) (*Promoted, error) {
 		return out, fmt.Errorf("promote: %w", err)
 	}
 	if _, err := Pairs("--"+FlagReadinessURL, "URL", p.ReadinessURLs); err != nil {
+		return out, fmt.Errorf("promote: %w", err)
+	}
+	if err := CheckPrometheusURL(p.PrometheusURL); err != nil {
 		return out, fmt.Errorf("promote: %w", err)
 	}
 	if p.Format == "" {
@@ -163,7 +168,7 @@ func Promote(ctx context.Context, p Promotion) (*Promoted, error) {
 	out.Deploy = Run(ctx, Op{
 		Command: Deploy, Env: p.To, Environments: p.Environments, Format: p.Format,
 		Kubeconfig: p.ToKubeconfig, KubeAPI: p.ToKubeAPI, Registry: p.Dest,
-		Images: images, Services: services, ReadinessURLs: p.ReadinessURLs,
+		Images: images, Services: services, ReadinessURLs: p.ReadinessURLs, PrometheusURL: p.PrometheusURL,
 		Actor: p.Actor, Log: p.Log, Verbose: p.Verbose,
 	})
 	return out, nil

@@ -13,6 +13,7 @@ import (
 	"io"
 	"io/fs"
 	"maps"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -83,6 +84,9 @@ type Op struct {
 	// ReadinessURLs are service=URL pairs sending readiness checks to fixed
 	// URLs instead of a port-forward to the services' ready pods.
 	ReadinessURLs []string
+	// PrometheusURL is the Prometheus deploy's analysis gate asks; "" means
+	// the environment's monitoring release, through a port-forward.
+	PrometheusURL string
 	// Actor is recorded on revisions; "" means $USER@host.
 	Actor string
 	// Log receives progress lines, redacted; nil discards them.
@@ -190,6 +194,7 @@ func Run(ctx context.Context, op Op) *Outcome {
 	}
 	d, err := connect(ctx, env, op.Kubeconfig, op.KubeAPI, op.Registry, out.Redactor, func(c *deploy.Config) {
 		c.Stack, c.Actor, c.Log, c.Verbose, c.ReadinessURLs = st.Name, op.Actor, op.Log, op.Verbose, readiness
+		c.PrometheusURL = op.PrometheusURL
 	})
 	if err != nil {
 		return refuse(env, err)
@@ -206,6 +211,24 @@ func Run(ctx context.Context, op Op) *Outcome {
 		out.Result = d.History(ctx)
 	}
 	return out
+}
+
+// CheckPrometheusURL refuses a --prometheus-url that is not a plain
+// http(s) URL with a host, or that carries credentials: secrets never
+// arrive as plain flags. An empty URL is fine (the monitoring release's).
+// The URL is never echoed, in case it holds a secret after all.
+func CheckPrometheusURL(raw string) error {
+	if raw == "" {
+		return nil
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return fmt.Errorf("--%s: want http://host:port or https://host:port", FlagPrometheusURL)
+	case u.User != nil:
+		return fmt.Errorf("--%s: credentials do not belong in a flag; give Prometheus's address without them", FlagPrometheusURL)
+	}
+	return nil
 }
 
 // check checks every argument that needs nothing read, in the order a
@@ -231,6 +254,9 @@ func (op Op) check() (images, readiness map[string]string, err error) {
 		}
 	}
 	if readiness, err = Pairs("--"+FlagReadinessURL, "URL", op.ReadinessURLs); err != nil {
+		return nil, nil, err
+	}
+	if err := CheckPrometheusURL(op.PrometheusURL); err != nil {
 		return nil, nil, err
 	}
 	if op.Command == Rollback && op.Revision < 0 {

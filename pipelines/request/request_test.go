@@ -191,6 +191,10 @@ func TestRunRefusesBadInputBeforeReadingAnything(t *testing.T) {
 				Sources: build.SourceArgs{Directories: []string{"auth-server", "portal-client"}}}
 		}, "--portal-client-source: portal-client is not being built"},
 		{"bad readiness URL", func(t *testing.T, op *request.Op) { op.ReadinessURLs = []string{"x"} }, `--readiness-url "x": want service=URL`},
+		{"prometheus URL without a scheme", func(t *testing.T, op *request.Op) { op.PrometheusURL = "prometheus:9090" },
+			"--prometheus-url: want http://host:port or https://host:port"},
+		{"prometheus URL with credentials", func(t *testing.T, op *request.Op) { op.PrometheusURL = "http://ci:hunter2@prometheus:9090" },
+			"--prometheus-url: credentials do not belong in a flag"},
 		{"user without password", func(t *testing.T, op *request.Op) { op.Registry.Username = "ci-bot" }, "give both --username and --password, or neither"},
 		{"negative revision", func(t *testing.T, op *request.Op) { op.Command, op.Revision = request.Rollback, -1 }, "--revision -1: revisions start at 1"},
 		{"missing kubeconfig", func(t *testing.T, op *request.Op) { op.Kubeconfig = nil }, "no kubeconfig: --kubeconfig is required"},
@@ -226,6 +230,7 @@ func TestRunRefusesBadInputBeforeReadingAnything(t *testing.T) {
 			require.Equal(t, report.Refused, out.Result.Verdict)
 			require.False(t, out.OK())
 			require.Contains(t, out.Result.Error, tt.want)
+			require.NotContains(t, out.Result.Error, "hunter2", "a refused flag's secret is not echoed")
 			require.Equal(t, "Refused before anything changed: "+out.Result.Error, out.Result.Summary)
 			require.Equal(t, op.Env, out.Result.Environment)
 			_, err := out.Text()
@@ -348,6 +353,8 @@ func TestPromoteRefusesBadInput(t *testing.T) {
 			"promote: --to-kubeconfig is required to deploy the promoted images to production (or --copy-only to copy them without deploying)"},
 		{"bad readiness URL", request.Promotion{From: "staging", To: "production", ReadinessURLs: []string{"auth-server"}},
 			`promote: --readiness-url "auth-server": want service=URL`},
+		{"prometheus URL with credentials", request.Promotion{From: "staging", To: "production", PrometheusURL: "https://ci:hunter2@prom.example:443"},
+			"promote: --prometheus-url: credentials do not belong in a flag"},
 		{"bad format", request.Promotion{From: "staging", To: "production", Format: "yaml"}, `promote: --format "yaml"`},
 		{"tag instead of digest", request.Promotion{From: "staging", To: "production", Images: []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}},
 			"is not pinned by digest"},

@@ -141,6 +141,8 @@ func define(fl *flag.FlagSet, o *options) {
 		fl.Var((*list)(&o.op.Services), request.FlagService, "deploy only this service (repeatable), with its --image; the others keep the digests "+
 			"of the current verified revision (refused when there is none)")
 		fl.StringVar(&o.values, request.FlagValues, "", "YAML file of values laid over the environment's")
+		fl.StringVar(&o.op.PrometheusURL, request.FlagPrometheusURL, "", "Prometheus the analysis gate asks, http(s)://host:port without credentials "+
+			"(default: the environment's monitoring release, through a port-forward)")
 		fl.StringVar(&o.op.Registry.Username, request.FlagUsername, "", "registry user name for image lookups at preflight (default: docker's credentials)")
 		fl.Var(&o.password, request.FlagPassword, "registry password or token, as env:NAME or file:PATH")
 	}
@@ -171,6 +173,8 @@ func defineRemote(fl *flag.FlagSet, o *options) {
 	fl.StringVar(&p.Source.Username, request.FlagSourceUsername, "", "source registry user name")
 	fl.Var(&o.srcPass, request.FlagSourcePassword, "source registry password or token, as env:NAME or file:PATH")
 	fl.Var((*list)(&p.ReadinessURLs), request.FlagReadinessURL, "deploy: service=URL to ask instead of the API server's service proxy; repeatable")
+	fl.StringVar(&p.PrometheusURL, request.FlagPrometheusURL, "", "deploy: Prometheus the analysis gate asks, http(s)://host:port without credentials "+
+		"(default: --to's monitoring release, through a port-forward)")
 	fl.StringVar(&p.Format, request.FlagFormat, request.Formats[0], "the deploy's report format on stdout: "+strings.Join(request.Formats, ", "))
 	fl.StringVar(&p.Actor, "actor", "", "who runs this, recorded on the deployed revision (default $USER@host)")
 	fl.StringVar(&o.markdownOut, "markdown", "", "also write the deploy's Markdown summary to this file (e.g. $GITHUB_STEP_SUMMARY)")

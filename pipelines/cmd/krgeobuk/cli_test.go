@@ -65,6 +65,8 @@ func TestBadInputIsARefusedReport(t *testing.T) {
 		{[]string{"rollback", "--env", "staging", "--kubeconfig", "/nonexistent", "--revision", "-1"}, "--revision -1: revisions start at 1"},
 		{[]string{"history", "--env", "staging"}, "no kubeconfig: --kubeconfig is required"},
 		{[]string{"status", "--env", "staging", "--stack", "logging", "--kubeconfig", "/nonexistent"}, `--stack "logging": want one of apps, monitoring`},
+		{[]string{"deploy", "--env", "staging", "--kubeconfig", "/nonexistent", "--image", "a=1", "--prometheus-url", "prometheus:9090"},
+			"--prometheus-url: want http://host:port or https://host:port"},
 	}
 	for _, tt := range tests {
 		var out, errb bytes.Buffer
