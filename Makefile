@@ -25,7 +25,7 @@ test: deps lint testenv monitoring-tools s3-server example-images dagger-module
 testenv:
 	$(GO) run ./internal/testenv/cmd/testenv build
 
-## example-images: build (or reuse, cached in $KRGEOBUK_CACHE) the example API and SPA images the real-node tests run, and the base images under them
+## example-images: build (or reuse, cached in $KRGEOBUK_CACHE) the example API and SPA images the real-node tests run, the base images under them, and the Prometheus image (from monitoring-tools' binary) the monitoring stack runs there
 .PHONY: example-images
 example-images:
 	$(GO) run ./internal/exampleimages/cmd/exampleimages

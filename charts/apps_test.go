@@ -447,6 +447,12 @@ func TestAppsNotesSayWhatWasRendered(t *testing.T) {
 				"auth-server (api): ghcr.io/krgeobuk/auth-server:1.4.2 (by tag)",
 				"auth-client (spa): ghcr.io/krgeobuk/auth-client:1.0.0 (by tag)",
 			}},
+		{name: "development with a canary and faults", env: "development",
+			values: values.Merge(values.Merge(chartstest.DeployValues(dev), canary(1)), chartstest.Set("services.auth-server.canary.faults", map[string]any{"errorRatio": 0.5})), want: []string{
+				"auth-server (api): ghcr.io/krgeobuk/auth-server@" + chartstest.Digest("auth-server") + " (by digest)",
+				"    canary auth-server-canary, 1 pod(s) behind the same Service: ghcr.io/krgeobuk/auth-server@" + canaryDigest + " (by digest)",
+				`    FAULT INJECTION is on (development only): canary {"errorRatio":0.5}`,
+			}},
 		{name: "production", env: "production", values: chartstest.DeployValues(chartstest.Env(t, "production")), want: []string{
 			"image policy: digests only",
 			"portal-client (spa): ghcr.io/krgeobuk/portal-client@" + chartstest.Digest("portal-client") + " (by digest)",

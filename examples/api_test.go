@@ -95,6 +95,8 @@ func TestAuthAPIOwnTests(t *testing.T) {
 	require.Contains(t, out, "# fail 0")
 	require.Regexp(t, `# pass [1-9]`, out)
 	require.Contains(t, out, "ok 1 - are usable as the integration environment gives them", "the JWT key checks ran:\n%s", out)
+	require.Contains(t, out, "ok 5 - answers the chosen share of normal requests 500 and counts them", "the fault switch ran:\n%s", out)
+	require.Contains(t, out, "ok 6 - delays the chosen share of normal requests, as the latency histogram shows", "the fault switch ran:\n%s", out)
 	for _, v := range s.secrets {
 		require.NotContains(t, out, v, "a secret value reached the test output")
 	}

@@ -3,20 +3,26 @@ package exampleimages_test
 import (
 	"archive/tar"
 	"context"
+	"fmt"
 	"io"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
 
+	"github.com/krgeobuk/krgeobuk-infra/internal/chartstest"
 	"github.com/krgeobuk/krgeobuk-infra/internal/exampleimages"
+	"github.com/krgeobuk/krgeobuk-infra/internal/promtest"
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv/binaries"
 )
 
@@ -93,4 +99,68 @@ func topLayer(t *testing.T, img v1.Image) map[string]*tar.Header {
 		require.NoError(t, err)
 		out[filepath.Clean(h.Name)] = h
 	}
+}
+
+// The Prometheus image runs what the monitoring-stack chart's StatefulSet expects: the
+// version the chart pins, as nobody, with /etc/prometheus for the mounted configuration and
+// /prometheus writable by that user. The binary it carries runs (extracted here, as the
+// container's rootfs would hold it) and says its version.
+func TestPrometheusImageFitsTheChart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	img, err := exampleimages.Prometheus(ctx, binaries.DefaultCacheDir(), t.Logf)
+	require.NoError(t, err)
+	again, err := exampleimages.Prometheus(ctx, binaries.DefaultCacheDir(), t.Logf)
+	require.NoError(t, err)
+	d1, _ := img.Digest()
+	d2, _ := again.Digest()
+	require.Equal(t, d1, d2, "cached and content-keyed: the same binary makes the same image")
+
+	cfg := configOf(t, img)
+	require.Equal(t, fmt.Sprintf("%d:%d", exampleimages.PrometheusUID, exampleimages.PrometheusUID), cfg.User)
+	require.Equal(t, []string{"/bin/prometheus"}, cfg.Entrypoint)
+	require.Contains(t, cfg.ExposedPorts, "9090/tcp")
+
+	mon, _ := chartstest.MustRenderMonitoring(t, "development")
+	var sts *appsv1.StatefulSet
+	for _, o := range mon.Objects {
+		if s, ok := o.Typed.(*appsv1.StatefulSet); ok && s.Name == "monitoring-prometheus" {
+			sts = s
+		}
+	}
+	require.NotNil(t, sts)
+	require.EqualValues(t, exampleimages.PrometheusUID, *sts.Spec.Template.Spec.SecurityContext.RunAsUser, "the chart runs the image's user")
+	c := sts.Spec.Template.Spec.Containers[0]
+	require.Equal(t, exampleimages.PrometheusRepository+":v"+promtest.PrometheusVersion, c.Image[:strings.Index(c.Image+"@", "@")])
+
+	files := topLayer(t, img)
+	for _, m := range c.VolumeMounts {
+		h, ok := files[strings.TrimPrefix(m.MountPath, "/")]
+		require.True(t, ok, "the image has the chart's mount point %s", m.MountPath)
+		require.Equal(t, byte(tar.TypeDir), h.Typeflag)
+	}
+	require.Equal(t, exampleimages.PrometheusUID, files["prometheus"].Uid, "the data folder is Prometheus's own")
+
+	bin := filepath.Join(t.TempDir(), "prometheus")
+	ls, err := img.Layers()
+	require.NoError(t, err)
+	rc, err := ls[0].Uncompressed()
+	require.NoError(t, err)
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		require.NoError(t, err, "bin/prometheus is in the layer")
+		if h.Name == "bin/prometheus" {
+			f, err := os.OpenFile(bin, os.O_CREATE|os.O_WRONLY, 0o755)
+			require.NoError(t, err)
+			_, err = io.Copy(f, tr)
+			require.NoError(t, err)
+			require.NoError(t, f.Close())
+			break
+		}
+	}
+	out, err := exec.CommandContext(ctx, bin, "--version").CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Contains(t, string(out), "prometheus, version "+promtest.PrometheusVersion)
 }

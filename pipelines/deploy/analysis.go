@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"reflect"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/kube"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/metricgate"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/release"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/stack"
 )
@@ -170,33 +172,13 @@ func (d *Deployer) analyse(ctx context.Context, r *run, a *analysis, prev *relea
 			if err != nil {
 				return "", err
 			}
-			var us []*unstructured.Unstructured
-			for _, o := range old {
-				us = append(us, o.U)
-			}
-			before = scraped(us)
+			before = scraped(unwrap(old))
 		}
-		var us []*unstructured.Unstructured
-		for _, o := range objs {
-			us = append(us, o.U)
-		}
-		now := scraped(us)
-		names := make([]string, 0, len(now))
-		for n := range now {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-
-		type job struct {
-			service, deployment, hash string
-		}
-		var jobs []job
-		for _, n := range names {
+		now := scraped(unwrap(objs))
+		var jobs []analysisJob
+		for _, n := range slices.Sorted(maps.Keys(now)) {
 			o := now[n]
-			service := o.GetLabels()["app.kubernetes.io/name"]
-			if service == "" {
-				service = n
-			}
+			service := serviceOf(o)
 			if old, ok := before[n]; ok && samePodTemplate(old, o) {
 				r.res.Analysis = append(r.res.Analysis, report.Analysis{Service: service, Verdict: "skipped",
 					Detail: fmt.Sprintf("pod template unchanged since revision %d: not analysed", prev.Number)})
@@ -206,53 +188,91 @@ func (d *Deployer) analyse(ctx context.Context, r *run, a *analysis, prev *relea
 			if err != nil {
 				return "", err
 			}
-			jobs = append(jobs, job{service, n, hash})
+			jobs = append(jobs, analysisJob{service: service, deployment: n, hash: hash, window: a.window})
 		}
 		if len(jobs) == 0 {
 			return "no changed service is scraped by Prometheus: nothing to analyse", nil
 		}
-		results := make([]metricgate.Analysis, len(jobs))
-		errs := make([]error, len(jobs))
-		var wg sync.WaitGroup
-		for i, j := range jobs {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				d.logf("gate/analysis %s: watching ReplicaSet %s for %s, every %s", j.service, j.hash, a.window.Duration, a.window.Interval)
-				results[i], errs[i] = a.gate.Analyse(ctx, metricgate.Target{Service: j.service, Revision: j.hash}, a.window)
-			}()
-		}
-		wg.Wait()
-		var problems []gate.Problem
-		var passed []string
-		for i, j := range jobs {
-			res, err := results[i], errs[i]
-			entry := analysisEntry(res, a.th)
-			p := gate.Problem{Service: j.service, Workload: "Deployment/" + j.deployment}
-			switch {
-			case err != nil:
-				entry.Verdict, entry.Detail = "error", err.Error()
-				p.Class, p.Reason, p.Message = gate.MetricError, "PrometheusError", err.Error()
-			case res.Status == metricgate.Fail:
-				p.Class, p.Reason, p.Message = gate.MetricBreach, breached(res), res.String()
-			case res.Status == metricgate.NoData:
-				p.Class, p.Reason, p.Message = gate.NoMetricData, "NoData", res.String()
-			default:
-				passed = append(passed, j.service+"@"+j.hash)
-			}
-			r.res.Analysis = append(r.res.Analysis, entry)
-			if p.Class != "" {
-				problems = append(problems, gate.Describe(d.stack.Namespace, p))
-			}
-		}
-		if ctx.Err() != nil {
-			return "", context.Cause(ctx)
-		}
-		if len(problems) > 0 {
-			return "", &gate.Failure{Gate: "analysis", Problems: problems}
+		passed, err := d.watch(ctx, r, a, jobs)
+		if err != nil {
+			return "", err
 		}
 		return fmt.Sprintf("%s within thresholds for %s (%s)", strings.Join(passed, ", "), a.window.Duration, a.where), nil
 	})
+}
+
+// analysisJob is one ReplicaSet to watch: the service's pods of one
+// pod-template-hash, over window (with a baseline for a canary).
+type analysisJob struct {
+	service, deployment, hash string
+	window                    metricgate.Window
+	// step names the canary step, empty for the full rollout.
+	step string
+}
+
+// watch runs the jobs side by side, records each in the report and returns
+// the targets that passed, or a gate.Failure naming every one that did not
+// (a breach, no data, or a Prometheus that stopped answering).
+func (d *Deployer) watch(ctx context.Context, r *run, a *analysis, jobs []analysisJob) ([]string, error) {
+	results := make([]metricgate.Analysis, len(jobs))
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.logf("analysis %s: watching ReplicaSet %s for %s, every %s", j.service, j.hash, j.window.Duration, j.window.Interval)
+			results[i], errs[i] = a.gate.Analyse(ctx, metricgate.Target{Service: j.service, Revision: j.hash}, j.window)
+		}()
+	}
+	wg.Wait()
+	var problems []gate.Problem
+	var passed []string
+	for i, j := range jobs {
+		res, err := results[i], errs[i]
+		entry := analysisEntry(res, a.th, j.window.Baseline)
+		entry.Step = j.step
+		p := gate.Problem{Service: j.service, Workload: "Deployment/" + j.deployment}
+		switch {
+		case err != nil:
+			entry.Verdict, entry.Detail = "error", err.Error()
+			p.Class, p.Reason, p.Message = gate.MetricError, "PrometheusError", err.Error()
+		case res.Status == metricgate.Fail:
+			p.Class, p.Reason, p.Message = gate.MetricBreach, breached(res), res.String()
+		case res.Status == metricgate.NoData:
+			p.Class, p.Reason, p.Message = gate.NoMetricData, "NoData", res.String()
+		default:
+			passed = append(passed, j.service+"@"+j.hash)
+		}
+		r.res.Analysis = append(r.res.Analysis, entry)
+		if p.Class != "" {
+			problems = append(problems, gate.Describe(d.stack.Namespace, p))
+		}
+	}
+	if ctx.Err() != nil {
+		return nil, context.Cause(ctx)
+	}
+	if len(problems) > 0 {
+		return nil, &gate.Failure{Gate: "analysis", Problems: problems}
+	}
+	return passed, nil
+}
+
+func unwrap(objs []render.Object) []*unstructured.Unstructured {
+	out := make([]*unstructured.Unstructured, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, o.U)
+	}
+	return out
+}
+
+// serviceOf is the service a workload's metrics are labelled with: its
+// app.kubernetes.io/name (the monitoring stack's relabeling), else its name.
+func serviceOf(o *unstructured.Unstructured) string {
+	if s := o.GetLabels()["app.kubernetes.io/name"]; s != "" {
+		return s
+	}
+	return o.GetName()
 }
 
 // samePodTemplate reports whether a Deployment's pods are unchanged: the
@@ -328,8 +348,9 @@ func breached(a metricgate.Analysis) string {
 }
 
 // analysisEntry is the report's view of an analysis: the deciding look's
-// numbers next to the thresholds, and every look.
-func analysisEntry(a metricgate.Analysis, th metricgate.Thresholds) report.Analysis {
+// numbers next to the thresholds (and beside the stable pods' for a
+// canary), and every look.
+func analysisEntry(a metricgate.Analysis, th metricgate.Thresholds, base *metricgate.Baseline) report.Analysis {
 	e := report.Analysis{Service: a.Target.Service, Revision: a.Target.Revision, Verdict: string(a.Status),
 		MinRequests: a.MinRequests, MaxRatio: th.MaxErrorRatio, MaxP95: th.MaxP95.Seconds()}
 	for _, s := range a.Samples {
@@ -340,6 +361,11 @@ func analysisEntry(a metricgate.Analysis, th metricgate.Thresholds) report.Analy
 		e.Requests, e.Elapsed = last.Measured.Requests, report.Duration(last.Elapsed.Round(time.Millisecond))
 		e.ErrorRatio = optional(last.Measured.ErrorRatio, last.Measured.HasRatio)
 		e.P95Seconds = optional(last.Measured.P95, last.Measured.HasP95)
+		if m := last.Baseline; m != nil && base != nil {
+			e.Stable = &report.AnalysisStable{Revision: base.Target.Revision, Requests: m.Requests,
+				ErrorRatio: optional(m.ErrorRatio, m.HasRatio), P95Seconds: optional(m.P95, m.HasP95),
+				MaxRatio: optional(m.ErrorRatio+base.MaxRatioIncrease, m.HasRatio), MaxP95: optional(m.P95*base.MaxP95Factor, m.HasP95)}
+		}
 		if a.Status != metricgate.Pass {
 			e.Detail = a.String()
 		}

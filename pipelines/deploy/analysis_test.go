@@ -19,6 +19,7 @@ import (
 
 	"github.com/krgeobuk/krgeobuk-infra/internal/deploytest"
 	"github.com/krgeobuk/krgeobuk-infra/internal/promtest"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
@@ -37,9 +38,12 @@ type podStandIns struct {
 	t    *testing.T
 	file string
 	mu   sync.Mutex
-	mode string // "healthy", "failing" or "idle" (no traffic)
-	seen []map[string]any
-	apps map[string]*promtest.App // by service@hash
+	mode string // "healthy", "failing", "slow" or "idle" (no traffic)
+	// canaryMode, when set, is the mode of canary ReplicaSets (pods
+	// labelled with the chart's canary track); the stable ones keep mode.
+	canaryMode string
+	seen       []map[string]any
+	apps       map[string]*promtest.App // by service@hash
 	// driving stops the traffic at the end of the test.
 	driving context.Context
 	wg      sync.WaitGroup
@@ -94,14 +98,20 @@ func (p *podStandIns) add(rs *appsv1.ReplicaSet) {
 	defer p.mu.Unlock()
 	app := promtest.StartApp(p.t)
 	p.apps[svc+"@"+hash] = app
-	switch p.mode {
+	mode := p.mode
+	if rs.Labels[catalog.TrackLabel] == catalog.TrackCanary && p.canaryMode != "" {
+		mode = p.canaryMode
+	}
+	switch mode {
 	case "failing":
 		app.SetMode(promtest.Failing)
+	case "slow":
+		app.SetMode(promtest.Slow)
 	case "idle":
 	default:
 		app.SetMode(promtest.Healthy)
 	}
-	if p.mode != "idle" {
+	if mode != "idle" {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()

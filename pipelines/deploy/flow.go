@@ -32,8 +32,10 @@ type Request struct {
 // cluster problem and never leaves the lock held. The result's OK is false
 // for anything but a verified or unchanged deploy.
 //
-//	preflight (nothing changes) → lock and recover → unchanged? → upgrade
-//	→ gates → verified, or remediate (Next decides: roll back, uninstall, leave)
+//	preflight (nothing changes) → lock and recover → unchanged? → canary
+//	steps, if planned (each: upgrade → gates → analysis beside the stable
+//	pods) → upgrade → gates → analysis, if on → verified, or remediate (Next
+//	decides: roll back, uninstall, leave)
 func (d *Deployer) Deploy(ctx context.Context, req Request) *report.Result {
 	r := d.newRun("deploy")
 	d.redactor.Add(report.SecretsFromValues(req.Values)...)
@@ -68,6 +70,18 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) *report.Result {
 		var prev *release.Revision
 		if cur, ok := release.Current(history); ok {
 			prev = &cur
+		}
+		if p.canary != nil {
+			rev, err := d.canary(ctx, r, p)
+			switch {
+			case err == nil:
+			case ctx.Err() != nil:
+				return d.cancelled(ctx, r, rev.Number, "canary")
+			case rev.Number == 0:
+				return outcome{report.Failed, "Helm refused the canary's first step; nothing was applied.", err}
+			default:
+				return d.remediate(ctx, r, rev, Failed{Revision: rev.Number}, asFailure(err, "canary", d.stack.Release))
+			}
 		}
 		rev, err := d.upgrade(ctx, r, p, firstInstall)
 		switch {

@@ -89,9 +89,25 @@ func (p *partial) unchangedOthers(objects []*unstructured.Unstructured) error {
 	for _, k := range p.kept {
 		kept[k.Service] = true
 	}
-	before, err := p.base.Objects()
+	changed, err := changedWorkloads(p.base, objects, func(component string) bool { return kept[component] })
 	if err != nil {
 		return err
+	}
+	if len(changed) > 0 {
+		return fmt.Errorf("a partial deploy changes only the services named, but against verified revision %d %s; deploy every service (no --service) to apply that",
+			p.base.Number, strings.Join(changed, "; "))
+	}
+	return nil
+}
+
+// changedWorkloads lists, sorted, how each Deployment and StatefulSet of
+// base whose component (app.kubernetes.io/name, else its name) is selected
+// would change if objects were applied: removed, or its spec's first
+// difference.
+func changedWorkloads(base release.Revision, objects []*unstructured.Unstructured, selected func(component string) bool) ([]string, error) {
+	before, err := base.Objects()
+	if err != nil {
+		return nil, err
 	}
 	now := map[string]*unstructured.Unstructured{}
 	for _, o := range objects {
@@ -104,11 +120,7 @@ func (p *partial) unchangedOthers(objects []*unstructured.Unstructured) error {
 		if kind != "Deployment" && kind != "StatefulSet" {
 			continue
 		}
-		component := u.GetLabels()["app.kubernetes.io/name"]
-		if component == "" {
-			component = u.GetName()
-		}
-		if !kept[component] {
+		if !selected(serviceOf(u)) {
 			continue
 		}
 		key := kind + "/" + u.GetName()
@@ -121,12 +133,8 @@ func (p *partial) unchangedOthers(objects []*unstructured.Unstructured) error {
 			changed = append(changed, fmt.Sprintf("%s would change at %s", key, path))
 		}
 	}
-	if len(changed) > 0 {
-		sort.Strings(changed)
-		return fmt.Errorf("a partial deploy changes only the services named, but against verified revision %d %s; deploy every service (no --service) to apply that",
-			p.base.Number, strings.Join(changed, "; "))
-	}
-	return nil
+	sort.Strings(changed)
+	return changed, nil
 }
 
 // firstDifference is the path of the first place a and b differ, "" when

@@ -30,6 +30,8 @@ type plan struct {
 	partial *partial
 	// analysis is set when the analysis gate runs after readiness.
 	analysis *analysis
+	// canary is set when the new images first run as canaries, step by step.
+	canary *canaryPlan
 }
 
 // preflight checks everything that can be checked before the cluster
@@ -122,7 +124,10 @@ func (d *Deployer) preflight(ctx context.Context, r *run, req Request) (plan, er
 	if err != nil {
 		return p, err
 	}
-	p.analysis, err = d.preflightAnalysis(ctx, r, p.objects)
+	if p.analysis, err = d.preflightAnalysis(ctx, r, p.objects); err != nil {
+		return p, err
+	}
+	p.canary, err = d.preflightCanary(ctx, r, req, p)
 	return p, err
 }
 

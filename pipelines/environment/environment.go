@@ -10,6 +10,8 @@ import (
 	"path"
 	"regexp"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"sigs.k8s.io/yaml"
@@ -98,6 +100,44 @@ type Analysis struct {
 	// environment's monitoring alerts' (metricgate.ForEnvironment).
 	MaxErrorRatio float64
 	MaxP95        time.Duration
+	// Canary, when set, runs a new image first beside the stable revision,
+	// step by step, each step analysed; nil deploys at once.
+	Canary *Canary
+}
+
+// Canary is the steps a new image takes beside the stable revision before
+// it replaces it, and how far it may fall behind the stable pods' numbers.
+type Canary struct {
+	// Steps are the canary's sizes, in order; the full rollout follows the
+	// last one.
+	Steps []CanaryStep
+	// MaxRatioIncrease is how far the canary's 5xx ratio may exceed the
+	// stable pods' (absolute).
+	MaxRatioIncrease float64
+	// MaxP95Factor is how many times the stable pods' p95 the canary's may be.
+	MaxP95Factor float64
+}
+
+// CanaryStep is one canary size: Pods pods, or Percent per cent of the
+// stable Deployment's replicas (rounded up, at least one pod).
+type CanaryStep struct {
+	Pods    int
+	Percent int
+}
+
+// Replicas is the step's canary pods beside stable stable pods.
+func (c CanaryStep) Replicas(stable int) int {
+	if c.Pods > 0 {
+		return c.Pods
+	}
+	return max(1, (c.Percent*stable+99)/100)
+}
+
+func (c CanaryStep) String() string {
+	if c.Pods > 0 {
+		return strconv.Itoa(c.Pods)
+	}
+	return strconv.Itoa(c.Percent) + "%"
 }
 
 type settings struct {
@@ -123,6 +163,11 @@ type settings struct {
 		MinRequests   *int     `json:"minRequests"`
 		MaxErrorRatio *float64 `json:"maxErrorRatio"`
 		MaxP95        duration `json:"maxP95"`
+		Canary        *struct {
+			Steps            []canaryStep `json:"steps"`
+			MaxRatioIncrease *float64     `json:"maxRatioIncrease"`
+			MaxP95Factor     *float64     `json:"maxP95Factor"`
+		} `json:"canary"`
 	} `json:"analysis"`
 	Budgets struct {
 		APIRead           duration `json:"apiRead"`
@@ -224,6 +269,12 @@ func Load(fsys fs.FS, name string) (*Environment, error) {
 		if a.MaxErrorRatio != nil {
 			env.Analysis.MaxErrorRatio = *a.MaxErrorRatio
 		}
+		if c := a.Canary; c != nil {
+			env.Analysis.Canary = &Canary{MaxRatioIncrease: *c.MaxRatioIncrease, MaxP95Factor: *c.MaxP95Factor}
+			for _, st := range c.Steps {
+				env.Analysis.Canary.Steps = append(env.Analysis.Canary.Steps, CanaryStep{Pods: st.Pods, Percent: st.Percent})
+			}
+		}
 	}
 	if err := readYAML(fsys, path.Join(dir, AppsValuesFile), &env.Values, false); err != nil {
 		return nil, err
@@ -323,7 +374,67 @@ func (s settings) validateAnalysis() []error {
 	if a.MaxP95.Duration < 0 {
 		errs = append(errs, errors.New("analysis.maxP95 must be a positive duration (leave it out for the monitoring alert's)"))
 	}
+	if c := a.Canary; c != nil {
+		errs = append(errs, validateCanary(c.Steps, c.MaxRatioIncrease, c.MaxP95Factor)...)
+	}
 	return errs
+}
+
+func validateCanary(steps []canaryStep, ratio, factor *float64) []error {
+	var errs []error
+	if len(steps) == 0 {
+		errs = append(errs, errors.New("analysis.canary.steps must list at least one step (a pod count such as 1, or a share such as 50%)"))
+	}
+	for i, st := range steps {
+		switch {
+		case st.err != nil:
+			errs = append(errs, fmt.Errorf("analysis.canary.steps[%d]: %w", i, st.err))
+		case st.Pods < 0 || st.Percent < 0 || (st.Pods == 0 && st.Percent == 0):
+			errs = append(errs, fmt.Errorf("analysis.canary.steps[%d] must be at least one pod or a share above 0%%", i))
+		case st.Percent > 100:
+			errs = append(errs, fmt.Errorf("analysis.canary.steps[%d] %d%% is more than the stable pods: the full rollout follows the last step anyway", i, st.Percent))
+		}
+	}
+	if ratio == nil || !(*ratio >= 0 && *ratio < 1) {
+		errs = append(errs, errors.New("analysis.canary.maxRatioIncrease must be set, in [0, 1): how far the canary's 5xx ratio may exceed the stable pods'"))
+	}
+	if factor == nil || !(*factor >= 1) {
+		errs = append(errs, errors.New("analysis.canary.maxP95Factor must be set, at least 1: how many times the stable pods' p95 the canary's may be"))
+	}
+	return errs
+}
+
+// canaryStep is a step as environment.yaml writes it: a pod count (1) or a
+// share of the stable replicas ("50%"). A step that does not parse keeps
+// its error for validate, which reports every problem of the file at once.
+type canaryStep struct {
+	Pods    int
+	Percent int
+	err     error
+}
+
+func (c *canaryStep) UnmarshalJSON(b []byte) error {
+	var v any
+	if err := yaml.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	switch x := v.(type) {
+	case float64:
+		if x != float64(int(x)) {
+			c.err = fmt.Errorf("%v is not a whole number of pods", x)
+		}
+		c.Pods = int(x)
+	case string:
+		n, err := strconv.Atoi(strings.TrimSuffix(x, "%"))
+		if err != nil || !strings.HasSuffix(x, "%") {
+			c.err = fmt.Errorf("%q is neither a pod count nor a share such as \"50%%\"", x)
+			return nil
+		}
+		c.Percent = n
+	default:
+		c.err = fmt.Errorf("%v is neither a pod count nor a share such as \"50%%\"", v)
+	}
+	return nil
 }
 
 func sortErrors(errs []error) {

@@ -33,12 +33,14 @@ func TestEmbeddedEnvironmentsLoad(t *testing.T) {
 }
 
 // analysis: is off where it is absent (development) and on in staging and
-// production, thresholds left to the monitoring alerts.
+// production, thresholds left to the monitoring alerts, a new image run as
+// a canary of one pod and then of half the stable pods first.
 func TestEmbeddedEnvironmentsAnalysis(t *testing.T) {
+	canary := &environment.Canary{Steps: []environment.CanaryStep{{Pods: 1}, {Percent: 50}}, MaxRatioIncrease: 0.02, MaxP95Factor: 2}
 	want := map[string]*environment.Analysis{
 		"development": nil,
-		"staging":     {Duration: 2 * time.Minute, Interval: 15 * time.Second, MinRequests: 20},
-		"production":  {Duration: 5 * time.Minute, Interval: 30 * time.Second, MinRequests: 100},
+		"staging":     {Duration: 2 * time.Minute, Interval: 15 * time.Second, MinRequests: 20, Canary: canary},
+		"production":  {Duration: 5 * time.Minute, Interval: 30 * time.Second, MinRequests: 100, Canary: canary},
 	}
 	for name, w := range want {
 		env, err := environment.Load(k8s.Environments, name)
@@ -71,6 +73,23 @@ func TestAnalysisSettings(t *testing.T) {
 		{name: "negative p95", block: "analysis: {duration: 1m, interval: 10s, minRequests: 5, maxP95: -1s}\n",
 			wantErr: "analysis.maxP95 must be a positive duration"},
 		{name: "misspelt key", block: "analysis: {duration: 1m, interval: 10s, minRequest: 5}\n", wantErr: `unknown field "minRequest"`},
+		{name: "canary of pods and shares", block: "analysis: {duration: 1m, interval: 10s, minRequests: 5, canary: {steps: [2, 25%, 100%], maxRatioIncrease: 0, maxP95Factor: 1.5}}\n",
+			want: &environment.Analysis{Duration: time.Minute, Interval: 10 * time.Second, MinRequests: 5,
+				Canary: &environment.Canary{Steps: []environment.CanaryStep{{Pods: 2}, {Percent: 25}, {Percent: 100}}, MaxP95Factor: 1.5}}},
+		{name: "canary without steps", block: "analysis: {duration: 1m, interval: 10s, minRequests: 5, canary: {steps: [], maxRatioIncrease: 0.01, maxP95Factor: 2}}\n",
+			wantErr: "analysis.canary.steps must list at least one step"},
+		{name: "canary step of no pods", block: "analysis: {duration: 1m, interval: 10s, minRequests: 5, canary: {steps: [0], maxRatioIncrease: 0.01, maxP95Factor: 2}}\n",
+			wantErr: "analysis.canary.steps[0] must be at least one pod or a share above 0%"},
+		{name: "canary step above the stable pods", block: "analysis: {duration: 1m, interval: 10s, minRequests: 5, canary: {steps: [150%], maxRatioIncrease: 0.01, maxP95Factor: 2}}\n",
+			wantErr: "analysis.canary.steps[0] 150% is more than the stable pods"},
+		{name: "canary step not a count", block: "analysis: {duration: 1m, interval: 10s, minRequests: 5, canary: {steps: [half], maxRatioIncrease: 0.01, maxP95Factor: 2}}\n",
+			wantErr: `analysis.canary.steps[0]: "half" is neither a pod count nor a share`},
+		{name: "canary step a fraction of a pod", block: "analysis: {duration: 1m, interval: 10s, minRequests: 5, canary: {steps: [1.5], maxRatioIncrease: 0.01, maxP95Factor: 2}}\n",
+			wantErr: "analysis.canary.steps[0]: 1.5 is not a whole number of pods"},
+		{name: "canary without its comparison", block: "analysis: {duration: 1m, interval: 10s, minRequests: 5, canary: {steps: [1]}}\n",
+			wantErr: "analysis.canary.maxP95Factor must be set, at least 1"},
+		{name: "canary p95 factor under 1", block: "analysis: {duration: 1m, interval: 10s, minRequests: 5, canary: {steps: [1], maxRatioIncrease: 0.01, maxP95Factor: 0.5}}\n",
+			wantErr: "analysis.canary.maxP95Factor must be set, at least 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -179,4 +198,22 @@ func TestBudgetOverrides(t *testing.T) {
 	prod, err := environment.Load(k8s.Environments, "production")
 	require.NoError(t, err)
 	require.Equal(t, time.Minute, prod.Budgets.Registry, "production waits longer for its registry")
+}
+
+// A step's canary size beside the stable pods: a share is rounded up and
+// is never less than one pod.
+func TestCanaryStepReplicas(t *testing.T) {
+	for _, tt := range []struct {
+		step         environment.CanaryStep
+		stable, want int
+	}{
+		{environment.CanaryStep{Pods: 1}, 4, 1},
+		{environment.CanaryStep{Pods: 3}, 2, 3},
+		{environment.CanaryStep{Percent: 50}, 2, 1},
+		{environment.CanaryStep{Percent: 50}, 3, 2},
+		{environment.CanaryStep{Percent: 10}, 2, 1},
+		{environment.CanaryStep{Percent: 100}, 4, 4},
+	} {
+		require.Equal(t, tt.want, tt.step.Replicas(tt.stable), "%s of %d", tt.step, tt.stable)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/budget"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 )
 
 // Workload kinds the rollout gate watches.
@@ -101,7 +103,8 @@ type Status struct {
 type RolloutOptions struct {
 	Namespace string
 	// Release, when set, limits the pod watch to the release's pods
-	// (label app.kubernetes.io/instance=<Release>).
+	// (label app.kubernetes.io/instance <Release>, or its canary's,
+	// catalog.CanaryInstance).
 	Release   string
 	Workloads []Workload
 	// Timeout bounds the whole gate. Required.
@@ -132,6 +135,18 @@ const waitingForController = "waiting for the controller to observe the new gene
 // RolloutGate is the gate's name in failures and progress.
 const RolloutGate = "rollout"
 
+// ReleasePods selects the pods of release: its own and its canary's (whose
+// instance label differs so that no Deployment selector takes both), so a
+// canary that cannot start fails the gate as fast as a stable pod would.
+func ReleasePods(release string) labels.Selector {
+	r, err := labels.NewRequirement("app.kubernetes.io/instance", selection.In, []string{release, catalog.CanaryInstance(release)})
+	if err != nil {
+		// Only an invalid label value fails, and Helm refuses such release names.
+		return labels.Nothing()
+	}
+	return labels.NewSelector().Add(*r)
+}
+
 // WatchRollout waits until every workload's newest generation is fully
 // available. For a Deployment: the controller observed the current
 // generation, all desired replicas are updated and available, no old
@@ -160,7 +175,7 @@ func WatchRollout(ctx context.Context, cs kubernetes.Interface, opts RolloutOpti
 
 	podOpts := []informers.SharedInformerOption{informers.WithNamespace(opts.Namespace)}
 	if opts.Release != "" {
-		sel := labels.Set{"app.kubernetes.io/instance": opts.Release}.AsSelector().String()
+		sel := ReleasePods(opts.Release).String()
 		podOpts = append(podOpts, informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel }))
 	}
 	all := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(opts.Namespace))

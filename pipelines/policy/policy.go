@@ -55,6 +55,7 @@ func Rules() []Rule {
 		{RuleEgressDNS, "every NetworkPolicy that restricts egress allows DNS over UDP and TCP", checkEgressDNS},
 		{RuleNoSecretLiterals, "no secret literals in staging or production", checkSecretLiterals},
 		{RuleExternalEndpoints, "every selector-less Service has an EndpointSlice with addresses and its ports", checkExternalEndpoints},
+		{RuleNoFaultInjection, "no fault injection (FAULT_* variables) outside development", checkFaultInjection},
 	}
 }
 
@@ -69,6 +70,7 @@ const (
 	RuleNoSecretLiterals  = "no-secret-literals"
 	RuleExternalEndpoints = "external-endpoints"
 	RuleDeployerRBAC      = "deployer-rbac"
+	RuleNoFaultInjection  = "no-fault-injection"
 )
 
 // Check runs every rule and returns the violations sorted by rule, object and message.

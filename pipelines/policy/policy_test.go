@@ -94,6 +94,14 @@ func TestRules(t *testing.T) {
 			want: []string{"no-secret-literals: Deployment/krgeobuk/api: container api: env MYSQL_PASSWORD is set to a literal"}},
 		{name: "secret literal env tolerated in development", ctx: dev,
 			docs: []string{strings.ReplaceAll(strings.Replace(goodDeployment, "{name: LOG_LEVEL, value: info}", "{name: MYSQL_PASSWORD, value: hunter2}", 1), "api@sha256:0000000000000000000000000000000000000000000000000000000000000001", "api:1")}},
+		{name: "fault injection in production", ctx: prod,
+			docs: []string{strings.Replace(goodDeployment, "{name: LOG_LEVEL, value: info}", "{name: FAULT_ERROR_RATIO, value: '0.5'}", 1)},
+			want: []string{"no-fault-injection: Deployment/krgeobuk/api: container api: env FAULT_ERROR_RATIO injects faults; fault injection is for development only, never production"}},
+		{name: "fault injection in staging", ctx: policy.Context{Environment: "staging", RequireDigest: true},
+			docs: []string{strings.Replace(goodDeployment, "{name: LOG_LEVEL, value: info}", "{name: FAULT_DELAY_MS, value: '800'}", 1)},
+			want: []string{"no-fault-injection: Deployment/krgeobuk/api: container api: env FAULT_DELAY_MS injects faults"}},
+		{name: "fault injection in development", ctx: dev,
+			docs: []string{strings.ReplaceAll(strings.Replace(goodDeployment, "{name: LOG_LEVEL, value: info}", "{name: FAULT_ERROR_RATIO, value: '0.5'}", 1), "api@sha256:0000000000000000000000000000000000000000000000000000000000000001", "api:1")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -62,15 +62,18 @@ func Table(w io.Writer, res *Result, r *Redactor) error {
 	if len(res.Analysis) > 0 {
 		b.WriteString("\nANALYSIS\n")
 		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "SERVICE\tREVISION\tVERDICT\tREQUESTS\t5XX RATIO\tP95\tLOOKS\tTIME")
+		fmt.Fprintln(tw, "STEP\tSERVICE\tREVISION\tVERDICT\tREQUESTS\t5XX RATIO\tP95\tLOOKS\tTIME")
 		for _, a := range res.Analysis {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%ss\n", a.Service, dash(a.Revision), a.Verdict, requests(a),
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%ss\n", stepName(a), a.Service, dash(a.Revision), a.Verdict, requests(a),
 				ratioVs(a.ErrorRatio, a.MaxRatio), p95Vs(a.P95Seconds, a.MaxP95), len(a.Samples), formatSeconds(time.Duration(a.Elapsed)))
 		}
 		_ = tw.Flush()
 		for _, a := range res.Analysis {
+			if st := a.Stable; st != nil {
+				fmt.Fprintf(&b, "  %s %s: beside stable %s\n", stepName(a), a.Service, stableVs(a))
+			}
 			if a.Detail != "" {
-				fmt.Fprintf(&b, "  %s: %s\n", a.Service, a.Detail)
+				fmt.Fprintf(&b, "  %s %s: %s\n", stepName(a), a.Service, a.Detail)
 			}
 		}
 	}
@@ -170,14 +173,18 @@ func Markdown(w io.Writer, res *Result, r *Redactor) error {
 		b.WriteString("\n")
 	}
 	if len(res.Analysis) > 0 {
-		b.WriteString("\n#### Metric analysis\n\n| service | revision | verdict | requests | 5xx ratio | p95 | looks |\n|---|---|---|---|---|---|---|\n")
+		b.WriteString("\n#### Metric analysis\n\n| step | service | revision | verdict | requests | 5xx ratio | p95 | beside stable | looks |\n|---|---|---|---|---|---|---|---|---|\n")
 		for _, a := range res.Analysis {
-			fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s | %s | %d |\n", a.Service, dash(a.Revision), a.Verdict, md(requests(a)),
-				md(ratioVs(a.ErrorRatio, a.MaxRatio)), md(p95Vs(a.P95Seconds, a.MaxP95)), len(a.Samples))
+			beside := "-"
+			if a.Stable != nil {
+				beside = stableVs(a)
+			}
+			fmt.Fprintf(&b, "| %s | %s | `%s` | %s | %s | %s | %s | %s | %d |\n", md(stepName(a)), a.Service, dash(a.Revision), a.Verdict, md(requests(a)),
+				md(ratioVs(a.ErrorRatio, a.MaxRatio)), md(p95Vs(a.P95Seconds, a.MaxP95)), md(beside), len(a.Samples))
 		}
 		for _, a := range res.Analysis {
 			if a.Detail != "" {
-				fmt.Fprintf(&b, "\n- **%s**: %s", a.Service, md(a.Detail))
+				fmt.Fprintf(&b, "\n- **%s %s**: %s", md(stepName(a)), a.Service, md(a.Detail))
 			}
 			if len(a.Samples) > 0 {
 				var looks []string
@@ -217,6 +224,23 @@ func Markdown(w io.Writer, res *Result, r *Redactor) error {
 	}
 	_, err := io.WriteString(w, r.String(b.String()))
 	return err
+}
+
+// stepName is the canary step an analysis judged, or "rollout" for the
+// full rollout's.
+func stepName(a Analysis) string {
+	if a.Step == "" {
+		return "rollout"
+	}
+	return a.Step
+}
+
+// stableVs is the stable pods' side of a canary's comparison, e.g.
+// "abc123: 300 req, 5xx 0.01 (canary ≤ 0.03), p95 0.02s (canary ≤ 0.04s)".
+func stableVs(a Analysis) string {
+	st := a.Stable
+	return fmt.Sprintf("%s: %.0f req, 5xx %s (canary ≤ %s), p95 %ss (canary ≤ %ss)", dash(st.Revision), st.Requests,
+		num(st.ErrorRatio), num(st.MaxRatio), num(st.P95Seconds), num(st.MaxP95))
 }
 
 // requests is "120 (min 20)".

@@ -101,6 +101,9 @@ type Service struct {
 // deciding look's numbers next to the thresholds, and every look taken.
 type Analysis struct {
 	Service string `json:"service"`
+	// Step names the canary step the analysis judged ("canary 1/2: 1 pod
+	// beside 2"); empty for the full rollout's.
+	Step string `json:"step,omitempty"`
 	// Revision is the pod-template-hash of the ReplicaSet analysed.
 	Revision string `json:"revision,omitempty"`
 	// Verdict is pass, fail, no-data, error, or skipped (workload unchanged).
@@ -112,9 +115,25 @@ type Analysis struct {
 	P95Seconds  *float64 `json:"p95Seconds,omitempty"`
 	MaxP95      float64  `json:"maxP95Seconds"`
 	Elapsed     Duration `json:"elapsed"`
+	// Stable is the stable pods' numbers at the deciding look, when a
+	// canary was compared with them.
+	Stable *AnalysisStable `json:"stable,omitempty"`
 	// Detail says what decided the verdict, in a sentence.
 	Detail  string           `json:"detail,omitempty"`
 	Samples []AnalysisSample `json:"samples,omitempty"`
+}
+
+// AnalysisStable is the stable pods' side of a canary's comparison: their
+// ReplicaSet and numbers, and the limits those set for the canary.
+type AnalysisStable struct {
+	Revision   string   `json:"revision"`
+	Requests   float64  `json:"requests"`
+	ErrorRatio *float64 `json:"errorRatio,omitempty"`
+	P95Seconds *float64 `json:"p95Seconds,omitempty"`
+	// MaxRatio and MaxP95 are the canary's limits from them (their ratio
+	// plus the allowed increase, their p95 times the allowed factor).
+	MaxRatio *float64 `json:"maxErrorRatio,omitempty"`
+	MaxP95   *float64 `json:"maxP95Seconds,omitempty"`
 }
 
 // AnalysisSample is one look at the revision.

@@ -236,8 +236,30 @@ func TestAnalysisRendering(t *testing.T) {
 		"authz-server", "no-data", "3 (min 20)", "- (max 0.05)", "no data: 3 requests, need 20", "skipped"} {
 		require.Contains(t, table.String(), want)
 	}
-	for _, want := range []string{"#### Metric analysis", "| auth-server | `5d8f7c9b4` | fail | 240 (min 20) | 0.5 > 0.05 | 0.004s ≤ 1s | 1 |",
+	for _, want := range []string{"#### Metric analysis", "| rollout | auth-server | `5d8f7c9b4` | fail | 240 (min 20) | 0.5 > 0.05 | 0.004s ≤ 1s | - | 1 |",
 		"1.000s: 80 req, 5xx 0.5, p95 0.004"} {
 		require.Contains(t, md.String(), want)
 	}
+}
+
+// Each canary step's numbers, beside the stable pods' and the limits those
+// set, in both renderings.
+func TestCanaryStepsRendering(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	res := &report.Result{Command: "deploy", Environment: "staging", Verdict: report.RolledBack, Analysis: []report.Analysis{
+		{Step: "canary 1/2: 1 pod beside 2", Service: "auth-server", Revision: "c4n4ry1", Verdict: "pass", Requests: 40, MinRequests: 20,
+			ErrorRatio: f(0), MaxRatio: 0.05, P95Seconds: f(0.01), MaxP95: 1,
+			Stable: &report.AnalysisStable{Revision: "st4bl31", Requests: 80, ErrorRatio: f(0.01), P95Seconds: f(0.012), MaxRatio: f(0.03), MaxP95: f(0.024)}},
+		{Step: "canary 2/2: 1 pod beside 2", Service: "auth-server", Revision: "c4n4ry1", Verdict: "fail", Requests: 60, MinRequests: 20,
+			ErrorRatio: f(0.5), MaxRatio: 0.05, P95Seconds: f(0.01), MaxP95: 1,
+			Stable: &report.AnalysisStable{Revision: "st4bl31", Requests: 120, ErrorRatio: f(0), P95Seconds: f(0.012), MaxRatio: f(0.02), MaxP95: f(0.024)}},
+	}}
+	var table, md bytes.Buffer
+	require.NoError(t, report.Table(&table, res, nil))
+	require.NoError(t, report.Markdown(&md, res, nil))
+	for _, want := range []string{"STEP", "canary 1/2: 1 pod beside 2", "canary 2/2: 1 pod beside 2", "0.5 > 0.05",
+		"beside stable st4bl31: 120 req, 5xx 0 (canary ≤ 0.02), p95 0.012s (canary ≤ 0.024s)"} {
+		require.Contains(t, table.String(), want)
+	}
+	require.Contains(t, md.String(), "| canary 2/2: 1 pod beside 2 | auth-server | `c4n4ry1` | fail | 60 (min 20) | 0.5 > 0.05 | 0.01s ≤ 1s | st4bl31: 120 req, 5xx 0 (canary ≤ 0.02), p95 0.012s (canary ≤ 0.024s) | 0 |")
 }

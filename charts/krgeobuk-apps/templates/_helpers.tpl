@@ -12,7 +12,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
 {{/*
-Labels of one service's objects. Call with (dict "root" $ "name" $name "svc" $svc).
+Labels of one service's objects. Call with (dict "root" $ "name" $name "svc" $svc), plus
+"canary" true and "image" (the canary's image map) for the canary's objects.
 */}}
 {{- define "krgeobuk.labels" -}}
 helm.sh/chart: {{ include "krgeobuk.chart" .root }}
@@ -23,15 +24,58 @@ app.kubernetes.io/component: {{ .svc.kind }}
 app.kubernetes.io/version: {{ include "krgeobuk.version" . | quote }}
 {{- end -}}
 
-{{/* Labels that select one service's pods; never change them on a live release. */}}
+{{/*
+Labels that select one Deployment's pods. A Deployment's selector is immutable: never change them
+on a live release. A canary's pods are another instance of the same application
+(app.kubernetes.io/instance <release>-canary, .canary true in the context), so neither Deployment's
+selector matches the other's pods while the Service (krgeobuk.serviceSelector) selects both.
+*/}}
 {{- define "krgeobuk.selectorLabels" -}}
 app.kubernetes.io/name: {{ .name }}
-app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/instance: {{ include "krgeobuk.instance" . }}
+{{- end -}}
+
+{{/* The instance label: the release, or <release>-canary for the canary's objects. */}}
+{{- define "krgeobuk.instance" -}}
+{{- if .canary -}}{{ printf "%s-canary" .root.Release.Name }}{{- else -}}{{ .root.Release.Name }}{{- end -}}
+{{- end -}}
+
+{{/*
+The Service's selector: every pod of the service, stable and canary. It has to match the pods of
+charts that predate the canary too (they carry no new label), so it is the application's name and
+the platform: one release of this chart per namespace (docs/charts.md, "Canary").
+*/}}
+{{- define "krgeobuk.serviceSelector" -}}
+app.kubernetes.io/name: {{ .name }}
+app.kubernetes.io/part-of: krgeobuk
+{{- end -}}
+
+{{/*
+A NetworkPolicy podSelector for every pod of a service of this release, stable and canary: the
+canary is reached, scraped and confined exactly as the stable pods are.
+*/}}
+{{- define "krgeobuk.servicePods" -}}
+matchLabels:
+  app.kubernetes.io/name: {{ .name }}
+matchExpressions:
+  - key: app.kubernetes.io/instance
+    operator: In
+    values: [{{ .root.Release.Name | quote }}, {{ printf "%s-canary" .root.Release.Name | quote }}]
+{{- end -}}
+
+{{/*
+The canary's image map, as JSON (fromJson it): its repository defaults to the service's; digest
+and tag are the canary's own and never fall back to the stable image's, so a canary given only a
+tag can never run the stable digest. Call with (dict "svc" $svc).
+*/}}
+{{- define "krgeobuk.canaryImage" -}}
+{{- $c := .svc.canary.image | default dict -}}
+{{- toJson (dict "repository" ($c.repository | default .svc.image.repository) "digest" ($c.digest | default "") "tag" ($c.tag | default "")) -}}
 {{- end -}}
 
 {{/* The version label: the tag, or the digest's first 12 hex digits. */}}
 {{- define "krgeobuk.version" -}}
-{{- $img := .svc.image -}}
+{{- $img := .image | default .svc.image -}}
 {{- if $img.digest -}}
 {{- trimPrefix "sha256:" $img.digest | trunc 12 -}}
 {{- else -}}
@@ -44,15 +88,17 @@ The image reference. A digest always wins. Where the environment demands digests
 fails the render; "latest" is refused everywhere (values.schema.json refuses it too).
 */}}
 {{- define "krgeobuk.image" -}}
-{{- $img := .svc.image -}}
+{{- $img := .image | default .svc.image -}}
+{{- $path := printf "services.%s.image" .name -}}
+{{- if .canary -}}{{- $path = printf "services.%s.canary.image" .name -}}{{- end -}}
 {{- if $img.digest -}}
 {{- printf "%s@%s" $img.repository $img.digest -}}
 {{- else if eq .root.Values.global.imagePolicy "digest" -}}
-{{- fail (printf "services.%s.image.digest is required: environment %q deploys images by digest only (imagePolicy=digest)" .name .root.Values.global.environment) -}}
+{{- fail (printf "%s.digest is required: environment %q deploys images by digest only (imagePolicy=digest)" $path .root.Values.global.environment) -}}
 {{- else -}}
 {{- $tag := default .root.Chart.AppVersion $img.tag -}}
 {{- if eq $tag "latest" -}}
-{{- fail (printf "services.%s.image.tag: \"latest\" is a floating tag; give a version or a digest" .name) -}}
+{{- fail (printf "%s.tag: \"latest\" is a floating tag; give a version or a digest" $path) -}}
 {{- end -}}
 {{- printf "%s:%s" $img.repository $tag -}}
 {{- end -}}

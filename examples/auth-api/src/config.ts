@@ -26,6 +26,9 @@ export interface Config {
     password: string;
     connectTimeoutMs: number;
   };
+  // The fault switch (development only; all 0 when unset): the share of
+  // normal requests answered 500, the share delayed and by how long.
+  faults: { errorRatio: number; delayRatio: number; delayMs: number };
   // The JWT key pairs as PEM text, '' when unset. They are not needed to
   // start: without them the service is not ready (see jwt.ts), which keeps it
   // out of rotation instead of crash-looping on a Secret created late.
@@ -45,6 +48,9 @@ export const JwtKeys = [
 ] as const;
 export type JwtKey = (typeof JwtKeys)[number];
 export const SecretKeys = ['MYSQL_USER', 'MYSQL_PASSWORD', 'REDIS_PASSWORD', ...JwtKeys] as const;
+// FaultKeys are optional and set on the container by the chart's
+// services.<name>.faults, which only development may render.
+export const FaultKeys = ['FAULT_ERROR_RATIO', 'FAULT_DELAY_MS', 'FAULT_DELAY_RATIO'] as const;
 
 type Env = Record<string, string | undefined>;
 
@@ -64,6 +70,15 @@ export function loadConfig(env: Env): Config {
     const n = Number(raw);
     if (!Number.isInteger(n) || n < min || n > max) {
       problems.push(`${key} must be an integer from ${min} to ${max}`);
+    }
+    return n;
+  };
+  const optionalNumber = (key: string, unset: number, min: number, max: number, integer: boolean): number => {
+    const raw = env[key];
+    if (raw === undefined || raw === '') return unset;
+    const n = Number(raw);
+    if (!Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < min || n > max) {
+      problems.push(`${key} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}`);
     }
     return n;
   };
@@ -90,8 +105,17 @@ export function loadConfig(env: Env): Config {
       password: str('REDIS_PASSWORD'),
       connectTimeoutMs: int('REDIS_CONNECT_TIMEOUT_MS', 1, 600000),
     },
+    faults: {
+      errorRatio: optionalNumber('FAULT_ERROR_RATIO', 0, 0, 1, false),
+      delayMs: optionalNumber('FAULT_DELAY_MS', 0, 0, 60000, true),
+      delayRatio: optionalNumber('FAULT_DELAY_RATIO', 1, 0, 1, false),
+    },
     jwt: Object.fromEntries(JwtKeys.map((k) => [k, env[k] ?? ''])) as Record<JwtKey, string>,
   };
+  const faulty = FaultKeys.filter((k) => env[k] !== undefined && env[k] !== '');
+  if (faulty.length > 0 && config.nodeEnv === 'production') {
+    problems.push(`${faulty.join(', ')}: fault injection is refused when NODE_ENV is production`);
+  }
   if (config.mysql.maxIdle > config.mysql.connectionLimit) {
     problems.push('MYSQL_MAX_IDLE must not exceed MYSQL_CONNECTION_LIMIT');
   }

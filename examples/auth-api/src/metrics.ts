@@ -1,7 +1,7 @@
-import { CallHandler, ExecutionContext, Injectable, NestInterceptor } from '@nestjs/common';
+import { CallHandler, ExecutionContext, HttpException, Injectable, NestInterceptor } from '@nestjs/common';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { Observable } from 'rxjs';
-import { finalize } from 'rxjs/operators';
+import { finalize, tap } from 'rxjs/operators';
 
 // Metrics holds the service's Prometheus registry: the process defaults plus
 // the two HTTP series the dashboards and alerts read.
@@ -38,12 +38,16 @@ export class HttpMetrics implements NestInterceptor {
     const req = ctx.switchToHttp().getRequest();
     const res = ctx.switchToHttp().getResponse();
     const end = this.metrics.duration.startTimer();
+    // A handler that throws has not set the response's status yet when this
+    // runs (Nest's exception filter sets it later): take it from the error.
+    let failed: number | undefined;
     return next.handle().pipe(
+      tap({ error: (err: unknown) => { failed = err instanceof HttpException ? err.getStatus() : 500; } }),
       finalize(() => {
         const labels = {
           method: req.method as string,
           route: (req.route?.path as string | undefined) ?? 'unmatched',
-          status_code: String(res.statusCode),
+          status_code: String(failed ?? res.statusCode),
         };
         this.metrics.requests.inc(labels);
         end(labels);

@@ -9,7 +9,8 @@ import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { INestApplication } from '@nestjs/common';
 import { bootstrap } from '../src/main';
-import { ConfigKeys, JwtKeys, SecretKeys, loadConfig } from '../src/config';
+import { ConfigKeys, FaultKeys, JwtKeys, SecretKeys, loadConfig } from '../src/config';
+import { Share, exempt } from '../src/faults';
 import { checkJwtKeys } from '../src/jwt';
 
 const env = process.env;
@@ -152,5 +153,92 @@ describe('the JWT keys', () => {
     } finally {
       await app.close();
     }
+  });
+});
+
+// The fault switch (the chart's services.<name>.faults, development only):
+// a fixed share of the requests to normal routes fail or wait, counted by the
+// metrics like real failures; probes and scrapes never do.
+describe('the fault switch', () => {
+  it('is off unless set, and refuses bad values naming the variable', () => {
+    for (const k of FaultKeys) assert.equal(env[k], undefined, `${k} must not be set by the integration environment`);
+    assert.deepEqual(loadConfig(env).faults, { errorRatio: 0, delayRatio: 1, delayMs: 0 });
+    assert.throws(() => loadConfig({ ...env, FAULT_ERROR_RATIO: '1.5', FAULT_DELAY_MS: '0.5', FAULT_DELAY_RATIO: 'half' }), (err: Error) => {
+      assert.match(err.message, /FAULT_ERROR_RATIO must be a number from 0 to 1/);
+      assert.match(err.message, /FAULT_DELAY_MS must be an integer from 0 to 60000/);
+      assert.match(err.message, /FAULT_DELAY_RATIO must be a number from 0 to 1/);
+      return true;
+    });
+  });
+
+  it('is refused in production', () => {
+    assert.throws(() => loadConfig({ ...env, NODE_ENV: 'production', FAULT_ERROR_RATIO: '0.5' }),
+      /FAULT_ERROR_RATIO: fault injection is refused when NODE_ENV is production/);
+  });
+
+  it('picks an exact, evenly spread share', () => {
+    const pick = (ratio: number, n: number) => Array.from({ length: n }, ((s) => () => s.next())(new Share(ratio)));
+    assert.deepEqual(pick(0.5, 6), [false, true, false, true, false, true]);
+    assert.deepEqual(pick(0, 4), [false, false, false, false]);
+    assert.deepEqual(pick(1, 4), [true, true, true, true]);
+    for (const ratio of [0.1, 0.25, 0.29, 0.3, 0.7]) {
+      assert.equal(pick(ratio, 100).filter(Boolean).length, Math.round(ratio * 100), `ratio ${ratio}`);
+    }
+  });
+
+  it('leaves probes and scrapes alone', () => {
+    assert.ok(exempt('/health') && exempt('/health/ready') && exempt('/metrics'));
+    assert.ok(!exempt('/api/ping') && !exempt('/healthz'));
+  });
+
+  // A second instance on free ports with the switch on.
+  async function withFaults(faults: Record<string, string>, body: (get: (path: string) => Promise<{ status: number; body: string; ms: number }>) => Promise<void>) {
+    const app = await bootstrap({ ...env, PORT: '0', TCP_PORT: '0', ...faults });
+    const port = (app.getHttpServer().address() as { port: number }).port;
+    const get = async (path: string) => {
+      const start = Date.now();
+      const res = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(10_000) });
+      return { status: res.status, body: await res.text(), ms: Date.now() - start };
+    };
+    try {
+      await body(get);
+    } finally {
+      await app.close();
+    }
+  }
+  const series = (metrics: string, name: string, status: string): number => {
+    const m = metrics.match(new RegExp(`^${name}\\{method="GET",route="/api/ping",status_code="${status}"\\} (\\d+)$`, 'm'));
+    return m ? Number(m[1]) : 0;
+  };
+
+  it('answers the chosen share of normal requests 500 and counts them', async () => {
+    await withFaults({ FAULT_ERROR_RATIO: '0.5' }, async (get) => {
+      const codes: number[] = [];
+      for (let i = 0; i < 10; i++) codes.push((await get('/api/ping')).status);
+      assert.deepEqual(codes, [200, 500, 200, 500, 200, 500, 200, 500, 200, 500]);
+      for (let i = 0; i < 4; i++) assert.equal((await get('/health')).status, 200, 'liveness never fails on purpose');
+      const metrics = await get('/metrics');
+      assert.equal(metrics.status, 200);
+      assert.equal(series(metrics.body, 'http_requests_total', '500'), 5);
+      assert.equal(series(metrics.body, 'http_requests_total', '200'), 5);
+      assert.equal(series(metrics.body, 'http_request_duration_seconds_count', '500'), 5);
+    });
+  });
+
+  it('delays the chosen share of normal requests, as the latency histogram shows', async () => {
+    await withFaults({ FAULT_DELAY_MS: '1500', FAULT_DELAY_RATIO: '0.5' }, async (get) => {
+      const took: number[] = [];
+      for (let i = 0; i < 4; i++) {
+        const res = await get('/api/ping');
+        assert.equal(res.status, 200, 'a delayed request still succeeds');
+        took.push(res.ms);
+      }
+      assert.ok(took[1] >= 1500 && took[3] >= 1500, `the 2nd and 4th requests wait 1.5 s: ${took}`);
+      const body = (await get('/metrics')).body;
+      const bucket = body.match(/^http_request_duration_seconds_bucket\{le="1",method="GET",route="\/api\/ping",status_code="200"\} (\d+)$/m);
+      assert.ok(bucket, body);
+      assert.equal(Number(bucket[1]), 2, 'two requests under 1 s, two above');
+      assert.equal(series(body, 'http_request_duration_seconds_count', '200'), 4);
+    });
   });
 });

@@ -37,7 +37,8 @@ scrape_configs:
 
   # The krgeobuk services: pods annotated prometheus.io/scrape, path and port
   # from prometheus.io/path and prometheus.io/port. The service and
-  # pod_template_hash labels let alerts and deploy gates select a revision.
+  # pod_template_hash labels let alerts and deploy gates select a revision, the
+  # track label the canary or the stable pods.
   - job_name: krgeobuk-apps
     {{- if eq $v.apps.discovery "static" }}
     static_configs:
@@ -71,6 +72,10 @@ scrape_configs:
         target_label: service
       - source_labels: [__meta_kubernetes_pod_label_pod_template_hash]
         target_label: pod_template_hash
+      # stable or canary (krgeobuk-apps' krgeobuk.io/track pod label): a canary's series
+      # are told from the stable revision's without knowing either pod_template_hash.
+      - source_labels: [__meta_kubernetes_pod_label_krgeobuk_io_track]
+        target_label: track
     {{- end }}
 
   # The data server's node exporter (host metrics and the backup textfile metrics).

@@ -1,5 +1,6 @@
 // Command exampleimages builds (or finds, cached) the example API and SPA
-// images the real-node tests run, and the base images under them, before
+// images the real-node tests run, the base images under them and the
+// Prometheus image the monitoring stack runs there, before
 // `go test` starts: a cold build (debootstrap, npm ci) takes minutes that
 // belong outside a test package's timeout. `make example-images` runs it.
 package main
@@ -44,5 +45,14 @@ func run(ctx context.Context) error {
 		}
 		fmt.Printf("%s %s\n", kind, d)
 	}
+	prom, err := exampleimages.Prometheus(ctx, binaries.DefaultCacheDir(), func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) })
+	if err != nil {
+		return err
+	}
+	d, err := prom.Digest()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("prometheus %s\n", d)
 	return nil
 }
