@@ -96,6 +96,13 @@ func TestAppsCanaryRendering(t *testing.T) {
 			require.True(t, labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(sp)))
 			require.True(t, labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(cp)), "one Service sends traffic to both tracks")
 			require.NotContains(t, svc.Spec.Selector, catalog.TrackLabel)
+			// The canary's own Service, named as its Deployment: the readiness gate asks each
+			// workload through the Service of its name.
+			csvc := find[*corev1.Service](res, catalog.CanaryDeployment("auth-server"))
+			require.NotNil(t, csvc)
+			require.True(t, labels.SelectorFromSet(csvc.Spec.Selector).Matches(labels.Set(cp)))
+			require.False(t, labels.SelectorFromSet(csvc.Spec.Selector).Matches(labels.Set(sp)), "the canary's Service reaches the canary only")
+			require.Equal(t, svc.Spec.Ports, csvc.Spec.Ports)
 
 			// Every NetworkPolicy treats the canary as it treats the stable pods.
 			for _, o := range res.Objects {

@@ -76,8 +76,18 @@ func TestReadinessProbesMatchTheCharts(t *testing.T) {
 				for _, c := range enabled {
 					pins[c] = values.Image{Repository: "reg.example/" + c, Digest: fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(c))), Tag: "1.0.0"}
 				}
+				// The apps with a canary of every API: its Deployment is checked through its own Service.
+				var request map[string]any
+				if name == stack.Apps {
+					canaries := map[string]any{}
+					for _, c := range enabled {
+						canaries[c] = map[string]any{"canary": map[string]any{"enabled": true, "replicas": 1,
+							"image": map[string]any{"digest": fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(c+" canary")))}}}
+					}
+					request = map[string]any{"services": canaries}
+				}
 				res, err := render.Render(t.Context(), render.Request{Chart: ch, Release: s.Release, Namespace: s.Namespace,
-					Values: s.Layout.Layer(s.Values, nil, pins)})
+					Values: s.Layout.Layer(s.Values, request, pins)})
 				require.NoError(t, err)
 
 				services := map[string]*corev1.Service{}
@@ -124,8 +134,8 @@ func TestReadinessProbesMatchTheCharts(t *testing.T) {
 					}
 					require.True(t, named, "Service %s has a port named %s", svc.Name, probe.PortName)
 				}
-				want := map[string]int{stack.Apps: 2, stack.Monitoring: 3}[name]
-				require.Equal(t, want, checked, "the APIs; every monitoring component")
+				want := map[string]int{stack.Apps: 4, stack.Monitoring: 3}[name]
+				require.Equal(t, want, checked, "the APIs and their canaries; every monitoring component")
 			})
 		}
 	}
