@@ -125,16 +125,19 @@ func (d *Deployer) planCanary(ctx context.Context, req Request, p plan) (*canary
 	layered := d.stack.Layout.Layer(d.stack.Values, req.Values, stablePins)
 	steps := d.env.Analysis.Canary.Steps
 	for i, st := range steps {
-		canaries := map[string]values.Canary{}
+		images, replicas := map[string]values.Image{}, map[string]int{}
 		var sizes []string
 		for _, s := range c.services {
-			n := st.Replicas(s.stable)
-			canaries[s.service] = values.Canary{Replicas: n, Image: newImages[s.service]}
-			sizes = append(sizes, fmt.Sprintf("%s %d beside %d", s.service, n, s.stable))
+			images[s.service], replicas[s.service] = newImages[s.service], st.Replicas(s.stable)
+			sizes = append(sizes, fmt.Sprintf("%s %d beside %d", s.service, replicas[s.service], s.stable))
+		}
+		canaries, err := values.CanaryPins(images, replicas)
+		if err != nil {
+			return nil, "", err
 		}
 		c.steps = append(c.steps, canaryStep{
 			label:  fmt.Sprintf("canary %d/%d (%s): %s", i+1, len(steps), st, strings.Join(sizes, ", ")),
-			values: values.Merge(layered, values.Canaries(canaries)),
+			values: values.Merge(layered, canaries),
 		})
 	}
 	res, err := render.Render(ctx, render.Request{Chart: d.chart, Release: d.stack.Release, Namespace: d.stack.Namespace, Values: c.steps[0].values})

@@ -412,23 +412,3 @@ func copyValue(v any) any {
 		return v
 	}
 }
-
-// Canary is one service's canary: Replicas pods of Image beside its stable
-// Deployment (charts/krgeobuk-apps services.<name>.canary).
-type Canary struct {
-	Replicas int
-	Image    Image
-}
-
-// Canaries returns the apps values that run each service's canary. The
-// image is pinned as Pins pins: repository and digest, no tag.
-func Canaries(canaries map[string]Canary) map[string]any {
-	components := map[string]any{}
-	for name, c := range canaries {
-		components[name] = map[string]any{"canary": map[string]any{
-			"enabled": true, "replicas": c.Replicas,
-			"image": map[string]any{"repository": c.Image.Repository, "digest": c.Image.Digest, "tag": ""},
-		}}
-	}
-	return Apps.wrap(components)
-}
