@@ -21,6 +21,12 @@ import (
 	"github.com/sethvargo/go-retry"
 )
 
+// servedRoutes selects the requests callers sent: not the kubelet's probes
+// (/health/...) nor Prometheus's scrapes (/metrics), which every running pod
+// answers whether anyone calls it or not (a canary nobody calls would
+// otherwise never be "no data"; TestCanaryStepsOnRealPods).
+const servedRoutes = `route!~"/health(/.*)?|/metrics"`
+
 // Metric names, as verdicts report them.
 const (
 	MetricErrorRatio = "5xx_ratio"
@@ -256,7 +262,7 @@ type Measurement struct {
 // measure asks for target's requests, 5xx ratio and p95 over the range
 // ending now.
 func (g *Gate) measure(ctx context.Context, target Target, rng time.Duration) (Measurement, error) {
-	sel := fmt.Sprintf(`service=%q,pod_template_hash=%q`, target.Service, target.Revision)
+	sel := fmt.Sprintf(`service=%q,pod_template_hash=%q,%s`, target.Service, target.Revision, servedRoutes)
 	w := model.Duration(rng).String()
 	total := fmt.Sprintf(`sum(increase(http_requests_total{%s}[%s]))`, sel, w)
 	m := Measurement{

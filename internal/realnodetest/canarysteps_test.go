@@ -1,0 +1,193 @@
+package realnodetest_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/stretchr/testify/require"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/krgeobuk/krgeobuk-infra/internal/deploytest"
+	"github.com/krgeobuk/krgeobuk-infra/internal/exampleimages"
+	"github.com/krgeobuk/krgeobuk-infra/internal/realnodetest"
+	"github.com/krgeobuk/krgeobuk-infra/internal/testenv/binaries"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
+)
+
+// traffic is a load generator sending bounded requests to a Service from
+// inside the node's network until stopped, counting each answer.
+type traffic struct {
+	mu     sync.Mutex
+	seen   map[int]int
+	errs   int
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startTraffic(w *world, url string) *traffic {
+	ctx, cancel := context.WithCancel(context.Background())
+	tr := &traffic{seen: map[int]int{}, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(tr.done)
+		tick := time.NewTicker(50 * time.Millisecond) // at most 20 requests a second
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			got, err := realnodetest.Load(ctx, w.c, url, 1)
+			tr.mu.Lock()
+			for code, n := range got {
+				tr.seen[code] += n
+			}
+			if err != nil && ctx.Err() == nil {
+				tr.errs++
+			}
+			tr.mu.Unlock()
+		}
+	}()
+	w.t.Cleanup(tr.stop)
+	return tr
+}
+
+func (tr *traffic) stop() {
+	tr.cancel()
+	<-tr.done
+}
+
+// counts returns what was answered since the last call.
+func (tr *traffic) counts() (map[int]int, int) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	seen, errs := tr.seen, tr.errs
+	tr.seen, tr.errs = map[int]int{}, 0
+	return seen, errs
+}
+
+// The canary steps on real pods, judged by the monitoring stack's own
+// Prometheus (the chart's discovery and relabeling, scraping through the
+// chart's NetworkPolicies), reached the default way: a port-forward to its
+// pod as the deployer. Bounded traffic flows through the auth-server Service
+// all along. A new image made to fail half its requests, one made slow and
+// one that gets no traffic are each stopped at the canary step and rolled
+// back, the stable pod untouched; a healthy one is promoted and verified.
+// The bad images are the example API with the chart's fault switch on its
+// canary (a value, not a code change), so the stable pods stay healthy.
+func TestCanaryStepsOnRealPods(t *testing.T) {
+	w := newWorld(t, "development")
+	ctx := context.Background()
+	monNS := w.ns + "-mon"
+	img, err := exampleimages.Prometheus(ctx, binaries.DefaultCacheDir(), t.Logf)
+	require.NoError(t, err)
+	prom := realnodetest.StartPrometheus(t, w.c, w.admin, realnodetest.PrometheusOptions{
+		Env: w.env, Namespace: monNS, Kubeconfig: w.kc, Image: img, ScrapeInterval: "2s", ScrapeTimeout: "2s"})
+	w.env.Monitoring = &environment.Placement{Namespace: prom.Namespace, Release: prom.Release}
+	// Short windows: a test's, not a platform's (staging watches 2 minutes).
+	w.env.Analysis = &environment.Analysis{Duration: 20 * time.Second, Interval: 2 * time.Second, MinRequests: 10,
+		MaxErrorRatio: 0.05, MaxP95: time.Second,
+		Canary: &environment.Canary{Steps: []environment.CanaryStep{{Pods: 1}}, MaxRatioIncrease: 0.02, MaxP95Factor: 3}}
+	scraped := map[string]any{"global": map[string]any{"prometheus": map[string]any{"namespace": monNS}}}
+	d := w.deployer()
+
+	first := d.Deploy(ctx, deploy.Request{Images: w.images, Values: w.with(scraped)})
+	deploytest.RequireVerdict(t, report.Verified, first)
+	svc, err := w.admin.CoreV1().Services(w.ns).Get(ctx, "auth-server", metav1.GetOptions{})
+	require.NoError(t, err)
+	load := startTraffic(w, "http://"+svc.Spec.ClusterIP+"/api/ping")
+	stableHash := w.stableHash(ctx, t)
+
+	tests := []struct {
+		name    string
+		faults  map[string]any
+		idle    bool
+		class   gate.Class
+		message string
+	}{
+		{name: "half its requests fail", faults: map[string]any{"errorRatio": 0.5}, class: gate.MetricBreach, message: "5xx_ratio"},
+		{name: "slow", faults: map[string]any{"delayMillis": 1500}, class: gate.MetricBreach, message: "p95"},
+		{name: "no traffic", idle: true, class: gate.NoMetricData, message: "no data"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.idle {
+				load.stop()
+				defer func() { load = startTraffic(w, "http://"+svc.Spec.ClusterIP+"/api/ping") }()
+			}
+			bad := w.pushVariant(ctx, "auth-server", "canary-bad-"+string(rune('a'+i)), func(c *v1.Config) {
+				c.Labels = map[string]string{"krgeobuk.test/variant": tt.name}
+			})
+			values := w.with(scraped)
+			if tt.faults != nil {
+				values = w.with(scraped, map[string]any{"services": map[string]any{"auth-server": map[string]any{"canary": map[string]any{"faults": tt.faults}}}})
+			}
+			load.counts()
+			res := d.Deploy(ctx, deploy.Request{Images: with(w.images, "auth-server", bad), Values: values})
+			seen, _ := load.counts()
+			deploytest.RequireVerdict(t, report.RolledBack, res)
+			require.Equal(t, 1, res.RolledBackTo)
+			require.NotEmpty(t, res.Problems)
+			p := res.Problems[0]
+			require.Equal(t, "auth-server", p.Service, "%+v", p)
+			require.Equal(t, "Deployment/"+catalog.CanaryDeployment("auth-server"), p.Workload, "the canary is named: %+v", p)
+			require.Equal(t, tt.class, p.Class, "%+v", p)
+			require.Contains(t, p.Message, tt.message)
+			for _, a := range res.Analysis {
+				require.True(t, strings.HasPrefix(a.Step, "canary 1/1"), "stopped at the canary step: %+v", a)
+				if !tt.idle {
+					require.NotNil(t, a.Stable, "compared with the stable pod's numbers: %+v", a)
+				}
+			}
+			require.Equal(t, stableHash, w.stableHash(ctx, t), "the stable pod was never replaced")
+			_, err := w.admin.AppsV1().Deployments(w.ns).Get(ctx, catalog.CanaryDeployment("auth-server"), metav1.GetOptions{})
+			require.True(t, apierrors.IsNotFound(err), "the rollback removed the canary: %v", err)
+			w.requireRuns(ctx, "auth-server", w.images["auth-server"])
+			t.Logf("requests answered during the deploy: %v", seen)
+		})
+	}
+
+	t.Run("a healthy image is promoted", func(t *testing.T) {
+		good := w.pushVariant(ctx, "auth-server", "canary-good", func(c *v1.Config) {
+			c.Labels = map[string]string{"krgeobuk.test/variant": "healthy"}
+		})
+		load.counts()
+		res := d.Deploy(ctx, deploy.Request{Images: with(w.images, "auth-server", good), Values: w.with(scraped)})
+		seen, errs := load.counts()
+		deploytest.RequireVerdict(t, report.Verified, res)
+		var steps []string
+		for _, a := range res.Analysis {
+			require.Equal(t, "pass", a.Verdict, "%+v", a)
+			steps = append(steps, a.Step)
+		}
+		require.Equal(t, []string{"canary 1/1 (1): auth-server 1 beside 1", ""}, steps, "the canary step, then the full rollout")
+		w.requireRuns(ctx, "auth-server", good)
+		require.Zero(t, seen[500], "no request failed while a healthy image replaced the stable one: %v", seen)
+		require.Zero(t, errs, "no request was refused either")
+	})
+}
+
+// stableHash is the pod-template-hash of auth-server's stable ReplicaSet
+// that runs pods.
+func (w *world) stableHash(ctx context.Context, t *testing.T) string {
+	t.Helper()
+	rss, err := w.admin.AppsV1().ReplicaSets(w.ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=auth-server," + catalog.TrackLabel + "=" + catalog.TrackStable})
+	require.NoError(t, err)
+	var hashes []string
+	for _, rs := range rss.Items {
+		if rs.Spec.Replicas != nil && *rs.Spec.Replicas > 0 {
+			hashes = append(hashes, rs.Labels["pod-template-hash"])
+		}
+	}
+	require.Len(t, hashes, 1, "one stable ReplicaSet runs pods")
+	return hashes[0]
+}
