@@ -37,6 +37,23 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/stack"
 )
 
+// Bootstrap returns what an admin applies for environment envName
+// (k8s/environments/<env>, built by kustomize), decoded.
+func Bootstrap(tb testing.TB, envName string) []render.Object {
+	tb.Helper()
+	wd, err := os.Getwd()
+	require.NoError(tb, err)
+	repo, err := binaries.FindRepoRoot(wd)
+	require.NoError(tb, err)
+	resMap, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), filepath.Join(repo, "k8s", "environments", envName))
+	require.NoError(tb, err)
+	out, err := resMap.AsYaml()
+	require.NoError(tb, err)
+	objs, err := render.Decode(string(out))
+	require.NoError(tb, err)
+	return objs
+}
+
 // PrometheusOptions say where StartPrometheus puts the monitoring stack and
 // what it watches.
 type PrometheusOptions struct {
@@ -163,16 +180,8 @@ func (p *Prometheus) Eventually(ctx context.Context, q string, within time.Durat
 func bootstrapMonitoring(tb testing.TB, admin kubernetes.Interface, envName, appsNS, monNS, release string) {
 	tb.Helper()
 	ctx := context.Background()
-	wd, err := os.Getwd()
-	require.NoError(tb, err)
-	repo, err := binaries.FindRepoRoot(wd)
-	require.NoError(tb, err)
-	resMap, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), filepath.Join(repo, "k8s", "environments", envName))
-	require.NoError(tb, err)
-	out, err := resMap.AsYaml()
-	require.NoError(tb, err)
-	objs, err := render.Decode(string(out))
-	require.NoError(tb, err)
+	objs := Bootstrap(tb, envName)
+	var err error
 	const fromApps, fromMon = "krgeobuk", "monitoring"
 	clusterName := monNS + "-prometheus"
 	tb.Cleanup(func() {

@@ -15,8 +15,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/krgeobuk/krgeobuk-infra/internal/dbtest"
 	"github.com/krgeobuk/krgeobuk-infra/internal/deploytest"
@@ -29,7 +27,6 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/registry"
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/render"
 )
 
 func TestMain(m *testing.M) { os.Exit(realnode.Main(m)) }
@@ -107,12 +104,8 @@ func newWorld(t testing.TB, envName string) *world {
 // ServiceAccount, Role and RoleBinding, the ResourceQuota and LimitRange.
 func (w *world) bootstrap(ctx context.Context, envName string) {
 	t := w.t
-	resMap, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), "../../k8s/environments/"+envName)
-	require.NoError(t, err)
-	out, err := resMap.AsYaml()
-	require.NoError(t, err)
-	objs, err := render.Decode(string(out))
-	require.NoError(t, err)
+	objs := realnodetest.Bootstrap(t, envName)
+	var err error
 	const appsNS = "krgeobuk"
 	applied := map[string]int{}
 	for _, o := range objs {
