@@ -48,7 +48,7 @@ testsets:
 	$(GO) run ./internal/testsets/cmd/testsets list
 
 ## lint: gofmt, go vet, shellcheck, actionlint and the generated-code check
-lint: fmt-check vet shellcheck actionlint generate-check
+lint: fmt-check vet shellcheck actionlint generate-check tidy-check
 
 # The file list is its own step: a git that fails (no repository) must fail the check, not leave
 # gofmt nothing to read.
@@ -62,6 +62,11 @@ vet:
 
 shellcheck:
 	git ls-files -z '*.sh' .ci/run | xargs -0 -r shellcheck
+
+## tidy-check: fail when a module that builds on the root module needs `go mod tidy` (a root dependency added without it breaks e2e's first go command)
+.PHONY: tidy-check
+tidy-check:
+	@for m in . e2e scripts/images scripts/engine ci; do 	  $(GO) -C $$m mod tidy -diff >/dev/null || { echo "$$m: go.mod/go.sum need 'go -C $$m mod tidy'"; exit 1; }; 	done
 
 ## generate: regenerate the Dagger module's bindings (ci/) offline, from the Go module proxy only
 .PHONY: generate generate-check dagger-module actionlint
