@@ -379,3 +379,21 @@ func TestDatabaseConnectionsFitTheDataServer(t *testing.T) {
 var noCanaryAtPeak = map[string]string{
 	"production": "9 stable pods × MYSQL_CONNECTION_LIMIT 20 leave no room for a canary's pools",
 }
+
+// An environment whose deploys run canaries (environment.yaml analysis.canary) has room for a
+// canary's database pools while its APIs are at their HPA maximum: the canary steps must not be
+// what exhausts the data server at peak.
+func TestCanaryEnvironmentsHaveRoomAtPeak(t *testing.T) {
+	canaries := 0
+	for _, name := range []string{"development", "staging", "production"} {
+		env, err := environment.Load(k8s.Environments, name)
+		require.NoError(t, err)
+		if env.Analysis == nil || env.Analysis.Canary == nil {
+			continue
+		}
+		canaries++
+		why, short := noCanaryAtPeak[name]
+		require.False(t, short, "%s runs canary steps but cannot take a canary at peak: %s", name, why)
+	}
+	require.NotZero(t, canaries, "some environment runs canaries (or this test checks nothing)")
+}
