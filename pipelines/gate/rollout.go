@@ -709,26 +709,40 @@ func markFailed(statuses []Status, problems []Problem) {
 }
 
 // describe attaches each pod's recent events and the container's last log
-// lines (read with a short, separate deadline so a failing API server
-// cannot hold the verdict back) and a suggestion to every problem.
+// lines and a suggestion to every problem. Each read has a short deadline of
+// its own, and all of them together a bound, so a failing API server cannot
+// hold the verdict back and a slow read cannot starve the next problem's.
 func (w *watcher) describe(ctx context.Context, problems []Problem) []Problem {
-	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	all, cancel := context.WithTimeout(context.WithoutCancel(ctx), describeBound)
 	defer cancel()
+	read := func(fn func(context.Context)) {
+		rctx, cancel := context.WithTimeout(all, describeReadBound)
+		defer cancel()
+		fn(rctx)
+	}
 	events := map[string][]string{}
 	for i, p := range problems {
 		if p.Pod != "" {
 			if _, ok := events[p.Pod]; !ok {
-				events[p.Pod] = RecentEvents(ectx, w.cs, w.opts.Namespace, p.Pod, 5)
+				read(func(rctx context.Context) { events[p.Pod] = RecentEvents(rctx, w.cs, w.opts.Namespace, p.Pod, 5) })
 			}
 			problems[i].Events = events[p.Pod]
 			if p.Container != "" {
-				problems[i].Logs = LastLogLines(ectx, w.cs, w.opts.Namespace, p.Pod, p.Container, p.Restarts > 0 || p.Class == ExitError, logLines)
+				read(func(rctx context.Context) {
+					problems[i].Logs = LastLogLines(rctx, w.cs, w.opts.Namespace, p.Pod, p.Container, p.Restarts > 0 || p.Class == ExitError, logLines)
+				})
 			}
 		}
 		problems[i] = Describe(w.opts.Namespace, problems[i])
 	}
 	return problems
 }
+
+// The bounds of describe: one read, and all of a verdict's reads together.
+const (
+	describeReadBound = 5 * time.Second
+	describeBound     = 15 * time.Second
+)
 
 // RecentEvents returns up to n of the newest events about pod, oldest first,
 // as "Reason: message (xCount)". It returns nothing when events cannot be
