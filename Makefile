@@ -167,10 +167,14 @@ dagger-call:
 	$(ENGINE) exec --dir $(CURDIR) -- $(KRGEOBUK_CACHE)/bin/krgeobuk-call --module $(CURDIR) $(ARGS)
 
 ## demo-real: `make demo`'s story on a real node (pods really run): TestDemoOnRealPods, verbose
-.PHONY: demo-real bench-realnode
+.PHONY: demo-real bench-realnode bench-canary
 demo-real: testenv
 	$(GO) test -count=1 -v -run '^TestDemoOnRealPods$$' -timeout 20m ./internal/realnodetest/
 
 ## bench-realnode: our gated deploy vs Helm --wait/--atomic on the real node (healthy upgrade, crash loop), side by side
 bench-realnode: testenv
 	$(GO) test -count=1 -run '^$$' -bench BenchmarkRealNodeDeploy -benchtime=1x -timeout 40m ./internal/realnodetest/
+
+## bench-canary: a release failing half its requests shipped as a canary vs rolled out at once, on the real node: the share of requests that failed, side by side
+bench-canary: testenv example-images
+	$(GO) test -count=1 -run '^$$' -bench BenchmarkBadReleaseCanaryVsFullRollout -benchtime=1x -timeout 40m ./internal/realnodetest/

@@ -9,6 +9,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -78,6 +79,45 @@ func (tr *traffic) counts() (map[int]int, int, error) {
 	return seen, errs, last
 }
 
+// canaryWorld is the development environment on the real node with the
+// monitoring stack's own Prometheus watching it, a first release verified,
+// bounded traffic flowing through the auth-server Service, and a deployer
+// whose environment analyses every deploy (short windows: a test's, not a
+// platform's; staging watches 2 minutes) and runs a one-pod canary step.
+type canaryWorld struct {
+	w       *world
+	d       *deploy.Deployer
+	load    *traffic
+	svc     *corev1.Service
+	scraped map[string]any
+	first   *report.Result
+}
+
+func newCanaryWorld(tb testing.TB) *canaryWorld {
+	tb.Helper()
+	w := newWorld(tb, "development")
+	ctx := context.Background()
+	monNS := w.ns + "-mon"
+	img, err := exampleimages.Prometheus(ctx, binaries.DefaultCacheDir(), tb.Logf)
+	require.NoError(tb, err)
+	prom := realnodetest.StartPrometheus(tb, w.c, w.admin, realnodetest.PrometheusOptions{
+		Env: w.env, Namespace: monNS, Kubeconfig: w.kc, Image: img, ScrapeInterval: "2s", ScrapeTimeout: "2s"})
+	scraped := map[string]any{"global": map[string]any{"prometheus": map[string]any{"namespace": monNS}}}
+	// The first release is what the canaries run beside (a first install has
+	// no stable pods, and no traffic before its Service exists).
+	first := w.deployer().Deploy(ctx, deploy.Request{Images: w.images, Values: w.with(scraped)})
+	deploytest.RequireVerdict(tb, report.Verified, first)
+	svc, err := w.admin.CoreV1().Services(w.ns).Get(ctx, "auth-server", metav1.GetOptions{})
+	require.NoError(tb, err)
+	load := startTraffic(w, "http://"+svc.Spec.ClusterIP+"/api/ping")
+
+	w.env.Monitoring = &environment.Placement{Namespace: prom.Namespace, Release: prom.Release}
+	w.env.Analysis = &environment.Analysis{Duration: 20 * time.Second, Interval: 2 * time.Second, MinRequests: 10,
+		MaxErrorRatio: 0.05, MaxP95: time.Second,
+		Canary: &environment.Canary{Steps: []environment.CanaryStep{{Pods: 1}}, MaxRatioIncrease: 0.02, MaxP95Factor: 3}}
+	return &canaryWorld{w: w, d: w.deployer(), load: load, svc: svc, scraped: scraped, first: first}
+}
+
 // The canary steps on real pods, judged by the monitoring stack's own
 // Prometheus (the chart's discovery and relabeling, scraping through the
 // chart's NetworkPolicies), reached the default way: a port-forward to its
@@ -88,32 +128,13 @@ func (tr *traffic) counts() (map[int]int, int, error) {
 // The bad images are the example API with the chart's fault switch on its
 // canary (a value, not a code change), so the stable pods stay healthy.
 func TestCanaryStepsOnRealPods(t *testing.T) {
-	w := newWorld(t, "development")
+	cw := newCanaryWorld(t)
+	w, d, load, svc, scraped := cw.w, cw.d, cw.load, cw.svc, cw.scraped
 	ctx := context.Background()
-	monNS := w.ns + "-mon"
-	img, err := exampleimages.Prometheus(ctx, binaries.DefaultCacheDir(), t.Logf)
-	require.NoError(t, err)
-	prom := realnodetest.StartPrometheus(t, w.c, w.admin, realnodetest.PrometheusOptions{
-		Env: w.env, Namespace: monNS, Kubeconfig: w.kc, Image: img, ScrapeInterval: "2s", ScrapeTimeout: "2s"})
-	scraped := map[string]any{"global": map[string]any{"prometheus": map[string]any{"namespace": monNS}}}
-	// The first release is what the canaries run beside (a first install has
-	// no stable pods, and no traffic before its Service exists).
-	first := w.deployer().Deploy(ctx, deploy.Request{Images: w.images, Values: w.with(scraped)})
-	deploytest.RequireVerdict(t, report.Verified, first)
-	svc, err := w.admin.CoreV1().Services(w.ns).Get(ctx, "auth-server", metav1.GetOptions{})
-	require.NoError(t, err)
-	load := startTraffic(w, "http://"+svc.Spec.ClusterIP+"/api/ping")
-
-	w.env.Monitoring = &environment.Placement{Namespace: prom.Namespace, Release: prom.Release}
-	// Short windows: a test's, not a platform's (staging watches 2 minutes).
-	w.env.Analysis = &environment.Analysis{Duration: 20 * time.Second, Interval: 2 * time.Second, MinRequests: 10,
-		MaxErrorRatio: 0.05, MaxP95: time.Second,
-		Canary: &environment.Canary{Steps: []environment.CanaryStep{{Pods: 1}}, MaxRatioIncrease: 0.02, MaxP95Factor: 3}}
-	d := w.deployer()
 	stableHash := w.stableHash(ctx, t)
 	// Each rollback restores the newest verified revision as a new revision,
 	// itself verified: the next bad deploy returns to that one.
-	verified := first.Revision
+	verified := cw.first.Revision
 
 	tests := []struct {
 		name    string

@@ -63,6 +63,13 @@ func (d *Deployer) Deploy(ctx context.Context, req Request) *report.Result {
 				return outcome{report.Refused, "Refused before anything changed: " + err.Error(), err}
 			}
 		}
+		if p.canary != nil {
+			// The canaries run beside the stable pods as preflight found them.
+			if cur, err := release.CurrentVerified(history); err != nil || cur.Number != p.canary.base.Number {
+				err = fmt.Errorf("the release moved since preflight (the canaries were to run beside verified revision %d); run the deploy again", p.canary.base.Number)
+				return outcome{report.Refused, "Refused before anything changed: " + err.Error(), err}
+			}
+		}
 		if out, done := d.unchanged(ctx, r, history, p); done {
 			return out
 		}
