@@ -27,6 +27,7 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/registry"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/values"
 )
 
 func TestMain(m *testing.M) { os.Exit(realnode.Main(m)) }
@@ -179,28 +180,13 @@ func (w *world) deployer() *deploy.Deployer {
 	return d
 }
 
-// with lays more values over the stores' ones.
+// with lays more values over the stores' ones, the way Helm layers values files.
 func (w *world) with(more ...map[string]any) map[string]any {
-	out := map[string]any{}
-	for _, m := range append([]map[string]any{w.values}, more...) {
-		deepMerge(out, m)
+	out := values.Merge(nil, w.values)
+	for _, m := range more {
+		out = values.Merge(out, m)
 	}
 	return out
-}
-
-func deepMerge(dst, src map[string]any) {
-	for k, v := range src {
-		if sv, ok := v.(map[string]any); ok {
-			dv, ok := dst[k].(map[string]any)
-			if !ok {
-				dv = map[string]any{}
-				dst[k] = dv
-			}
-			deepMerge(dv, sv)
-			continue
-		}
-		dst[k] = v
-	}
 }
 
 var (
