@@ -13,6 +13,8 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -189,3 +191,19 @@ func Listening(addr string) func(ctx context.Context) error {
 
 // Pid is the server's process id (its /proc/<pid>/root, say).
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// FirstChild is the pid of pid's oldest child still running, or 0 when it has
+// none (yet): how a caller finds the process an `unshare --fork` (or tini)
+// started inside fresh namespaces.
+func FirstChild(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[0])
+	return n
+}

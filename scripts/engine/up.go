@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/sethvargo/go-retry"
 
 	"github.com/krgeobuk/krgeobuk-infra/internal/preflight"
+	"github.com/krgeobuk/krgeobuk-infra/internal/serverproc"
 )
 
 // state is what `up` records in run/up.json for `exec` and `down`.
@@ -169,7 +169,7 @@ func up(ctx context.Context, p paths, s stateDir, args []string) error {
 			return fmt.Errorf("engine namespace exited")
 		}
 		if st.NsPID == 0 {
-			st.NsPID = firstChild(st.UnsharePID)
+			st.NsPID = serverproc.FirstChild(st.UnsharePID)
 			if st.NsPID == 0 {
 				return retry.RetryableError(errors.New("namespace not started"))
 			}
@@ -249,19 +249,6 @@ func hostWithSbin() preflight.System {
 		return "", err
 	}
 	return sys
-}
-
-func firstChild(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0
-	}
-	n, _ := strconv.Atoi(f[0])
-	return n
 }
 
 func copyFile(src, dst string, mode os.FileMode) error {

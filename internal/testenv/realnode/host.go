@@ -241,7 +241,7 @@ func (c *Cluster) startNamespace() error {
 		default:
 		}
 		// unshare's child is tini once it has exec'd.
-		pid := firstChild(cmd.Process.Pid)
+		pid := serverproc.FirstChild(cmd.Process.Pid)
 		if pid == 0 {
 			return retry.RetryableError(errors.New("no namespace yet"))
 		}
@@ -259,19 +259,6 @@ func (c *Cluster) startNamespace() error {
 		return fmt.Errorf("the node's namespace: %w", err)
 	}
 	return nil
-}
-
-func firstChild(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0
-	}
-	n, _ := strconv.Atoi(f[0])
-	return n
 }
 
 // nsProcesses lists host pids of processes in the given pid or network
