@@ -3,6 +3,7 @@ package realnode
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -459,15 +460,40 @@ func lookPath(tool string) (string, error) {
 // node's pulls from it elsewhere.
 const registryHostsDir = "registry-hosts"
 
+// MirrorOption says how the node's containerd talks to a mirrored registry.
+type MirrorOption func(*mirror)
+
+type mirror struct {
+	caFile     string
+	authHeader string
+}
+
+// MirrorTLS makes the node speak TLS to the registry and trust the CA in the
+// PEM file caFile (the registry's certificate must name 127.0.0.1: the node
+// dials it through a relay on its own loopback).
+func MirrorTLS(caFile string) MirrorOption { return func(m *mirror) { m.caFile = caFile } }
+
+// MirrorBasicAuth gives the node's containerd the registry's credentials, as
+// a node-level pull credential (hosts.toml header) would on a real node.
+func MirrorBasicAuth(username, password string) MirrorOption {
+	return func(m *mirror) {
+		m.authHeader = "Basic " + base64.StdEncoding.EncodeToString([]byte(username+":"+password))
+	}
+}
+
 // MirrorRegistry lets the node pull images named after a registry the
-// calling process reaches (host:port, plain HTTP), such as a Dagger
-// engine's registry: a listener inside the node's network relays each
-// connection to addr, dialled from here, and containerd's hosts.toml for
-// addr points at that listener. Image references then read the same on
+// calling process reaches (host:port; plain HTTP unless MirrorTLS), such as
+// a Dagger engine's registry: a listener inside the node's network relays
+// each connection to addr, dialled from here, and containerd's hosts.toml
+// for addr points at that listener. Image references then read the same on
 // both sides, as with Registry().
-func (c *Cluster) MirrorRegistry(addr string) error {
+func (c *Cluster) MirrorRegistry(addr string, opts ...MirrorOption) error {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return fmt.Errorf("realnode: mirror %q: %w", addr, err)
+	}
+	var m mirror
+	for _, o := range opts {
+		o(&m)
 	}
 	l, err := listenInNetNS(c.netNSPath(), "127.0.0.1:0")
 	if err != nil {
@@ -482,9 +508,21 @@ func (c *Cluster) MirrorRegistry(addr string) error {
 	c.listeners = append(c.listeners, l)
 	c.relay(l, func(ctx context.Context) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "tcp", addr) })
 	dir := c.path(registryHostsDir, addr)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	hosts := fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", "http://"+addr, "http://"+l.Addr().String())
-	return os.WriteFile(filepath.Join(dir, "hosts.toml"), []byte(hosts), 0o644)
+	scheme := "http://"
+	if m.caFile != "" {
+		scheme = "https://"
+	}
+	var hosts strings.Builder
+	fmt.Fprintf(&hosts, "server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", scheme+addr, scheme+l.Addr().String())
+	if m.caFile != "" {
+		fmt.Fprintf(&hosts, "  ca = %q\n", m.caFile)
+	}
+	if m.authHeader != "" {
+		fmt.Fprintf(&hosts, "  [host.%q.header]\n    authorization = %q\n", scheme+l.Addr().String(), m.authHeader)
+	}
+	// 0600: it may hold the registry's credentials
+	return os.WriteFile(filepath.Join(dir, "hosts.toml"), []byte(hosts.String()), 0o600)
 }
