@@ -17,7 +17,7 @@ deps:
 ## test: everything CI runs: static checks, then the whole Go suite
 # The cold tool builds take minutes: they run before `go test`, outside its timeouts. deps is
 # idempotent and takes a second once the packages are there, so a fresh clone needs no other step.
-test: deps lint testenv monitoring-tools s3-server example-images dagger-module
+test: deps lint testenv monitoring-tools s3-server registry-server example-images dagger-module
 	$(GO) test -count=1 -timeout 30m ./...
 
 ## testenv: build (or reuse) in $(KRGEOBUK_CACHE)/testenv the simulated cluster's binaries and the real node's (kubelet, kube-proxy, containerd, CoreDNS, kube-network-policies, pause)
@@ -106,6 +106,11 @@ monitoring-tools:
 .PHONY: s3-server
 s3-server:
 	$(GO) run ./internal/offhosttest/cmd/s3server
+
+## registry-server: build (once, cached in $KRGEOBUK_CACHE/registry/<version>) the CNCF distribution registry the registry tests run (TLS, htpasswd)
+.PHONY: registry-server
+registry-server:
+	$(GO) run ./internal/registrytest/cmd/registryserver
 
 ## demo: a gated deploy on a simulated cluster: a healthy release, then a crash-looping one rolled back
 .PHONY: demo bench-deploy

@@ -19,6 +19,7 @@ import (
 
 	"github.com/krgeobuk/krgeobuk-infra/internal/offhosttest"
 	"github.com/krgeobuk/krgeobuk-infra/internal/promtest"
+	"github.com/krgeobuk/krgeobuk-infra/internal/registrytest"
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv/binaries"
 )
 
@@ -138,7 +139,7 @@ func appendLine(path, line string) error {
 }
 
 // builtBinaries finds, without building anything, every binary `make testenv`,
-// `make monitoring-tools` and `make s3-server` put in the real cache; make test runs both
+// `make monitoring-tools`, `make s3-server` and `make registry-server` put in the real cache; make test runs them all
 // before go test, so a missing one is a failure, not a skip.
 func builtBinaries(t *testing.T) stock {
 	t.Helper()
@@ -165,6 +166,10 @@ func builtBinaries(t *testing.T) stock {
 	require.NoError(t, err)
 	require.FileExists(t, vgw, "the empty-cache test reuses versitygw from the real cache: run make s3-server first (make test does)")
 	s.Names["versitygw"] = vgw
+	reg, err := registrytest.Server.Path()
+	require.NoError(t, err)
+	require.FileExists(t, reg, "the empty-cache test reuses the registry from the real cache: run make registry-server first (make test does)")
+	s.Names["registry"] = reg
 	return s
 }
 
@@ -242,6 +247,19 @@ func TestCacheFillingStepsOnAnEmptyCache(t *testing.T) {
 		require.Equal(t, filepath.Join(cache, "versitygw", offhosttest.VersitygwVersion, "versitygw"), bin)
 		require.FileExists(t, bin)
 		again, err := offhosttest.EnsureVersitygw(ctx, t.Logf)
+		require.NoError(t, err)
+		require.Equal(t, bin, again)
+		require.Equal(t, before+1, len(builds()), "the second run is warm")
+	})
+
+	t.Run("registry (make registry-server)", func(t *testing.T) {
+		before := len(builds())
+		bin, err := registrytest.Server.Ensure(ctx, t.Logf)
+		require.NoError(t, err, "the registry on an empty cache")
+		require.Equal(t, before+1, len(builds()), "the registry went through the cold path")
+		require.Equal(t, filepath.Join(cache, "registry", registrytest.Version, "registry"), bin)
+		require.FileExists(t, bin)
+		again, err := registrytest.Server.Ensure(ctx, t.Logf)
 		require.NoError(t, err)
 		require.Equal(t, bin, again)
 		require.Equal(t, before+1, len(builds()), "the second run is warm")

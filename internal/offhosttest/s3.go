@@ -1,12 +1,9 @@
 package offhosttest
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -18,87 +15,34 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
-	"github.com/krgeobuk/krgeobuk-infra/internal/preflight"
-
 	"github.com/krgeobuk/krgeobuk-infra/internal/serverproc"
+	"github.com/krgeobuk/krgeobuk-infra/internal/toolbuild"
 )
 
-// The S3 server the tests run: versitygw, Versity's S3 gateway (Apache-2.0)
-// with its posix backend, which stores every bucket as a folder and every
-// object as a file. It is a production gateway, not a test double, and it
-// keeps x-amz-checksum-* checksums; it builds from the Go module proxy.
-const (
-	VersitygwModule  = "github.com/versity/versitygw"
-	VersitygwVersion = "v1.8.0"
-	versitygwSum     = "h1:au+wI+aybno/STsQiSm35Uu6Q6iK5MWReQxgO6SEMFc="
-	versitygwPackage = "./cmd/versitygw"
-)
+// Versitygw is the S3 server the tests run: Versity's S3 gateway
+// (Apache-2.0) with its posix backend, which stores every bucket as a folder
+// and every object as a file. It is a production gateway, not a test double,
+// and it keeps x-amz-checksum-* checksums; it builds from the Go module proxy.
+var Versitygw = toolbuild.Program{
+	Name:    "versitygw",
+	Module:  "github.com/versity/versitygw",
+	Version: VersitygwVersion,
+	Sum:     "h1:au+wI+aybno/STsQiSm35Uu6Q6iK5MWReQxgO6SEMFc=",
+	Package: "./cmd/versitygw",
+	Ldflags: "-s -w -X main.Version=" + VersitygwVersion,
+	Rerun:   "make s3-server",
+}
+
+// VersitygwVersion is the versitygw release the tests run.
+const VersitygwVersion = "v1.8.0"
 
 // VersitygwPath is where the built versitygw is cached:
 // $KRGEOBUK_CACHE/versitygw/<version>/versitygw (default ~/.cache/krgeobuk).
-func VersitygwPath() (string, error) {
-	root := os.Getenv("KRGEOBUK_CACHE")
-	if root == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return "", fmt.Errorf("cache dir: %w", err)
-		}
-		root = filepath.Join(home, ".cache", "krgeobuk")
-	}
-	return filepath.Join(root, "versitygw", VersitygwVersion, "versitygw"), nil
-}
+func VersitygwPath() (string, error) { return Versitygw.Path() }
 
-// EnsureVersitygw builds versitygw into the cache unless it is there. The
-// module's content must match the pinned go.sum hash; the build uses the
-// module's own go.mod and go.sum, read-only.
+// EnsureVersitygw builds versitygw into the cache unless it is there.
 func EnsureVersitygw(ctx context.Context, logf func(string, ...any)) (string, error) {
-	bin, err := VersitygwPath()
-	if err != nil {
-		return "", err
-	}
-	if isExecutable(bin) {
-		return bin, nil
-	}
-	step := preflight.Step{
-		Name:  "s3-server (versitygw)",
-		Rerun: "make s3-server",
-		Tools: map[string]string{"go": ""},
-		Dirs: append([]preflight.Dir{{Path: filepath.Dir(bin), Need: 200 << 20, What: "the built versitygw"}},
-			preflight.GoCacheDir(preflight.GiB)...),
-	}
-	if err := step.Check(); err != nil {
-		return "", err
-	}
-	logf("building versitygw %s from the Go module proxy (cached afterwards in %s)", VersitygwVersion, filepath.Dir(bin))
-	env := append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=readonly", "GOWORK=off")
-	var out bytes.Buffer
-	dl := exec.CommandContext(ctx, "go", "mod", "download", "-json", VersitygwModule+"@"+VersitygwVersion)
-	dl.Env, dl.Dir, dl.Stdout, dl.Stderr = env, os.TempDir(), &out, &out
-	if err := dl.Run(); err != nil {
-		return "", fmt.Errorf("go mod download %s@%s: %w: %s", VersitygwModule, VersitygwVersion, err, out.String())
-	}
-	var info struct{ Dir, Sum, Error string }
-	if err := json.Unmarshal(out.Bytes(), &info); err != nil || info.Error != "" {
-		return "", fmt.Errorf("go mod download %s: %v %s", VersitygwModule, err, info.Error)
-	}
-	if info.Sum != versitygwSum {
-		return "", fmt.Errorf("%s@%s: module checksum %s does not match the pinned %s", VersitygwModule, VersitygwVersion, info.Sum, versitygwSum)
-	}
-	tmp := bin + ".tmp"
-	out.Reset()
-	b := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", tmp,
-		"-ldflags", "-s -w -X main.Version="+VersitygwVersion, versitygwPackage)
-	b.Env, b.Dir, b.Stdout, b.Stderr = env, info.Dir, &out, &out
-	if err := b.Run(); err != nil {
-		_ = os.Remove(tmp)
-		return "", fmt.Errorf("go build versitygw: %w: %s", err, out.String())
-	}
-	return bin, os.Rename(tmp, bin)
-}
-
-func isExecutable(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
+	return Versitygw.Ensure(ctx, logf)
 }
 
 // S3 is a running versitygw serving one bucket.
@@ -131,7 +75,7 @@ func StartS3(tb testing.TB, opts ...Option) *S3 {
 	if err != nil {
 		tb.Fatalf("offhosttest: %v", err)
 	}
-	if !isExecutable(bin) {
+	if !toolbuild.IsExecutable(bin) {
 		tb.Fatalf("offhosttest: versitygw %s is not built at %s: run make s3-server (make test does)", VersitygwVersion, bin)
 	}
 	s := &S3{Bucket: "krgeobuk-backups", AccessKey: "access-" + random(6), SecretKey: "secret-" + random(18),

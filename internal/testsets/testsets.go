@@ -28,7 +28,8 @@ var Heavy = map[string]string{
 	Module + "/internal/dbtest":        "MariaDB and Redis server processes from Debian packages (make deps), some in their own network namespace",
 	Module + "/internal/promtest":      "Prometheus, Alertmanager and exporters built into $KRGEOBUK_CACHE/monitoring (make monitoring-tools)",
 	Module + "/internal/offhosttest":   "an S3 server built into $KRGEOBUK_CACHE/versitygw and an off-host network namespace (unshare)",
-	Module + "/internal/serverproc":    "starts server processes (MariaDB, Redis, Prometheus, versitygw)",
+	Module + "/internal/registrytest":  "the distribution registry built into $KRGEOBUK_CACHE/registry (make registry-server)",
+	Module + "/internal/serverproc":    "starts server processes (MariaDB, Redis, Prometheus, versitygw, the registry)",
 	Module + "/internal/exampleimages": "builds the example images on the host with npm and the e2e base images",
 }
 
