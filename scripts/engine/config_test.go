@@ -10,13 +10,14 @@ import (
 )
 
 func TestEngineConfigRegistries(t *testing.T) {
-	b, err := engineConfig()
+	b, err := engineConfig("/state/run/secure-registry/ca.pem")
 	require.NoError(t, err)
 	var cfg struct {
 		Registries map[string]struct {
 			Mirrors  []string `json:"mirrors"`
 			HTTP     bool     `json:"http"`
 			Insecure bool     `json:"insecure"`
+			CA       []string `json:"ca"`
 		} `json:"registries"`
 	}
 	require.NoError(t, json.Unmarshal(b, &cfg))
@@ -26,6 +27,12 @@ func TestEngineConfigRegistries(t *testing.T) {
 		require.True(t, r.HTTP && r.Insecure, "registry %s must be plain HTTP and insecure", host)
 	}
 	require.Equal(t, []string{"127.0.0.1:5000"}, cfg.Registries["docker.io"].Mirrors)
+	for _, host := range []string{"127.0.0.1:5443", "10.87.0.1:5443"} {
+		r, ok := cfg.Registries[host]
+		require.True(t, ok, "registry %s missing", host)
+		require.False(t, r.HTTP || r.Insecure, "the authenticating registry %s is verified TLS", host)
+		require.Equal(t, []string{"/state/run/secure-registry/ca.pem"}, r.CA, "registry %s trusts its CA", host)
+	}
 }
 
 func TestLayoutManifestDigest(t *testing.T) {

@@ -16,6 +16,9 @@ import (
 	"syscall"
 
 	"github.com/google/go-containerregistry/pkg/registry"
+
+	"github.com/krgeobuk/krgeobuk-infra/internal/registrytest"
+	"github.com/krgeobuk/krgeobuk-infra/internal/serverproc"
 )
 
 // overlayDirs are the host folders the engine writes to; inside its mount namespace each gets a
@@ -31,6 +34,7 @@ func inside(ctx context.Context, args []string) error {
 	bin := fs.String("bin", "", "engine binaries")
 	sdkLayout := fs.String("go-sdk-layout", "", "OCI layout of the Go SDK image")
 	sdkDigest := fs.String("go-sdk-digest", "", "its manifest digest")
+	regBin := fs.String("secure-registry-bin", "", "the distribution registry program")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -94,7 +98,7 @@ func inside(ctx context.Context, args []string) error {
 	if err := copyFile(filepath.Join(*bin, "dnsname"), filepath.Join(cniDir, "dnsname"), 0o755); err != nil {
 		return err
 	}
-	cfg, err := engineConfig()
+	cfg, err := engineConfig(filepath.Join(s.secureRegistry(), "ca.pem"))
 	if err != nil {
 		return err
 	}
@@ -135,6 +139,11 @@ func inside(ctx context.Context, args []string) error {
 		registry.Logger(log.New(os.Stderr, "registry: ", log.LstdFlags)))
 	srv := &http.Server{Handler: reg}
 	go func() { _ = srv.Serve(ln) }()
+	secure, err := startSecureRegistry(s, *regBin)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = secure.Stop() }()
 	if err := os.WriteFile(filepath.Join(s.run(), "registry-ready"), nil, 0o644); err != nil {
 		return err
 	}
@@ -169,4 +178,24 @@ func inside(ctx context.Context, args []string) error {
 		return fmt.Errorf("dagger-engine: %w", err)
 	}
 	return nil
+}
+
+// startSecureRegistry runs the authenticating registry `up` laid out, its output in the engine's
+// run folder, and returns once its TLS port accepts connections (bounded: a healthy one does in well
+// under a second).
+func startSecureRegistry(s stateDir, bin string) (*serverproc.Process, error) {
+	if bin == "" {
+		return nil, errors.New("inside: no --secure-registry-bin")
+	}
+	setup := registrytest.Setup{Dir: s.secureRegistry(), Config: filepath.Join(s.secureRegistry(), "config.yml")}
+	p, err := serverproc.Start(setup.Command(bin), filepath.Join(s.run(), "secure-registry.log"))
+	if err != nil {
+		return nil, fmt.Errorf("the authenticating registry: %w", err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(SecureRegistryPort)
+	if err := serverproc.WaitReady(p, "the authenticating registry at "+addr, serverproc.Listening(addr)); err != nil {
+		_ = p.Stop()
+		return nil, err
+	}
+	return p, nil
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/sethvargo/go-retry"
 
 	"github.com/krgeobuk/krgeobuk-infra/internal/preflight"
+	"github.com/krgeobuk/krgeobuk-infra/internal/registrytest"
 	"github.com/krgeobuk/krgeobuk-infra/internal/serverproc"
 )
 
@@ -45,6 +47,13 @@ func (s stateDir) socket() string   { return filepath.Join(s.run(), "engine.sock
 func (s stateDir) log() string      { return filepath.Join(s.run(), "engine.log") }
 
 // RunnerHostFile holds the engine's address (unix://…) while it is up.
+// secureRegistry holds the authenticating registry's config, certificates, htpasswd and blobs;
+// laid anew by every `up` (under run) with a fresh CA and password.
+func (s stateDir) secureRegistry() string { return filepath.Join(s.run(), "secure-registry") }
+
+// secureRegistryFile tells the e2e suite how to reach that registry (SecureRegistry).
+func (s stateDir) secureRegistryFile() string { return filepath.Join(s.run(), "secure-registry.json") }
+
 func (s stateDir) runnerHostFile() string { return filepath.Join(s.run(), "runner-host") }
 
 // escapePaths are what the engine writes on the host when not confined by its mount namespace.
@@ -143,8 +152,16 @@ func up(ctx context.Context, p paths, s stateDir, args []string) error {
 		return err
 	}
 	defer logf.Close()
+	regBin, err := registrytest.Server.Ensure(ctx, func(f string, a ...any) { fmt.Printf("engine: "+f+"\n", a...) })
+	if err != nil {
+		return fmt.Errorf("the authenticating registry: %w", err)
+	}
+	if err := writeSecureRegistry(s); err != nil {
+		return err
+	}
 	insideArgs := []string{"--mount", "--net", "--pid", "--fork", "--mount-proc", "--propagation", "private",
-		"--kill-child", "--", "tini", "-s", "--", tool, "inside", "--state", string(s), "--bin", bin}
+		"--kill-child", "--", "tini", "-s", "--", tool, "inside", "--state", string(s), "--bin", bin,
+		"--secure-registry-bin", regBin}
 	if *sdkLayout != "" {
 		abs, err := filepath.Abs(*sdkLayout)
 		if err != nil {
@@ -204,7 +221,38 @@ func up(ctx context.Context, p paths, s stateDir, args []string) error {
 	}
 	fmt.Printf("engine: up in %.1fs (pid %d), KRGEOBUK_ENGINE_HOST=unix://%s\n", time.Since(st.Started).Seconds(), st.NsPID, s.socket())
 	fmt.Printf("engine: registry 127.0.0.1:%d and %s:%d inside its network; log %s\n", RegistryPort, GatewayAddr, RegistryPort, s.log())
+	fmt.Printf("engine: authenticating registry %s:%d (TLS, htpasswd), its account and CA in %s\n", GatewayAddr, SecureRegistryPort, s.secureRegistryFile())
 	return nil
+}
+
+// SecureRegistry is what secure-registry.json says: where the authenticating registry is, its
+// account (the password in a 0600 file, never in this JSON or on a command line) and its CA.
+type SecureRegistry struct {
+	Host         string `json:"host"`
+	Username     string `json:"username"`
+	PasswordFile string `json:"passwordFile"`
+	CAFile       string `json:"caFile"`
+}
+
+// writeSecureRegistry lays out the authenticating registry (config, certificates for both its
+// addresses from a fresh CA, htpasswd with a random password) and the file that tells the e2e
+// suite how to log in.
+func writeSecureRegistry(s stateDir) error {
+	setup, err := registrytest.Write(s.secureRegistry(), registrytest.Settings{
+		Addr: "0.0.0.0:" + strconv.Itoa(SecureRegistryPort), Names: []string{GatewayAddr}, CertValidity: 7 * 24 * time.Hour})
+	if err != nil {
+		return fmt.Errorf("the authenticating registry: %w", err)
+	}
+	pw := filepath.Join(s.secureRegistry(), "password")
+	if err := os.WriteFile(pw, []byte(setup.Password), 0o600); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(SecureRegistry{Host: GatewayAddr + ":" + strconv.Itoa(SecureRegistryPort),
+		Username: setup.Username, PasswordFile: pw, CAFile: setup.CAFile}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(s.secureRegistryFile(), b, 0o600)
 }
 
 // upPreflight is what starting the engine needs: the programs it and its
