@@ -345,35 +345,35 @@ func TestBadArgumentsFailBeforeAnyCall(t *testing.T) {
 			return m.Check(ctx, "", []string{"test; rm -rf /"})
 		}, `--target "test; rm -rf /" is not a make target name`},
 		{"deploy: unknown environment", func() error {
-			_, err := m.Deploy(ctx, "qa", kubeconfig, "apps", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, nil, "", "table")
+			_, err := m.Deploy(ctx, "qa", kubeconfig, "apps", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "", "table")
 			return err
 		}, `environment "qa": unknown`},
 		{"deploy: no kubeconfig", func() error {
-			_, err := m.Deploy(ctx, "staging", nil, "apps", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, nil, "", "table")
+			_, err := m.Deploy(ctx, "staging", nil, "apps", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "", "table")
 			return err
 		}, "--kubeconfig is required"},
 		{"deploy: nothing to deploy", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", nil, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, nil, "", "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", nil, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "", "table")
 			return err
 		}, "nothing to deploy: give --image service=repository@sha256:..., or build and publish first: --registry and --tag with each service's source (--<service>-source DIR or --git service=URL#REF)"},
 		{"deploy: malformed image pair", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, nil, "", "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "", "table")
 			return err
 		}, `--image "auth-server": want service=repository@sha256`},
 		{"deploy: malformed registry", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", nil, "ghcr.io/Krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, nil, "u", pw, nil, nil, false, nil, "", "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", nil, "ghcr.io/Krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, nil, "u", pw, nil, nil, nil, false, nil, "", "table")
 			return err
 		}, `registry "ghcr.io/Krgeobuk"`},
 		{"deploy: unknown format", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server=x"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, nil, "", "yaml")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server=x"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "", "yaml")
 			return err
 		}, `--format "yaml"`},
 		{"deploy: building the monitoring stack", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, "monitoring", nil, "ghcr.io/krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, nil, "", "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "monitoring", nil, "ghcr.io/krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "", "table")
 			return err
 		}, "--registry, --tag, --service and the services' sources build, publish and deploy the apps' images; the monitoring stack runs the images its chart names"},
 		{"deploy: unknown stack", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, "logging", nil, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, nil, "", "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "logging", nil, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "", "table")
 			return err
 		}, `--stack "logging": want one of apps, monitoring`},
 		{"rollback: negative revision", func() error {
@@ -393,37 +393,37 @@ func TestBadArgumentsFailBeforeAnyCall(t *testing.T) {
 			return err
 		}, `--format "yaml"`},
 		{"promote: tag instead of digest", func() error {
-			_, err := m.Promote(ctx, "staging", "production", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1.4.2"}, nil, nil, nil, nil, false, "", "", nil, "", nil, nil, "", "table")
+			_, err := m.Promote(ctx, "staging", "production", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1.4.2"}, nil, nil, nil, nil, false, "", "", nil, "", nil, nil, nil, "", "table")
 			return err
 		}, "is not pinned by digest"},
 		{"promote: same environment", func() error {
-			_, err := m.Promote(ctx, "staging", "staging", nil, kubeconfig, nil, kubeconfig, nil, false, "", "", nil, "", nil, nil, "", "table")
+			_, err := m.Promote(ctx, "staging", "staging", nil, kubeconfig, nil, kubeconfig, nil, false, "", "", nil, "", nil, nil, nil, "", "table")
 			return err
 		}, `--from and --to are both "staging"`},
 		{"promote: malformed destination registry", func() error {
 			_, err := m.Promote(ctx, "staging", "production", []string{"auth-server=ghcr.io/krgeobuk/auth-server@sha256:" + strings.Repeat("a", 64)},
-				nil, nil, nil, nil, false, "ghcr.io/Krgeobuk", "", nil, "", nil, nil, "", "table")
+				nil, nil, nil, nil, false, "ghcr.io/Krgeobuk", "", nil, "", nil, nil, nil, "", "table")
 			return err
 		}, `registry "ghcr.io/Krgeobuk"`},
 		{"promote: nothing to check the images against", func() error {
 			_, err := m.Promote(ctx, "staging", "production", []string{"auth-server=ghcr.io/krgeobuk/auth-server@sha256:" + strings.Repeat("a", 64)},
-				nil, nil, kubeconfig, nil, false, "", "", nil, "", nil, nil, "", "table")
+				nil, nil, kubeconfig, nil, false, "", "", nil, "", nil, nil, nil, "", "table")
 			return err
 		}, "promote: --kubeconfig is required: what is promoted must be what staging's current verified revision runs"},
 		{"promote: nowhere to deploy", func() error {
-			_, err := m.Promote(ctx, "staging", "production", nil, kubeconfig, nil, nil, nil, false, "", "", nil, "", nil, nil, "", "table")
+			_, err := m.Promote(ctx, "staging", "production", nil, kubeconfig, nil, nil, nil, false, "", "", nil, "", nil, nil, nil, "", "table")
 			return err
 		}, "promote: --to-kubeconfig is required to deploy the promoted images to production (or --copy-only"},
 		{"deploy: bad readiness URL", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server=x"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, []string{"auth-server"}, "", "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server=x"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, []string{"auth-server"}, "", "table")
 			return err
 		}, `--readiness-url "auth-server": want service=URL`},
 		{"deploy: prometheus URL with credentials", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server=x"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, nil, "http://ci:hunter2@prometheus:9090", "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server=x"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "http://ci:hunter2@prometheus:9090", "table")
 			return err
 		}, "--prometheus-url: credentials do not belong in a flag"},
 		{"promote: prometheus URL without a scheme", func() error {
-			_, err := m.Promote(ctx, "staging", "production", nil, kubeconfig, nil, kubeconfig, nil, false, "", "", nil, "", nil, nil, "prometheus:9090", "table")
+			_, err := m.Promote(ctx, "staging", "production", nil, kubeconfig, nil, kubeconfig, nil, false, "", "", nil, "", nil, nil, nil, "prometheus:9090", "table")
 			return err
 		}, "promote: --prometheus-url: want http://host:port or https://host:port"},
 	}
@@ -447,7 +447,7 @@ func TestDeployRefusesValuesThatAreNotAMapping(t *testing.T) {
 	ctx := context.Background()
 	kubeconfig := dag.SetSecret("kubeconfig", "apiVersion: v1\nkind: Config\n")
 	values := dag.Directory().WithNewFile("bad.yaml", "- replicas: 3\n").File("bad.yaml")
-	_, err := module().Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, values, false, nil, "", "table")
+	_, err := module().Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, values, false, nil, "", "table")
 	require.ErrorContains(t, err, "--values: not a YAML mapping of chart values")
 	for _, q := range fake.Queries() {
 		require.NotEqual(t, "plaintext", q.Leaf().Field, "the kubeconfig is not read for a refused call")

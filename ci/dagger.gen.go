@@ -421,6 +421,13 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg password", err))
 				}
 			}
+			var registryCa *dagger.File
+			if inputArgs["registryCa"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["registryCa"]), &registryCa)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg registryCa", err))
+				}
+			}
 			var kubeApi *dagger.Service
 			if inputArgs["kubeAPI"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["kubeAPI"]), &kubeApi)
@@ -463,7 +470,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
 				}
 			}
-			return (*Krgeobuk).Deploy(&parent, ctx, env, kubeconfig, stack, image, registry, tag, service, authServerSource, authzServerSource, authClientSource, portalClientSource, git, gitToken, example, username, password, kubeApi, values, takeOverLock, readinessUrl, prometheusUrl, format)
+			return (*Krgeobuk).Deploy(&parent, ctx, env, kubeconfig, stack, image, registry, tag, service, authServerSource, authzServerSource, authClientSource, portalClientSource, git, gitToken, example, username, password, registryCa, kubeApi, values, takeOverLock, readinessUrl, prometheusUrl, format)
 		case "History":
 			var parent Krgeobuk
 			err = json.Unmarshal(parentJSON, &parent)
@@ -680,6 +687,13 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg sourcePassword", err))
 				}
 			}
+			var registryCa *dagger.File
+			if inputArgs["registryCa"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["registryCa"]), &registryCa)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg registryCa", err))
+				}
+			}
 			var readinessUrl []string
 			if inputArgs["readinessUrl"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["readinessUrl"]), &readinessUrl)
@@ -701,7 +715,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
 				}
 			}
-			return (*Krgeobuk).Promote(&parent, ctx, from, to, image, kubeconfig, kubeApi, toKubeconfig, toKubeApi, copyOnly, toRegistry, username, password, sourceUsername, sourcePassword, readinessUrl, prometheusUrl, format)
+			return (*Krgeobuk).Promote(&parent, ctx, from, to, image, kubeconfig, kubeApi, toKubeconfig, toKubeApi, copyOnly, toRegistry, username, password, sourceUsername, sourcePassword, registryCa, readinessUrl, prometheusUrl, format)
 		case "Publish":
 			var parent Krgeobuk
 			err = json.Unmarshal(parentJSON, &parent)

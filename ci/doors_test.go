@@ -47,6 +47,9 @@ func TestBothDoorsRefuseBadInputAlike(t *testing.T) {
 	require.NoError(t, os.WriteFile(kcFile, []byte(kubeconfig), 0o600))
 	require.NoError(t, os.WriteFile(valuesFile, []byte("- replicas: 3\n"), 0o600))
 	values := dag.Directory().WithNewFile("values.yaml", "- replicas: 3\n").File("values.yaml")
+	caFile := filepath.Join(dir, "ca.pem")
+	require.NoError(t, os.WriteFile(caFile, []byte("not a certificate\n"), 0o600))
+	ca := dag.Directory().WithNewFile("ca.pem", "not a certificate\n").File("ca.pem")
 	digest := "auth-server=ghcr.io/krgeobuk/auth-server@sha256:" + strings.Repeat("a", 64)
 
 	tests := []struct {
@@ -59,22 +62,26 @@ func TestBothDoorsRefuseBadInputAlike(t *testing.T) {
 			func() (string, error) { return m.Status(ctx, "qa", kc, "apps", nil, "table") }, `environment "qa": unknown`},
 		{"bad image pair", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", "auth-server"},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, "apps", []string{"auth-server"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, nil, "", "table")
+				return m.Deploy(ctx, "staging", kc, "apps", []string{"auth-server"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "", "table")
 			}, `--image "auth-server": want service=repository@sha256:...`},
 		{"duplicate service", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", digest, "--image", digest},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, "apps", []string{digest, digest}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, nil, "", "table")
+				return m.Deploy(ctx, "staging", kc, "apps", []string{digest, digest}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "", "table")
 			}, "--image: service auth-server given twice"},
 		{"bad format", []string{"history", "--env", "staging", "--kubeconfig", kcFile, "--format", "yaml"},
 			func() (string, error) { return m.History(ctx, "staging", kc, "apps", nil, "yaml") }, `--format "yaml": want one of table, markdown, json`},
 		{"values not a mapping", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", digest, "--values", valuesFile},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, values, false, nil, "", "table")
+				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, values, false, nil, "", "table")
 			}, "--values: not a YAML mapping of chart values"},
 		{"user without password", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", digest, "--username", "ci-bot"},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "ci-bot", nil, nil, nil, false, nil, "", "table")
+				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "ci-bot", nil, nil, nil, nil, false, nil, "", "table")
 			}, "give both --username and --password, or neither"},
+		{"registry CA that is not PEM", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", digest, "--registry-ca", caFile},
+			func() (string, error) {
+				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, ca, nil, nil, false, nil, "", "table")
+			}, "--registry-ca: no PEM certificate in it"},
 		{"negative revision", []string{"rollback", "--env", "production", "--kubeconfig", kcFile, "--revision", "-1"},
 			func() (string, error) {
 				return m.Rollback(ctx, "production", kc, "apps", -1, false, nil, false, nil, "table")
@@ -83,11 +90,11 @@ func TestBothDoorsRefuseBadInputAlike(t *testing.T) {
 			func() (string, error) { return m.Status(ctx, "staging", nil, "apps", nil, "markdown") }, "no kubeconfig: --kubeconfig is required"},
 		{"unknown stack", []string{"deploy", "--env", "staging", "--stack", "logging", "--kubeconfig", kcFile},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, "logging", nil, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, nil, "", "table")
+				return m.Deploy(ctx, "staging", kc, "logging", nil, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "", "table")
 			}, `--stack "logging": want one of apps, monitoring`},
 		{"monitoring image pair without a component", []string{"deploy", "--env", "production", "--stack", "monitoring", "--kubeconfig", kcFile, "--image", "quay.io/prometheus/prometheus:v3.15.1"},
 			func() (string, error) {
-				return m.Deploy(ctx, "production", kc, "monitoring", []string{"quay.io/prometheus/prometheus:v3.15.1"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, nil, "", "table")
+				return m.Deploy(ctx, "production", kc, "monitoring", []string{"quay.io/prometheus/prometheus:v3.15.1"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "", "table")
 			}, `--image "quay.io/prometheus/prometheus:v3.15.1": want service=repository@sha256:...`},
 		{"monitoring rollback to a negative revision", []string{"rollback", "--env", "staging", "--stack", "monitoring", "--kubeconfig", kcFile, "--revision", "-2"},
 			func() (string, error) {
@@ -96,11 +103,11 @@ func TestBothDoorsRefuseBadInputAlike(t *testing.T) {
 			"--revision -2: revisions start at 1"},
 		{"bad readiness URL on deploy", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", digest, "--readiness-url", "auth-server"},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, []string{"auth-server"}, "", "table")
+				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, []string{"auth-server"}, "", "table")
 			}, `--readiness-url "auth-server": want service=URL`},
 		{"prometheus URL with credentials on deploy", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", digest, "--prometheus-url", "http://ci:hunter2@prometheus:9090"},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, nil, "http://ci:hunter2@prometheus:9090", "table")
+				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "http://ci:hunter2@prometheus:9090", "table")
 			}, "--prometheus-url: credentials do not belong in a flag"},
 		{"bad readiness URL on rollback", []string{"rollback", "--env", "staging", "--kubeconfig", kcFile, "--readiness-url", "=http://x"},
 			func() (string, error) {
@@ -108,7 +115,7 @@ func TestBothDoorsRefuseBadInputAlike(t *testing.T) {
 			}, `--readiness-url "=http://x": want service=URL`},
 		{"a partial deploy without the named service's image", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", digest, "--service", "authz-server"},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", []string{"authz-server"}, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, nil, "", "table")
+				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", []string{"authz-server"}, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "", "table")
 			}, "--service authz-server: no --image given for it"},
 		{"monitoring status in an environment that does not place it", []string{"status", "--env", "qa", "--stack", "monitoring", "--kubeconfig", kcFile},
 			func() (string, error) { return m.Status(ctx, "qa", kc, "monitoring", nil, "table") }, `environment "qa": unknown`},

@@ -94,6 +94,11 @@ func (m *Krgeobuk) Deploy(
 	// Registry password or token, e.g. env:GHCR_TOKEN.
 	// +optional
 	password *dagger.Secret,
+	// PEM file of the CA(s) that signed the registry's TLS certificate,
+	// trusted besides the system's for the image lookups at preflight (the
+	// publish itself trusts what the engine is configured to trust).
+	// +optional
+	registryCa *dagger.File,
 	// Reach the Kubernetes API server through this service instead of the
 	// kubeconfig's address, e.g. tcp://localhost:6443 for a cluster running on
 	// the engine's host. TLS still checks the kubeconfig's host name.
@@ -129,7 +134,7 @@ func (m *Krgeobuk) Deploy(
 	return request.Run(ctx, request.Op{
 		Command: request.Deploy, Env: env, Stack: stack, Format: format, Images: image, Services: service, Values: fileSource(values), TakeOverLock: takeOverLock,
 		Kubeconfig: secretSource(kubeconfig), KubeAPI: tunnel(kubeAPI), ReadinessURLs: readinessUrl, PrometheusURL: prometheusUrl,
-		Registry: request.Credentials{Username: username, Password: secretSource(password)},
+		Registry: request.Credentials{Username: username, Password: secretSource(password)}, RegistryCA: fileSource(registryCa),
 		Build: &request.Build{Registry: registry, Tag: tag, Sources: sources.decide(), Publish: m.publishing(publishArgs{
 			registry: registry, tag: tag, services: service, sources: sources, username: username, password: password, env: env,
 		})},
@@ -275,6 +280,11 @@ func (m *Krgeobuk) Promote(
 	// Source registry password or token.
 	// +optional
 	sourcePassword *dagger.Secret,
+	// PEM file of the CA(s) that signed the registries' TLS certificates,
+	// trusted besides the system's on both sides of the copy and at the
+	// deploy's preflight: one bundle for both registries.
+	// +optional
+	registryCa *dagger.File,
 	// The deploy's readiness checks: service=URL to ask instead of the API
 	// server's service proxy (repeatable).
 	// +optional
@@ -293,6 +303,7 @@ func (m *Krgeobuk) Promote(
 		ToKubeconfig: secretSource(toKubeconfig), ToKubeAPI: tunnel(toKubeAPI), CopyOnly: copyOnly,
 		Dest:          request.Credentials{Username: username, Password: secretSource(password)},
 		Source:        request.Credentials{Username: sourceUsername, Password: secretSource(sourcePassword)},
+		RegistryCA:    fileSource(registryCa),
 		ReadinessURLs: readinessUrl, PrometheusURL: prometheusUrl, Format: format,
 	})
 	if err != nil {

@@ -140,7 +140,7 @@ func TestDeployBuildsFromTheGivenSources(t *testing.T) {
 	}
 	_, err := module().Deploy(ctx, "staging", kubeconfig, "apps", nil, "127.0.0.1:5000/krgeobuk", "v1", nil,
 		dirs["auth-server"], dirs["authz-server"], nil, dirs["portal-client"], []string{"auth-client=https://github.com/krgeobuk/auth-client#main"}, nil,
-		nil, "", nil, nil, nil, false, nil, "", "table")
+		nil, "", nil, nil, nil, nil, false, nil, "", "table")
 	require.ErrorContains(t, err, "invalid configuration", "built and published, then stopped at the kubeconfig")
 	published := publishQueries()
 	require.Len(t, published, 4)
@@ -211,19 +211,19 @@ func TestSourceRefusalsBeforeAnyCall(t *testing.T) {
 			return err
 		}, []string{`--git billing=…: unknown service "billing"`}},
 		{"deploy: no images and no sources", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", nil, "ghcr.io/krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, nil, "", "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", nil, "ghcr.io/krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "", "table")
 			return err
 		}, []string{"deploy staging: refused", "sources: auth-server has no source: give its checkout (--auth-server-source DIR) or a git ref (--git auth-server=URL#REF)"}},
 		{"deploy: the examples for staging", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", nil, "ghcr.io/krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, catalog.Names(), "", nil, nil, nil, false, nil, "", "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", nil, "ghcr.io/krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, catalog.Names(), "", nil, nil, nil, nil, false, nil, "", "table")
 			return err
 		}, []string{"--example auth-server: the examples are never built for staging"}},
 		{"deploy: one example among real sources for production", func() error {
-			_, err := m.Deploy(ctx, "production", kubeconfig, "apps", nil, "ghcr.io/krgeobuk", "v1", nil, d, d, d, nil, nil, nil, []string{"portal-client"}, "", nil, nil, nil, false, nil, "", "table")
+			_, err := m.Deploy(ctx, "production", kubeconfig, "apps", nil, "ghcr.io/krgeobuk", "v1", nil, d, d, d, nil, nil, nil, []string{"portal-client"}, "", nil, nil, nil, nil, false, nil, "", "table")
 			return err
 		}, []string{"--example portal-client: the examples are never built for production"}},
 		{"deploy: images and sources", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, d, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, false, nil, "", "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, d, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "", "table")
 			return err
 		}, []string{"--image deploys given images; --registry, --tag and the services' sources are for building them, not both"}},
 		{"integration-test: the example for staging", func() error {

@@ -25,6 +25,7 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/budget"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/registry"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/values"
 )
 
@@ -116,6 +117,9 @@ type Options struct {
 	// Source and Dest are passed to every request (remote.WithAuth,
 	// remote.WithTransport, ...).
 	Source, Dest []remote.Option
+	// SourceAccess and DestAccess name each side's login in the messages
+	// of a refused one.
+	SourceAccess, DestAccess registry.Access
 	// NewBudget returns a fresh retry budget per image; nil means
 	// DefaultBudget.
 	NewBudget func() retry.Backoff
@@ -159,6 +163,9 @@ func one(ctx context.Context, c Copy, opts Options, budget retry.Backoff) (bool,
 	}
 	src := append([]remote.Option{remote.WithContext(ctx)}, opts.Source...)
 	dst := append([]remote.Option{remote.WithContext(ctx)}, opts.Dest...)
+	// Each side's refusal names its own registry and flags.
+	srcErr := func(err error) error { return opts.SourceAccess.Explain(from.Context().RegistryStr(), err) }
+	dstErr := func(err error) error { return opts.DestAccess.Explain(to.Context().RegistryStr(), err) }
 
 	present := false
 	err = retry.Do(ctx, budget, func(ctx context.Context) error {
@@ -170,7 +177,7 @@ func one(ctx context.Context, c Copy, opts Options, budget retry.Backoff) (bool,
 		case statusIs(err, http.StatusNotFound):
 			return nil
 		}
-		return retryable(err)
+		return retryable(dstErr(err))
 	})
 	if err != nil {
 		return false, fmt.Errorf("look up %s: %w", c.To, err)
@@ -182,20 +189,20 @@ func one(ctx context.Context, c Copy, opts Options, budget retry.Backoff) (bool,
 	err = retry.Do(ctx, budget, func(ctx context.Context) error {
 		desc, err := remote.Get(from, src...)
 		if err != nil {
-			return retryable(err)
+			return retryable(srcErr(err))
 		}
 		if desc.MediaType.IsIndex() {
 			idx, err := desc.ImageIndex()
 			if err != nil {
 				return err
 			}
-			return retryable(remote.WriteIndex(to, idx, dst...))
+			return retryable(dstErr(remote.WriteIndex(to, idx, dst...)))
 		}
 		img, err := desc.Image()
 		if err != nil {
 			return err
 		}
-		return retryable(remote.Write(to, img, dst...))
+		return retryable(dstErr(remote.Write(to, img, dst...)))
 	})
 	if err != nil {
 		return false, fmt.Errorf("copy %s to %s: %w", c.From, c.To, err)
@@ -204,7 +211,7 @@ func one(ctx context.Context, c Copy, opts Options, budget retry.Backoff) (bool,
 	err = retry.Do(ctx, budget, func(ctx context.Context) error {
 		d, err := remote.Head(to, dst...)
 		if err != nil {
-			return retryable(err)
+			return retryable(dstErr(err))
 		}
 		if d.Digest.String() != to.DigestStr() {
 			return fmt.Errorf("destination answers digest %s", d.Digest)
@@ -223,10 +230,11 @@ func statusIs(err error, code int) bool {
 }
 
 // retryable marks server-side and network failures for another attempt; a
-// registry's 4xx answer (not found, unauthorized, denied) is final.
+// registry's 4xx answer (not found, unauthorized, denied) and a refused
+// login or certificate are final.
 func retryable(err error) error {
-	if err == nil {
-		return nil
+	if err == nil || registry.IsAccess(err) {
+		return err
 	}
 	var terr *transport.Error
 	if errors.As(err, &terr) && terr.StatusCode < 500 && terr.StatusCode != http.StatusTooManyRequests {

@@ -1,7 +1,9 @@
 // Package registry resolves the images a deploy will run to immutable
 // digests in their OCI registries, before anything in the cluster changes.
 // Transient registry failures are retried within a budget; an image that is
-// not there is refused at once with the service and reference named.
+// not there, or a registry that refuses the pipeline's credentials or
+// certificate trust (AccessError), is refused at once with the service and
+// reference named.
 package registry
 
 import (
@@ -56,6 +58,8 @@ type Resolver struct {
 	// NewBudget returns a fresh retry budget per image; nil means
 	// DefaultBudget.
 	NewBudget func() retry.Backoff
+	// Access names the login in the messages of a refused one.
+	Access Access
 }
 
 // DefaultBudget is budget.Registry with the default registry budget.
@@ -86,6 +90,9 @@ func (r *Resolver) Resolve(ctx context.Context, service, ref string) (Image, err
 		attempts++
 		desc, err := remote.Head(parsed, opts...)
 		if err != nil {
+			if err = r.Access.Explain(parsed.Context().RegistryStr(), err); IsAccess(err) {
+				return err
+			}
 			if transient(err) {
 				return retry.RetryableError(err)
 			}
@@ -101,6 +108,9 @@ func (r *Resolver) Resolve(ctx context.Context, service, ref string) (Image, err
 		}
 		if ctx.Err() != nil {
 			return Image{}, fmt.Errorf("service %s: image %s: %w", service, ref, ctx.Err())
+		}
+		if IsAccess(err) {
+			return Image{}, fmt.Errorf("service %s: image %s: %w", service, ref, err)
 		}
 		return Image{}, fmt.Errorf("service %s: image %s: registry did not answer after %d attempts: %w", service, ref, attempts, err)
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/registry"
 )
 
 // Source yields a secret or file content when the run needs it, so a door
@@ -42,13 +44,21 @@ func FromRef(ref string) (Source, error) {
 }
 
 // Credentials are one registry login: a user name and its password or
-// token, both or neither.
+// token, both or neither; and the CAs trusted for it beyond the system's.
 type Credentials struct {
 	// Flag prefixes the flags in messages: "" for --username/--password,
 	// "source-" for --source-username/--source-password.
 	Flag     string
 	Username string
 	Password Source
+	// CA is a PEM bundle of certificate authorities added to the system's
+	// for this registry (--registry-ca); nil adds none.
+	CA Source
+}
+
+// Access names the login in the messages of a registry that refuses it.
+func (c Credentials) Access() registry.Access {
+	return registry.Access{User: c.Username, Flags: c.Flag}
 }
 
 // Check refuses a user name without a password or the reverse.
@@ -60,14 +70,28 @@ func (c Credentials) Check() error {
 }
 
 // Options are the go-containerregistry options of the login: basic auth, or
-// the default keychain (docker's config, credential helpers) without one.
+// the default keychain (docker's config, credential helpers) without one;
+// with CA, a transport trusting it too (a CA that holds no certificate is
+// refused here, before any request).
 // The password is returned too, for the caller's redactor.
 func (c Credentials) Options(ctx context.Context) ([]remote.Option, string, error) {
 	if err := c.Check(); err != nil {
 		return nil, "", err
 	}
+	var opts []remote.Option
+	if c.CA != nil {
+		pem, err := c.CA(ctx)
+		if err != nil {
+			return nil, "", fmt.Errorf("--%s: %w", FlagRegistryCA, err)
+		}
+		trust, err := registry.Trust(pem)
+		if err != nil {
+			return nil, "", fmt.Errorf("--%s: %w", FlagRegistryCA, err)
+		}
+		opts = append(opts, trust)
+	}
 	if c.Password == nil {
-		return []remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain)}, "", nil
+		return append(opts, remote.WithAuthFromKeychain(authn.DefaultKeychain)), "", nil
 	}
 	pw, err := c.Password(ctx)
 	if err != nil {
@@ -75,5 +99,5 @@ func (c Credentials) Options(ctx context.Context) ([]remote.Option, string, erro
 	}
 	// A file's final newline is not part of the token.
 	secret := strings.TrimRight(string(pw), "\r\n")
-	return []remote.Option{remote.WithAuth(&authn.Basic{Username: c.Username, Password: secret})}, secret, nil
+	return append(opts, remote.WithAuth(&authn.Basic{Username: c.Username, Password: secret})), secret, nil
 }

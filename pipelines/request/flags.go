@@ -1,10 +1,15 @@
 package request
 
+import "github.com/krgeobuk/krgeobuk-infra/pipelines/registry"
+
 // The names of arguments both doors take for the same thing: the CLI's flag
 // and the Dagger function's argument (dagger call spells a Go parameter
 // readinessUrl as --readiness-url). They are declared once here; the CLI
 // declares its flags with them, and ci/doors_test.go checks that the
 // module's functions and the CLI's commands take every name Shared lists.
+//
+// The import is for FlagRegistryCA alone: pipelines/registry writes the
+// messages that name it.
 const (
 	FlagStack        = "stack"
 	FlagImage        = "image"
@@ -21,6 +26,10 @@ const (
 	FlagKubeconfig    = "kubeconfig"
 	FlagUsername      = "username"
 	FlagPassword      = "password"
+	// FlagRegistryCA is a PEM file of CAs trusted beyond the system's for
+	// every registry request (deploy's image lookups, both sides of a
+	// promotion's copy).
+	FlagRegistryCA = registry.FlagCA
 
 	FlagFrom           = "from"
 	FlagTo             = "to"
@@ -37,10 +46,10 @@ const PromoteCommand = "promote"
 // Shared lists, per command, the arguments both doors take under the same
 // name.
 var Shared = map[string][]string{
-	Deploy:   {FlagStack, FlagImage, FlagService, FlagValues, FlagFormat, FlagTakeOverLock, FlagReadinessURL, FlagPrometheusURL, FlagKubeconfig, FlagUsername, FlagPassword},
+	Deploy:   {FlagStack, FlagImage, FlagService, FlagValues, FlagFormat, FlagTakeOverLock, FlagReadinessURL, FlagPrometheusURL, FlagKubeconfig, FlagUsername, FlagPassword, FlagRegistryCA},
 	Rollback: {FlagStack, FlagRevision, FlagForce, FlagFormat, FlagTakeOverLock, FlagReadinessURL, FlagKubeconfig},
 	Status:   {FlagStack, FlagFormat, FlagKubeconfig},
 	History:  {FlagStack, FlagFormat, FlagKubeconfig},
 	PromoteCommand: {FlagFrom, FlagTo, FlagImage, FlagKubeconfig, FlagToRegistry, FlagToKubeconfig, FlagCopyOnly, FlagReadinessURL, FlagPrometheusURL, FlagFormat,
-		FlagUsername, FlagPassword, FlagSourceUsername, FlagSourcePassword},
+		FlagUsername, FlagPassword, FlagSourceUsername, FlagSourcePassword, FlagRegistryCA},
 }

@@ -37,6 +37,10 @@ type Promotion struct {
 	ToRegistry string
 	// Dest logs in to the destination registry, Source to the source one.
 	Dest, Source Credentials
+	// RegistryCA is a PEM bundle of CAs trusted beyond the system's on both
+	// sides (--registry-ca): one bundle holds both registries' CAs when
+	// they differ.
+	RegistryCA Source
 
 	// ToKubeconfig deploys the promoted references to To (required unless
 	// CopyOnly); ToKubeAPI is its tunnel, as Op.KubeAPI.
@@ -150,7 +154,8 @@ func Promote(ctx context.Context, p Promotion) (*Promoted, error) {
 	if err != nil {
 		return out, err
 	}
-	opts := promote.Options{}
+	p.Dest.CA, p.Source.CA = p.RegistryCA, p.RegistryCA
+	opts := promote.Options{SourceAccess: p.Source.Access(), DestAccess: p.Dest.Access()}
 	if opts.Dest, _, err = p.Dest.Options(ctx); err != nil {
 		return out, fmt.Errorf("promote: %w", err)
 	}
@@ -167,7 +172,7 @@ func Promote(ctx context.Context, p Promotion) (*Promoted, error) {
 	}
 	out.Deploy = Run(ctx, Op{
 		Command: Deploy, Env: p.To, Environments: p.Environments, Format: p.Format,
-		Kubeconfig: p.ToKubeconfig, KubeAPI: p.ToKubeAPI, Registry: p.Dest,
+		Kubeconfig: p.ToKubeconfig, KubeAPI: p.ToKubeAPI, Registry: p.Dest, RegistryCA: p.RegistryCA,
 		Images: images, Services: services, ReadinessURLs: p.ReadinessURLs, PrometheusURL: p.PrometheusURL,
 		Actor: p.Actor, Log: p.Log, Verbose: p.Verbose,
 	})

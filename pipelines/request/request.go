@@ -58,6 +58,9 @@ type Op struct {
 	KubeAPI func(ctx context.Context) (string, error)
 	// Registry is the login for image lookups at preflight.
 	Registry Credentials
+	// RegistryCA is a PEM bundle of CAs trusted beyond the system's for
+	// those lookups (--registry-ca); nil adds none.
+	RegistryCA Source
 
 	// Images are deploy's service=reference pairs (component=reference for
 	// the monitoring stack).
@@ -192,7 +195,9 @@ func Run(ctx context.Context, op Op) *Outcome {
 			return refuse(env, err)
 		}
 	}
-	d, err := connect(ctx, env, op.Kubeconfig, op.KubeAPI, op.Registry, out.Redactor, func(c *deploy.Config) {
+	creds := op.Registry
+	creds.CA = op.RegistryCA
+	d, err := connect(ctx, env, op.Kubeconfig, op.KubeAPI, creds, out.Redactor, func(c *deploy.Config) {
 		c.Stack, c.Actor, c.Log, c.Verbose, c.ReadinessURLs = st.Name, op.Actor, op.Log, op.Verbose, readiness
 		c.PrometheusURL = op.PrometheusURL
 	})
@@ -367,7 +372,7 @@ func connect(ctx context.Context, env *environment.Environment, kubeconfig Sourc
 		return nil, err
 	}
 	red.Add(password)
-	cfg := deploy.Config{Kubeconfig: data, Env: env, Registry: &registry.Resolver{Options: opts}}
+	cfg := deploy.Config{Kubeconfig: data, Env: env, Registry: &registry.Resolver{Options: opts, Access: creds.Access()}}
 	if configure != nil {
 		configure(&cfg)
 	}

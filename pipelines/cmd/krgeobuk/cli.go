@@ -61,6 +61,7 @@ type options struct {
 	promotion            request.Promotion
 	kubeconfig, envDir   string
 	toKubeconfig         string
+	registryCA           string
 	values               string
 	jsonOut, markdownOut string
 	password, srcPass    secretRef
@@ -116,6 +117,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	o.op.Kubeconfig = fileSource(o.kubeconfig)
 	o.op.Values = fileSource(o.values)
 	o.op.Registry.Password = o.password.src
+	o.op.RegistryCA = fileSource(o.registryCA)
 	if o.envDir != "" {
 		o.op.Environments = os.DirFS(o.envDir)
 	}
@@ -145,6 +147,7 @@ func define(fl *flag.FlagSet, o *options) {
 			"(default: the environment's monitoring release, through a port-forward)")
 		fl.StringVar(&o.op.Registry.Username, request.FlagUsername, "", "registry user name for image lookups at preflight (default: docker's credentials)")
 		fl.Var(&o.password, request.FlagPassword, "registry password or token, as env:NAME or file:PATH")
+		fl.StringVar(&o.registryCA, request.FlagRegistryCA, "", registryCAUsage)
 	}
 	if cmd == request.Deploy || cmd == request.Rollback {
 		fl.Var((*list)(&o.op.ReadinessURLs), request.FlagReadinessURL, "service=URL to ask instead of a port-forward to its ready pods; repeatable")
@@ -155,6 +158,8 @@ func define(fl *flag.FlagSet, o *options) {
 		fl.BoolVar(&o.op.Force, request.FlagForce, false, "allow a revision that was never verified")
 	}
 }
+
+const registryCAUsage = "PEM file of the CA(s) that signed the registry's TLS certificate, trusted besides the system's"
 
 // defineRemote declares promote's flags, named as the Dagger module's.
 func defineRemote(fl *flag.FlagSet, o *options) {
@@ -172,6 +177,7 @@ func defineRemote(fl *flag.FlagSet, o *options) {
 	fl.Var(&o.password, request.FlagPassword, "destination registry password or token, as env:NAME or file:PATH")
 	fl.StringVar(&p.Source.Username, request.FlagSourceUsername, "", "source registry user name")
 	fl.Var(&o.srcPass, request.FlagSourcePassword, "source registry password or token, as env:NAME or file:PATH")
+	fl.StringVar(&o.registryCA, request.FlagRegistryCA, "", registryCAUsage+"; one bundle for both registries")
 	fl.Var((*list)(&p.ReadinessURLs), request.FlagReadinessURL, "deploy: service=URL to ask instead of the API server's service proxy; repeatable")
 	fl.StringVar(&p.PrometheusURL, request.FlagPrometheusURL, "", "deploy: Prometheus the analysis gate asks, http(s)://host:port without credentials "+
 		"(default: --to's monitoring release, through a port-forward)")
@@ -187,6 +193,7 @@ func promoteRun(ctx context.Context, o options, stdout, stderr io.Writer) int {
 	p := o.promotion
 	p.Kubeconfig, p.ToKubeconfig = fileSource(o.kubeconfig), fileSource(o.toKubeconfig)
 	p.Dest.Password, p.Source.Password = o.password.src, o.srcPass.src
+	p.RegistryCA = fileSource(o.registryCA)
 	p.Log = stderr
 	if o.envDir != "" {
 		p.Environments = os.DirFS(o.envDir)
