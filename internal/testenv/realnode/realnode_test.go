@@ -32,6 +32,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
+	"github.com/krgeobuk/krgeobuk-infra/internal/registrytest"
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv/realnode"
 )
 
@@ -544,4 +545,60 @@ func TestMirrorRegistry(t *testing.T) {
 	require.NoError(t, c.MirrorRegistry(host))
 	require.NoError(t, client.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "app=web"}))
 	require.NoError(t, waitAvailable(ctx, client, ns, "web", 2*time.Minute), "pulled %s through the mirror", ref)
+}
+
+// TestMirrorRegistryWithTLSAndCredentials: an image in a registry that
+// speaks TLS from a private CA and asks for credentials (the CNCF
+// distribution registry) runs on the node once the mirror trusts the CA and
+// carries the account; with the CA alone containerd is refused the pull.
+func TestMirrorRegistryWithTLSAndCredentials(t *testing.T) {
+	c := realnode.Shared(t)
+	client := kubernetes.NewForConfigOrDie(c.RESTConfig())
+	ctx := context.Background()
+	reg := registrytest.Start(t)
+
+	src, err := name.ParseReference(pushWeb(t, c), name.Insecure)
+	require.NoError(t, err)
+	img, err := remote.Image(src)
+	require.NoError(t, err)
+	dst := reg.Ref(t, "mirrored/web:v1")
+	require.NoError(t, remote.Write(dst, img, reg.Options(ctx)...))
+	d, err := img.Digest()
+	require.NoError(t, err)
+	ref := dst.Context().Digest(d.String()).String()
+
+	ns := namespace(t, client, "mirror-tls")
+	_, err = client.AppsV1().Deployments(ns).Create(ctx, webDeployment(ns, "web", ref, 1, map[string]string{"app": "web"}), metav1.CreateOptions{})
+	require.NoError(t, err)
+	require.NoError(t, c.MirrorRegistry(reg.Host, realnode.MirrorTLS(reg.CAFile)))
+	pullRefused(ctx, t, client, ns, "app=web", "authorization failed")
+
+	require.NoError(t, c.MirrorRegistry(reg.Host, realnode.MirrorTLS(reg.CAFile), realnode.MirrorBasicAuth(reg.Username, reg.Password)))
+	require.NoError(t, client.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "app=web"}))
+	require.NoError(t, waitAvailable(ctx, client, ns, "web", 2*time.Minute), "pulled %s with the CA and the account", ref)
+}
+
+// pullRefused waits (bounded) until a pod matching selector cannot pull its
+// image and the kubelet's reason says want.
+func pullRefused(ctx context.Context, t *testing.T, client kubernetes.Interface, ns, selector, want string) {
+	t.Helper()
+	var last string
+	err := retry.Do(ctx, retry.WithMaxDuration(time.Minute, retry.NewConstant(500*time.Millisecond)), func(ctx context.Context) error {
+		pods, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			return retry.RetryableError(err)
+		}
+		for _, p := range pods.Items {
+			for _, cs := range p.Status.ContainerStatuses {
+				if w := cs.State.Waiting; w != nil && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff") {
+					last = w.Message
+					if strings.Contains(w.Message, want) {
+						return nil
+					}
+				}
+			}
+		}
+		return retry.RetryableError(fmt.Errorf("no pull refused with %q yet (last: %q)", want, last))
+	})
+	require.NoError(t, err)
 }
