@@ -28,7 +28,7 @@ func examples(t *testing.T, name string) []byte {
 // with its purl, hashes, licence and whether it ships.
 func TestFromLockfileOnTheExamples(t *testing.T) {
 	for _, tc := range []struct {
-		example string
+		example       string
 		wantComponent cdx.Component
 		wantDev       string
 	}{
