@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -17,6 +19,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature/payload"
 
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/budget"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/registry"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/sbom"
 )
@@ -274,4 +277,41 @@ func short(digest string) string {
 		return digest[:19]
 	}
 	return digest
+}
+
+// Keys are the public keys signing names, parsed.
+func Keys(signing *environment.Signing) ([]Key, error) {
+	if signing == nil {
+		return nil, nil
+	}
+	var out []Key
+	for _, k := range signing.Keys {
+		key, err := ParseKey(k.File, k.PEM)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, key)
+	}
+	return out, nil
+}
+
+// VerifyAll verifies every service's image (service -> repository@digest)
+// and returns what verified each; the error lists every image that did not,
+// each as "service <name>: image <repository@digest>: <reason>". The deploy's
+// preflight and promotion share it.
+func (v *Verifier) VerifyAll(ctx context.Context, images map[string]string) (map[string]Verified, error) {
+	out := map[string]Verified{}
+	var errs []error
+	for _, svc := range slices.Sorted(maps.Keys(images)) {
+		got, err := v.Verify(ctx, images[svc])
+		if err != nil {
+			errs = append(errs, fmt.Errorf("service %s: %w", svc, err))
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		out[svc] = got
+	}
+	return out, errors.Join(errs...)
 }
