@@ -277,7 +277,7 @@ func TestRunBuildsFromGivenSources(t *testing.T) {
 func environmentWithoutMonitoring(t *testing.T) fs.FS {
 	t.Helper()
 	fsys := fstest.MapFS{}
-	for _, f := range []string{"environment.yaml", "krgeobuk-apps.values.yaml", "monitoring-stack.values.yaml"} {
+	for _, f := range []string{"environment.yaml", "krgeobuk-apps.values.yaml", "monitoring-stack.values.yaml", "cosign.pub"} {
 		data, err := k8s.Environments.ReadFile("environments/staging/" + f)
 		require.NoError(t, err)
 		if f == "environment.yaml" {
