@@ -463,7 +463,21 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
 				}
 			}
-			return (*Krgeobuk).Deploy(&parent, ctx, env, kubeconfig, stack, image, registry, tag, service, authServerSource, authzServerSource, authClientSource, portalClientSource, git, gitToken, example, username, password, kubeApi, values, takeOverLock, readinessUrl, prometheusUrl, format)
+			var signingKey *dagger.Secret
+			if inputArgs["signingKey"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["signingKey"]), &signingKey)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg signingKey", err))
+				}
+			}
+			var signingKeyPassword *dagger.Secret
+			if inputArgs["signingKeyPassword"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["signingKeyPassword"]), &signingKeyPassword)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg signingKeyPassword", err))
+				}
+			}
+			return (*Krgeobuk).Deploy(&parent, ctx, env, kubeconfig, stack, image, registry, tag, service, authServerSource, authzServerSource, authClientSource, portalClientSource, git, gitToken, example, username, password, kubeApi, values, takeOverLock, readinessUrl, prometheusUrl, format, signingKey, signingKeyPassword)
 		case "History":
 			var parent Krgeobuk
 			err = json.Unmarshal(parentJSON, &parent)
@@ -834,7 +848,21 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg nginxImage", err))
 				}
 			}
-			return (*Krgeobuk).Publish(&parent, ctx, registry, tag, service, authServerSource, authzServerSource, authClientSource, portalClientSource, git, gitToken, example, username, password, platform, env, revision, sourceUrl, nodeImage, nginxImage)
+			var signingKey *dagger.Secret
+			if inputArgs["signingKey"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["signingKey"]), &signingKey)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg signingKey", err))
+				}
+			}
+			var signingKeyPassword *dagger.Secret
+			if inputArgs["signingKeyPassword"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["signingKeyPassword"]), &signingKeyPassword)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg signingKeyPassword", err))
+				}
+			}
+			return (*Krgeobuk).Publish(&parent, ctx, registry, tag, service, authServerSource, authzServerSource, authClientSource, portalClientSource, git, gitToken, example, username, password, platform, env, revision, sourceUrl, nodeImage, nginxImage, signingKey, signingKeyPassword)
 		case "Rollback":
 			var parent Krgeobuk
 			err = json.Unmarshal(parentJSON, &parent)

@@ -121,6 +121,14 @@ func (m *Krgeobuk) Deploy(
 	// Report format: table, markdown or json.
 	// +default="table"
 	format string,
+	// Private key that signs the images published when no --image is given
+	// (see publish --signing-key), e.g. env:COSIGN_KEY; required to build
+	// for an environment that requires signatures.
+	// +optional
+	signingKey *dagger.Secret,
+	// Password of an encrypted cosign key file, e.g. env:COSIGN_PASSWORD.
+	// +optional
+	signingKeyPassword *dagger.Secret,
 ) (string, error) {
 	sources := sourceArgs{
 		dirs: serviceDirectories(authServerSource, authzServerSource, authClientSource, portalClientSource),
@@ -130,8 +138,9 @@ func (m *Krgeobuk) Deploy(
 		Command: request.Deploy, Env: env, Stack: stack, Format: format, Images: image, Services: service, Values: fileSource(values), TakeOverLock: takeOverLock,
 		Kubeconfig: secretSource(kubeconfig), KubeAPI: tunnel(kubeAPI), ReadinessURLs: readinessUrl, PrometheusURL: prometheusUrl,
 		Registry: request.Credentials{Username: username, Password: secretSource(password)},
-		Build: &request.Build{Registry: registry, Tag: tag, Sources: sources.decide(), Publish: m.publishing(publishArgs{
+		Build: &request.Build{Registry: registry, Tag: tag, Sources: sources.decide(), Signed: signingKey != nil, Publish: m.publishing(publishArgs{
 			registry: registry, tag: tag, services: service, sources: sources, username: username, password: password, env: env,
+			signingKey: signingKey, signingKeyPassword: signingKeyPassword,
 		})},
 	}).Text()
 }

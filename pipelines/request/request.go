@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/krgeobuk/krgeobuk-infra/k8s"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/attest"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/build"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
@@ -105,6 +106,9 @@ type Build struct {
 	// Publish builds and publishes, returning service -> repository@digest;
 	// its errors say that publishing failed.
 	Publish func(ctx context.Context) (map[string]string, error)
+	// Signed says a signing key was given: Publish signs what it pushes.
+	// An environment that requires signatures refuses a build without one.
+	Signed bool
 }
 
 // givesSources says whether any source argument was given.
@@ -176,6 +180,11 @@ func Run(ctx context.Context, op Op) *Outcome {
 		return refuse(env, fmt.Errorf("--stack %s: %w", op.Stack, err))
 	}
 	st = &s
+	if op.Command == Deploy && len(images) == 0 && !st.ChartImages && op.Build != nil {
+		if err := attest.CheckPublish(env, op.Build.Signed); err != nil {
+			return refuse(env, err)
+		}
+	}
 
 	var values map[string]any
 	if op.Values != nil {

@@ -190,6 +190,11 @@ func TestRunRefusesBadInputBeforeReadingAnything(t *testing.T) {
 			op.Build = &request.Build{Registry: "ghcr.io/krgeobuk", Tag: "v1", Publish: neverPublish(t),
 				Sources: build.SourceArgs{Directories: []string{"auth-server", "portal-client"}}}
 		}, "--portal-client-source: portal-client is not being built"},
+		{"a build for staging without a signing key", func(t *testing.T, op *request.Op) {
+			op.Images = nil
+			op.Build = &request.Build{Registry: "ghcr.io/krgeobuk", Tag: "v1", Publish: neverPublish(t),
+				Sources: build.SourceArgs{Directories: []string{"auth-server", "authz-server", "auth-client", "portal-client"}}}
+		}, "environment staging requires signed images: give --signing-key (a PEM private key as a secret, e.g. env:COSIGN_KEY)"},
 		{"bad readiness URL", func(t *testing.T, op *request.Op) { op.ReadinessURLs = []string{"x"} }, `--readiness-url "x": want service=URL`},
 		{"prometheus URL without a scheme", func(t *testing.T, op *request.Op) { op.PrometheusURL = "prometheus:9090" },
 			"--prometheus-url: want http://host:port or https://host:port"},
