@@ -254,7 +254,8 @@ func neverPublish(t *testing.T) func(context.Context) (map[string]string, error)
 }
 
 // A deploy that builds passes the sources check with the deploy's
-// environment, then publishes before reading the kubeconfig.
+// environment (and, for staging, which requires signatures, has a signing
+// key), then publishes before reading the kubeconfig.
 func TestRunBuildsFromGivenSources(t *testing.T) {
 	for _, tt := range []struct {
 		env     string
@@ -266,7 +267,7 @@ func TestRunBuildsFromGivenSources(t *testing.T) {
 	} {
 		var published bool
 		out := request.Run(context.Background(), request.Op{Command: request.Deploy, Env: tt.env, Kubeconfig: request.Bytes([]byte("apiVersion: v1\nkind: Config\n")),
-			Build: &request.Build{Registry: "ghcr.io/krgeobuk", Tag: "v1", Sources: tt.sources,
+			Build: &request.Build{Registry: "ghcr.io/krgeobuk", Tag: "v1", Sources: tt.sources, Signed: tt.env == "staging",
 				Publish: func(context.Context) (map[string]string, error) {
 					published = true
 					return nil, errors.New("registry down")
