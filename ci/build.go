@@ -80,18 +80,19 @@ func (a *buildArgs) requests(ctx context.Context) ([]build.Request, error) {
 
 // built builds one request from the source build.Sources decided for it,
 // labels the images accordingly and returns its platform variants.
-func (m *Krgeobuk) built(ctx context.Context, a *buildArgs, req build.Request, given sourceArgs) ([]*dagger.Container, error) {
+func (m *Krgeobuk) built(ctx context.Context, a *buildArgs, req build.Request, given sourceArgs) ([]*dagger.Container, *dagger.Directory, error) {
 	src := a.sources[req.Service.Name]
 	dir, commit, err := m.sourceDir(ctx, src, given, req.Service.Name)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	labels, err := src.Labels(a.labels, commit).Map(req.Service.Name)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	req.Labels = labels
-	return graphs.Containers(dag, req, dir)
+	cs, err := graphs.Containers(dag, req, dir)
+	return cs, dir, err
 }
 
 // sourceDir is the directory src names (the caller's checkout, the engine's
@@ -226,7 +227,7 @@ func (m *Krgeobuk) Build(
 	if err != nil {
 		return nil, fmt.Errorf("build: %w", err)
 	}
-	built, err := m.built(ctx, args, reqs[0], given)
+	built, _, err := m.built(ctx, args, reqs[0], given)
 	if err != nil {
 		return nil, fmt.Errorf("build %s: %w", service, err)
 	}

@@ -114,7 +114,7 @@ func TestPublish(t *testing.T) {
 	authz := dag.Directory().WithNewFile("package.json", `{"name":"authz-server"}`)
 	client := dag.Directory().WithNewFile("package.json", `{"name":"auth-client"}`)
 	refs, err := module().Publish(ctx, "127.0.0.1:5000/krgeobuk", "0123abc", []string{"authz-server", "auth-client"}, nil, authz, client, nil, nil, nil, nil,
-		"ci-bot", password, []dagger.Platform{"linux/amd64", "linux/arm64"}, "production", "0123abc", "", "", "")
+		"ci-bot", password, nil, []dagger.Platform{"linux/amd64", "linux/arm64"}, "development", "0123abc", "", "", "", nil, nil)
 	require.NoError(t, err)
 	require.Len(t, refs, 2)
 	require.Regexp(t, `^127\.0\.0\.1:5000/krgeobuk/authz-server@sha256:[0-9a-f]{64}$`, refs[0], "deploy order, pinned by digest")
@@ -312,15 +312,15 @@ func TestBadArgumentsFailBeforeAnyCall(t *testing.T) {
 			return err
 		}, `environment "qa": unknown`},
 		{"publish: malformed registry", func() error {
-			_, err := m.Publish(ctx, "https://ghcr.io/krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, "production", "", "", "", "")
+			_, err := m.Publish(ctx, "https://ghcr.io/krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, "production", "", "", "", "", nil, nil)
 			return err
 		}, "without a scheme"},
 		{"publish: registry without a host", func() error {
-			_, err := m.Publish(ctx, "krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, "production", "", "", "", "")
+			_, err := m.Publish(ctx, "krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, "production", "", "", "", "", nil, nil)
 			return err
 		}, "the first part must be a registry host"},
 		{"publish: user without password", func() error {
-			_, err := m.Publish(ctx, "ghcr.io/krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, nil, "ci-bot", nil, nil, "production", "", "", "", "")
+			_, err := m.Publish(ctx, "ghcr.io/krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, nil, "ci-bot", nil, nil, nil, "production", "", "", "", "", nil, nil)
 			return err
 		}, "give both --username and --password"},
 
@@ -345,35 +345,35 @@ func TestBadArgumentsFailBeforeAnyCall(t *testing.T) {
 			return m.Check(ctx, "", []string{"test; rm -rf /"})
 		}, `--target "test; rm -rf /" is not a make target name`},
 		{"deploy: unknown environment", func() error {
-			_, err := m.Deploy(ctx, "qa", kubeconfig, "apps", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "", "table")
+			_, err := m.Deploy(ctx, "qa", kubeconfig, "apps", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, nil, false, nil, "", "table", nil, nil)
 			return err
 		}, `environment "qa": unknown`},
 		{"deploy: no kubeconfig", func() error {
-			_, err := m.Deploy(ctx, "staging", nil, "apps", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "", "table")
+			_, err := m.Deploy(ctx, "staging", nil, "apps", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, nil, false, nil, "", "table", nil, nil)
 			return err
 		}, "--kubeconfig is required"},
 		{"deploy: nothing to deploy", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", nil, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "", "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", nil, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, nil, false, nil, "", "table", nil, nil)
 			return err
 		}, "nothing to deploy: give --image service=repository@sha256:..., or build and publish first: --registry and --tag with each service's source (--<service>-source DIR or --git service=URL#REF)"},
 		{"deploy: malformed image pair", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "", "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, nil, false, nil, "", "table", nil, nil)
 			return err
 		}, `--image "auth-server": want service=repository@sha256`},
 		{"deploy: malformed registry", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", nil, "ghcr.io/Krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, nil, "u", pw, nil, nil, nil, false, nil, "", "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", nil, "ghcr.io/Krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, nil, "u", pw, nil, nil, nil, nil, false, nil, "", "table", nil, nil)
 			return err
 		}, `registry "ghcr.io/Krgeobuk"`},
 		{"deploy: unknown format", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server=x"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "", "yaml")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server=x"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, nil, false, nil, "", "yaml", nil, nil)
 			return err
 		}, `--format "yaml"`},
 		{"deploy: building the monitoring stack", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, "monitoring", nil, "ghcr.io/krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "", "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "monitoring", nil, "ghcr.io/krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, nil, false, nil, "", "table", nil, nil)
 			return err
 		}, "--registry, --tag, --service and the services' sources build, publish and deploy the apps' images; the monitoring stack runs the images its chart names"},
 		{"deploy: unknown stack", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, "logging", nil, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "", "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "logging", nil, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, nil, false, nil, "", "table", nil, nil)
 			return err
 		}, `--stack "logging": want one of apps, monitoring`},
 		{"rollback: negative revision", func() error {
@@ -415,11 +415,11 @@ func TestBadArgumentsFailBeforeAnyCall(t *testing.T) {
 			return err
 		}, "promote: --to-kubeconfig is required to deploy the promoted images to production (or --copy-only"},
 		{"deploy: bad readiness URL", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server=x"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, []string{"auth-server"}, "", "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server=x"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, nil, false, []string{"auth-server"}, "", "table", nil, nil)
 			return err
 		}, `--readiness-url "auth-server": want service=URL`},
 		{"deploy: prometheus URL with credentials", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server=x"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "http://ci:hunter2@prometheus:9090", "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server=x"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, nil, false, nil, "http://ci:hunter2@prometheus:9090", "table", nil, nil)
 			return err
 		}, "--prometheus-url: credentials do not belong in a flag"},
 		{"promote: prometheus URL without a scheme", func() error {
@@ -447,7 +447,7 @@ func TestDeployRefusesValuesThatAreNotAMapping(t *testing.T) {
 	ctx := context.Background()
 	kubeconfig := dag.SetSecret("kubeconfig", "apiVersion: v1\nkind: Config\n")
 	values := dag.Directory().WithNewFile("bad.yaml", "- replicas: 3\n").File("bad.yaml")
-	_, err := module().Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, values, false, nil, "", "table")
+	_, err := module().Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, values, false, nil, "", "table", nil, nil)
 	require.ErrorContains(t, err, "--values: not a YAML mapping of chart values")
 	for _, q := range fake.Queries() {
 		require.NotEqual(t, "plaintext", q.Leaf().Field, "the kubeconfig is not read for a refused call")

@@ -428,6 +428,13 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg registryCa", err))
 				}
 			}
+			var signedBy *dagger.File
+			if inputArgs["signedBy"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["signedBy"]), &signedBy)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg signedBy", err))
+				}
+			}
 			var kubeApi *dagger.Service
 			if inputArgs["kubeAPI"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["kubeAPI"]), &kubeApi)
@@ -470,7 +477,21 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
 				}
 			}
-			return (*Krgeobuk).Deploy(&parent, ctx, env, kubeconfig, stack, image, registry, tag, service, authServerSource, authzServerSource, authClientSource, portalClientSource, git, gitToken, example, username, password, registryCa, kubeApi, values, takeOverLock, readinessUrl, prometheusUrl, format)
+			var signingKey *dagger.Secret
+			if inputArgs["signingKey"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["signingKey"]), &signingKey)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg signingKey", err))
+				}
+			}
+			var signingKeyPassword *dagger.Secret
+			if inputArgs["signingKeyPassword"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["signingKeyPassword"]), &signingKeyPassword)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg signingKeyPassword", err))
+				}
+			}
+			return (*Krgeobuk).Deploy(&parent, ctx, env, kubeconfig, stack, image, registry, tag, service, authServerSource, authzServerSource, authClientSource, portalClientSource, git, gitToken, example, username, password, registryCa, signedBy, kubeApi, values, takeOverLock, readinessUrl, prometheusUrl, format, signingKey, signingKeyPassword)
 		case "History":
 			var parent Krgeobuk
 			err = json.Unmarshal(parentJSON, &parent)
@@ -806,6 +827,13 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg password", err))
 				}
 			}
+			var registryCa *dagger.File
+			if inputArgs["registryCa"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["registryCa"]), &registryCa)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg registryCa", err))
+				}
+			}
 			var platform []dagger.Platform
 			if inputArgs["platform"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["platform"]), &platform)
@@ -848,7 +876,21 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg nginxImage", err))
 				}
 			}
-			return (*Krgeobuk).Publish(&parent, ctx, registry, tag, service, authServerSource, authzServerSource, authClientSource, portalClientSource, git, gitToken, example, username, password, platform, env, revision, sourceUrl, nodeImage, nginxImage)
+			var signingKey *dagger.Secret
+			if inputArgs["signingKey"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["signingKey"]), &signingKey)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg signingKey", err))
+				}
+			}
+			var signingKeyPassword *dagger.Secret
+			if inputArgs["signingKeyPassword"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["signingKeyPassword"]), &signingKeyPassword)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg signingKeyPassword", err))
+				}
+			}
+			return (*Krgeobuk).Publish(&parent, ctx, registry, tag, service, authServerSource, authzServerSource, authClientSource, portalClientSource, git, gitToken, example, username, password, registryCa, platform, env, revision, sourceUrl, nodeImage, nginxImage, signingKey, signingKeyPassword)
 		case "Rollback":
 			var parent Krgeobuk
 			err = json.Unmarshal(parentJSON, &parent)

@@ -62,25 +62,25 @@ func TestBothDoorsRefuseBadInputAlike(t *testing.T) {
 			func() (string, error) { return m.Status(ctx, "qa", kc, "apps", nil, "table") }, `environment "qa": unknown`},
 		{"bad image pair", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", "auth-server"},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, "apps", []string{"auth-server"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "", "table")
+				return m.Deploy(ctx, "staging", kc, "apps", []string{"auth-server"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, nil, false, nil, "", "table", nil, nil)
 			}, `--image "auth-server": want service=repository@sha256:...`},
 		{"duplicate service", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", digest, "--image", digest},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, "apps", []string{digest, digest}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "", "table")
+				return m.Deploy(ctx, "staging", kc, "apps", []string{digest, digest}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, nil, false, nil, "", "table", nil, nil)
 			}, "--image: service auth-server given twice"},
 		{"bad format", []string{"history", "--env", "staging", "--kubeconfig", kcFile, "--format", "yaml"},
 			func() (string, error) { return m.History(ctx, "staging", kc, "apps", nil, "yaml") }, `--format "yaml": want one of table, markdown, json`},
 		{"values not a mapping", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", digest, "--values", valuesFile},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, values, false, nil, "", "table")
+				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, values, false, nil, "", "table", nil, nil)
 			}, "--values: not a YAML mapping of chart values"},
 		{"user without password", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", digest, "--username", "ci-bot"},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "ci-bot", nil, nil, nil, nil, false, nil, "", "table")
+				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "ci-bot", nil, nil, nil, nil, nil, false, nil, "", "table", nil, nil)
 			}, "give both --username and --password, or neither"},
 		{"registry CA that is not PEM", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", digest, "--registry-ca", caFile},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, ca, nil, nil, false, nil, "", "table")
+				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, ca, nil, nil, nil, false, nil, "", "table", nil, nil)
 			}, "--registry-ca: no PEM certificate in it"},
 		{"negative revision", []string{"rollback", "--env", "production", "--kubeconfig", kcFile, "--revision", "-1"},
 			func() (string, error) {
@@ -90,11 +90,11 @@ func TestBothDoorsRefuseBadInputAlike(t *testing.T) {
 			func() (string, error) { return m.Status(ctx, "staging", nil, "apps", nil, "markdown") }, "no kubeconfig: --kubeconfig is required"},
 		{"unknown stack", []string{"deploy", "--env", "staging", "--stack", "logging", "--kubeconfig", kcFile},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, "logging", nil, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "", "table")
+				return m.Deploy(ctx, "staging", kc, "logging", nil, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, nil, false, nil, "", "table", nil, nil)
 			}, `--stack "logging": want one of apps, monitoring`},
 		{"monitoring image pair without a component", []string{"deploy", "--env", "production", "--stack", "monitoring", "--kubeconfig", kcFile, "--image", "quay.io/prometheus/prometheus:v3.15.1"},
 			func() (string, error) {
-				return m.Deploy(ctx, "production", kc, "monitoring", []string{"quay.io/prometheus/prometheus:v3.15.1"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "", "table")
+				return m.Deploy(ctx, "production", kc, "monitoring", []string{"quay.io/prometheus/prometheus:v3.15.1"}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, nil, false, nil, "", "table", nil, nil)
 			}, `--image "quay.io/prometheus/prometheus:v3.15.1": want service=repository@sha256:...`},
 		{"monitoring rollback to a negative revision", []string{"rollback", "--env", "staging", "--stack", "monitoring", "--kubeconfig", kcFile, "--revision", "-2"},
 			func() (string, error) {
@@ -103,11 +103,11 @@ func TestBothDoorsRefuseBadInputAlike(t *testing.T) {
 			"--revision -2: revisions start at 1"},
 		{"bad readiness URL on deploy", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", digest, "--readiness-url", "auth-server"},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, []string{"auth-server"}, "", "table")
+				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, nil, false, []string{"auth-server"}, "", "table", nil, nil)
 			}, `--readiness-url "auth-server": want service=URL`},
 		{"prometheus URL with credentials on deploy", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", digest, "--prometheus-url", "http://ci:hunter2@prometheus:9090"},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "http://ci:hunter2@prometheus:9090", "table")
+				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, nil, false, nil, "http://ci:hunter2@prometheus:9090", "table", nil, nil)
 			}, "--prometheus-url: credentials do not belong in a flag"},
 		{"bad readiness URL on rollback", []string{"rollback", "--env", "staging", "--kubeconfig", kcFile, "--readiness-url", "=http://x"},
 			func() (string, error) {
@@ -115,7 +115,7 @@ func TestBothDoorsRefuseBadInputAlike(t *testing.T) {
 			}, `--readiness-url "=http://x": want service=URL`},
 		{"a partial deploy without the named service's image", []string{"deploy", "--env", "staging", "--kubeconfig", kcFile, "--image", digest, "--service", "authz-server"},
 			func() (string, error) {
-				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", []string{"authz-server"}, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "", "table")
+				return m.Deploy(ctx, "staging", kc, "apps", []string{digest}, "", "", []string{"authz-server"}, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, nil, false, nil, "", "table", nil, nil)
 			}, "--service authz-server: no --image given for it"},
 		{"monitoring status in an environment that does not place it", []string{"status", "--env", "qa", "--stack", "monitoring", "--kubeconfig", kcFile},
 			func() (string, error) { return m.Status(ctx, "qa", kc, "monitoring", nil, "table") }, `environment "qa": unknown`},

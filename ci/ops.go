@@ -99,6 +99,12 @@ func (m *Krgeobuk) Deploy(
 	// publish itself trusts what the engine is configured to trust).
 	// +optional
 	registryCa *dagger.File,
+	// PEM public key every image must be signed with (a cosign signature
+	// and an SBOM attached to its digest), checked at preflight, for an
+	// environment whose environment.yaml requires no signatures; staging
+	// and production accept only the keys their environment.yaml names.
+	// +optional
+	signedBy *dagger.File,
 	// Reach the Kubernetes API server through this service instead of the
 	// kubeconfig's address, e.g. tcp://localhost:6443 for a cluster running on
 	// the engine's host. TLS still checks the kubeconfig's host name.
@@ -126,6 +132,14 @@ func (m *Krgeobuk) Deploy(
 	// Report format: table, markdown or json.
 	// +default="table"
 	format string,
+	// Private key that signs the images published when no --image is given
+	// (see publish --signing-key), e.g. env:COSIGN_KEY; required to build
+	// for an environment that requires signatures.
+	// +optional
+	signingKey *dagger.Secret,
+	// Password of an encrypted cosign key file, e.g. env:COSIGN_PASSWORD.
+	// +optional
+	signingKeyPassword *dagger.Secret,
 ) (string, error) {
 	sources := sourceArgs{
 		dirs: serviceDirectories(authServerSource, authzServerSource, authClientSource, portalClientSource),
@@ -135,8 +149,10 @@ func (m *Krgeobuk) Deploy(
 		Command: request.Deploy, Env: env, Stack: stack, Format: format, Images: image, Services: service, Values: fileSource(values), TakeOverLock: takeOverLock,
 		Kubeconfig: secretSource(kubeconfig), KubeAPI: tunnel(kubeAPI), ReadinessURLs: readinessUrl, PrometheusURL: prometheusUrl,
 		Registry: request.Credentials{Username: username, Password: secretSource(password)}, RegistryCA: fileSource(registryCa),
-		Build: &request.Build{Registry: registry, Tag: tag, Sources: sources.decide(), Publish: m.publishing(publishArgs{
-			registry: registry, tag: tag, services: service, sources: sources, username: username, password: password, env: env,
+		SignedBy: fileSource(signedBy),
+		Build: &request.Build{Registry: registry, Tag: tag, Sources: sources.decide(), Signed: signingKey != nil, Publish: m.publishing(publishArgs{
+			registry: registry, tag: tag, services: service, sources: sources, username: username, password: password, registryCa: registryCa, env: env,
+			signingKey: signingKey, signingKeyPassword: signingKeyPassword,
 		})},
 	}).Text()
 }

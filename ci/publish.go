@@ -7,7 +7,11 @@ import (
 	"dagger/krgeobuk/graphs"
 	"dagger/krgeobuk/internal/dagger"
 
+	"github.com/krgeobuk/krgeobuk-infra/k8s"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/attest"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/build"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/request"
 )
 
 // Publish builds services and pushes them to a registry, returning one
@@ -65,6 +69,11 @@ func (m *Krgeobuk) Publish(
 	// Registry password or token, e.g. env:GHCR_TOKEN.
 	// +optional
 	password *dagger.Secret,
+	// PEM file of the CA(s) that signed the registry's TLS certificate,
+	// trusted besides the system's when the signature and SBOM are attached
+	// (the engine's own push trusts what the engine is configured to trust).
+	// +optional
+	registryCa *dagger.File,
 	// Platforms to build (linux/amd64, linux/arm64). Default: the engine's.
 	// +optional
 	platform []dagger.Platform,
@@ -84,14 +93,25 @@ func (m *Krgeobuk) Publish(
 	// nginx image override (a mirror), pinned by tag or digest.
 	// +optional
 	nginxImage string,
+	// Private key (PEM, or cosign's key file) that signs each pushed image,
+	// e.g. env:COSIGN_KEY: a cosign signature and a CycloneDX SBOM (from the
+	// source's package-lock.json) are attached as OCI referrers of its
+	// digest. Required for environments that require signatures (staging,
+	// production).
+	// +optional
+	signingKey *dagger.Secret,
+	// Password of an encrypted cosign key file, e.g. env:COSIGN_PASSWORD.
+	// +optional
+	signingKeyPassword *dagger.Secret,
 ) ([]string, error) {
 	refs, err := m.publish(ctx, publishArgs{
-		registry: registry, tag: tag, services: service, username: username, password: password,
+		registry: registry, tag: tag, services: service, username: username, password: password, registryCa: registryCa,
 		sources: sourceArgs{
 			dirs: serviceDirectories(authServerSource, authzServerSource, authClientSource, portalClientSource),
 			git:  git, gitToken: gitToken, examples: example,
 		},
 		platform: platform, env: env, revision: revision, sourceURL: sourceURL, nodeImage: nodeImage, nginxImage: nginxImage,
+		signingKey: signingKey, signingKeyPassword: signingKeyPassword,
 	})
 	if err != nil {
 		return nil, err
@@ -109,10 +129,13 @@ type publishArgs struct {
 	sources               sourceArgs
 	username              string
 	password              *dagger.Secret
+	registryCa            *dagger.File
 	platform              []dagger.Platform
 	env, revision         string
 	sourceURL             string
 	nodeImage, nginxImage string
+	// signingKey signs what is pushed; nil signs nothing.
+	signingKey, signingKeyPassword *dagger.Secret
 }
 
 type published struct{ service, ref string }
@@ -146,7 +169,18 @@ func (m *Krgeobuk) publish(ctx context.Context, a publishArgs) ([]published, err
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
+	env, err := environment.Load(k8s.Environments, a.env)
+	if err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	if err := attest.CheckPublish(env, a.signingKey != nil); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
 	reqs, err := args.requests(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	signer, err := a.signer(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
@@ -156,7 +190,7 @@ func (m *Krgeobuk) publish(ctx context.Context, a publishArgs) ([]published, err
 	}
 	var out []published
 	for i, req := range reqs {
-		variants, err := m.built(ctx, args, req, a.sources)
+		variants, dir, err := m.built(ctx, args, req, a.sources)
 		if err != nil {
 			return nil, fmt.Errorf("publish %s: %w", req.Service.Name, err)
 		}
@@ -164,7 +198,56 @@ func (m *Krgeobuk) publish(ctx context.Context, a publishArgs) ([]published, err
 		if err != nil {
 			return nil, explained(err)
 		}
+		if signer != nil {
+			if err := a.attest(ctx, req.Service.Name, ref, dir, signer); err != nil {
+				return nil, fmt.Errorf("publish: %w", err)
+			}
+		}
 		out = append(out, published{service: req.Service.Name, ref: ref})
 	}
 	return out, nil
+}
+
+// signer reads the signing key; nil without one. Its errors never carry the
+// key (attest.NewSigner).
+func (a publishArgs) signer(ctx context.Context) (*attest.Signer, error) {
+	if a.signingKey == nil {
+		return nil, nil
+	}
+	key, err := a.signingKey.Plaintext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("--signing-key: %w", err)
+	}
+	var password []byte
+	if a.signingKeyPassword != nil {
+		pw, err := a.signingKeyPassword.Plaintext(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("--signing-key-password: %w", err)
+		}
+		password = []byte(pw)
+	}
+	return attest.NewSigner([]byte(key), password)
+}
+
+// attest attaches the SBOM of dir's package-lock.json and the signature to
+// the image just pushed, with the push's credentials.
+func (a publishArgs) attest(ctx context.Context, service, ref string, dir *dagger.Directory, signer *attest.Signer) error {
+	var lock []byte
+	ok, err := dir.Exists(ctx, attest.LockfileName)
+	if err != nil {
+		return fmt.Errorf("service %s: %w", service, err)
+	}
+	if ok {
+		data, err := dir.File(attest.LockfileName).Contents(ctx)
+		if err != nil {
+			return fmt.Errorf("service %s: %w", service, err)
+		}
+		lock = []byte(data)
+	}
+	opts, _, err := request.Credentials{Username: a.username, Password: secretSource(a.password), CA: fileSource(a.registryCa)}.Options(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = attest.Published(ctx, service, ref, lock, signer, opts...)
+	return err
 }

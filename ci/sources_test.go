@@ -46,7 +46,7 @@ func TestPublishBuildsEachServiceFromItsOwnDirectory(t *testing.T) {
 	}
 	refs, err := module().Publish(ctx, "127.0.0.1:5000/krgeobuk", "v1", nil,
 		dirs["auth-server"], dirs["authz-server"], dirs["auth-client"], dirs["portal-client"], nil, nil, nil,
-		"", nil, nil, "staging", "", "", "", "")
+		"", nil, nil, nil, "development", "", "", "", "", nil, nil)
 	require.NoError(t, err)
 	require.Len(t, refs, 4)
 	published := publishQueries()
@@ -76,7 +76,7 @@ func TestPublishFromGitRefs(t *testing.T) {
 	gitToken := dag.SetSecret("git-token", token)
 	refs, err := module().Publish(ctx, "127.0.0.1:5000/krgeobuk", "v1", []string{"auth-server", "portal-client"}, nil, nil, nil, nil,
 		[]string{"auth-server=https://github.com/krgeobuk/auth-server.git#main", "portal-client=https://github.com/krgeobuk/portal-client#v1.4.2"},
-		gitToken, nil, "", nil, nil, "production", "", "", "", "")
+		gitToken, nil, "", nil, nil, nil, "development", "", "", "", "", nil, nil)
 	require.NoError(t, err)
 	require.Len(t, refs, 2)
 
@@ -138,9 +138,9 @@ func TestDeployBuildsFromTheGivenSources(t *testing.T) {
 	for _, svc := range catalog.Names() {
 		dirs[svc] = dag.Directory().WithNewFile("package.json", `{"name":"`+svc+`"}`)
 	}
-	_, err := module().Deploy(ctx, "staging", kubeconfig, "apps", nil, "127.0.0.1:5000/krgeobuk", "v1", nil,
+	_, err := module().Deploy(ctx, "development", kubeconfig, "apps", nil, "127.0.0.1:5000/krgeobuk", "v1", nil,
 		dirs["auth-server"], dirs["authz-server"], nil, dirs["portal-client"], []string{"auth-client=https://github.com/krgeobuk/auth-client#main"}, nil,
-		nil, "", nil, nil, nil, nil, false, nil, "", "table")
+		nil, "", nil, nil, nil, nil, nil, false, nil, "", "table", nil, nil)
 	require.ErrorContains(t, err, "invalid configuration", "built and published, then stopped at the kubeconfig")
 	published := publishQueries()
 	require.Len(t, published, 4)
@@ -195,35 +195,35 @@ func TestSourceRefusalsBeforeAnyCall(t *testing.T) {
 			return err
 		}, []string{"credentials in a git URL would be logged; give the token as a secret with --git-token"}},
 		{"publish: no sources", func() error {
-			_, err := m.Publish(ctx, "ghcr.io/krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, "staging", "", "", "", "")
+			_, err := m.Publish(ctx, "ghcr.io/krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, "staging", "", "", "", "", nil, nil)
 			return err
 		}, []string{"auth-server has no source: give its checkout (--auth-server-source DIR)", "portal-client has no source"}},
 		{"publish: the examples for production", func() error {
-			_, err := m.Publish(ctx, "ghcr.io/krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, catalog.Names(), "", nil, nil, "production", "", "", "", "")
+			_, err := m.Publish(ctx, "ghcr.io/krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, catalog.Names(), "", nil, nil, nil, "production", "", "", "", "", nil, nil)
 			return err
 		}, []string{"--example auth-server: the examples are never built for production"}},
 		{"publish: a source for a service not published", func() error {
-			_, err := m.Publish(ctx, "ghcr.io/krgeobuk", "v1", []string{"auth-server"}, d, d, nil, nil, nil, nil, nil, "", nil, nil, "staging", "", "", "", "")
+			_, err := m.Publish(ctx, "ghcr.io/krgeobuk", "v1", []string{"auth-server"}, d, d, nil, nil, nil, nil, nil, "", nil, nil, nil, "staging", "", "", "", "", nil, nil)
 			return err
 		}, []string{"--authz-server-source: authz-server is not being built (--service auth-server)"}},
 		{"publish: an unknown service's git ref", func() error {
-			_, err := m.Publish(ctx, "ghcr.io/krgeobuk", "v1", nil, d, d, d, d, []string{"billing=https://github.com/krgeobuk/billing#main"}, nil, nil, "", nil, nil, "staging", "", "", "", "")
+			_, err := m.Publish(ctx, "ghcr.io/krgeobuk", "v1", nil, d, d, d, d, []string{"billing=https://github.com/krgeobuk/billing#main"}, nil, nil, "", nil, nil, nil, "staging", "", "", "", "", nil, nil)
 			return err
 		}, []string{`--git billing=…: unknown service "billing"`}},
 		{"deploy: no images and no sources", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", nil, "ghcr.io/krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "", "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", nil, "ghcr.io/krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, nil, false, nil, "", "table", nil, nil)
 			return err
 		}, []string{"deploy staging: refused", "sources: auth-server has no source: give its checkout (--auth-server-source DIR) or a git ref (--git auth-server=URL#REF)"}},
 		{"deploy: the examples for staging", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", nil, "ghcr.io/krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, catalog.Names(), "", nil, nil, nil, nil, false, nil, "", "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", nil, "ghcr.io/krgeobuk", "v1", nil, nil, nil, nil, nil, nil, nil, catalog.Names(), "", nil, nil, nil, nil, nil, false, nil, "", "table", nil, nil)
 			return err
 		}, []string{"--example auth-server: the examples are never built for staging"}},
 		{"deploy: one example among real sources for production", func() error {
-			_, err := m.Deploy(ctx, "production", kubeconfig, "apps", nil, "ghcr.io/krgeobuk", "v1", nil, d, d, d, nil, nil, nil, []string{"portal-client"}, "", nil, nil, nil, nil, false, nil, "", "table")
+			_, err := m.Deploy(ctx, "production", kubeconfig, "apps", nil, "ghcr.io/krgeobuk", "v1", nil, d, d, d, nil, nil, nil, []string{"portal-client"}, "", nil, nil, nil, nil, nil, false, nil, "", "table", nil, nil)
 			return err
 		}, []string{"--example portal-client: the examples are never built for production"}},
 		{"deploy: images and sources", func() error {
-			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, d, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, false, nil, "", "table")
+			_, err := m.Deploy(ctx, "staging", kubeconfig, "apps", []string{"auth-server=ghcr.io/krgeobuk/auth-server:1"}, "", "", nil, d, nil, nil, nil, nil, nil, nil, "", nil, nil, nil, nil, nil, false, nil, "", "table", nil, nil)
 			return err
 		}, []string{"--image deploys given images; --registry, --tag and the services' sources are for building them, not both"}},
 		{"integration-test: the example for staging", func() error {

@@ -37,7 +37,8 @@ type plan struct {
 // preflight checks everything that can be checked before the cluster
 // changes, in order of cost: the API server answers; every enabled
 // component has an image that its registry serves (pinned to its digest);
-// the values match the chart's schema; the rendered manifests keep every
+// where the environment requires it, each image is signed with an accepted
+// key and has its SBOM; the values match the chart's schema; the rendered manifests keep every
 // policy rule; the API server accepts them in a server-side dry run.
 func (d *Deployer) preflight(ctx context.Context, r *run, req Request) (plan, error) {
 	var p plan
@@ -74,6 +75,9 @@ func (d *Deployer) preflight(ctx context.Context, r *run, req Request) (plan, er
 		return detail, nil
 	})
 	if err != nil {
+		return p, err
+	}
+	if err := d.preflightSignatures(ctx, r, p.images); err != nil {
 		return p, err
 	}
 	p.values = layout.Layer(d.stack.Values, req.Values, pins(p.images))

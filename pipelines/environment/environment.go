@@ -4,6 +4,8 @@
 package environment
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -84,7 +86,31 @@ type Environment struct {
 	// Analysis is the metric analysis window after the readiness gate; nil
 	// (no analysis: block) turns it off.
 	Analysis *Analysis
+	// Signing says whether the images deployed here must be signed, and
+	// with which keys; nil (no signing: block) requires nothing.
+	Signing *Signing
 }
+
+// Signing is the signature an image must carry to be deployed here.
+type Signing struct {
+	// Required refuses, at preflight, an image without a signature that
+	// verifies with one of Keys, or without an SBOM.
+	Required bool
+	// Keys are the accepted public keys (PEM), read from files beside
+	// environment.yaml: one, or two while a key is being rotated.
+	Keys []PublicKey
+}
+
+// PublicKey is one accepted signing key.
+type PublicKey struct {
+	// File is its file name beside environment.yaml.
+	File string
+	PEM  []byte
+}
+
+// MaxSigningKeys is how many keys an environment may accept at once: the
+// current one and, during a rotation, the next.
+const MaxSigningKeys = 2
 
 // Analysis is how long, how often and against which thresholds a deploy
 // watches a new revision's request metrics before it is verified.
@@ -169,6 +195,10 @@ type settings struct {
 			MaxP95Factor     *float64     `json:"maxP95Factor"`
 		} `json:"canary"`
 	} `json:"analysis"`
+	Signing *struct {
+		Required bool     `json:"required"`
+		Keys     []string `json:"keys"`
+	} `json:"signing"`
 	Budgets struct {
 		APIRead           duration `json:"apiRead"`
 		APIWrite          duration `json:"apiWrite"`
@@ -276,6 +306,21 @@ func Load(fsys fs.FS, name string) (*Environment, error) {
 			}
 		}
 	}
+	if sg := s.Signing; sg != nil {
+		env.Signing = &Signing{Required: sg.Required}
+		var errs []error
+		for _, f := range sg.Keys {
+			k, err := readKey(fsys, dir, f)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			env.Signing.Keys = append(env.Signing.Keys, k)
+		}
+		if err := errors.Join(errs...); err != nil {
+			return nil, fmt.Errorf("environment %s: %s: %w", name, SettingsFile, err)
+		}
+	}
 	if err := readYAML(fsys, path.Join(dir, AppsValuesFile), &env.Values, false); err != nil {
 		return nil, err
 	}
@@ -338,8 +383,65 @@ func (s settings) validate(folder string) error {
 		errs = append(errs, fmt.Errorf("lock.ttl %s is outside %s..%s: the lock is renewed every third of it, and a deploy that dies blocks the next for as long", d, MinLockTTL, MaxLockTTL))
 	}
 	errs = append(errs, s.validateAnalysis()...)
+	errs = append(errs, s.validateSigning()...)
 	sortErrors(errs)
 	return errors.Join(errs...)
+}
+
+func (s settings) validateSigning() []error {
+	sg := s.Signing
+	if sg == nil {
+		return nil
+	}
+	var errs []error
+	switch {
+	case sg.Required && len(sg.Keys) == 0:
+		errs = append(errs, errors.New("signing.required needs at least one public key under signing.keys (a PEM file beside environment.yaml)"))
+	case len(sg.Keys) > MaxSigningKeys:
+		errs = append(errs, fmt.Errorf("signing.keys lists %d keys, at most %d: the current key and, while rotating, the next", len(sg.Keys), MaxSigningKeys))
+	}
+	seen := map[string]bool{}
+	for _, f := range sg.Keys {
+		if f == "" || f != path.Base(f) || strings.HasPrefix(f, ".") {
+			errs = append(errs, fmt.Errorf("signing.keys: %q must be a file name beside environment.yaml", f))
+		}
+		if seen[f] {
+			errs = append(errs, fmt.Errorf("signing.keys: %q is listed twice", f))
+		}
+		seen[f] = true
+	}
+	return errs
+}
+
+// readKey reads one accepted public key beside environment.yaml.
+func readKey(fsys fs.FS, dir, file string) (PublicKey, error) {
+	data, err := fs.ReadFile(fsys, path.Join(dir, file))
+	if err != nil {
+		return PublicKey{}, fmt.Errorf("signing.keys: %w", err)
+	}
+	k, err := ParsePublicKey(file, data)
+	if err != nil {
+		return PublicKey{}, fmt.Errorf("signing.keys: %w", err)
+	}
+	return k, nil
+}
+
+// ParsePublicKey checks that data is one PEM public key, named file in
+// messages: a private key given by mistake is refused without being echoed.
+func ParsePublicKey(file string, data []byte) (PublicKey, error) {
+	block, _ := pem.Decode(data)
+	switch {
+	case block == nil:
+		return PublicKey{}, fmt.Errorf("%s is not PEM", file)
+	case strings.Contains(block.Type, "PRIVATE"):
+		return PublicKey{}, fmt.Errorf("%s holds a private key (%s): only the public key belongs here; remove it from the repository and rotate it", file, block.Type)
+	case block.Type != "PUBLIC KEY":
+		return PublicKey{}, fmt.Errorf("%s is a PEM %q, want \"PUBLIC KEY\"", file, block.Type)
+	}
+	if _, err := x509.ParsePKIXPublicKey(block.Bytes); err != nil {
+		return PublicKey{}, fmt.Errorf("%s: %w", file, err)
+	}
+	return PublicKey{File: file, PEM: data}, nil
 }
 
 // MaxAnalysisDuration bounds analysis.duration: the deploy lock is held

@@ -218,3 +218,63 @@ func TestCanaryStepReplicas(t *testing.T) {
 		require.Equal(t, tt.want, tt.step.Replicas(tt.stable), "%s of %d", tt.step, tt.stable)
 	}
 }
+
+// staging and production require signed images, each with its committed
+// public key; development requires none.
+func TestEmbeddedEnvironmentsSigning(t *testing.T) {
+	for name, required := range map[string]bool{"development": false, "staging": true, "production": true} {
+		env, err := environment.Load(k8s.Environments, name)
+		require.NoError(t, err, name)
+		if !required {
+			require.Nil(t, env.Signing, name)
+			continue
+		}
+		require.NotNil(t, env.Signing, name)
+		require.True(t, env.Signing.Required, name)
+		require.Len(t, env.Signing.Keys, 1, name)
+		require.Equal(t, "cosign.pub", env.Signing.Keys[0].File)
+		require.Contains(t, string(env.Signing.Keys[0].PEM), "BEGIN PUBLIC KEY")
+	}
+}
+
+func TestSigningSettings(t *testing.T) {
+	pubPEM, err := k8s.Environments.ReadFile("environments/staging/cosign.pub")
+	require.NoError(t, err)
+	pub := string(pubPEM)
+	base := "name: dev\nnamespace: apps\nrelease: apps\ngates: {rolloutTimeout: 1m, readinessTimeout: 1m, unschedulableGrace: 10s}\nlock: {ttl: 30s}\n"
+	tests := []struct {
+		name, block string
+		files       map[string]string
+		wantKeys    []string
+		wantErr     string
+	}{
+		{name: "two keys while rotating", block: "signing: {required: true, keys: [a.pub, b.pub]}", files: map[string]string{"a.pub": pub, "b.pub": pub}, wantKeys: []string{"a.pub", "b.pub"}},
+		{name: "required without keys", block: "signing: {required: true}", wantErr: "signing.required needs at least one public key"},
+		{name: "three keys", block: "signing: {required: true, keys: [a.pub, b.pub, c.pub]}", files: map[string]string{"a.pub": pub, "b.pub": pub, "c.pub": pub}, wantErr: "lists 3 keys, at most 2"},
+		{name: "a path out of the folder", block: "signing: {required: true, keys: [../staging/cosign.pub]}", wantErr: `"../staging/cosign.pub" must be a file name beside environment.yaml`},
+		{name: "missing file", block: "signing: {required: true, keys: [a.pub]}", wantErr: "signing.keys: open environments/dev/a.pub"},
+		{name: "a private key", block: "signing: {required: true, keys: [a.pub]}", files: map[string]string{"a.pub": "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1ieXRlcw==\n-----END PRIVATE KEY-----\n"}, wantErr: "a.pub holds a private key (PRIVATE KEY): only the public key belongs here"},
+		{name: "not PEM", block: "signing: {required: true, keys: [a.pub]}", files: map[string]string{"a.pub": "ssh-ed25519 AAAA"}, wantErr: "a.pub is not PEM"},
+		{name: "unknown field", block: "signing: {required: true, key: a.pub}", wantErr: `unknown field "key"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fsys := envFS(base+tc.block+"\n", "a: 1\n")
+			for f, data := range tc.files {
+				fsys["environments/dev/"+f] = &fstest.MapFile{Data: []byte(data)}
+			}
+			env, err := environment.Load(fsys, "dev")
+			if tc.wantErr != "" {
+				require.ErrorContains(t, err, tc.wantErr)
+				require.NotContains(t, err.Error(), "c2VjcmV0LWtleS1ieXRlcw", "a private key is never echoed")
+				return
+			}
+			require.NoError(t, err)
+			var got []string
+			for _, k := range env.Signing.Keys {
+				got = append(got, k.File)
+			}
+			require.Equal(t, tc.wantKeys, got)
+		})
+	}
+}

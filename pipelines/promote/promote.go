@@ -22,6 +22,7 @@ import (
 
 	"helm.sh/helm/v3/pkg/chart"
 
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/attest"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/budget"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
@@ -110,6 +111,8 @@ type Result struct {
 	Copy
 	// Copied is false when the destination already held the digest.
 	Copied bool `json:"copied"`
+	// Referrers counts the signatures and SBOMs copied with it.
+	Referrers int `json:"referrers"`
 }
 
 // Options configure the registries' clients.
@@ -130,7 +133,9 @@ type Options struct {
 func DefaultBudget() retry.Backoff { return budget.Registry(budget.Defaults().Copy) }
 
 // Run copies each image (single manifests and multi-platform indexes alike)
-// and reads the digest back from the destination. It stops at the first
+// and reads the digest back from the destination, then copies its
+// signatures and SBOMs (attest.Copy: same bytes, same subject digest), even
+// when the destination already held the image. It stops at the first
 // failure: the images before it are promoted, the rest untouched, and the
 // error names the service.
 func Run(ctx context.Context, copies []Copy, opts Options) ([]Result, error) {
@@ -144,7 +149,16 @@ func Run(ctx context.Context, copies []Copy, opts Options) ([]Result, error) {
 		if err != nil {
 			return out, fmt.Errorf("promote %s: %w", c.Service, err)
 		}
-		out = append(out, Result{Copy: c, Copied: copied})
+		var n int
+		err = retry.Do(ctx, budget(), func(ctx context.Context) error {
+			var err error
+			n, err = attest.Copy(ctx, c.From, c.To, opts.Source, opts.Dest)
+			return retryable(err)
+		})
+		if err != nil {
+			return out, fmt.Errorf("promote %s: %w", c.Service, err)
+		}
+		out = append(out, Result{Copy: c, Copied: copied, Referrers: n})
 	}
 	return out, nil
 }
@@ -222,6 +236,30 @@ func one(ctx context.Context, c Copy, opts Options, budget retry.Backoff) (bool,
 		return false, fmt.Errorf("verify %s: %w", c.To, err)
 	}
 	return true, nil
+}
+
+// CheckSigned refuses, when the destination environment requires
+// signatures, every image that does not verify at the source with a key
+// the destination accepts (attest.Verifier.VerifyAll, as the deploy's
+// preflight): what is promoted would be refused there anyway, and nothing
+// is copied.
+func CheckSigned(ctx context.Context, copies []Copy, to *environment.Environment, opts Options) error {
+	if to.Signing == nil || !to.Signing.Required {
+		return nil
+	}
+	keys, err := attest.Keys(to.Signing)
+	if err != nil {
+		return fmt.Errorf("promote: environment %s: %w", to.Name, err)
+	}
+	v := &attest.Verifier{Keys: keys, Options: opts.Source, NewBudget: opts.NewBudget}
+	refs := map[string]string{}
+	for _, c := range copies {
+		refs[c.Service] = c.From
+	}
+	if _, err := v.VerifyAll(ctx, refs); err != nil {
+		return fmt.Errorf("promote: environment %s requires signed images; at the source:\n%w", to.Name, err)
+	}
+	return nil
 }
 
 func statusIs(err error, code int) bool {

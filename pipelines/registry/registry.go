@@ -93,7 +93,7 @@ func (r *Resolver) Resolve(ctx context.Context, service, ref string) (Image, err
 			if err = r.Access.Explain(parsed.Context().RegistryStr(), err); IsAccess(err) {
 				return err
 			}
-			if transient(err) {
+			if Transient(err) {
 				return retry.RetryableError(err)
 			}
 			return err
@@ -162,10 +162,10 @@ func hasCode(te *transport.Error, codes ...transport.ErrorCode) bool {
 	return false
 }
 
-// transient reports whether a registry failure may pass: rate limiting,
+// Transient reports whether a registry failure may pass: rate limiting,
 // server errors and dropped connections. 4xx answers other than 408/429 are
 // final.
-func transient(err error) bool {
+func Transient(err error) bool {
 	var te *transport.Error
 	if errors.As(err, &te) {
 		return te.StatusCode == http.StatusRequestTimeout || te.StatusCode == http.StatusTooManyRequests ||

@@ -30,6 +30,9 @@ const (
 	// every registry request (deploy's image lookups, both sides of a
 	// promotion's copy).
 	FlagRegistryCA = registry.FlagCA
+	// FlagSignedBy is a PEM public key deploy requires every image to be
+	// signed with, where the environment itself requires no signatures.
+	FlagSignedBy = "signed-by"
 
 	FlagFrom           = "from"
 	FlagTo             = "to"
@@ -46,7 +49,7 @@ const PromoteCommand = "promote"
 // Shared lists, per command, the arguments both doors take under the same
 // name.
 var Shared = map[string][]string{
-	Deploy:   {FlagStack, FlagImage, FlagService, FlagValues, FlagFormat, FlagTakeOverLock, FlagReadinessURL, FlagPrometheusURL, FlagKubeconfig, FlagUsername, FlagPassword, FlagRegistryCA},
+	Deploy:   {FlagStack, FlagImage, FlagService, FlagValues, FlagFormat, FlagTakeOverLock, FlagReadinessURL, FlagPrometheusURL, FlagKubeconfig, FlagUsername, FlagPassword, FlagRegistryCA, FlagSignedBy},
 	Rollback: {FlagStack, FlagRevision, FlagForce, FlagFormat, FlagTakeOverLock, FlagReadinessURL, FlagKubeconfig},
 	Status:   {FlagStack, FlagFormat, FlagKubeconfig},
 	History:  {FlagStack, FlagFormat, FlagKubeconfig},

@@ -162,6 +162,9 @@ func Promote(ctx context.Context, p Promotion) (*Promoted, error) {
 	if opts.Source, _, err = p.Source.Options(ctx); err != nil {
 		return out, fmt.Errorf("promote: %w", err)
 	}
+	if err := promote.CheckSigned(ctx, plan, toEnv, opts); err != nil {
+		return out, err
+	}
 	if out.Copies, err = promote.Run(ctx, plan, opts); err != nil || p.CopyOnly {
 		return out, err
 	}
@@ -186,6 +189,9 @@ func Lines(res []promote.Result) []string {
 		what := "copied"
 		if !r.Copied {
 			what = "already present"
+		}
+		if r.Referrers > 0 {
+			what += fmt.Sprintf(", with %d referrers (signatures, SBOMs)", r.Referrers)
 		}
 		out = append(out, fmt.Sprintf("%s %s -> %s (%s)", r.Service, r.From, r.To, what))
 	}

@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/krgeobuk/krgeobuk-infra/k8s"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/attest"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/build"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/deploy"
@@ -90,6 +91,10 @@ type Op struct {
 	// PrometheusURL is the Prometheus deploy's analysis gate asks; "" means
 	// the environment's monitoring release, through a port-forward.
 	PrometheusURL string
+	// SignedBy is a PEM public key every image deployed must be signed with
+	// (with an SBOM), in an environment whose environment.yaml requires no
+	// signatures; nil adds nothing. It never changes an environment's own keys.
+	SignedBy Source
 	// Actor is recorded on revisions; "" means $USER@host.
 	Actor string
 	// Log receives progress lines, redacted; nil discards them.
@@ -108,6 +113,9 @@ type Build struct {
 	// Publish builds and publishes, returning service -> repository@digest;
 	// its errors say that publishing failed.
 	Publish func(ctx context.Context) (map[string]string, error)
+	// Signed says a signing key was given: Publish signs what it pushes.
+	// An environment that requires signatures refuses a build without one.
+	Signed bool
 }
 
 // givesSources says whether any source argument was given.
@@ -170,6 +178,11 @@ func Run(ctx context.Context, op Op) *Outcome {
 		out.Format = Formats[0]
 		return refuse(env, err)
 	}
+	if op.SignedBy != nil {
+		if env, err = requireSignedBy(ctx, env, op.SignedBy); err != nil {
+			return refuse(env, err)
+		}
+	}
 	images, readiness, err := op.check()
 	if err != nil {
 		return refuse(env, err)
@@ -179,6 +192,11 @@ func Run(ctx context.Context, op Op) *Outcome {
 		return refuse(env, fmt.Errorf("--stack %s: %w", op.Stack, err))
 	}
 	st = &s
+	if op.Command == Deploy && len(images) == 0 && !st.ChartImages && op.Build != nil {
+		if err := attest.CheckPublish(env, op.Build.Signed); err != nil {
+			return refuse(env, err)
+		}
+	}
 
 	var values map[string]any
 	if op.Values != nil {
@@ -334,6 +352,31 @@ func (op Op) checkServices(images map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// requireSignedBy is env requiring every image to be signed with the key in
+// src. An environment that requires signatures keeps its own keys: a flag
+// may add a check where there was none, never swap the keys a team chose.
+func requireSignedBy(ctx context.Context, env *environment.Environment, src Source) (*environment.Environment, error) {
+	if env.Signing != nil && env.Signing.Required {
+		var files []string
+		for _, k := range env.Signing.Keys {
+			files = append(files, k.File)
+		}
+		return env, fmt.Errorf("--%s: environment %s accepts only the keys its %s names (%s); change them there",
+			FlagSignedBy, env.Name, environment.SettingsFile, strings.Join(files, ", "))
+	}
+	data, err := src(ctx)
+	if err != nil {
+		return env, fmt.Errorf("--%s: %w", FlagSignedBy, err)
+	}
+	key, err := environment.ParsePublicKey("--"+FlagSignedBy, data)
+	if err != nil {
+		return env, err
+	}
+	signed := *env
+	signed.Signing = &environment.Signing{Required: true, Keys: []environment.PublicKey{key}}
+	return &signed, nil
 }
 
 var errNoKubeconfig = errors.New("no kubeconfig: --kubeconfig is required (the deployer account's kubeconfig)")

@@ -3,6 +3,11 @@ package request_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"io/fs"
 	"os"
@@ -190,6 +195,19 @@ func TestRunRefusesBadInputBeforeReadingAnything(t *testing.T) {
 			op.Build = &request.Build{Registry: "ghcr.io/krgeobuk", Tag: "v1", Publish: neverPublish(t),
 				Sources: build.SourceArgs{Directories: []string{"auth-server", "portal-client"}}}
 		}, "--portal-client-source: portal-client is not being built"},
+		{"a build for staging without a signing key", func(t *testing.T, op *request.Op) {
+			op.Images = nil
+			op.Build = &request.Build{Registry: "ghcr.io/krgeobuk", Tag: "v1", Publish: neverPublish(t),
+				Sources: build.SourceArgs{Directories: []string{"auth-server", "authz-server", "auth-client", "portal-client"}}}
+		}, "environment staging requires signed images: give --signing-key (a PEM private key as a secret, e.g. env:COSIGN_KEY)"},
+		{"--signed-by where the environment names its own keys", func(t *testing.T, op *request.Op) { op.SignedBy = never(t) },
+			"--signed-by: environment staging accepts only the keys its environment.yaml names (cosign.pub); change them there"},
+		{"--signed-by given a private key", func(t *testing.T, op *request.Op) {
+			op.Env, op.SignedBy = "development", request.Bytes(privateKeyPEM(t))
+		}, "--signed-by holds a private key (PRIVATE KEY): only the public key belongs here"},
+		{"--signed-by given something else", func(t *testing.T, op *request.Op) {
+			op.Env, op.SignedBy = "development", request.Bytes([]byte("ssh-ed25519 AAAA"))
+		}, "--signed-by is not PEM"},
 		{"bad readiness URL", func(t *testing.T, op *request.Op) { op.ReadinessURLs = []string{"x"} }, `--readiness-url "x": want service=URL`},
 		{"prometheus URL without a scheme", func(t *testing.T, op *request.Op) { op.PrometheusURL = "prometheus:9090" },
 			"--prometheus-url: want http://host:port or https://host:port"},
@@ -249,7 +267,8 @@ func neverPublish(t *testing.T) func(context.Context) (map[string]string, error)
 }
 
 // A deploy that builds passes the sources check with the deploy's
-// environment, then publishes before reading the kubeconfig.
+// environment (and, for staging, which requires signatures, has a signing
+// key), then publishes before reading the kubeconfig.
 func TestRunBuildsFromGivenSources(t *testing.T) {
 	for _, tt := range []struct {
 		env     string
@@ -261,7 +280,7 @@ func TestRunBuildsFromGivenSources(t *testing.T) {
 	} {
 		var published bool
 		out := request.Run(context.Background(), request.Op{Command: request.Deploy, Env: tt.env, Kubeconfig: request.Bytes([]byte("apiVersion: v1\nkind: Config\n")),
-			Build: &request.Build{Registry: "ghcr.io/krgeobuk", Tag: "v1", Sources: tt.sources,
+			Build: &request.Build{Registry: "ghcr.io/krgeobuk", Tag: "v1", Sources: tt.sources, Signed: tt.env == "staging",
 				Publish: func(context.Context) (map[string]string, error) {
 					published = true
 					return nil, errors.New("registry down")
@@ -277,7 +296,7 @@ func TestRunBuildsFromGivenSources(t *testing.T) {
 func environmentWithoutMonitoring(t *testing.T) fs.FS {
 	t.Helper()
 	fsys := fstest.MapFS{}
-	for _, f := range []string{"environment.yaml", "krgeobuk-apps.values.yaml", "monitoring-stack.values.yaml"} {
+	for _, f := range []string{"environment.yaml", "krgeobuk-apps.values.yaml", "monitoring-stack.values.yaml", "cosign.pub"} {
 		data, err := k8s.Environments.ReadFile("environments/staging/" + f)
 		require.NoError(t, err)
 		if f == "environment.yaml" {
@@ -369,4 +388,15 @@ func TestPromoteRefusesBadInput(t *testing.T) {
 			require.ErrorContains(t, err, tt.want)
 		})
 	}
+}
+
+// privateKeyPEM is a fresh ECDSA private key, PKCS#8 PEM, as openssl genpkey
+// writes it: what a user might give --signed-by by mistake.
+func privateKeyPEM(t *testing.T) []byte {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	require.NoError(t, err)
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }

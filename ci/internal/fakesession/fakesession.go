@@ -217,7 +217,22 @@ func leafValue(chain []Call, stdout string) any {
 		return nil
 	case "endpoint":
 		return "kube-api.fake.dagger.local:6443"
+	case "exists":
+		// A directory built with withNewFile holds exactly those files.
+		for _, c := range object {
+			if c.Field == "withNewFile" && c.Args["path"] == leaf.Args["path"] {
+				return true
+			}
+		}
+		return false
 	case "contents":
+		if last := object[len(object)-1]; last.Field == "file" {
+			for i := len(object) - 2; i >= 0; i-- {
+				if object[i].Field == "withNewFile" && object[i].Args["path"] == last.Args["path"] {
+					return object[i].Args["contents"]
+				}
+			}
+		}
 		for i := len(object) - 1; i >= 0; i-- {
 			if object[i].Field == "withNewFile" {
 				return object[i].Args["contents"]

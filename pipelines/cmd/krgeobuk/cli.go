@@ -62,6 +62,7 @@ type options struct {
 	kubeconfig, envDir   string
 	toKubeconfig         string
 	registryCA           string
+	signedBy             string
 	values               string
 	jsonOut, markdownOut string
 	password, srcPass    secretRef
@@ -118,6 +119,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	o.op.Values = fileSource(o.values)
 	o.op.Registry.Password = o.password.src
 	o.op.RegistryCA = fileSource(o.registryCA)
+	o.op.SignedBy = fileSource(o.signedBy)
 	if o.envDir != "" {
 		o.op.Environments = os.DirFS(o.envDir)
 	}
@@ -148,6 +150,8 @@ func define(fl *flag.FlagSet, o *options) {
 		fl.StringVar(&o.op.Registry.Username, request.FlagUsername, "", "registry user name for image lookups at preflight (default: docker's credentials)")
 		fl.Var(&o.password, request.FlagPassword, "registry password or token, as env:NAME or file:PATH")
 		fl.StringVar(&o.registryCA, request.FlagRegistryCA, "", registryCAUsage)
+		fl.StringVar(&o.signedBy, request.FlagSignedBy, "", "PEM public key every image must be signed with (cosign format, with an SBOM), "+
+			"for an environment whose environment.yaml requires no signatures")
 	}
 	if cmd == request.Deploy || cmd == request.Rollback {
 		fl.Var((*list)(&o.op.ReadinessURLs), request.FlagReadinessURL, "service=URL to ask instead of a port-forward to its ready pods; repeatable")

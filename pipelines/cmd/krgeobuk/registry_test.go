@@ -128,6 +128,29 @@ func TestRegistryLoginAndCAOnARealRegistry(t *testing.T) {
 	out, _ := cli(exitOK, append(append([]string{}, deploy...), "--username", stageReg.Username, "--password", "file:"+stagePW, "--registry-ca", stageCA)...)
 	require.Contains(t, out, "deploy regstage (release krgeobuk-apps, namespace clipromote-regstage): VERIFIED")
 
+	// --signed-by: every image must be signed with that key and carry an SBOM
+	// (on this registry: the referrers' tag schema), checked at preflight.
+	byService := map[string]string{}
+	for i := 1; i < len(images); i += 2 {
+		svc, ref, _ := strings.Cut(images[i], "=")
+		byService[svc] = ref
+	}
+	key, err := deploytest.NewKey("ci.pub")
+	require.NoError(t, err)
+	other, err := deploytest.NewKey("other.pub")
+	require.NoError(t, err)
+	signedBy := append(append([]string{}, deploy...), "--username", stageReg.Username, "--password", "file:"+stagePW,
+		"--registry-ca", stageCA, "--signed-by", file("ci.pub", key.Public.PEM))
+	out, _ = cli(exitFailed, signedBy...)
+	require.Contains(t, out, "not signed: no signature referrer")
+	require.NoError(t, deploytest.Attest(ctx, byService, other, stageReg.Options(ctx)...))
+	out, _ = cli(exitFailed, signedBy...)
+	require.Contains(t, out, "verifies with no accepted key (signed with another key, or altered)")
+	require.NoError(t, deploytest.Attest(ctx, byService, key, stageReg.Options(ctx)...))
+	out, _ = cli(exitOK, signedBy...)
+	require.Contains(t, out, "deploy regstage (release krgeobuk-apps, namespace clipromote-regstage): UNCHANGED", "the same images, now signed")
+	require.Contains(t, out, "4 images signed for their digests (4 with --signed-by), each with its SBOM")
+
 	promote := append([]string{"promote", "--from", "regstage", "--to", "regprod", "--environments", dir, "--kubeconfig", c.KubeconfigPath(),
 		"--to-kubeconfig", c.KubeconfigPath(), "--source-username", stageReg.Username, "--source-password", "file:" + stagePW,
 		"--registry-ca", bundle}, readiness("clipromote-regprod")...)
