@@ -9,9 +9,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -113,12 +117,14 @@ func TestPublish(t *testing.T) {
 	password := dag.SetSecret("registry-password", token)
 	authz := dag.Directory().WithNewFile("package.json", `{"name":"authz-server"}`)
 	client := dag.Directory().WithNewFile("package.json", `{"name":"auth-client"}`)
-	refs, err := module().Publish(ctx, "127.0.0.1:5000/krgeobuk", "0123abc", []string{"authz-server", "auth-client"}, nil, authz, client, nil, nil, nil, nil,
+	host, logins := loginRegistry(t, "ci-bot", token)
+	refs, err := module().Publish(ctx, host+"/krgeobuk", "0123abc", []string{"authz-server", "auth-client"}, nil, authz, client, nil, nil, nil, nil,
 		"ci-bot", password, nil, []dagger.Platform{"linux/amd64", "linux/arm64"}, "development", "0123abc", "", "", "", nil, nil)
 	require.NoError(t, err)
 	require.Len(t, refs, 2)
-	require.Regexp(t, `^127\.0\.0\.1:5000/krgeobuk/authz-server@sha256:[0-9a-f]{64}$`, refs[0], "deploy order, pinned by digest")
-	require.Regexp(t, `^127\.0\.0\.1:5000/krgeobuk/auth-client@sha256:[0-9a-f]{64}$`, refs[1])
+	require.Regexp(t, `^`+regexp.QuoteMeta(host)+`/krgeobuk/authz-server@sha256:[0-9a-f]{64}$`, refs[0], "deploy order, pinned by digest")
+	require.Regexp(t, `^`+regexp.QuoteMeta(host)+`/krgeobuk/auth-client@sha256:[0-9a-f]{64}$`, refs[1])
+	require.Contains(t, logins(), "HEAD /v2/krgeobuk/authz-server/manifests/krgeobuk-login-check ci-bot:"+token, "the login is checked before the build")
 
 	var published []fakesession.Query
 	for _, q := range fake.Queries() {
@@ -129,18 +135,64 @@ func TestPublish(t *testing.T) {
 	require.Len(t, published, 2)
 	for i, svc := range []string{"authz-server", "auth-client"} {
 		q := published[i]
-		require.Equal(t, "127.0.0.1:5000/krgeobuk/"+svc+":0123abc", q.Leaf().Args["address"])
+		require.Equal(t, host+"/krgeobuk/"+svc+":0123abc", q.Leaf().Args["address"])
 		variants, _ := q.Leaf().Args["platformVariants"].([]any)
 		require.Len(t, variants, 1, "the second platform is a variant of one multi-platform image")
 		auth := calls(q.Chain, "withRegistryAuth")
 		require.Len(t, auth, 1)
-		require.Equal(t, "127.0.0.1:5000", auth[0].Args["address"])
+		require.Equal(t, host, auth[0].Args["address"])
 		require.Equal(t, "ci-bot", auth[0].Args["username"])
 		secret := chainOf(t, fmt.Sprint(auth[0].Args["secret"]))
 		require.Equal(t, "setSecret", secret[len(secret)-1].Field, "the password travels as a secret object")
 		require.Contains(t, argList(flat(q.Chain), "withNewFile", "contents"), `{"name":"`+svc+`"}`, "each service built from its own checkout")
 	}
 	requireNoPlaintextOutsideSetSecret(t, []string{token})
+}
+
+// A wrong password is refused, naming the registry and the user, before
+// anything is built or pushed, and the password is in no message.
+func TestPublishChecksTheLoginBeforeBuilding(t *testing.T) {
+	recordFrom(t)
+	host, _ := loginRegistry(t, "ci-bot", "ghp-the-right-token")
+	const wrong = "ghp-a-wrong-token-77a1"
+	authz := dag.Directory().WithNewFile("package.json", `{"name":"authz-server"}`)
+	_, err := module().Publish(context.Background(), host+"/krgeobuk", "v1", []string{"authz-server"}, nil, authz, nil, nil, nil, nil, nil,
+		"ci-bot", dag.SetSecret("registry-password", wrong), nil, nil, "development", "", "", "", "", nil, nil)
+	require.EqualError(t, err, "publish: registry "+host+` refused the credentials of user "ci-bot" (HTTP 401)`)
+	require.Empty(t, publishQueries(), "nothing pushed")
+	for _, q := range fake.Queries() {
+		require.NotEqual(t, "withExec", q.Leaf().Field, "nothing built")
+	}
+	requireNoPlaintextOutsideSetSecret(t, []string{wrong})
+}
+
+// loginRegistry is a stand-in registry (httptest) that asks for basic auth,
+// accepts user:password only, and knows no manifest; logins lists every
+// request as "METHOD PATH user:password".
+func loginRegistry(t *testing.T, user, password string) (host string, logins func() []string) {
+	var mu sync.Mutex
+	var seen []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, pw, _ := r.BasicAuth()
+		mu.Lock()
+		seen = append(seen, r.Method+" "+r.URL.Path+" "+u+":"+pw)
+		mu.Unlock()
+		if u != user || pw != password {
+			w.Header().Set("WWW-Authenticate", `Basic realm="registry"`)
+			http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`, http.StatusUnauthorized)
+			return
+		}
+		if r.URL.Path == "/v2/" {
+			return
+		}
+		http.Error(w, `{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}`, http.StatusNotFound)
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://"), func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), seen...)
+	}
 }
 
 func TestIntegrationTestWiresTheChartsEnvironment(t *testing.T) {

@@ -7,10 +7,13 @@ import (
 	"dagger/krgeobuk/graphs"
 	"dagger/krgeobuk/internal/dagger"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
 	"github.com/krgeobuk/krgeobuk-infra/k8s"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/attest"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/build"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/environment"
+	"github.com/krgeobuk/krgeobuk-infra/pipelines/registry"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/request"
 )
 
@@ -184,6 +187,10 @@ func (m *Krgeobuk) publish(ctx context.Context, a publishArgs) ([]published, err
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
+	login, err := a.login(ctx, targets)
+	if err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
 	var auth *graphs.RegistryAuth
 	if a.password != nil {
 		auth = &graphs.RegistryAuth{Username: a.username, Password: a.password}
@@ -199,7 +206,7 @@ func (m *Krgeobuk) publish(ctx context.Context, a publishArgs) ([]published, err
 			return nil, explained(err)
 		}
 		if signer != nil {
-			if err := a.attest(ctx, req.Service.Name, ref, dir, signer); err != nil {
+			if err := attestPublished(ctx, req.Service.Name, ref, dir, signer, login); err != nil {
 				return nil, fmt.Errorf("publish: %w", err)
 			}
 		}
@@ -229,9 +236,9 @@ func (a publishArgs) signer(ctx context.Context) (*attest.Signer, error) {
 	return attest.NewSigner([]byte(key), password)
 }
 
-// attest attaches the SBOM of dir's package-lock.json and the signature to
-// the image just pushed, with the push's credentials.
-func (a publishArgs) attest(ctx context.Context, service, ref string, dir *dagger.Directory, signer *attest.Signer) error {
+// attestPublished attaches the SBOM of dir's package-lock.json and the
+// signature to the image just pushed, with the push's login.
+func attestPublished(ctx context.Context, service, ref string, dir *dagger.Directory, signer *attest.Signer, opts []remote.Option) error {
 	var lock []byte
 	ok, err := dir.Exists(ctx, attest.LockfileName)
 	if err != nil {
@@ -244,10 +251,18 @@ func (a publishArgs) attest(ctx context.Context, service, ref string, dir *dagge
 		}
 		lock = []byte(data)
 	}
-	opts, _, err := request.Credentials{Username: a.username, Password: secretSource(a.password), CA: fileSource(a.registryCa)}.Options(ctx)
-	if err != nil {
-		return err
-	}
 	_, err = attest.Published(ctx, service, ref, lock, signer, opts...)
 	return err
+}
+
+// login is the registry login as go-containerregistry takes it. With
+// credentials given it is checked first, so a wrong password or an
+// untrusted certificate is refused, naming which, before anything is built.
+func (a publishArgs) login(ctx context.Context, targets []build.Target) ([]remote.Option, error) {
+	creds := request.Credentials{Username: a.username, Password: secretSource(a.password), CA: fileSource(a.registryCa)}
+	opts, _, err := creds.Options(ctx)
+	if err != nil || a.password == nil || len(targets) == 0 {
+		return opts, err
+	}
+	return opts, registry.CheckLogin(ctx, targets[0].Repository, creds.Access(), opts...)
 }

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
@@ -135,4 +137,25 @@ func Trust(caPEM []byte) (remote.Option, error) {
 	t := remote.DefaultTransport.(*http.Transport).Clone()
 	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	return remote.WithTransport(t), nil
+}
+
+// CheckLogin asks the registry of repository (host/path) whether it
+// accepts the login in opts, with one authenticated read of a manifest
+// that need not exist: a publish checks this before anything is built, so
+// a wrong password or an untrusted certificate costs seconds, not a build.
+// A missing manifest is fine; a refusal is an *AccessError.
+func CheckLogin(ctx context.Context, repository string, access Access, opts ...remote.Option) error {
+	repo, err := name.NewRepository(repository, name.StrictValidation)
+	if err != nil {
+		return fmt.Errorf("registry %q: %w", repository, err)
+	}
+	_, err = remote.Head(repo.Tag("krgeobuk-login-check"), append(opts, remote.WithContext(ctx))...)
+	var te *transport.Error
+	if err == nil || (errors.As(err, &te) && te.StatusCode == http.StatusNotFound) {
+		return nil
+	}
+	if err = access.Explain(repo.RegistryStr(), err); IsAccess(err) {
+		return err
+	}
+	return fmt.Errorf("registry %s: %w", repo.RegistryStr(), err)
 }

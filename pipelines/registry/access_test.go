@@ -168,3 +168,40 @@ func otherCA(t *testing.T) []byte {
 	require.NoError(t, err)
 	return s.CAPEM
 }
+
+// CheckLogin on the real registry: the account and CA pass (the manifest it
+// reads need not exist), a wrong password, no credentials and an untrusted
+// CA are each refused with their reason, and the password is in no message.
+func TestCheckLoginOnARegistryThatChecksCredentialsAndCA(t *testing.T) {
+	r := registrytest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	trust, err := registry.Trust(r.CAPEM)
+	require.NoError(t, err)
+	right := remote.WithAuth(&authn.Basic{Username: r.Username, Password: r.Password})
+	wrong := remote.WithAuth(&authn.Basic{Username: r.Username, Password: "not-" + r.Password})
+	for _, tc := range []struct {
+		name   string
+		opts   []remote.Option
+		access registry.Access
+		reason registry.AccessReason
+	}{
+		{name: "the account and the CA", opts: []remote.Option{trust, right}, access: registry.Access{User: r.Username}},
+		{name: "a wrong password", opts: []remote.Option{trust, wrong}, access: registry.Access{User: r.Username}, reason: registry.WrongCredentials},
+		{name: "no credentials", opts: []remote.Option{trust}, reason: registry.NoCredentials},
+		{name: "no CA", opts: []remote.Option{right}, access: registry.Access{User: r.Username}, reason: registry.UnknownAuthority},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := registry.CheckLogin(ctx, r.Host+"/krgeobuk/auth-server", tc.access, tc.opts...)
+			if tc.reason == "" {
+				require.NoError(t, err)
+				return
+			}
+			var ae *registry.AccessError
+			require.True(t, errors.As(err, &ae), "%T %v", err, err)
+			require.Equal(t, tc.reason, ae.Reason)
+			require.Contains(t, err.Error(), "registry "+r.Host)
+			require.NotContains(t, err.Error(), r.Password)
+		})
+	}
+}
