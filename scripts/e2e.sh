@@ -62,5 +62,5 @@ go -C e2e test -c -o "$bin/module.test" ./moduletest
 step "compile tests" "$t"
 t=$SECONDS; engine exec --dir "$repo/e2e" -- "$bin/engine.test" -test.v -test.count=1 -test.timeout=30m; step "engine tests" "$t"
 t=$SECONDS
-KRGEOBUK_E2E_IMAGES=$pushed engine exec --dir "$repo/e2e/moduletest" -- "$bin/module.test" -test.v -test.count=1 -test.timeout=60m
+KRGEOBUK_E2E_IMAGES=$pushed KRGEOBUK_E2E_REGISTRY=$cache/dagger-engine/state/run/secure-registry.json engine exec --dir "$repo/e2e/moduletest" -- "$bin/module.test" -test.v -test.count=1 -test.timeout=60m
 step "module tests" "$t"

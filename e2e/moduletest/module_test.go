@@ -141,7 +141,9 @@ func TestModuleOnARealEngine(t *testing.T) {
 	defer s.Close()
 	images := loadBaseImages(t)
 	defaults := loadDefaultImages(t)
-	root := repoRoot(t)
+	sec := loadSecureRegistry(t)
+	key := newSigningKey(t)
+	root := teamCheckout(t, repoRoot(t), key)
 
 	start := time.Now()
 	m, err := daggercall.LoadModule(ctx, s, root)
@@ -155,16 +157,20 @@ func TestModuleOnARealEngine(t *testing.T) {
 	t.Run("bad arguments", func(t *testing.T) { testBadArguments(ctx, t, cli) })
 	t.Run("check", func(t *testing.T) { testCheck(ctx, t, cli, images) })
 	t.Run("build and run", func(t *testing.T) { testBuild(ctx, t, s.Dagger(), m, images) })
-	t.Run("build, run and publish sources that are not the examples", func(t *testing.T) { testOwnSources(ctx, t, s.Dagger(), m, images, root) })
+	t.Run("build, run and publish sources that are not the examples", func(t *testing.T) { testOwnSources(ctx, t, s.Dagger(), m, images, root, sec, key) })
 	var v1, v2 map[string]string
 	t.Run("publish", func(t *testing.T) {
-		// the first release is built on the defaults' names through the mirror, the second on
-		// the stand-ins by digest (an override)
-		v1 = publish(ctx, t, cli, defaults, "e2e-1", "0e2e001")
-		v2 = publish(ctx, t, cli, images, "e2e-2", "0e2e002")
+		// the first release is built on the defaults' names through the mirror and published,
+		// signed with its SBOMs, to the registry that checks credentials and TLS; the second on
+		// the stand-ins by digest (an override), unsigned, to the plain one
+		signed := target{registry: sec.Host + "/krgeobuk", flags: append(sec.login(), "--signing-key", "file:"+key.private), opts: sec.options(t)}
+		v1 = publish(ctx, t, cli, defaults, "e2e-1", "0e2e001", signed)
+		requireSigned(ctx, t, key, sec.options(t), v1)
+		v2 = publish(ctx, t, cli, images, "e2e-2", "0e2e002", target{registry: gatewayRegistry + "/krgeobuk"})
 		for _, svc := range catalog.Names() {
 			require.NotEqual(t, v1[svc], v2[svc], "another revision label is another image")
 		}
+		testRegistryRefusals(ctx, t, cli, sec, key)
 	})
 	t.Run("integration-test", func(t *testing.T) {
 		start := time.Now()
@@ -177,7 +183,7 @@ func TestModuleOnARealEngine(t *testing.T) {
 	})
 	t.Run("deploy, automatic and manual rollback, status, history, promote, the monitoring stack", func(t *testing.T) {
 		require.NotEmpty(t, v1, "publish must pass first")
-		testDeploy(ctx, t, cli, v1, v2)
+		testDeploy(ctx, t, cli, v1, v2, sec, key)
 	})
 }
 
@@ -362,14 +368,22 @@ func get(ctx context.Context, t *testing.T, dag *dagger.Client, images baseImage
 	return out
 }
 
-// publish pushes all four services to the gateway registry and checks that
+// target is where a publish goes: the registry path, the module's flags for it (login, key)
+// and this process's login to read it back.
+type target struct {
+	registry string
+	flags    []string
+	opts     []remote.Option
+}
+
+// publish pushes all four services to the target registry and checks that
 // each returned reference resolves there, by digest, to an image carrying
 // the revision it was built from.
-func publish(ctx context.Context, t *testing.T, m caller, images baseImages, tag, revision string) map[string]string {
+func publish(ctx context.Context, t *testing.T, m caller, images baseImages, tag, revision string, to target) map[string]string {
 	t.Helper()
 	start := time.Now()
-	args := []string{"--registry", gatewayRegistry + "/krgeobuk", "--tag", tag, "--env", "development",
-		"--revision", revision, "--node-image", images.Node, "--nginx-image", images.Nginx}
+	args := append([]string{"--registry", to.registry, "--tag", tag, "--env", "development",
+		"--revision", revision, "--node-image", images.Node, "--nginx-image", images.Nginx}, to.flags...)
 	for _, svc := range catalog.Names() {
 		args = append(args, "--example", svc)
 	}
@@ -384,7 +398,7 @@ func publish(ctx context.Context, t *testing.T, m caller, images baseImages, tag
 		require.NoError(t, err, "publish returns repository@sha256:…, got %q", ref)
 		svc := d.Context().RepositoryStr()[strings.LastIndex(d.Context().RepositoryStr(), "/")+1:]
 		byService[svc] = ref
-		img, err := remote.Image(d)
+		img, err := remote.Image(d, to.opts...)
 		require.NoError(t, err, "%s resolves in the registry", ref)
 		got, err := img.Digest()
 		require.NoError(t, err)
@@ -392,7 +406,7 @@ func publish(ctx context.Context, t *testing.T, m caller, images baseImages, tag
 		cfg, err := img.ConfigFile()
 		require.NoError(t, err)
 		require.Equal(t, revision, cfg.Config.Labels["org.opencontainers.image.revision"])
-		tagged, err := remote.Head(d.Context().Tag(tag))
+		tagged, err := remote.Head(d.Context().Tag(tag), to.opts...)
 		require.NoError(t, err)
 		require.Equal(t, d.DigestStr(), tagged.Digest.String(), "the tag points at the returned digest")
 	}
@@ -414,7 +428,7 @@ func keys(m map[string]string) []string {
 // then a release whose auth-server image exits 1, rolled back by itself, then a manual rollback to
 // the first release, then status and history, then a promotion of what was verified and a partial
 // deploy; then the monitoring stack (testMonitoring).
-func testDeploy(ctx context.Context, t *testing.T, m caller, v1, v2 map[string]string) {
+func testDeploy(ctx context.Context, t *testing.T, m caller, v1, v2 map[string]string, sec secureRegistry, key signingKey) {
 	cluster, err := realnode.Start(ctx, realnode.Options{Name: "e2e", Log: os.Stderr})
 	require.NoError(t, err)
 	t.Cleanup(func() {
@@ -425,8 +439,10 @@ func testDeploy(ctx context.Context, t *testing.T, m caller, v1, v2 map[string]s
 			t.Logf("e2e: %v", err)
 		}
 	})
-	// The node pulls what the engine published, under the same references.
+	// The node pulls what the engine published, under the same references; from the
+	// authenticating registry with its CA and account, as a node-level pull credential.
 	require.NoError(t, cluster.MirrorRegistry(gatewayRegistry))
+	require.NoError(t, cluster.MirrorRegistry(sec.Host, realnode.MirrorTLS(sec.CAFile), realnode.MirrorBasicAuth(sec.Username, sec.password)))
 	cs, err := kubernetes.NewForConfig(cluster.RESTConfig())
 	require.NoError(t, err)
 	env, err := environment.Load(k8s.Environments, "development")
@@ -449,17 +465,25 @@ func testDeploy(ctx context.Context, t *testing.T, m caller, v1, v2 map[string]s
 		for _, svc := range catalog.Names() {
 			args = append(args, "--image", svc+"="+images[svc])
 		}
-		return append(append(args, "--values", storeValues), extra...)
+		return append(append(append(args, "--values", storeValues), sec.login()...), extra...)
 	}
 
-	first := call(ctx, t, m, "deploy", deployArgs(v1), true)
+	// development requires no signatures; --signed-by makes this deploy require the test key's
+	first := call(ctx, t, m, "deploy", deployArgs(v1, "--signed-by", key.public), true)
 	require.Equal(t, 1, first.Revision)
+	require.Contains(t, stepDetail(first, "preflight/signatures"), "4 images signed for their digests")
 	requireImages(ctx, t, cs, env.Namespace, v1)
 	for _, s := range first.Services {
 		if svc, _ := catalog.Lookup(s.Name); svc.IsAPI() {
 			require.Equal(t, "ready", s.Readiness, "%s answered /health/ready through a port-forward, both stores up", s.Name)
 		}
 	}
+
+	// the unsigned release is refused at preflight, before anything changes
+	unsigned := call(ctx, t, m, "deploy", deployArgs(v2, "--signed-by", key.public), false)
+	require.Equal(t, report.Refused, unsigned.Verdict)
+	require.Contains(t, unsigned.Error, "not signed: no signature referrer")
+	requireImages(ctx, t, cs, env.Namespace, v1)
 
 	second := call(ctx, t, m, "deploy", deployArgs(v2), true)
 	require.Equal(t, 2, second.Revision)
@@ -501,12 +525,16 @@ func testDeploy(ctx context.Context, t *testing.T, m caller, v1, v2 map[string]s
 	// to another environment's repositories, by digest, without a rebuild. --copy-only: staging
 	// would share development's namespace on this one cluster, so nothing is deployed there.
 	start := time.Now()
-	out, err := m.Call(ctx, "promote", []string{"--from", "development", "--to", "staging", "--kubeconfig", "file:" + kubeconfig,
-		"--kube-api", "tcp://127.0.0.1:" + apiPort, "--to-registry", gatewayRegistry + "/promoted", "--copy-only"})
+	// staging requires signatures by the key this checkout commits: v1's verify at the source,
+	// and their signatures and SBOMs travel with them.
+	sourceLogin := []string{"--source-username", sec.Username, "--source-password", "file:" + sec.PasswordFile, "--registry-ca", sec.CAFile}
+	out, err := m.Call(ctx, "promote", append([]string{"--from", "development", "--to", "staging", "--kubeconfig", "file:" + kubeconfig,
+		"--kube-api", "tcp://127.0.0.1:" + apiPort, "--to-registry", gatewayRegistry + "/promoted", "--copy-only"}, sourceLogin...))
 	timed("promote", start)
 	require.NoError(t, err)
 	require.Contains(t, out, "promote development -> staging: the images of development's verified revision 5")
 	require.Equal(t, len(catalog.Names()), strings.Count(out, "(copied)"), out)
+	promoted := map[string]string{}
 	for svc, ref := range v1 {
 		from, err := name.NewDigest(ref)
 		require.NoError(t, err)
@@ -514,12 +542,14 @@ func testDeploy(ctx context.Context, t *testing.T, m caller, v1, v2 map[string]s
 		require.NoError(t, err)
 		_, err = remote.Head(to)
 		require.NoError(t, err, "%s was promoted by digest", svc)
+		promoted[svc] = to.String()
 	}
+	requireSigned(ctx, t, key, nil, promoted)
 
 	// promote refuses an image development does not run verified (v2 was rolled back from and
 	// revision 5 runs v1), naming both digests, and copies nothing.
-	_, err = m.Call(ctx, "promote", []string{"--from", "development", "--to", "staging", "--kubeconfig", "file:" + kubeconfig,
-		"--kube-api", "tcp://127.0.0.1:" + apiPort, "--to-registry", gatewayRegistry + "/refused", "--copy-only", "--image", "auth-server=" + v2["auth-server"]})
+	_, err = m.Call(ctx, "promote", append([]string{"--from", "development", "--to", "staging", "--kubeconfig", "file:" + kubeconfig,
+		"--kube-api", "tcp://127.0.0.1:" + apiPort, "--to-registry", gatewayRegistry + "/refused", "--copy-only", "--image", "auth-server=" + v2["auth-server"]}, sourceLogin...))
 	require.ErrorContains(t, err, "is not verified in development: its verified revision 5 runs")
 	v2auth, err := name.NewDigest(v2["auth-server"])
 	require.NoError(t, err)
@@ -532,7 +562,7 @@ func testDeploy(ctx context.Context, t *testing.T, m caller, v1, v2 map[string]s
 	// revision 5's digests and their rollout revisions. (authz-server's v2 ReplicaSet exists from
 	// revision 2: the Deployment controller scales it up again rather than making a new one.)
 	before := rolloutRevisions(ctx, t, cs, env.Namespace)
-	partial := call(ctx, t, m, "deploy", append(append([]string{}, common...), "--service", "authz-server", "--image", "authz-server="+v2["authz-server"], "--values", storeValues), true)
+	partial := call(ctx, t, m, "deploy", append(append(append([]string{}, common...), "--service", "authz-server", "--image", "authz-server="+v2["authz-server"], "--values", storeValues), sec.login()...), true)
 	require.Len(t, partial.Kept, len(catalog.Names())-1)
 	after := rolloutRevisions(ctx, t, cs, env.Namespace)
 	for _, svc := range catalog.Names() {

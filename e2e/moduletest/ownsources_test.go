@@ -139,7 +139,7 @@ func writeFiles(t *testing.T, dir string, files map[string]string) {
 // testOwnSources builds an API and an SPA the test wrote itself (no example
 // anywhere) through build and publish, runs what was built, and reads the
 // published images' labels: the module builds what it is given.
-func testOwnSources(ctx context.Context, t *testing.T, dag *dagger.Client, m *daggercall.Module, images baseImages, root string) {
+func testOwnSources(ctx context.Context, t *testing.T, dag *dagger.Client, m *daggercall.Module, images baseImages, root string, reg secureRegistry, key signingKey) {
 	api, spa := writeOwnSources(t, root)
 	const apiURL = "https://github.com/krgeobuk/e2e-own-api"
 	svcs := map[string]catalog.Service{}
@@ -175,26 +175,31 @@ func testOwnSources(ctx context.Context, t *testing.T, dag *dagger.Client, m *da
 	require.Regexp(t, `<script type="module"[^>]* src="/assets/[^"]+\.js"`, body, "the built bundle of the given source")
 
 	// publish for staging from the two checkouts: real sources are what
-	// staging builds (the examples are refused there: testBadArguments).
+	// staging builds (the examples are refused there: testBadArguments), signed
+	// (staging requires it) to the registry that checks credentials and TLS.
 	start = time.Now()
-	out, err = m.Call(ctx, "publish", []string{"--registry", gatewayRegistry + "/own", "--tag", "own-1", "--env", "staging",
+	out, err = m.Call(ctx, "publish", append([]string{"--registry", reg.Host + "/own", "--tag", "own-1", "--env", "staging",
 		"--service", "auth-server", "--service", "portal-client", "--auth-server-source", api, "--portal-client-source", spa,
-		"--revision", "0e2e0bb", "--source-url", apiURL, "--node-image", images.Node, "--nginx-image", images.Nginx})
+		"--revision", "0e2e0bb", "--source-url", apiURL, "--node-image", images.Node, "--nginx-image", images.Nginx,
+		"--signing-key", "file:" + key.private}, reg.login()...))
 	timed("publish own sources", start)
 	require.NoError(t, err)
 	var refs []string
 	require.NoError(t, json.Unmarshal([]byte(out), &refs), out)
 	require.Len(t, refs, 2)
+	signed := map[string]string{}
 	for _, ref := range refs {
 		d, err := name.NewDigest(ref)
 		require.NoError(t, err, ref)
-		img, err := remote.Image(d)
+		signed[ref] = ref
+		img, err := remote.Image(d, reg.options(t)...)
 		require.NoError(t, err, "%s resolves in the registry", ref)
 		cfg, err := img.ConfigFile()
 		require.NoError(t, err)
 		require.Equal(t, "0e2e0bb", cfg.Config.Labels["org.opencontainers.image.revision"], ref)
 		require.NotContains(t, cfg.Config.Labels, build.ExampleLabel, ref)
 	}
+	requireSigned(ctx, t, key, reg.options(t), signed)
 }
 
 func loadOne(t *testing.T, dag *dagger.Client, out string) *dagger.Container {
