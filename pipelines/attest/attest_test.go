@@ -21,22 +21,38 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/stretchr/testify/require"
 
+	"github.com/krgeobuk/krgeobuk-infra/internal/registrytest"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/attest"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/sbom"
 )
 
-// registries are the two ways a registry keeps referrers: its referrers
-// API, or (without it) the sha256-<hex> tag go-containerregistry maintains.
-var registries = []struct {
-	name      string
-	referrers bool
-}{{"referrers API", true}, {"tag schema", false}}
+// testRegistry is a running registry and the options that reach it.
+type testRegistry struct {
+	host string
+	opts []remote.Option
+}
 
-func newRegistry(t *testing.T, referrers bool) string {
+// registries are the two ways a registry keeps referrers: its referrers
+// API, or (without it) the sha256-<hex> tag go-containerregistry maintains,
+// on go-containerregistry's registry; and the CNCF distribution registry
+// (v3.1.2: no referrers API) over TLS with htpasswd, as teams run it.
+var registries = []struct {
+	name  string
+	start func(t *testing.T) testRegistry
+}{
+	{"referrers API", func(t *testing.T) testRegistry { return newRegistry(t, true) }},
+	{"tag schema", func(t *testing.T) testRegistry { return newRegistry(t, false) }},
+	{"distribution", func(t *testing.T) testRegistry {
+		r := registrytest.Start(t)
+		return testRegistry{host: r.Host, opts: r.Options(context.Background())}
+	}},
+}
+
+func newRegistry(t *testing.T, referrers bool) testRegistry {
 	t.Helper()
 	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)), ggcrregistry.WithReferrersSupport(referrers)))
 	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
+	return testRegistry{host: strings.TrimPrefix(srv.URL, "http://")}
 }
 
 // keyPair makes a fresh ECDSA P-256 key pair, as `openssl genpkey
@@ -58,21 +74,21 @@ func keyPair(t *testing.T, name string) (*attest.Signer, attest.Key, []byte) {
 
 // pushImage pushes a random image (or, index true, a two-platform index)
 // as repo:tag and returns repo@digest.
-func pushImage(t *testing.T, host, repo, tag string, index bool) string {
+func pushImage(t *testing.T, r testRegistry, repo, tag string, index bool) string {
 	t.Helper()
-	ref, err := name.NewTag(host + "/krgeobuk/" + repo + ":" + tag)
+	ref, err := name.NewTag(r.host + "/krgeobuk/" + repo + ":" + tag)
 	require.NoError(t, err)
 	if index {
 		idx, err := random.Index(512, 1, 2)
 		require.NoError(t, err)
-		require.NoError(t, remote.WriteIndex(ref, idx))
+		require.NoError(t, remote.WriteIndex(ref, idx, r.opts...))
 		d, err := idx.Digest()
 		require.NoError(t, err)
 		return ref.Context().Name() + "@" + d.String()
 	}
 	img, err := random.Image(512, 1)
 	require.NoError(t, err)
-	require.NoError(t, remote.Write(ref, img))
+	require.NoError(t, remote.Write(ref, img, r.opts...))
 	d, err := img.Digest()
 	require.NoError(t, err)
 	return ref.Context().Name() + "@" + d.String()
@@ -90,17 +106,17 @@ func sbomFor(t *testing.T, image string) []byte {
 	return data
 }
 
-func attach(t *testing.T, image string, s *attest.Signer) {
+func attach(t *testing.T, r testRegistry, image string, s *attest.Signer) {
 	t.Helper()
-	_, err := attest.Attach(context.Background(), image, s, sbomFor(t, image))
+	_, err := attest.Attach(context.Background(), image, s, sbomFor(t, image), r.opts...)
 	require.NoError(t, err)
 }
 
-func descriptor(t *testing.T, image string) v1.Descriptor {
+func descriptor(t *testing.T, r testRegistry, image string) v1.Descriptor {
 	t.Helper()
 	d, err := name.NewDigest(image)
 	require.NoError(t, err)
-	desc, err := remote.Head(d)
+	desc, err := remote.Head(d, r.opts...)
 	require.NoError(t, err)
 	return *desc
 }
@@ -113,15 +129,15 @@ func descriptor(t *testing.T, image string) v1.Descriptor {
 func TestAttachWritesCosignReferrers(t *testing.T) {
 	for _, reg := range registries {
 		t.Run(reg.name, func(t *testing.T) {
-			host := newRegistry(t, reg.referrers)
+			r := reg.start(t)
 			signer, _, _ := keyPair(t, "cosign.pub")
-			image := pushImage(t, host, "auth-server", "1", false)
-			got, err := attest.Attach(context.Background(), image, signer, sbomFor(t, image))
+			image := pushImage(t, r, "auth-server", "1", false)
+			got, err := attest.Attach(context.Background(), image, signer, sbomFor(t, image), r.opts...)
 			require.NoError(t, err)
 
 			d, err := name.NewDigest(image)
 			require.NoError(t, err)
-			idx, err := remote.Referrers(d)
+			idx, err := remote.Referrers(d, r.opts...)
 			require.NoError(t, err)
 			im, err := idx.IndexManifest()
 			require.NoError(t, err)
@@ -131,7 +147,7 @@ func TestAttachWritesCosignReferrers(t *testing.T) {
 			}
 			require.True(t, listed[got.Signature] && listed[got.SBOM], "both referrers are listed: %v", listed)
 
-			sig, err := remote.Get(d.Context().Digest(got.Signature))
+			sig, err := remote.Get(d.Context().Digest(got.Signature), r.opts...)
 			require.NoError(t, err)
 			m, err := v1.ParseManifest(strings.NewReader(string(sig.Manifest)))
 			require.NoError(t, err)
@@ -142,7 +158,7 @@ func TestAttachWritesCosignReferrers(t *testing.T) {
 			require.Equal(t, attest.SimpleSigningMediaType, string(m.Layers[0].MediaType))
 			_, err = base64.StdEncoding.DecodeString(m.Layers[0].Annotations[attest.SignatureAnnotation])
 			require.NoError(t, err)
-			l, err := remote.Layer(d.Context().Digest(m.Layers[0].Digest.String()))
+			l, err := remote.Layer(d.Context().Digest(m.Layers[0].Digest.String()), r.opts...)
 			require.NoError(t, err)
 			rc, err := l.Compressed()
 			require.NoError(t, err)
@@ -155,7 +171,7 @@ func TestAttachWritesCosignReferrers(t *testing.T) {
 			require.Equal(t, d.DigestStr(), critical["image"].(map[string]any)["docker-manifest-digest"])
 			require.Equal(t, d.Context().Name(), critical["identity"].(map[string]any)["docker-reference"])
 
-			bom, err := remote.Get(d.Context().Digest(got.SBOM))
+			bom, err := remote.Get(d.Context().Digest(got.SBOM), r.opts...)
 			require.NoError(t, err)
 			m, err = v1.ParseManifest(strings.NewReader(string(bom.Manifest)))
 			require.NoError(t, err)
@@ -172,10 +188,10 @@ func TestAttachWritesCosignReferrers(t *testing.T) {
 func TestVerify(t *testing.T) {
 	for _, reg := range registries {
 		t.Run(reg.name, func(t *testing.T) {
-			host := newRegistry(t, reg.referrers)
+			r := reg.start(t)
 			signer, key, _ := keyPair(t, "cosign.pub")
 			other, _, _ := keyPair(t, "other.pub")
-			v := &attest.Verifier{Keys: []attest.Key{key}}
+			v := &attest.Verifier{Keys: []attest.Key{key}, Options: r.opts}
 
 			for _, tc := range []struct {
 				name string
@@ -184,86 +200,86 @@ func TestVerify(t *testing.T) {
 				want  string // empty: passes
 			}{
 				{"signed image", func(t *testing.T) string {
-					img := pushImage(t, host, "auth-server", "signed", false)
-					attach(t, img, signer)
+					img := pushImage(t, r, "auth-server", "signed", false)
+					attach(t, r, img, signer)
 					return img
 				}, ""},
 				{"signed multi-platform index", func(t *testing.T) string {
-					img := pushImage(t, host, "auth-client", "index", true)
-					attach(t, img, signer)
+					img := pushImage(t, r, "auth-client", "index", true)
+					attach(t, r, img, signer)
 					return img
 				}, ""},
 				{"unsigned", func(t *testing.T) string {
-					return pushImage(t, host, "authz-server", "unsigned", false)
+					return pushImage(t, r, "authz-server", "unsigned", false)
 				}, "not signed: no signature referrer"},
 				{"signed by another key", func(t *testing.T) string {
-					img := pushImage(t, host, "authz-server", "other", false)
-					attach(t, img, other)
+					img := pushImage(t, r, "authz-server", "other", false)
+					attach(t, r, img, other)
 					return img
 				}, "verifies with no accepted key (signed with another key, or altered)"},
 				{"tampered signature", func(t *testing.T) string {
-					img := pushImage(t, host, "authz-server", "tampered", false)
+					img := pushImage(t, r, "authz-server", "tampered", false)
 					d, _ := name.NewDigest(img)
 					pl, err := attest.Payload(d)
 					require.NoError(t, err)
 					sig, err := signer.Sign(pl)
 					require.NoError(t, err)
 					sig[len(sig)/2] ^= 0xff
-					forge(t, img, pl, sig)
+					forge(t, r, img, pl, sig)
 					return img
 				}, "verifies with no accepted key"},
 				{"tampered payload", func(t *testing.T) string {
-					img := pushImage(t, host, "authz-server", "payload", false)
+					img := pushImage(t, r, "authz-server", "payload", false)
 					d, _ := name.NewDigest(img)
 					pl, err := attest.Payload(d)
 					require.NoError(t, err)
 					sig, err := signer.Sign(pl)
 					require.NoError(t, err)
-					forge(t, img, []byte(strings.Replace(string(pl), "cosign container", "cosign  container", 1)), sig)
+					forge(t, r, img, []byte(strings.Replace(string(pl), "cosign container", "cosign  container", 1)), sig)
 					return img
 				}, "verifies with no accepted key"},
 				{"signature copied from another image", func(t *testing.T) string {
-					signed := pushImage(t, host, "portal-client", "a", false)
+					signed := pushImage(t, r, "portal-client", "a", false)
 					d, _ := name.NewDigest(signed)
 					pl, err := attest.Payload(d)
 					require.NoError(t, err)
 					sig, err := signer.Sign(pl)
 					require.NoError(t, err)
-					img := pushImage(t, host, "portal-client", "b", false)
-					forge(t, img, pl, sig)
+					img := pushImage(t, r, "portal-client", "b", false)
+					forge(t, r, img, pl, sig)
 					return img
 				}, "signed with key cosign.pub for digest " + "sha256:"},
 				{"re-tagged to another digest", func(t *testing.T) string {
-					first := pushImage(t, host, "portal-client", "v1", false)
-					attach(t, first, signer)
-					pushImage(t, host, "portal-client", "v1", false) // v1 now names an unsigned digest
-					tag, err := name.NewTag(host + "/krgeobuk/portal-client:v1")
+					first := pushImage(t, r, "portal-client", "v1", false)
+					attach(t, r, first, signer)
+					pushImage(t, r, "portal-client", "v1", false) // v1 now names an unsigned digest
+					tag, err := name.NewTag(r.host + "/krgeobuk/portal-client:v1")
 					require.NoError(t, err)
-					desc, err := remote.Head(tag)
+					desc, err := remote.Head(tag, r.opts...)
 					require.NoError(t, err)
 					require.NotEqual(t, first, tag.Context().Name()+"@"+desc.Digest.String())
 					return tag.Context().Name() + "@" + desc.Digest.String()
 				}, "not signed"},
 				{"no SBOM", func(t *testing.T) string {
-					img := pushImage(t, host, "auth-server", "nosbom", false)
+					img := pushImage(t, r, "auth-server", "nosbom", false)
 					d, _ := name.NewDigest(img)
 					pl, err := attest.Payload(d)
 					require.NoError(t, err)
 					sig, err := signer.Sign(pl)
 					require.NoError(t, err)
-					forge(t, img, pl, sig)
+					forge(t, r, img, pl, sig)
 					return img
 				}, "signed, but no SBOM referrer (application/vnd.cyclonedx+json)"},
 				{"SBOM of another image", func(t *testing.T) string {
-					img := pushImage(t, host, "auth-server", "wrongsbom", false)
+					img := pushImage(t, r, "auth-server", "wrongsbom", false)
 					d, _ := name.NewDigest(img)
 					pl, err := attest.Payload(d)
 					require.NoError(t, err)
 					sig, err := signer.Sign(pl)
 					require.NoError(t, err)
-					forge(t, img, pl, sig)
-					other := pushImage(t, host, "auth-server", "elsewhere", false)
-					_, err = attest.PushArtifact(d.Context(), descriptor(t, img), attest.SBOMArtifactType, attest.SBOMArtifactType, sbomFor(t, other), nil)
+					forge(t, r, img, pl, sig)
+					other := pushImage(t, r, "auth-server", "elsewhere", false)
+					_, err = attest.PushArtifact(d.Context(), descriptor(t, r, img), attest.SBOMArtifactType, attest.SBOMArtifactType, sbomFor(t, other), nil, r.opts...)
 					require.NoError(t, err)
 					return img
 				}, "not this digest"},
@@ -288,12 +304,12 @@ func TestVerify(t *testing.T) {
 }
 
 // forge pushes a signature referrer with the given payload and signature.
-func forge(t *testing.T, image string, payload, sig []byte) {
+func forge(t *testing.T, r testRegistry, image string, payload, sig []byte) {
 	t.Helper()
 	d, err := name.NewDigest(image)
 	require.NoError(t, err)
-	_, err = attest.PushArtifact(d.Context(), descriptor(t, image), attest.SignatureArtifactType, attest.SimpleSigningMediaType, payload,
-		map[string]string{attest.SignatureAnnotation: base64.StdEncoding.EncodeToString(sig)})
+	_, err = attest.PushArtifact(d.Context(), descriptor(t, r, image), attest.SignatureArtifactType, attest.SimpleSigningMediaType, payload,
+		map[string]string{attest.SignatureAnnotation: base64.StdEncoding.EncodeToString(sig)}, r.opts...)
 	require.NoError(t, err)
 }
 
@@ -301,13 +317,13 @@ func forge(t *testing.T, image string, payload, sig []byte) {
 // passes; once the old key is removed, images signed only with it are
 // refused.
 func TestVerifyRotation(t *testing.T) {
-	host := newRegistry(t, true)
+	r := newRegistry(t, true)
 	oldSigner, oldKey, _ := keyPair(t, "cosign.pub")
 	newSigner, newKey, _ := keyPair(t, "cosign-next.pub")
-	byOld := pushImage(t, host, "auth-server", "old", false)
-	attach(t, byOld, oldSigner)
-	byNew := pushImage(t, host, "auth-server", "new", false)
-	attach(t, byNew, newSigner)
+	byOld := pushImage(t, r, "auth-server", "old", false)
+	attach(t, r, byOld, oldSigner)
+	byNew := pushImage(t, r, "auth-server", "new", false)
+	attach(t, r, byNew, newSigner)
 
 	both := &attest.Verifier{Keys: []attest.Key{oldKey, newKey}}
 	got, err := both.Verify(context.Background(), byOld)
@@ -329,31 +345,31 @@ func TestCopyReferrersVerifyAtTheTarget(t *testing.T) {
 	for _, from := range registries {
 		for _, to := range registries {
 			t.Run(from.name+" to "+to.name, func(t *testing.T) {
-				src, dst := newRegistry(t, from.referrers), newRegistry(t, to.referrers)
+				src, dst := from.start(t), to.start(t)
 				signer, key, _ := keyPair(t, "cosign.pub")
 				image := pushImage(t, src, "auth-server", "1", false)
-				attach(t, image, signer)
+				attach(t, src, image, signer)
 				d, _ := name.NewDigest(image)
-				target := dst + "/prod/auth-server@" + d.DigestStr()
-				v := &attest.Verifier{Keys: []attest.Key{key}}
+				target := dst.host + "/prod/auth-server@" + d.DigestStr()
+				v := &attest.Verifier{Keys: []attest.Key{key}, Options: dst.opts}
 
 				// The image itself, as promotion copies it.
-				img, err := remote.Image(d)
+				img, err := remote.Image(d, src.opts...)
 				require.NoError(t, err)
 				td, err := name.NewDigest(target)
 				require.NoError(t, err)
-				require.NoError(t, remote.Write(td, img))
+				require.NoError(t, remote.Write(td, img, dst.opts...))
 				_, err = v.Verify(context.Background(), target)
 				require.ErrorContains(t, err, "not signed", "before the copy the target has no signature")
 
-				n, err := attest.Copy(context.Background(), image, target, nil, nil)
+				n, err := attest.Copy(context.Background(), image, target, src.opts, dst.opts)
 				require.NoError(t, err)
 				require.Equal(t, 2, n)
 				got, err := v.Verify(context.Background(), target)
 				require.NoError(t, err)
 				require.Equal(t, "cosign.pub", got.Key)
 
-				n, err = attest.Copy(context.Background(), image, target, nil, nil)
+				n, err = attest.Copy(context.Background(), image, target, src.opts, dst.opts)
 				require.NoError(t, err, "copying again is harmless")
 				require.Equal(t, 2, n)
 			})

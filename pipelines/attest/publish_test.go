@@ -20,17 +20,20 @@ import (
 func TestPublishedAttachesWhatDeployVerifies(t *testing.T) {
 	for _, reg := range registries {
 		t.Run(reg.name, func(t *testing.T) {
-			host := newRegistry(t, reg.referrers)
+			r := reg.start(t)
 			signer, key, _ := keyPair(t, "cosign.pub")
-			image := pushImage(t, host, "auth-server", "abc123", true)
+			image := pushImage(t, r, "auth-server", "abc123", true)
 			lock, err := os.ReadFile("../../examples/auth-api/package-lock.json")
 			require.NoError(t, err)
-			// go-containerregistry's registry ignores credentials; they are
-			// passed as publish passes them.
-			opts := []remote.Option{remote.WithAuth(&authn.Basic{Username: "ci-bot", Password: "registry-token"})}
+			// go-containerregistry's registry ignores credentials, the
+			// distribution registry checks them: passed as publish passes them.
+			opts := r.opts
+			if opts == nil {
+				opts = []remote.Option{remote.WithAuth(&authn.Basic{Username: "ci-bot", Password: "registry-token"})}
+			}
 			_, err = attest.Published(context.Background(), "auth-server", image, lock, signer, opts...)
 			require.NoError(t, err)
-			got, err := (&attest.Verifier{Keys: []attest.Key{key}}).Verify(context.Background(), image)
+			got, err := (&attest.Verifier{Keys: []attest.Key{key}, Options: r.opts}).Verify(context.Background(), image)
 			require.NoError(t, err)
 			require.Equal(t, "cosign.pub", got.Key)
 
