@@ -16,6 +16,9 @@ start_engine() {
   local t=$SECONDS
   engine build; step "engine build" "$t"
   t=$SECONDS
+  # the authenticating registry `engine up` runs beside the engine (cached; make test builds it too)
+  go run ./internal/registrytest/cmd/registryserver; step "registry build" "$t"
+  t=$SECONDS
   # the Go SDK image carries codegen v0.21.8; this builds it (cached) and checks the bindings
   go -C scripts/codegen/tools run ./generate -repo ../../.. -check
   local sdk

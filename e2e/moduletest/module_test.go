@@ -533,7 +533,7 @@ func testDeploy(ctx context.Context, t *testing.T, m caller, v1, v2 map[string]s
 	timed("promote", start)
 	require.NoError(t, err)
 	require.Contains(t, out, "promote development -> staging: the images of development's verified revision 5")
-	require.Equal(t, len(catalog.Names()), strings.Count(out, "(copied)"), out)
+	require.Equal(t, len(catalog.Names()), strings.Count(out, "(copied, with 2 referrers (signatures, SBOMs))"), out)
 	promoted := map[string]string{}
 	for svc, ref := range v1 {
 		from, err := name.NewDigest(ref)

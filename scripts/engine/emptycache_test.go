@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/krgeobuk/krgeobuk-infra/internal/registrytest"
 )
 
 // The test binary doubles as two programs: `up` starts a copy of the running
@@ -70,6 +72,9 @@ func TestEngineStepsOnAnEmptyCache(t *testing.T) {
 	defer cancel()
 	p, err := findPaths() // the real cache: before KRGEOBUK_CACHE points elsewhere
 	require.NoError(t, err)
+	realRegistry, err := registrytest.Server.Path()
+	require.NoError(t, err)
+	require.FileExists(t, realRegistry, "the empty-cache test reuses the built registry: run make registry-server first")
 	built, err := buildDir(p.cache, p.distconsts, p.standins)
 	require.NoError(t, err)
 	require.FileExists(t, filepath.Join(built, "bin", ".complete"),
@@ -109,6 +114,12 @@ func TestEngineStepsOnAnEmptyCache(t *testing.T) {
 		require.NoError(t, run(ctx, []string{"down"}))
 	})
 	t.Run("up, exec, down (make engine-up, make dagger-call, make engine-down)", func(t *testing.T) {
+		// up builds the authenticating registry where it is missing; the one built is linked
+		// in, as the stand-in go links the engine's binaries, so this tests folders, not builds.
+		reg, err := registrytest.Server.Path()
+		require.NoError(t, err)
+		require.NoError(t, os.MkdirAll(filepath.Dir(reg), 0o755))
+		require.NoError(t, os.Link(realRegistry, reg))
 		require.NoError(t, run(ctx, []string{"up"}), "engine up on an empty cache")
 		defer func() { require.NoError(t, run(context.Background(), []string{"down"}), "engine down") }()
 		require.FileExists(t, filepath.Join(cache, "dagger-engine", "state", "run", "runner-host"))
