@@ -7,10 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
-	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -70,27 +67,9 @@ func TestPublishRefusesWithoutAUsableSigningKey(t *testing.T) {
 // proves; the end-to-end suite runs it on a real engine.
 func TestPublishAttestsEachPushedDigestWithItsCredentials(t *testing.T) {
 	recordFrom(t)
-	var mu sync.Mutex
-	var seen []string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		user, pw, _ := r.BasicAuth()
-		mu.Lock()
-		seen = append(seen, r.Method+" "+r.URL.Path+" "+user+":"+pw)
-		mu.Unlock()
-		if pw == "" {
-			w.Header().Set("WWW-Authenticate", `Basic realm="registry"`)
-			http.Error(w, "", http.StatusUnauthorized)
-			return
-		}
-		if r.URL.Path == "/v2/" {
-			return
-		}
-		http.Error(w, `{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}`, http.StatusNotFound)
-	}))
-	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "http://")
 	ctx := context.Background()
 	const token = "ghp-signing-contract-token-41d2"
+	host, logins := loginRegistry(t, "ci-bot", token)
 	key := testKey(t)
 	d := dag.Directory().WithNewFile("package.json", `{"name":"authz-server"}`).
 		WithNewFile("package-lock.json", `{"lockfileVersion":3,"packages":{"":{"name":"authz-server"}}}`)
@@ -101,8 +80,7 @@ func TestPublishAttestsEachPushedDigestWithItsCredentials(t *testing.T) {
 	require.Len(t, pushed, 1, "the image was pushed first")
 	require.ErrorContains(t, err, "publish: service authz-server: attest "+host+"/krgeobuk/authz-server@sha256:")
 	require.ErrorContains(t, err, "read the image's descriptor")
-	mu.Lock()
-	defer mu.Unlock()
+	seen := logins()
 	require.NotEmpty(t, seen)
 	require.Regexp(t, `^HEAD /v2/krgeobuk/authz-server/manifests/sha256:[0-9a-f]{64} ci-bot:`+token+`$`, seen[len(seen)-1], "the pushed digest, with publish's credentials")
 	require.NotContains(t, err.Error(), token)
