@@ -219,32 +219,20 @@ func TestVerify(t *testing.T) {
 				}, "verifies with no accepted key (signed with another key, or altered)"},
 				{"tampered signature", func(t *testing.T) string {
 					img := pushImage(t, r, "authz-server", "tampered", false)
-					d, _ := name.NewDigest(img)
-					pl, err := attest.Payload(d)
-					require.NoError(t, err)
-					sig, err := signer.Sign(pl)
-					require.NoError(t, err)
+					pl, sig := signedPayload(t, signer, img)
 					sig[len(sig)/2] ^= 0xff
 					forge(t, r, img, pl, sig)
 					return img
 				}, "verifies with no accepted key"},
 				{"tampered payload", func(t *testing.T) string {
 					img := pushImage(t, r, "authz-server", "payload", false)
-					d, _ := name.NewDigest(img)
-					pl, err := attest.Payload(d)
-					require.NoError(t, err)
-					sig, err := signer.Sign(pl)
-					require.NoError(t, err)
+					pl, sig := signedPayload(t, signer, img)
 					forge(t, r, img, []byte(strings.Replace(string(pl), "cosign container", "cosign  container", 1)), sig)
 					return img
 				}, "verifies with no accepted key"},
 				{"signature copied from another image", func(t *testing.T) string {
 					signed := pushImage(t, r, "portal-client", "a", false)
-					d, _ := name.NewDigest(signed)
-					pl, err := attest.Payload(d)
-					require.NoError(t, err)
-					sig, err := signer.Sign(pl)
-					require.NoError(t, err)
+					pl, sig := signedPayload(t, signer, signed)
 					img := pushImage(t, r, "portal-client", "b", false)
 					forge(t, r, img, pl, sig)
 					return img
@@ -262,23 +250,17 @@ func TestVerify(t *testing.T) {
 				}, "not signed"},
 				{"no SBOM", func(t *testing.T) string {
 					img := pushImage(t, r, "auth-server", "nosbom", false)
-					d, _ := name.NewDigest(img)
-					pl, err := attest.Payload(d)
-					require.NoError(t, err)
-					sig, err := signer.Sign(pl)
-					require.NoError(t, err)
+					pl, sig := signedPayload(t, signer, img)
 					forge(t, r, img, pl, sig)
 					return img
 				}, "signed, but no SBOM referrer (application/vnd.cyclonedx+json)"},
 				{"SBOM of another image", func(t *testing.T) string {
 					img := pushImage(t, r, "auth-server", "wrongsbom", false)
-					d, _ := name.NewDigest(img)
-					pl, err := attest.Payload(d)
-					require.NoError(t, err)
-					sig, err := signer.Sign(pl)
-					require.NoError(t, err)
+					pl, sig := signedPayload(t, signer, img)
 					forge(t, r, img, pl, sig)
 					other := pushImage(t, r, "auth-server", "elsewhere", false)
+					d, err := name.NewDigest(img)
+					require.NoError(t, err)
 					_, err = attest.PushArtifact(d.Context(), descriptor(t, r, img), attest.SBOMArtifactType, attest.SBOMArtifactType, sbomFor(t, other), nil, r.opts...)
 					require.NoError(t, err)
 					return img
@@ -301,6 +283,19 @@ func TestVerify(t *testing.T) {
 			}
 		})
 	}
+}
+
+// signedPayload is image's cosign payload and signer's signature over it,
+// for a test to alter or push elsewhere.
+func signedPayload(t *testing.T, signer *attest.Signer, image string) (payload, sig []byte) {
+	t.Helper()
+	d, err := name.NewDigest(image)
+	require.NoError(t, err)
+	payload, err = attest.Payload(d)
+	require.NoError(t, err)
+	sig, err = signer.Sign(payload)
+	require.NoError(t, err)
+	return payload, sig
 }
 
 // forge pushes a signature referrer with the given payload and signature.

@@ -79,17 +79,7 @@ func TestPromoteChecksCopiesAndDeploysThePromotedImages(t *testing.T) {
 	defer apps.Close()
 	prodRepo := reg.Host + "/production"
 	dir := promotionEnvironments(t, map[string]string{"stage": reg.Host + "/krgeobuk", "prod": prodRepo})
-	readiness := func(ns string) []string {
-		var args []string
-		for _, s := range catalog.All() {
-			if s.IsAPI() {
-				ep, err := apps.Readiness(ctx, ns, gate.APICheck(s))
-				require.NoError(t, err)
-				args = append(args, "--readiness-url", s.Name+"="+ep.URL)
-			}
-		}
-		return args
-	}
+	readiness := func(ns string) []string { return readinessArgs(ctx, t, apps, ns) }
 	cli := func(want int, args ...string) (string, string) {
 		t.Helper()
 		var out, errb bytes.Buffer
@@ -202,4 +192,19 @@ func helmRollback(t *testing.T, kubeconfig []byte, ns string, rev int) {
 	rb := action.NewRollback(cfg)
 	rb.Version = rev
 	require.NoError(t, rb.Run("krgeobuk-apps"))
+}
+
+// readinessArgs are the --readiness-url flags that send each API's
+// readiness check in namespace ns to its stand-in app.
+func readinessArgs(ctx context.Context, t *testing.T, apps *deploytest.Apps, ns string) []string {
+	t.Helper()
+	var args []string
+	for _, s := range catalog.All() {
+		if s.IsAPI() {
+			ep, err := apps.Readiness(ctx, ns, gate.APICheck(s))
+			require.NoError(t, err)
+			args = append(args, "--readiness-url", s.Name+"="+ep.URL)
+		}
+	}
+	return args
 }

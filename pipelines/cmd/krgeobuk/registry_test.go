@@ -21,7 +21,6 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/internal/registrytest"
 	"github.com/krgeobuk/krgeobuk-infra/internal/testenv"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/catalog"
-	"github.com/krgeobuk/krgeobuk-infra/pipelines/gate"
 )
 
 // The CLI against two real distribution registries (TLS from their own
@@ -68,17 +67,7 @@ func TestRegistryLoginAndCAOnARealRegistry(t *testing.T) {
 		require.NoError(t, remote.Write(ref, img, stageReg.Options(pushCtx)...))
 		images = append(images, "--image", s+"="+ref.Name())
 	}
-	readiness := func(ns string) []string {
-		var args []string
-		for _, s := range catalog.All() {
-			if s.IsAPI() {
-				ep, err := apps.Readiness(ctx, ns, gate.APICheck(s))
-				require.NoError(t, err)
-				args = append(args, "--readiness-url", s.Name+"="+ep.URL)
-			}
-		}
-		return args
-	}
+	readiness := func(ns string) []string { return readinessArgs(ctx, t, apps, ns) }
 	secrets := []string{stageReg.Password, prodReg.Password}
 	cli := func(want int, args ...string) (string, string) {
 		t.Helper()
