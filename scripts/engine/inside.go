@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/registry"
 
+	"github.com/krgeobuk/krgeobuk-infra/internal/emulation"
 	"github.com/krgeobuk/krgeobuk-infra/internal/registrytest"
 	"github.com/krgeobuk/krgeobuk-infra/internal/serverproc"
 )
@@ -24,6 +25,10 @@ import (
 // overlayDirs are the host folders the engine writes to; inside its mount namespace each gets a
 // writable overlay whose upper layer lives on a namespace-private tmpfs, so nothing reaches the host.
 var overlayDirs = []string{"/usr/bin", "/usr/local/bin", "/etc", "/var", "/usr/local/share"}
+
+// hostCAs is where the engine looks for extra CA certificates to put in containers (under the
+// /usr/local/share overlay, so hiding it changes nothing on the host).
+const hostCAs = "/usr/local/share/ca-certificates"
 
 // inside runs as the child of tini, pid 1 of the engine's pid namespace, in fresh mount and
 // network namespaces: it lays out the file system the engine expects, serves the registry and
@@ -35,6 +40,7 @@ func inside(ctx context.Context, args []string) error {
 	sdkLayout := fs.String("go-sdk-layout", "", "OCI layout of the Go SDK image")
 	sdkDigest := fs.String("go-sdk-digest", "", "its manifest digest")
 	regBin := fs.String("secure-registry-bin", "", "the distribution registry program")
+	qemu := fs.String("qemu", "", "qemu-aarch64-static, registered for arm64 executables")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -61,6 +67,22 @@ func inside(ctx context.Context, args []string) error {
 	}
 	if err := syscall.Mount("tmpfs", "/run", "tmpfs", 0, "mode=0755"); err != nil {
 		return fmt.Errorf("tmpfs /run: %w", err)
+	}
+	// The engine copies the CAs in this folder into every container and runs
+	// update-ca-certificates around every exec: seconds each natively, up to a minute under
+	// emulation. It has no network beyond its own registries, whose CA engine.json names.
+	if err := os.MkdirAll(hostCAs, 0o755); err != nil {
+		return err
+	}
+	if err := syscall.Mount("tmpfs", hostCAs, "tmpfs", 0, "mode=0755"); err != nil {
+		return fmt.Errorf("tmpfs %s: %w", hostCAs, err)
+	}
+	// Registered before the engine starts: it asks once, at start, which platforms it can
+	// run, and routes every arm64 exec through this kernel registration from then on.
+	if *qemu != "" {
+		if err := (emulation.Emulator{Path: *qemu}).MountAndRegister(); err != nil {
+			return err
+		}
 	}
 	runc, err := exec.LookPath("runc")
 	if err != nil {

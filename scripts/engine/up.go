@@ -12,11 +12,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/sethvargo/go-retry"
 
+	"github.com/krgeobuk/krgeobuk-infra/internal/emulation"
 	"github.com/krgeobuk/krgeobuk-infra/internal/preflight"
 	"github.com/krgeobuk/krgeobuk-infra/internal/registrytest"
 	"github.com/krgeobuk/krgeobuk-infra/internal/serverproc"
@@ -39,7 +39,11 @@ type state struct {
 // layout of the state folder: root and registry persist, run is laid anew by every `up`.
 type stateDir string
 
-func (s stateDir) root() string     { return filepath.Join(string(s), "root") }
+// root is the engine's build cache. Since the engine runs in its own user namespace its
+// snapshots carry user.* overlay xattrs; the folder an engine outside one wrote (trusted.*
+// xattrs, unreadable from a user namespace) was called "root" and is removed by `up`.
+func (s stateDir) root() string     { return filepath.Join(string(s), "userns-root") }
+func (s stateDir) oldRoot() string  { return filepath.Join(string(s), "root") }
 func (s stateDir) registry() string { return filepath.Join(string(s), "registry") }
 func (s stateDir) run() string      { return filepath.Join(string(s), "run") }
 func (s stateDir) file() string     { return filepath.Join(s.run(), "up.json") }
@@ -118,8 +122,14 @@ func up(ctx context.Context, p paths, s stateDir, args []string) error {
 	if err := upPreflight(s).CheckOn(hostWithSbin()); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(s.run()); err != nil {
-		return err
+	for _, old := range []string{s.run(), s.oldRoot()} {
+		if err := os.RemoveAll(old); err != nil {
+			return err
+		}
+	}
+	emu, err := emulation.Fetch(ctx, p.cache, func(f string, a ...any) { fmt.Printf("engine: "+f+"\n", a...) })
+	if err != nil {
+		return fmt.Errorf("the arm64 emulator: %w", err)
 	}
 	for _, d := range []string{s.root(), s.registry(), s.run()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -161,7 +171,7 @@ func up(ctx context.Context, p paths, s stateDir, args []string) error {
 	}
 	insideArgs := []string{"--mount", "--net", "--pid", "--fork", "--mount-proc", "--propagation", "private",
 		"--kill-child", "--", "tini", "-s", "--", tool, "inside", "--state", string(s), "--bin", bin,
-		"--secure-registry-bin", regBin}
+		"--secure-registry-bin", regBin, "--qemu", emu.Path}
 	if *sdkLayout != "" {
 		abs, err := filepath.Abs(*sdkLayout)
 		if err != nil {
@@ -171,7 +181,11 @@ func up(ctx context.Context, p paths, s stateDir, args []string) error {
 	}
 	cmd := exec.Command("unshare", insideArgs...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// The engine's own user namespace: the binfmt_misc instance `inside` registers the arm64
+	// emulator in belongs to it, so no process outside the engine runs foreign binaries and the
+	// registration ends with the engine, however it ends.
+	cmd.SysProcAttr = emulation.UserNamespace()
+	cmd.SysProcAttr.Setsid = true
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start engine namespace: %w", err)
 	}
@@ -220,6 +234,7 @@ func up(ctx context.Context, p paths, s stateDir, args []string) error {
 		return err
 	}
 	fmt.Printf("engine: up in %.1fs (pid %d), KRGEOBUK_ENGINE_HOST=unix://%s\n", time.Since(st.Started).Seconds(), st.NsPID, s.socket())
+	fmt.Printf("engine: runs %s under Debian's qemu-aarch64-static %s, registered in its own user namespace only\n", emulation.Platform, emu.Version)
 	fmt.Printf("engine: registry 127.0.0.1:%d and %s:%d inside its network; log %s\n", RegistryPort, GatewayAddr, RegistryPort, s.log())
 	fmt.Printf("engine: authenticating registry %s:%d (TLS, htpasswd), its account and CA in %s\n", GatewayAddr, SecureRegistryPort, s.secureRegistryFile())
 	return nil
