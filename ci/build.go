@@ -91,7 +91,7 @@ func (m *Krgeobuk) built(ctx context.Context, a *buildArgs, req build.Request, g
 		return nil, nil, err
 	}
 	req.Labels = labels
-	cs, err := graphs.Containers(dag, req, dir)
+	cs, err := graphs.Containers(ctx, dag, req, dir)
 	return cs, dir, err
 }
 
@@ -197,7 +197,13 @@ func (m *Krgeobuk) Build(
 	// --env development, never for staging or production.
 	// +optional
 	example bool,
-	// Platforms to build (linux/amd64, linux/arm64). Default: the engine's.
+	// Platforms to build (linux/amd64, linux/arm64), published as one image
+	// index. Default: the engine's. npm runs once, on the engine's platform;
+	// each platform's image is its base image with that build's output, so an
+	// API whose production dependencies are built for one CPU is refused for
+	// another. The engine must run the other platform's binaries (the
+	// project's engine-up registers an arm64 emulator in the engine's own
+	// namespace).
 	// +optional
 	platform []dagger.Platform,
 	// Environment whose chart values give an SPA its nginx.conf.

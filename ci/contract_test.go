@@ -106,7 +106,48 @@ func TestBuildSPAUsesTheChartsNginxConf(t *testing.T) {
 		}
 		require.Equal(t, "https://github.com/krgeobuk/portal-client", labels["org.opencontainers.image.source"], "--source-url labels a checkout")
 		require.NotContains(t, labels, build.ExampleLabel)
-		require.Equal(t, want, all[0].Args["platform"], "the build stage runs on the target platform too")
+		var dist []fakesession.Call
+		for _, c := range calls(runtime, "withDirectory") {
+			dist = chainOf(t, fmt.Sprint(c.Args["source"]))
+		}
+		require.Equal(t, "container", dist[0].Field)
+		require.Nil(t, dist[0].Args["platform"], "the build stage runs once, on the engine's own platform")
+	}
+}
+
+// A platform other than the engine's gets the API's build output copied in:
+// allowed only when nothing in its production node_modules is tied to the
+// engine's platform, which the lockfile and the built addons tell.
+func TestBuildAPIForAnotherPlatformChecksItsDependencies(t *testing.T) {
+	portable := `{"lockfileVersion":3,"packages":{"":{"name":"auth-server"},"node_modules/@nestjs/core":{"version":"10.0.0","hasInstallScript":true}}}`
+	prebuilt := `{"lockfileVersion":3,"packages":{"":{"name":"auth-server"},"node_modules/@swc/core-linux-x64-gnu":{"version":"1.0.0","cpu":["x64"]}}}`
+	for _, tc := range []struct {
+		name, lock, addons, want string
+	}{
+		{name: "portable", lock: portable, addons: ""},
+		{name: "prebuilt binary", lock: prebuilt, want: "node_modules/@swc/core-linux-x64-gnu"},
+		{name: "native addon", lock: portable, addons: "node_modules/bcrypt/lib/binding/napi-v3/bcrypt_lib.node\n", want: "bcrypt_lib.node"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			recordFrom(t)
+			fake.SetStdout(tc.addons)
+			ctx := context.Background()
+			src := dag.Directory().WithNewFile("package.json", `{"name":"auth-server"}`).WithNewFile("package-lock.json", tc.lock)
+			ctrs, err := module().Build(ctx, "auth-server", src, "", nil, false, []dagger.Platform{"linux/amd64", "linux/arm64"}, "staging", "", "https://github.com/krgeobuk/auth-server", "", "")
+			var asked []string
+			for _, q := range fake.Queries() {
+				asked = append(asked, q.Leaf().Field)
+			}
+			require.Contains(t, asked, "defaultPlatform")
+			if tc.want != "" {
+				require.ErrorContains(t, err, "build auth-server for linux/arm64")
+				require.ErrorContains(t, err, tc.want)
+				return
+			}
+			require.NoError(t, err)
+			require.Len(t, ctrs, 2)
+			require.Contains(t, asked, "stdout", "the built node_modules were searched for native addons")
+		})
 	}
 }
 
@@ -115,7 +156,8 @@ func TestPublish(t *testing.T) {
 	ctx := context.Background()
 	const token = "ghp-contract-test-token-8c1f"
 	password := dag.SetSecret("registry-password", token)
-	authz := dag.Directory().WithNewFile("package.json", `{"name":"authz-server"}`)
+	authz := dag.Directory().WithNewFile("package.json", `{"name":"authz-server"}`).
+		WithNewFile("package-lock.json", `{"lockfileVersion":3,"packages":{"":{"name":"authz-server"}}}`)
 	client := dag.Directory().WithNewFile("package.json", `{"name":"auth-client"}`)
 	host, logins := loginRegistry(t, "ci-bot", token)
 	refs, err := module().Publish(ctx, host+"/krgeobuk", "0123abc", []string{"authz-server", "auth-client"}, nil, authz, client, nil, nil, nil, nil,
@@ -155,7 +197,8 @@ func TestPublishChecksTheLoginBeforeBuilding(t *testing.T) {
 	recordFrom(t)
 	host, _ := loginRegistry(t, "ci-bot", "ghp-the-right-token")
 	const wrong = "ghp-a-wrong-token-77a1"
-	authz := dag.Directory().WithNewFile("package.json", `{"name":"authz-server"}`)
+	authz := dag.Directory().WithNewFile("package.json", `{"name":"authz-server"}`).
+		WithNewFile("package-lock.json", `{"lockfileVersion":3,"packages":{"":{"name":"authz-server"}}}`)
 	_, err := module().Publish(context.Background(), host+"/krgeobuk", "v1", []string{"authz-server"}, nil, authz, nil, nil, nil, nil, nil,
 		"ci-bot", dag.SetSecret("registry-password", wrong), nil, nil, "development", "", "", "", "", nil, nil)
 	require.EqualError(t, err, "publish: registry "+host+` refused the credentials of user "ci-bot" (HTTP 401)`)

@@ -77,7 +77,13 @@ func (m *Krgeobuk) Publish(
 	// (the engine's own push trusts what the engine is configured to trust).
 	// +optional
 	registryCa *dagger.File,
-	// Platforms to build (linux/amd64, linux/arm64). Default: the engine's.
+	// Platforms to build (linux/amd64, linux/arm64), published as one image
+	// index. Default: the engine's. npm runs once, on the engine's platform;
+	// each platform's image is its base image with that build's output, so an
+	// API whose production dependencies are built for one CPU is refused for
+	// another. The engine must run the other platform's binaries (the
+	// project's engine-up registers an arm64 emulator in the engine's own
+	// namespace).
 	// +optional
 	platform []dagger.Platform,
 	// Environment whose chart values give the SPAs their nginx.conf.

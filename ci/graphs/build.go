@@ -6,6 +6,7 @@
 package graphs
 
 import (
+	"context"
 	"fmt"
 
 	"dagger/krgeobuk/internal/dagger"
@@ -22,8 +23,13 @@ var sourceExcludes = []string{"node_modules", "dist", ".git", "coverage"}
 
 // Containers returns one runtime image per platform of req (in the order
 // given), built from source, ready to export or publish as a multi-platform
-// image. Nothing runs until the caller evaluates a result.
-func Containers(c *dagger.Client, req build.Request, source *dagger.Directory) ([]*dagger.Container, error) {
+// image. The build stage (npm ci, npm run build) runs once, on the engine's
+// own platform; each platform's image is that platform's base image with the
+// build's output copied in, so an arm64 variant runs nothing but its own
+// checks under emulation. An API whose production dependencies are tied to
+// the engine's platform is refused for any other (build.CheckLockfilePortable,
+// build.CheckAddonsPortable) before anything is published.
+func Containers(ctx context.Context, c *dagger.Client, req build.Request, source *dagger.Directory) ([]*dagger.Container, error) {
 	if source == nil {
 		return nil, fmt.Errorf("build %s: no source directory", req.Service.Name)
 	}
@@ -31,13 +37,20 @@ func Containers(c *dagger.Client, req build.Request, source *dagger.Directory) (
 	if err != nil {
 		return nil, err
 	}
+	built := nodeBuild(c, req.Images.Node, source)
+	if req.Service.IsAPI() {
+		built = built.WithExec([]string{"npm", "prune", "--omit=dev", "--no-audit", "--no-fund"})
+		if err := checkPortable(ctx, c, req.Service.Name, platforms, source, built); err != nil {
+			return nil, err
+		}
+	}
 	var out []*dagger.Container
 	for _, p := range platforms {
 		var ctr *dagger.Container
 		if req.Service.IsAPI() {
-			ctr = api(c, req, source, dagger.Platform(p))
+			ctr = api(c, req, built, dagger.Platform(p))
 		} else {
-			ctr = spa(c, req, source, dagger.Platform(p))
+			ctr = spa(c, req, built, dagger.Platform(p))
 		}
 		for _, k := range req.SortedLabels() {
 			ctr = ctr.WithLabel(k, req.Labels[k])
@@ -47,11 +60,40 @@ func Containers(c *dagger.Client, req build.Request, source *dagger.Directory) (
 	return out, nil
 }
 
-// NodeDeps is the first stage of every Node pipeline: dependencies from the
-// lockfile only (so the layer caches until package*.json change), then the
-// sources. npm's download cache is a shared cache volume.
-func NodeDeps(c *dagger.Client, nodeImage string, source *dagger.Directory, platform dagger.Platform) *dagger.Container {
-	return c.Container(dagger.ContainerOpts{Platform: platform}).
+// checkPortable asks the engine only when a platform other than its own is
+// requested: its platform, the lockfile, and the built node_modules' addons.
+func checkPortable(ctx context.Context, c *dagger.Client, service string, platforms []string, source *dagger.Directory, built *dagger.Container) error {
+	if len(build.ForeignPlatforms(platforms, "")) == 0 {
+		return nil
+	}
+	native, err := c.DefaultPlatform(ctx)
+	if err != nil {
+		return fmt.Errorf("build %s: the engine's platform: %w", service, err)
+	}
+	foreign := build.ForeignPlatforms(platforms, string(native))
+	if len(foreign) == 0 {
+		return nil
+	}
+	lock, err := source.File("package-lock.json").Contents(ctx)
+	if err != nil {
+		return fmt.Errorf("build %s: package-lock.json: %w", service, err)
+	}
+	if err := build.CheckLockfilePortable(service, foreign, []byte(lock)); err != nil {
+		return err
+	}
+	addons, err := built.WithExec([]string{"find", "node_modules", "-name", "*.node", "-type", "f"}).Stdout(ctx)
+	if err != nil {
+		return fmt.Errorf("build %s: list native addons: %w", service, err)
+	}
+	return build.CheckAddonsPortable(service, foreign, addons)
+}
+
+// NodeDeps is the first stage of every Node pipeline, on the engine's own
+// platform: dependencies from the lockfile only (so the layer caches until
+// package*.json change), then the sources. npm's download cache is a shared
+// cache volume.
+func NodeDeps(c *dagger.Client, nodeImage string, source *dagger.Directory) *dagger.Container {
+	return c.Container().
 		From(nodeImage).
 		WithMountedCache("/root/.npm", c.CacheVolume(build.NPMCacheVolume)).
 		WithWorkdir(workdir).
@@ -62,16 +104,14 @@ func NodeDeps(c *dagger.Client, nodeImage string, source *dagger.Directory, plat
 }
 
 // nodeBuild is NodeDeps followed by `npm run build`.
-func nodeBuild(c *dagger.Client, nodeImage string, source *dagger.Directory, platform dagger.Platform) *dagger.Container {
-	return NodeDeps(c, nodeImage, source, platform).WithExec([]string{"npm", "run", "build"})
+func nodeBuild(c *dagger.Client, nodeImage string, source *dagger.Directory) *dagger.Container {
+	return NodeDeps(c, nodeImage, source).WithExec([]string{"npm", "run", "build"})
 }
 
-// api: build, prune to production dependencies, and copy dist, node_modules
-// and package.json into a fresh Node image running as uid 1000. The chart's
+// api copies dist, production node_modules and package.json from the
+// build into platform's Node image, running as uid 1000. The chart's
 // wait-for-database init container runs `node` from the same image.
-func api(c *dagger.Client, req build.Request, source *dagger.Directory, platform dagger.Platform) *dagger.Container {
-	built := nodeBuild(c, req.Images.Node, source, platform).
-		WithExec([]string{"npm", "prune", "--omit=dev", "--no-audit", "--no-fund"})
+func api(c *dagger.Client, req build.Request, built *dagger.Container, platform dagger.Platform) *dagger.Container {
 	owner := dagger.ContainerWithDirectoryOpts{Owner: build.APIUser}
 	return c.Container(dagger.ContainerOpts{Platform: platform}).
 		From(req.Images.Node).
@@ -88,8 +128,7 @@ func api(c *dagger.Client, req build.Request, source *dagger.Directory, platform
 
 // spa: the static build served by unprivileged nginx with the chart's own
 // nginx.conf, so the image and the cluster never disagree about it.
-func spa(c *dagger.Client, req build.Request, source *dagger.Directory, platform dagger.Platform) *dagger.Container {
-	built := nodeBuild(c, req.Images.Node, source, platform)
+func spa(c *dagger.Client, req build.Request, built *dagger.Container, platform dagger.Platform) *dagger.Container {
 	return c.Container(dagger.ContainerOpts{Platform: platform}).
 		From(req.Images.Nginx).
 		WithNewFile("/etc/nginx/nginx.conf", req.NginxConf, dagger.ContainerWithNewFileOpts{Permissions: 0o644}).

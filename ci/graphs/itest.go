@@ -65,7 +65,7 @@ func TestContainer(c *dagger.Client, req TestRequest) (*dagger.Container, error)
 		}
 	}
 
-	ctr := NodeDeps(c, req.Images.Node, req.Source, "")
+	ctr := NodeDeps(c, req.Images.Node, req.Source)
 	for _, st := range stores {
 		var s *dagger.Service
 		if st.Engine == "mysql" {

@@ -66,7 +66,7 @@ func start() *Server {
 	if err != nil {
 		panic(fmt.Sprintf("fakesession: listen: %v", err))
 	}
-	s := &Server{Port: l.Addr().(*net.TCPAddr).Port, stdout: "fake stdout\n"}
+	s := &Server{Port: l.Addr().(*net.TCPAddr).Port, stdout: defaultStdout}
 	for k, v := range map[string]string{"DAGGER_SESSION_PORT": strconv.Itoa(s.Port), "DAGGER_SESSION_TOKEN": Token} {
 		if err := os.Setenv(k, v); err != nil {
 			panic(err)
@@ -76,11 +76,14 @@ func start() *Server {
 	return s
 }
 
-// Reset forgets the recorded queries.
+const defaultStdout = "fake stdout\n"
+
+// Reset forgets the recorded queries and what SetStdout set.
 func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.queries = nil
+	s.stdout = defaultStdout
 }
 
 // Queries returns the recorded queries in the order they arrived.
@@ -217,6 +220,9 @@ func leafValue(chain []Call, stdout string) any {
 		return nil
 	case "endpoint":
 		return "kube-api.fake.dagger.local:6443"
+	case "defaultPlatform":
+		// The fake stands for an amd64 engine, as the project's machines are.
+		return "linux/amd64"
 	case "exists":
 		// A directory built with withNewFile holds exactly those files.
 		for _, c := range object {
