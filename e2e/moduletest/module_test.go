@@ -19,6 +19,7 @@ import (
 
 	"dagger.io/dagger"
 	"github.com/google/go-containerregistry/pkg/name"
+	ociv1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -163,9 +164,12 @@ func TestModuleOnARealEngine(t *testing.T) {
 		// the first release is built on the defaults' names through the mirror and published,
 		// signed with its SBOMs, to the registry that checks credentials and TLS; the second on
 		// the stand-ins by digest (an override), unsigned, to the plain one
-		signed := target{registry: sec.Host + "/krgeobuk", flags: append(sec.login(), "--signing-key", "file:"+key.private), opts: sec.options(t)}
+		// the signed release is one image index per service holding linux/amd64 and linux/arm64
+		signed := target{registry: sec.Host + "/krgeobuk", flags: append(sec.login(), "--signing-key", "file:"+key.private), opts: sec.options(t),
+			platforms: []string{"linux/amd64", "linux/arm64"}}
 		v1 = publish(ctx, t, cli, defaults, "e2e-1", "0e2e001", signed)
 		requireSigned(ctx, t, key, sec.options(t), v1)
+		testBothPlatformsStart(ctx, t, s.Dagger(), sec, v1)
 		v2 = publish(ctx, t, cli, images, "e2e-2", "0e2e002", target{registry: gatewayRegistry + "/krgeobuk"})
 		for _, svc := range catalog.Names() {
 			require.NotEqual(t, v1[svc], v2[svc], "another revision label is another image")
@@ -374,6 +378,8 @@ type target struct {
 	registry string
 	flags    []string
 	opts     []remote.Option
+	// platforms are given with --platform; none: the engine's own.
+	platforms []string
 }
 
 // publish pushes all four services to the target registry and checks that
@@ -387,6 +393,9 @@ func publish(ctx context.Context, t *testing.T, m caller, images baseImages, tag
 	for _, svc := range catalog.Names() {
 		args = append(args, "--example", svc)
 	}
+	for _, p := range to.platforms {
+		args = append(args, "--platform", p)
+	}
 	out, err := m.Call(ctx, "publish", args)
 	timed("publish "+tag, start)
 	require.NoError(t, err)
@@ -398,20 +407,87 @@ func publish(ctx context.Context, t *testing.T, m caller, images baseImages, tag
 		require.NoError(t, err, "publish returns repository@sha256:…, got %q", ref)
 		svc := d.Context().RepositoryStr()[strings.LastIndex(d.Context().RepositoryStr(), "/")+1:]
 		byService[svc] = ref
-		img, err := remote.Image(d, to.opts...)
-		require.NoError(t, err, "%s resolves in the registry", ref)
-		got, err := img.Digest()
-		require.NoError(t, err)
-		require.Equal(t, d.DigestStr(), got.String())
-		cfg, err := img.ConfigFile()
-		require.NoError(t, err)
-		require.Equal(t, revision, cfg.Config.Labels["org.opencontainers.image.revision"])
+		for _, img := range resolvePublished(t, d, to) {
+			cfg, err := img.ConfigFile()
+			require.NoError(t, err)
+			require.Equal(t, revision, cfg.Config.Labels["org.opencontainers.image.revision"])
+		}
 		tagged, err := remote.Head(d.Context().Tag(tag), to.opts...)
 		require.NoError(t, err)
 		require.Equal(t, d.DigestStr(), tagged.Digest.String(), "the tag points at the returned digest")
 	}
 	require.ElementsMatch(t, catalog.Names(), keys(byService))
 	return byService
+}
+
+// resolvePublished resolves d in the registry: one image, pinned by that digest, or, for several
+// platforms, one image index whose manifests are exactly those platforms' images, in order.
+func resolvePublished(t *testing.T, d name.Digest, to target) []ociv1.Image {
+	t.Helper()
+	if len(to.platforms) < 2 {
+		img, err := remote.Image(d, to.opts...)
+		require.NoError(t, err, "%s resolves in the registry", d)
+		got, err := img.Digest()
+		require.NoError(t, err)
+		require.Equal(t, d.DigestStr(), got.String())
+		return []ociv1.Image{img}
+	}
+	idx, err := remote.Index(d, to.opts...)
+	require.NoError(t, err, "%s is an image index in the registry", d)
+	got, err := idx.Digest()
+	require.NoError(t, err)
+	require.Equal(t, d.DigestStr(), got.String())
+	im, err := idx.IndexManifest()
+	require.NoError(t, err)
+	var platforms []string
+	var out []ociv1.Image
+	for _, m := range im.Manifests {
+		require.NotNil(t, m.Platform, "%s: every manifest of the index names its platform", d)
+		platforms = append(platforms, m.Platform.OS+"/"+m.Platform.Architecture)
+		img, err := idx.Image(m.Digest)
+		require.NoError(t, err)
+		cfg, err := img.ConfigFile()
+		require.NoError(t, err)
+		require.Equal(t, m.Platform.Architecture, cfg.Architecture, "%s: the image of %s says so in its config too", d, m.Platform)
+		out = append(out, img)
+	}
+	require.Equal(t, to.platforms, platforms, "%s: one index, one image per platform asked for", d)
+	return out
+}
+
+// testBothPlatformsStart pulls each published index back as linux/arm64 and as linux/amd64
+// from the authenticating registry and runs it: on arm64 (under the engine's emulator) each API
+// image's Node.js and each SPA image's nginx, checking the chart's nginx.conf, start; the kernel
+// each sees is the one of its platform.
+func testBothPlatformsStart(ctx context.Context, t *testing.T, dag *dagger.Client, sec secureRegistry, published map[string]string) {
+	password := dag.SetSecret("e2e-registry-password", sec.password)
+	for _, svc := range catalog.All() {
+		for _, tc := range []struct{ platform, machine, nodeArch string }{{"linux/arm64", "aarch64", "arm64"}, {"linux/amd64", "x86_64", "x64"}} {
+			t.Run(svc.Name+" on "+tc.platform, func(t *testing.T) {
+				start := time.Now()
+				cmd := "uname -m && node --version && node -p process.arch"
+				if !svc.IsAPI() {
+					cmd = "uname -m && nginx -t 2>&1"
+				}
+				out, err := dag.Container(dagger.ContainerOpts{Platform: dagger.Platform(tc.platform)}).
+					WithRegistryAuth(sec.Host, sec.Username, password).
+					From(published[svc.Name]).
+					WithExec([]string{"sh", "-c", cmd}).
+					Stdout(ctx)
+				timed("start "+svc.Name+" "+tc.platform, start)
+				require.NoError(t, err)
+				lines := strings.Split(strings.TrimSpace(out), "\n")
+				require.Equal(t, tc.machine, lines[0], "the %s image runs on a %s kernel", tc.platform, tc.machine)
+				if svc.IsAPI() {
+					require.Regexp(t, `^v\d+\.\d+\.\d+$`, lines[1], "node --version")
+					require.Equal(t, tc.nodeArch, lines[2], "node's own process.arch")
+				} else {
+					require.Contains(t, out, "syntax is ok")
+					require.Contains(t, out, "test is successful", "nginx -t with the chart's nginx.conf")
+				}
+			})
+		}
+	}
 }
 
 func keys(m map[string]string) []string {
