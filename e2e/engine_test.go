@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -215,4 +217,54 @@ func TestSecretStaysSecret(t *testing.T) {
 	log, err := os.ReadFile(filepath.Join(filepath.Dir(strings.TrimPrefix(host, "unix://")), "engine.log"))
 	require.NoError(t, err)
 	require.NotContains(t, string(log), plain, "secret in the engine log")
+}
+
+// TestArm64RunsInTheEngineOnly: the engine runs a linux/arm64 program under the emulator `engine
+// up` registered in the engine's own user namespace, and its children too; this test process,
+// on the host's side of that namespace at the same moment, cannot run the same file.
+func TestArm64RunsInTheEngineOnly(t *testing.T) {
+	s := session(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module arch\n\ngo 1.22\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte(`package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+)
+
+// prints its architecture, then runs itself once more as a child
+func main() {
+	fmt.Println(runtime.GOARCH)
+	if len(os.Args) == 1 {
+		out, err := exec.Command(os.Args[0], "child").CombinedOutput()
+		fmt.Printf("child: %s", out)
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+	}
+}
+`), 0o644))
+	bin := filepath.Join(dir, "arch")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
+	build.Dir = dir
+	build.Env = append(os.Environ(), "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	d := s.Dagger()
+	got, err := d.Container(dagger.ContainerOpts{Platform: "linux/arm64"}).
+		WithFile("/arch", d.Host().File(bin), dagger.ContainerWithFileOpts{Permissions: 0o755}).
+		WithExec([]string{"/arch"}).
+		Stdout(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "arm64\nchild: arm64\n", got)
+
+	err = exec.CommandContext(ctx, bin).Run()
+	require.ErrorIs(t, err, syscall.ENOEXEC, "the host runs no arm64 program while the engine does")
 }
