@@ -58,11 +58,11 @@ func TestImageVerbsOnAnEmptyCache(t *testing.T) {
 	require.FileExists(t, filepath.Join(sdkLayout, "index.json"), "the empty-cache test reuses the Go SDK image: run make images first (make images-test does)")
 	realBases := &image.Bases{Repo: repo, Cache: real}
 	baseLayouts := map[string]string{}
-	for _, b := range image.BaseImages() {
+	for _, b := range append(image.BaseImages(), image.Arm64Variants()...) {
 		p, err := realBases.LayoutPath(b)
 		require.NoError(t, err)
-		require.FileExists(t, filepath.Join(p, "index.json"), "the empty-cache test reuses the %s image: run make images first (make images-test does)", b.Name)
-		baseLayouts[b.Name] = p
+		require.FileExists(t, filepath.Join(p, "index.json"), "the empty-cache test reuses the %s image (%q): run make images first (make images-test does)", b.Name, b.Arch)
+		baseLayouts[b.Name+"/"+b.Arch] = p
 	}
 
 	cache := filepath.Join(t.TempDir(), "home", ".cache", "krgeobuk")

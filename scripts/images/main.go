@@ -4,7 +4,7 @@
 //
 //	go -C scripts/images run . go-sdk          # print the Go SDK image layout path
 //	go -C scripts/images run . prove-go-sdk    # codegen + go build of the module in it, offline
-//	go -C scripts/images run . base            # build node, nginx, mysql, redis; print their layouts
+//	go -C scripts/images run . base            # build node, nginx, mysql, redis, golang and node/nginx for arm64; print their layouts
 //	go -C scripts/images run . push --registry 127.0.0.1:5000   # print the pushed refs as JSON
 package main
 

@@ -10,11 +10,16 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/krgeobuk/krgeobuk-infra/internal/emulation"
 	"github.com/krgeobuk/krgeobuk-infra/internal/preflight"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/build"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/itest"
@@ -69,8 +74,51 @@ type Base struct {
 	// Content is the recipe's own file content that goes into the image
 	// (part of the cache key).
 	Content string
-	Setup   func(ctx context.Context, repo, root string) error
-	Config  v1.Config
+	// Setup runs after the packages are installed; emu is the emulator a
+	// foreign-architecture rootfs's programs run with (nil for amd64).
+	Setup  func(ctx context.Context, repo, root string, emu *emulation.Emulator) error
+	Config v1.Config
+	// Arch is empty for the host's amd64; "arm64" is a variant bootstrapped
+	// natively and configured under emulation (see Arm64Variants).
+	Arch string
+}
+
+// Arm64Variants are the linux/arm64 images pushed beside the amd64 ones of
+// the same name, as one image index: the runtime bases of a multi-platform
+// publish. The module builds natively and copies the output into them, so
+// the node variant carries Node.js only: no npm and no npm cache (npm runs
+// 30x slower emulated), hence no npm_config_* in its environment.
+// debootstrap resolves and fetches their packages natively (--include);
+// only the packages' configuration and the setup steps run emulated.
+func Arm64Variants() []Base {
+	var out []Base
+	for _, b := range BaseImages() {
+		switch b.Name {
+		case "node":
+			b.Stands = "node:22 for linux/arm64 (Debian 12's nodejs 18, no npm: a runtime base)"
+			b.Packages = []string{"nodejs", "ca-certificates"}
+			b.Inputs, b.Setup = nil, nil
+			b.Config.Env = []string{stdPath}
+		case "nginx":
+			b.Stands = "nginxinc/nginx-unprivileged for linux/arm64 (Debian 12's nginx as uid 101 on 8080)"
+		default:
+			continue
+		}
+		b.Arch = "arm64"
+		out = append(out, b)
+	}
+	return out
+}
+
+// variants are b and its arm64 variant, if it has one.
+func variants(b Base) []Base {
+	out := []Base{b}
+	for _, v := range Arm64Variants() {
+		if v.Name == b.Name {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // BaseImages are the images the e2e tests pass to the module.
@@ -145,11 +193,19 @@ type Bases struct {
 	Repo  string
 	Cache string
 	Log   io.Writer
+
+	emu *emulation.Emulator // fetched when an arm64 variant is first built
 }
 
-// Key is b's cache key: the recipe version, name, packages and inputs.
+// Key is b's cache key: the recipe version, name, architecture (for a
+// variant only, so the amd64 keys and their warm layouts stay as they were),
+// packages and inputs.
 func (s *Bases) Key(b Base) (string, error) {
-	parts := []string{BaseRecipe, b.Name, strings.Join(b.Packages, " "), fmt.Sprint(b.Config), b.Content}
+	parts := []string{BaseRecipe, b.Name}
+	if b.Arch != "" {
+		parts = append(parts, "arch="+b.Arch)
+	}
+	parts = append(parts, strings.Join(b.Packages, " "), fmt.Sprint(b.Config), b.Content)
 	for _, in := range b.Inputs {
 		h, err := HashFiles(filepath.Join(s.Repo, in))
 		if err != nil {
@@ -166,7 +222,28 @@ func (s *Bases) Tag(b Base) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if b.Arch != "" {
+		return "bookworm-" + b.Arch + "-" + BaseRecipe + "-" + k, nil
+	}
 	return "bookworm-" + BaseRecipe + "-" + k, nil
+}
+
+// PushTag is the tag b is pushed under: its own Tag, or, for an image with
+// an arm64 variant, one whose key covers both, so the tag names the index.
+func (s *Bases) PushTag(b Base) (string, error) {
+	vs := variants(b)
+	if len(vs) == 1 {
+		return s.Tag(b)
+	}
+	var keys []string
+	for _, v := range vs {
+		k, err := s.Key(v)
+		if err != nil {
+			return "", err
+		}
+		keys = append(keys, k)
+	}
+	return "bookworm-" + BaseRecipe + "-" + Key(keys...), nil
 }
 
 // LayoutPath is where b's layout lives in the cache.
@@ -199,6 +276,12 @@ func (s *Bases) Build(ctx context.Context, b Base) (string, error) {
 	_ = os.RemoveAll(work)
 	defer func() { _ = os.RemoveAll(work) }()
 	root := filepath.Join(work, "rootfs")
+	if b.Arch != "" {
+		if err := s.buildForeign(ctx, b, root, out, log); err != nil {
+			return "", err
+		}
+		return out, nil
+	}
 	base, err := rootfs.BaseTarball(ctx, filepath.Join(s.Cache, "dagger-images"), "bookworm")
 	if err != nil {
 		return "", err
@@ -210,25 +293,85 @@ func (s *Bases) Build(ctx context.Context, b Base) (string, error) {
 		return "", fmt.Errorf("image %s: %w", b.Name, err)
 	}
 	if b.Setup != nil {
-		if err := b.Setup(ctx, s.Repo, root); err != nil {
+		if err := b.Setup(ctx, s.Repo, root, nil); err != nil {
 			return "", fmt.Errorf("image %s: %w", b.Name, err)
 		}
 		if err := rootfs.Tidy(root); err != nil {
 			return "", err
 		}
 	}
-	tar := filepath.Join(work, "layer.tar")
-	if err := Layer(tar, root, nil); err != nil {
-		return "", err
-	}
-	img, err := Assemble([]string{tar}, b.Config)
-	if err != nil {
-		return "", err
-	}
-	if err := WriteLayout(out, img); err != nil {
+	if err := writeImage(b, root, out); err != nil {
 		return "", err
 	}
 	return out, nil
+}
+
+// buildForeign bootstraps b's rootfs for b.Arch at root (first stage natively,
+// second stage emulated), runs its setup emulated and writes its layout to
+// out, logging each phase's time.
+func (s *Bases) buildForeign(ctx context.Context, b Base, root, out string, log io.Writer) error {
+	emu, err := s.emulator(ctx, log)
+	if err != nil {
+		return fmt.Errorf("image %s (%s): %w", b.Name, b.Arch, err)
+	}
+	phase := func(what string, f func() error) error {
+		start := time.Now()
+		if err := f(); err != nil {
+			return fmt.Errorf("image %s (%s): %s: %w", b.Name, b.Arch, what, err)
+		}
+		fmt.Fprintf(log, "image %s (%s): %s in %s\n", b.Name, b.Arch, what, time.Since(start).Round(time.Millisecond))
+		return nil
+	}
+	if err := phase("debootstrap first stage (native)", func() error {
+		return rootfs.FirstStage(ctx, root, "bookworm", b.Arch, b.Packages)
+	}); err != nil {
+		return err
+	}
+	if err := phase("debootstrap second stage (emulated)", func() error { return rootfs.SecondStage(ctx, root, emu) }); err != nil {
+		return err
+	}
+	if err := phase("setup (emulated)", func() error {
+		if b.Setup != nil {
+			if err := b.Setup(ctx, s.Repo, root, emu); err != nil {
+				return err
+			}
+		}
+		return rootfs.Tidy(root)
+	}); err != nil {
+		return err
+	}
+	return phase("layer and layout", func() error { return writeImage(b, root, out) })
+}
+
+// writeImage writes the layout at out of root as b's one layer, for b's
+// architecture.
+func writeImage(b Base, root, out string) error {
+	tar := filepath.Join(filepath.Dir(root), "layer.tar")
+	if err := Layer(tar, root, nil); err != nil {
+		return err
+	}
+	arch := b.Arch
+	if arch == "" {
+		arch = "amd64"
+	}
+	img, err := AssembleFor(arch, []string{tar}, b.Config)
+	if err != nil {
+		return err
+	}
+	return WriteLayout(out, img)
+}
+
+// emulator is the cached qemu-aarch64-static, fetched on first use.
+func (s *Bases) emulator(ctx context.Context, log io.Writer) (*emulation.Emulator, error) {
+	if s.emu != nil {
+		return s.emu, nil
+	}
+	e, err := emulation.Fetch(ctx, s.Cache, func(f string, a ...any) { fmt.Fprintf(log, f+"\n", a...) })
+	if err != nil {
+		return nil, err
+	}
+	s.emu = &e
+	return s.emu, nil
 }
 
 // BasePreflight is what building b into dir needs: the rootfs tools and room
@@ -242,23 +385,41 @@ func BasePreflight(b Base, dir string) preflight.Step {
 	if b.Name == "golang" {
 		tools["go"] = ""
 	}
+	if b.Arch != "" {
+		// the emulator is fetched with apt and unpacked from its .deb
+		tools["apt-get"], tools["apt-cache"], tools["dpkg-deb"] = "apt", "apt", "dpkg"
+	}
 	return preflight.Step{
-		Name:  "images base (" + b.Name + ")",
+		Name:  "images base (" + b.Name + archSuffix(b) + ")",
 		Rerun: "make images (or: go -C scripts/images run . base)",
 		Tools: tools,
 		Dirs:  []preflight.Dir{{Path: dir, Need: 3 * preflight.GiB, What: "the " + b.Name + " image's rootfs, layer and layout"}},
 	}
 }
 
-// BuildAll builds every base image and returns name → layout path.
+func archSuffix(b Base) string {
+	if b.Arch == "" {
+		return ""
+	}
+	return ", " + b.Arch
+}
+
+// BuildAll builds every base image and its arm64 variant, and returns name
+// (name-arm64 for a variant) → layout path.
 func (s *Bases) BuildAll(ctx context.Context) (map[string]string, error) {
 	outs := map[string]string{}
 	for _, b := range BaseImages() {
-		out, err := s.Build(ctx, b)
-		if err != nil {
-			return nil, err
+		for _, v := range variants(b) {
+			out, err := s.Build(ctx, v)
+			if err != nil {
+				return nil, err
+			}
+			key := v.Name
+			if v.Arch != "" {
+				key += "-" + v.Arch
+			}
+			outs[key] = out
 		}
-		outs[b.Name] = out
 	}
 	return outs, nil
 }
@@ -282,15 +443,7 @@ func (s *Bases) Push(ctx context.Context, registry string) (Pushed, error) {
 	}
 	out := Pushed{StandIns: map[string]string{}, Defaults: map[string]string{}}
 	for _, b := range BaseImages() {
-		built, err := s.Build(ctx, b)
-		if err != nil {
-			return Pushed{}, err
-		}
-		img, err := ReadLayout(built)
-		if err != nil {
-			return Pushed{}, err
-		}
-		tag, err := s.Tag(b)
+		tag, err := s.PushTag(b)
 		if err != nil {
 			return Pushed{}, err
 		}
@@ -302,12 +455,16 @@ func (s *Bases) Push(ctx context.Context, registry string) (Pushed, error) {
 		if err != nil {
 			return Pushed{}, err
 		}
+		w, err := s.pushable(ctx, b)
+		if err != nil {
+			return Pushed{}, err
+		}
 		for _, to := range []name.Tag{ref, mirrored} {
-			if err := remote.Write(to, img, remote.WithContext(ctx)); err != nil {
+			if err := remote.Push(to, w, remote.WithContext(ctx)); err != nil {
 				return Pushed{}, fmt.Errorf("push %s: %w", to, err)
 			}
 		}
-		d, err := img.Digest()
+		d, err := w.Digest()
 		if err != nil {
 			return Pushed{}, err
 		}
@@ -315,6 +472,39 @@ func (s *Bases) Push(ctx context.Context, registry string) (Pushed, error) {
 		out.Defaults[b.Name] = def
 	}
 	return out, nil
+}
+
+// taggable is an image or an index: what remote.Push pushes, with its digest.
+type taggable interface {
+	remote.Taggable
+	Digest() (v1.Hash, error)
+}
+
+// pushable is b's image, or, when b has an arm64 variant, an OCI image index
+// of both whose descriptors carry each one's platform (a client asking for
+// linux/amd64 gets the amd64 image).
+func (s *Bases) pushable(ctx context.Context, b Base) (taggable, error) {
+	vs := variants(b)
+	var adds []mutate.IndexAddendum
+	for _, v := range vs {
+		built, err := s.Build(ctx, v)
+		if err != nil {
+			return nil, err
+		}
+		img, err := ReadLayout(built)
+		if err != nil {
+			return nil, err
+		}
+		if len(vs) == 1 {
+			return img, nil
+		}
+		cf, err := img.ConfigFile()
+		if err != nil {
+			return nil, err
+		}
+		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: cf.Platform()}})
+	}
+	return mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...), nil
 }
 
 // mirroredDefault returns b's default reference less its digest, and where a
@@ -337,7 +527,7 @@ func mirroredDefault(b Base, registry string) (string, name.Tag, error) {
 
 // setupNode fills the npm cache from the examples' lockfiles (npm ci with
 // network, at build time) and leaves it writable for any user.
-func setupNode(ctx context.Context, repo, root string) error {
+func setupNode(ctx context.Context, repo, root string, _ *emulation.Emulator) error {
 	env := []string{stdPath, "HOME=/root", "npm_config_cache=" + NPMCache, "npm_config_update_notifier=false"}
 	// The host may reach the npm registry through a TLS-inspecting proxy:
 	// trust what the host trusts, for this build step only (the file is
@@ -370,7 +560,7 @@ func setupNode(ctx context.Context, repo, root string) error {
 
 // setupGolang copies the host's Go toolchain (the one running this tool, whose
 // version is in the cache key) to /usr/local/go, as the golang image has it.
-func setupGolang(ctx context.Context, _, root string) error {
+func setupGolang(ctx context.Context, _, root string, _ *emulation.Emulator) error {
 	out, err := exec.CommandContext(ctx, "go", "env", "GOROOT").Output()
 	if err != nil {
 		return fmt.Errorf("go env GOROOT: %w", err)
@@ -397,7 +587,7 @@ func withResolv(root string, f func() error) error {
 
 // setupNginx makes the unprivileged layout: user 101, everything nginx
 // writes owned by it, a default config on 8080.
-func setupNginx(ctx context.Context, _, root string) error {
+func setupNginx(ctx context.Context, _, root string, emu *emulation.Emulator) error {
 	steps := [][]string{
 		{"groupadd", "--system", "--gid", "101", "nginx"},
 		{"useradd", "--system", "--uid", "101", "--gid", "101", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", "nginx"},
@@ -406,7 +596,7 @@ func setupNginx(ctx context.Context, _, root string) error {
 		{"chown", "-R", "101:101", "/var/lib/nginx", "/var/log/nginx", "/var/cache/nginx", "/usr/share/nginx/html"},
 	}
 	for _, s := range steps {
-		if err := rootfs.Run(ctx, root, rootfs.Opts{}, s...); err != nil {
+		if err := rootfs.Run(ctx, root, rootfs.Opts{Emulator: emu}, s...); err != nil {
 			return err
 		}
 	}
@@ -423,7 +613,7 @@ func setupNginx(ctx context.Context, _, root string) error {
 
 // setupMySQL installs the entrypoint and empties the data directory, which
 // the entrypoint initialises on first start.
-func setupMySQL(ctx context.Context, _, root string) error {
+func setupMySQL(ctx context.Context, _, root string, _ *emulation.Emulator) error {
 	if err := copyBytes(mysqlEntrypoint, filepath.Join(root, "usr/local/bin/docker-entrypoint.sh"), 0o755); err != nil {
 		return err
 	}

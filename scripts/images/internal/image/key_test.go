@@ -100,3 +100,73 @@ func TestGoSDKNeedsCodegen(t *testing.T) {
 	_, err := (&GoSDK{Repo: fakeRepo(t), Cache: t.TempDir()}).Key()
 	require.ErrorContains(t, err, "run `make generate` first")
 }
+
+// The amd64 images' keys as main computed them before arm64 variants
+// existed (the nginx, mysql and redis ones are the folders of the warm cache;
+// node's follows fakeRepo's lockfiles): their warm layouts stay valid.
+func TestAmd64KeysDidNotMove(t *testing.T) {
+	repo := fakeRepo(t)
+	want := map[string]string{"node": "ea1e3d057a33f818", "nginx": "0ccb9bbd8e8a2924", "mysql": "e28376912c351b15", "redis": "a1d5cd81aafe5367"}
+	s := &Bases{Repo: repo, Cache: "/cache"}
+	for _, b := range BaseImages() {
+		k, ok := want[b.Name]
+		if !ok {
+			continue
+		}
+		got, err := s.Key(b)
+		require.NoError(t, err)
+		require.Equal(t, k, got, "image %s", b.Name)
+		p, err := s.LayoutPath(b)
+		require.NoError(t, err)
+		require.Equal(t, filepath.Join("/cache/dagger-images", b.Name, "bookworm-base-r1-"+k, "layout"), p)
+	}
+}
+
+func TestArm64VariantsHaveTheirOwnKeysAndTheIndexTagCoversBoth(t *testing.T) {
+	repo := fakeRepo(t)
+	s := &Bases{Repo: repo, Cache: "/cache"}
+	arm := map[string]Base{}
+	for _, v := range Arm64Variants() {
+		require.Equal(t, "arm64", v.Arch)
+		require.NotContains(t, v.Packages, "npm", "%s: nothing runs npm emulated", v.Name)
+		arm[v.Name] = v
+	}
+	require.Len(t, arm, 2)
+	for _, b := range BaseImages() {
+		tag, err := s.Tag(b)
+		require.NoError(t, err)
+		push, err := s.PushTag(b)
+		require.NoError(t, err)
+		v, ok := arm[b.Name]
+		if !ok {
+			require.Equal(t, tag, push, "%s is single-platform: pushed under its own tag", b.Name)
+			continue
+		}
+		require.Regexp(t, regexp.MustCompile(`^bookworm-base-r\d+-[0-9a-f]{16}$`), push)
+		require.NotEqual(t, tag, push, "%s: the index's tag names both variants", b.Name)
+		vtag, err := s.Tag(v)
+		require.NoError(t, err)
+		require.Regexp(t, regexp.MustCompile(`^bookworm-arm64-base-r\d+-[0-9a-f]{16}$`), vtag)
+		vp, err := s.LayoutPath(v)
+		require.NoError(t, err)
+		p, err := s.LayoutPath(b)
+		require.NoError(t, err)
+		require.NotEqual(t, p, vp)
+
+		// the architecture alone moves the key
+		same := b
+		same.Arch = "arm64"
+		k1, err := s.Key(b)
+		require.NoError(t, err)
+		k2, err := s.Key(same)
+		require.NoError(t, err)
+		require.NotEqual(t, k1, k2, "%s: arch is part of the key", b.Name)
+	}
+	// the node variant's tag follows its own recipe, not the npm lockfiles
+	before, err := s.Tag(arm["node"])
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(repo, "examples/auth-api/package-lock.json"), []byte("changed"), 0o644))
+	after, err := s.Tag(arm["node"])
+	require.NoError(t, err)
+	require.Equal(t, before, after)
+}

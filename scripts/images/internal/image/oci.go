@@ -24,6 +24,12 @@ import (
 // Assemble makes an OCI image (OCI media types, linux/amd64) from layer
 // tarballs (uncompressed, bottom first) and a runtime config.
 func Assemble(layerTars []string, cfg v1.Config) (v1.Image, error) {
+	return AssembleFor("amd64", layerTars, cfg)
+}
+
+// AssembleFor is Assemble for linux/arch: the config's architecture is what
+// a registry client matches against the platform it asks for.
+func AssembleFor(arch string, layerTars []string, cfg v1.Config) (v1.Image, error) {
 	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
 	for _, p := range layerTars {
@@ -40,7 +46,7 @@ func Assemble(layerTars []string, cfg v1.Config) (v1.Image, error) {
 		return nil, err
 	}
 	cf = cf.DeepCopy()
-	cf.Architecture, cf.OS = "amd64", "linux"
+	cf.Architecture, cf.OS = arch, "linux"
 	cf.Config = cfg
 	return mutate.ConfigFile(img, cf)
 }

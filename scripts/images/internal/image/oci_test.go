@@ -117,3 +117,23 @@ func TestDaggerJSONIncluded(t *testing.T) {
 		})
 	}
 }
+
+// A registry client picks an index's image by the platform the config
+// names: an arm64 variant must say arm64, the same layer otherwise.
+func TestAssembleForNamesTheArchitecture(t *testing.T) {
+	l := smallLayer(t, "x")
+	for _, arch := range []string{"amd64", "arm64"} {
+		t.Run(arch, func(t *testing.T) {
+			img, err := AssembleFor(arch, []string{l}, v1.Config{Cmd: []string{"node"}})
+			require.NoError(t, err)
+			dir := filepath.Join(t.TempDir(), "layout")
+			require.NoError(t, WriteLayout(dir, img))
+			back, err := ReadLayout(dir)
+			require.NoError(t, err)
+			cf, err := back.ConfigFile()
+			require.NoError(t, err)
+			require.Equal(t, "linux/"+arch, cf.Platform().String())
+			require.Equal(t, []string{"node"}, cf.Config.Cmd)
+		})
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 	"github.com/sethvargo/go-retry"
 	"github.com/stretchr/testify/require"
 
+	"github.com/krgeobuk/krgeobuk-infra/internal/emulation"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/appenv"
 	"github.com/krgeobuk/krgeobuk-infra/scripts/images/internal/image"
 	"github.com/krgeobuk/krgeobuk-infra/scripts/images/internal/netns"
@@ -58,15 +60,26 @@ func requireTools(t *testing.T) {
 // rootfs and runtime config.
 func built(t *testing.T, ctx context.Context, name string) (string, *image.Base, []string) {
 	t.Helper()
+	return builtFor(t, ctx, name, "")
+}
+
+// builtFor is built for the variant of arch ("" is amd64, the host's), and
+// checks the image says which architecture it is for.
+func builtFor(t *testing.T, ctx context.Context, name, arch string) (string, *image.Base, []string) {
+	t.Helper()
 	requireTools(t)
 	b := &image.Bases{Repo: repo(t), Cache: cache(t)}
+	recipes := image.BaseImages()
+	if arch != "" {
+		recipes = image.Arm64Variants()
+	}
 	var recipe *image.Base
-	for _, r := range image.BaseImages() {
-		if r.Name == name {
+	for _, r := range recipes {
+		if r.Name == name && r.Arch == arch {
 			recipe = &r
 		}
 	}
-	require.NotNil(t, recipe, "no base image %s", name)
+	require.NotNil(t, recipe, "no base image %s for %q", name, arch)
 	start := time.Now()
 	out, err := b.Build(ctx, *recipe)
 	require.NoError(t, err)
@@ -75,6 +88,11 @@ func built(t *testing.T, ctx context.Context, name string) (string, *image.Base,
 	require.NoError(t, err)
 	cf, err := img.ConfigFile()
 	require.NoError(t, err)
+	wantArch := arch
+	if wantArch == "" {
+		wantArch = "amd64"
+	}
+	require.Equal(t, "linux/"+wantArch, cf.OS+"/"+cf.Architecture, "image %s's config", name)
 	root := filepath.Join(t.TempDir(), "rootfs")
 	require.NoError(t, image.Unpack(ctx, img, root))
 	return root, recipe, append(cf.Config.Env, "HOME=/root")
@@ -98,14 +116,10 @@ func (s *server) Log() string {
 // dies at cleanup. Its output goes to a world-writable file, as a container
 // runtime's would be reachable, so a server that drops privileges can still
 // open /dev/stderr.
-func serve(t *testing.T, ctx context.Context, root string, env []string, args ...string) *server {
+func serve(t *testing.T, ctx context.Context, root string, emu *emulation.Emulator, env []string, args ...string) *server {
 	t.Helper()
-	logf := filepath.Join(t.TempDir(), "server.log")
-	f, err := os.OpenFile(logf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o666)
-	require.NoError(t, err)
-	require.NoError(t, f.Chmod(0o666))
-	t.Cleanup(func() { _ = f.Close() })
-	cmd, err := rootfs.Command(ctx, root, rootfs.Opts{Offline: true, Env: env, Stdout: f, Stderr: f}, args...)
+	f, logf := worldWritable(t)
+	cmd, err := rootfs.Command(ctx, root, rootfs.Opts{Offline: true, Env: env, Stdout: f, Stderr: f, Emulator: emu}, args...)
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
 	s := &server{pid: cmd.Process.Pid, logf: logf, exited: make(chan struct{})}
@@ -115,6 +129,18 @@ func serve(t *testing.T, ctx context.Context, root string, env []string, args ..
 		<-s.exited
 	})
 	return s
+}
+
+// worldWritable is a log file a process that dropped privileges can still
+// open as /dev/stderr, as a container runtime's output would be.
+func worldWritable(t *testing.T) (*os.File, string) {
+	t.Helper()
+	logf := filepath.Join(t.TempDir(), "out.log")
+	f, err := os.OpenFile(logf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o666)
+	require.NoError(t, err)
+	require.NoError(t, f.Chmod(0o666))
+	t.Cleanup(func() { _ = f.Close() })
+	return f, logf
 }
 
 // eventually retries f every 250 ms for at most budget.
@@ -225,63 +251,129 @@ func TestGolangImageHasWhatCheckRunsOffline(t *testing.T) {
 	}
 }
 
+// emulator is the cached qemu-aarch64-static the arm64 variants run with.
+func emulator(t *testing.T, ctx context.Context) *emulation.Emulator {
+	t.Helper()
+	e, err := emulation.Fetch(ctx, cache(t), t.Logf)
+	require.NoError(t, err)
+	return &e
+}
+
+// Both nginx images, the arm64 one under emulation: the chart's config
+// passes nginx -t, and nginx serves the site as uid 101 (master and workers).
 func TestNginxImageServesTheChartsConfigAsUID101(t *testing.T) {
+	for _, c := range []struct{ platform, arch string }{{"linux/amd64", ""}, {"linux/arm64", "arm64"}} {
+		arch := c.arch
+		t.Run(c.platform, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+			defer cancel()
+			root, _, env := builtFor(t, ctx, "nginx", arch)
+			var emu *emulation.Emulator
+			if arch != "" {
+				emu = emulator(t, ctx)
+				requireHostRefuses(t, filepath.Join(root, "usr/sbin/nginx"))
+			}
+			src, err := appenv.EmbeddedSource("production")
+			require.NoError(t, err)
+			conf, err := appenv.NginxConf(ctx, src, "auth-client")
+			require.NoError(t, err)
+			require.Contains(t, conf, "listen 8080")
+			// what ci/graphs does: the chart's config and the built site
+			require.NoError(t, os.WriteFile(filepath.Join(root, "etc/nginx/nginx.conf"), []byte(conf), 0o644))
+			page := "<!doctype html><title>krgeobuk spa</title><div id=app>" + secret(t) + "</div>\n"
+			require.NoError(t, os.WriteFile(filepath.Join(root, "usr/share/nginx/html/index.html"), []byte(page), 0o644))
+
+			f, logf := worldWritable(t)
+			err = rootfs.Run(ctx, root, rootfs.Opts{Offline: true, Env: env, Emulator: emu, Stdout: f, Stderr: f},
+				"setpriv", "--reuid=101", "--regid=101", "--clear-groups", "nginx", "-t")
+			out, _ := os.ReadFile(logf)
+			require.NoError(t, err, string(out))
+			require.Contains(t, string(out), "test is successful")
+
+			srv := serve(t, ctx, root, emu, env, "setpriv", "--reuid=101", "--regid=101", "--clear-groups", "nginx", "-g", "daemon off;")
+			client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				return netns.Dial(ctx, srv.pid, network, addr)
+			}}, Timeout: 5 * time.Second}
+			var body string
+			err = eventually(ctx, srv, 2*time.Minute, func(ctx context.Context) error {
+				resp, err := client.Get("http://127.0.0.1:8080/")
+				if err != nil {
+					return err
+				}
+				defer func() { _ = resp.Body.Close() }()
+				b, err := io.ReadAll(resp.Body)
+				if err != nil {
+					return err
+				}
+				if resp.StatusCode != http.StatusOK {
+					return fmt.Errorf("GET / = %d", resp.StatusCode)
+				}
+				body = string(b)
+				return nil
+			})
+			require.NoError(t, err, "nginx as uid 101 with the chart's nginx.conf:\n%s", srv.Log())
+			require.Equal(t, page, body)
+
+			// every process chrooted in the rootfs (nginx's master and
+			// workers: setpriv and the shell exec'd into nginx) runs as 101;
+			// under emulation they are qemu processes, so the root, not the
+			// command line, says which they are
+			n := 0
+			procs, _ := filepath.Glob("/proc/[0-9]*/status")
+			for _, p := range procs {
+				if !belongsTo(filepath.Dir(p), root) {
+					continue
+				}
+				st, err := os.ReadFile(p)
+				if err != nil {
+					continue
+				}
+				n++
+				require.Regexp(t, `\nUid:\s+101\s+101\s+101\s+101\n`, string(st), "%s must run as uid 101", p)
+			}
+			require.GreaterOrEqual(t, n, 2, "nginx's master and a worker of this test")
+		})
+	}
+}
+
+// The arm64 node image is a runtime base: its Node.js really is arm64 and
+// runs under emulation, with the CA bundle in place, and no npm.
+func TestArm64NodeImageRunsNodeUnderEmulation(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	root, _, env := built(t, ctx, "nginx")
-	src, err := appenv.EmbeddedSource("production")
-	require.NoError(t, err)
-	conf, err := appenv.NginxConf(ctx, src, "auth-client")
-	require.NoError(t, err)
-	require.Contains(t, conf, "listen 8080")
-	// what ci/graphs does: the chart's config and the built site
-	require.NoError(t, os.WriteFile(filepath.Join(root, "etc/nginx/nginx.conf"), []byte(conf), 0o644))
-	page := "<!doctype html><title>krgeobuk spa</title><div id=app>" + secret(t) + "</div>\n"
-	require.NoError(t, os.WriteFile(filepath.Join(root, "usr/share/nginx/html/index.html"), []byte(page), 0o644))
-
-	srv := serve(t, ctx, root, env, "setpriv", "--reuid=101", "--regid=101", "--clear-groups", "nginx", "-g", "daemon off;")
-	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return netns.Dial(ctx, srv.pid, network, addr)
-	}}, Timeout: 5 * time.Second}
-	var body string
-	err = eventually(ctx, srv, time.Minute, func(ctx context.Context) error {
-		resp, err := client.Get("http://127.0.0.1:8080/")
-		if err != nil {
-			return err
-		}
-		defer func() { _ = resp.Body.Close() }()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			return err
-		}
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET / = %d", resp.StatusCode)
-		}
-		body = string(b)
-		return nil
-	})
-	require.NoError(t, err, "nginx as uid 101 with the chart's nginx.conf:\n%s", srv.Log())
-	require.Equal(t, page, body)
-
-	// every nginx process runs as 101
-	n := 0
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err != nil || !strings.HasPrefix(string(b), "nginx:") {
-			continue
-		}
-		st, err := os.ReadFile(filepath.Join(filepath.Dir(p), "status"))
-		if err != nil {
-			continue
-		}
-		if !belongsTo(filepath.Dir(p), root) {
-			continue
-		}
-		n++
-		require.Regexp(t, `\nUid:\s+101\s+101\s+101\s+101\n`, string(st), "%s (%s) must run as uid 101", p, b)
+	root, _, env := builtFor(t, ctx, "node", "arm64")
+	emu := emulator(t, ctx)
+	requireHostRefuses(t, filepath.Join(root, "usr/bin/node"))
+	tests := []struct {
+		cmd  string
+		want string
+	}{
+		{"node --version", "v18."},
+		{"node -p 'process.arch + \" \" + process.platform'", "arm64 linux"},
+		// a child process: an emulated exec of another arm64 program
+		{"node -e 'process.stdout.write(require(\"child_process\").execFileSync(\"uname\", [\"-m\"]))'", "aarch64"},
+		{"test -s /etc/ssl/certs/ca-certificates.crt && echo bundle", "bundle"},
+		{"command -v npm || echo no-npm", "no-npm"},
 	}
-	require.Positive(t, n, "no nginx process of this test found")
+	for _, tt := range tests {
+		var out strings.Builder
+		start := time.Now()
+		err := rootfs.Run(ctx, root, rootfs.Opts{Offline: true, Env: env, Emulator: emu, Stdout: &out, Stderr: &out}, "sh", "-c", tt.cmd)
+		require.NoError(t, err, "%s: %s", tt.cmd, out.String())
+		require.Contains(t, out.String(), tt.want, tt.cmd)
+		t.Logf("%s: %q in %s", tt.cmd, strings.TrimSpace(out.String()), time.Since(start).Round(time.Millisecond))
+	}
+	// the emulation was the runs' own: the host still refuses arm64
+	requireHostRefuses(t, filepath.Join(root, "usr/bin/node"))
+}
+
+// requireHostRefuses fails unless the host, outside any emulator's
+// namespace, refuses to execute the arm64 program prog.
+func requireHostRefuses(t *testing.T, prog string) {
+	t.Helper()
+	err := exec.Command(prog, "--version").Run()
+	require.Error(t, err)
+	require.ErrorIs(t, err, syscall.ENOEXEC, "the host ran the arm64 program %s", prog)
 }
 
 // belongsTo reports whether the process at procDir is chrooted in root.
@@ -298,7 +390,7 @@ func TestMySQLImageCreatesTheDatabaseAndUserFromSecrets(t *testing.T) {
 	env = append(env, "MYSQL_DATABASE=krgeobuk_test", "MYSQL_USER="+user, "MYSQL_PASSWORD="+pass, "MYSQL_ROOT_PASSWORD="+rootPass)
 	// as the module runs it: the entrypoint with `mysqld --port=P`
 	args := append(append([]string{}, recipe.Config.Entrypoint...), "mysqld", "--port=3307")
-	srv := serve(t, ctx, root, env, args...)
+	srv := serve(t, ctx, root, nil, env, args...)
 
 	mysql.RegisterDialContext("netns", func(ctx context.Context, addr string) (net.Conn, error) {
 		return netns.Dial(ctx, srv.pid, "tcp", addr)
@@ -351,7 +443,7 @@ func TestRedisImageAnswersTheItestStartWithPassword(t *testing.T) {
 	pass := strings.ReplaceAll(secret(t), "'", "")
 	// ci/graphs' Redis start command (printf builtin: no secret on a command line)
 	start := `umask 077 && printf 'port %d\nrequirepass %s\nsave ""\nappendonly no\n' 6380 "$REDIS_PASSWORD" > /tmp/redis.conf && exec redis-server /tmp/redis.conf`
-	srv := serve(t, ctx, root, append(env, "REDIS_PASSWORD="+pass), "sh", "-c", start)
+	srv := serve(t, ctx, root, nil, append(env, "REDIS_PASSWORD="+pass), "sh", "-c", start)
 
 	var conn net.Conn
 	err := eventually(ctx, srv, time.Minute, func(ctx context.Context) error {

@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/krgeobuk/krgeobuk-infra/internal/emulation"
 )
 
 // Recipe is the version of how the base tarball is made; bump it when the
@@ -74,6 +76,51 @@ func BaseTarball(ctx context.Context, cacheDir, suite string) (string, error) {
 	return out, nil
 }
 
+// FirstStage is debootstrap's first stage of a minbase rootfs of suite for
+// the foreign arch (with the include packages and their dependencies) in dir:
+// it resolves, fetches and unpacks natively, so apt never runs emulated;
+// SecondStage configures the packages.
+func FirstStage(ctx context.Context, dir, suite, arch string, include []string) error {
+	if "linux/"+arch != emulation.Platform {
+		return fmt.Errorf("rootfs: architecture %q: only %s is emulated", arch, emulation.Platform)
+	}
+	if err := need("debootstrap"); err != nil {
+		return err
+	}
+	args := []string{"--foreign", "--arch=" + arch, "--variant=minbase"}
+	if len(include) > 0 {
+		args = append(args, "--include="+strings.Join(include, ","))
+	}
+	args = append(args, suite, dir, Mirror)
+	if err := run(ctx, nil, "debootstrap", args...); err != nil {
+		return fmt.Errorf("debootstrap --foreign --arch=%s %s: %w", arch, suite, err)
+	}
+	return nil
+}
+
+// SecondStage runs debootstrap's second stage in dir under emu, offline (the
+// first stage fetched every package). container=lxc keeps debootstrap from
+// test-creating a device node, which a user namespace may not do; the
+// first stage, as real root, made the ones the rootfs needs.
+func SecondStage(ctx context.Context, dir string, emu *emulation.Emulator) error {
+	if emu == nil {
+		return errors.New("rootfs: the second stage of a foreign rootfs needs an emulator")
+	}
+	env := []string{"container=lxc", "LANG=C.UTF-8", "DEBIAN_FRONTEND=noninteractive"}
+	if err := Run(ctx, dir, Opts{Offline: true, Env: env, Emulator: emu}, "/debootstrap/debootstrap", "--second-stage"); err != nil {
+		return fmt.Errorf("debootstrap --second-stage: %w", err)
+	}
+	for _, p := range []string{"var/lib/apt/lists", "var/cache/apt/archives", "debootstrap"} {
+		if err := os.RemoveAll(filepath.Join(dir, p)); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "var/lib/apt/lists/partial"), 0o755); err != nil {
+		return err
+	}
+	return os.MkdirAll(filepath.Join(dir, "var/cache/apt/archives/partial"), 0o755)
+}
+
 // Extract unpacks a rootfs tarball into dir (created).
 func Extract(ctx context.Context, tarball, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -98,6 +145,11 @@ type Opts struct {
 	Dir string
 	// Stdout and Stderr default to a buffer quoted in the error.
 	Stdout, Stderr io.Writer
+	// Emulator, when set, runs the whole command in a user namespace of its
+	// own whose binfmt_misc runs arm64 programs with it (see
+	// internal/emulation): for a foreign-architecture rootfs. The host never
+	// gets a registration.
+	Emulator *emulation.Emulator
 }
 
 // Command prepares args to run chrooted in dir with opt; the caller starts it.
@@ -140,9 +192,6 @@ if [ -n "$o" ]; then ip link set lo up; fi
 exec chroot "$r" /bin/sh -c 'cd "$0" && exec "$@"' "$@"`
 	full := append(ns, "--", "/bin/sh", "-c", script, "sh", wd)
 	full = append(full, args...)
-	cmd := exec.CommandContext(ctx, name, full...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	env := append([]string{}, opt.Env...)
 	hasPath := false
 	for _, e := range env {
@@ -157,7 +206,24 @@ exec chroot "$r" /bin/sh -c 'cd "$0" && exec "$@"' "$@"`
 	if opt.Offline {
 		env = append(env, "KRGEOBUK_OFFLINE=1")
 	}
-	cmd.Env = env
+	var cmd *exec.Cmd
+	if opt.Emulator != nil {
+		// a network namespace of the host's user namespace is out of reach
+		// from the emulator's
+		if opt.JoinNet != 0 {
+			return nil, errors.New("rootfs: JoinNet cannot be used with an Emulator")
+		}
+		var err error
+		if cmd, err = opt.Emulator.Command(ctx, env, append([]string{name}, full...)...); err != nil {
+			return nil, err
+		}
+		cmd.SysProcAttr.Setpgid = true
+	} else {
+		cmd = exec.CommandContext(ctx, name, full...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.Env = env
+	}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.Stdout, cmd.Stderr = opt.Stdout, opt.Stderr
 	return cmd, nil
 }

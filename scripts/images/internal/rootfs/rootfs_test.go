@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/krgeobuk/krgeobuk-infra/internal/emulation"
 )
 
 func cacheDir(t *testing.T) string {
@@ -69,4 +71,17 @@ func TestCommandRejectsContradictoryOptions(t *testing.T) {
 	require.ErrorContains(t, err, "Offline and JoinNet exclude each other")
 	_, err = Command(context.Background(), t.TempDir(), Opts{})
 	require.ErrorContains(t, err, "no command")
+	_, err = Command(context.Background(), t.TempDir(), Opts{JoinNet: 1, Emulator: &emulation.Emulator{Path: "/qemu"}}, "true")
+	require.ErrorContains(t, err, "JoinNet cannot be used with an Emulator")
+}
+
+// A foreign rootfs of an architecture nothing emulates, or a second stage
+// with no emulator, is refused before debootstrap touches the folder.
+func TestForeignStagesRefuseWhatCannotRun(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "rootfs")
+	err := FirstStage(context.Background(), dir, "bookworm", "riscv64", nil)
+	require.ErrorContains(t, err, `architecture "riscv64": only linux/arm64 is emulated`)
+	require.NoDirExists(t, dir)
+	err = SecondStage(context.Background(), dir, nil)
+	require.ErrorContains(t, err, "needs an emulator")
 }
