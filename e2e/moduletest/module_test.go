@@ -393,8 +393,9 @@ func publish(ctx context.Context, t *testing.T, m caller, images baseImages, tag
 	for _, svc := range catalog.Names() {
 		args = append(args, "--example", svc)
 	}
-	for _, p := range to.platforms {
-		args = append(args, "--platform", p)
+	if len(to.platforms) > 0 {
+		// one flag, comma-separated, as the README writes it (the CLI splits it)
+		args = append(args, "--platform", strings.Join(to.platforms, ","))
 	}
 	out, err := m.Call(ctx, "publish", args)
 	timed("publish "+tag, start)
