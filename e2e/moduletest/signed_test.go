@@ -2,7 +2,6 @@ package moduletest
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/krgeobuk/krgeobuk-infra/internal/deploytest"
+	"github.com/krgeobuk/krgeobuk-infra/internal/registrytest"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/attest"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/registry"
 	"github.com/krgeobuk/krgeobuk-infra/pipelines/report"
@@ -22,22 +22,18 @@ import (
 // CNCF distribution registry over TLS from a throwaway CA, htpasswd), as its
 // secure-registry.json ($KRGEOBUK_E2E_REGISTRY) describes it.
 type secureRegistry struct {
-	Host         string `json:"host"`
-	Username     string `json:"username"`
-	PasswordFile string `json:"passwordFile"`
-	CAFile       string `json:"caFile"`
-	password     string
-	caPEM        []byte
+	registrytest.Login
+	password string
+	caPEM    []byte
 }
 
 func loadSecureRegistry(t *testing.T) secureRegistry {
 	t.Helper()
 	path := os.Getenv("KRGEOBUK_E2E_REGISTRY")
 	require.NotEmpty(t, path, "KRGEOBUK_E2E_REGISTRY names the authenticating registry's JSON: run through `make e2e`")
-	data, err := os.ReadFile(path)
+	login, err := registrytest.ReadLogin(path)
 	require.NoError(t, err)
-	var r secureRegistry
-	require.NoError(t, json.Unmarshal(data, &r))
+	r := secureRegistry{Login: login}
 	pw, err := os.ReadFile(r.PasswordFile)
 	require.NoError(t, err)
 	r.password = string(pw)

@@ -55,7 +55,7 @@ func (s stateDir) log() string      { return filepath.Join(s.run(), "engine.log"
 // laid anew by every `up` (under run) with a fresh CA and password.
 func (s stateDir) secureRegistry() string { return filepath.Join(s.run(), "secure-registry") }
 
-// secureRegistryFile tells the e2e suite how to reach that registry (SecureRegistry).
+// secureRegistryFile tells the e2e suite how to reach that registry (registrytest.Login).
 func (s stateDir) secureRegistryFile() string { return filepath.Join(s.run(), "secure-registry.json") }
 
 func (s stateDir) runnerHostFile() string { return filepath.Join(s.run(), "runner-host") }
@@ -240,15 +240,6 @@ func up(ctx context.Context, p paths, s stateDir, args []string) error {
 	return nil
 }
 
-// SecureRegistry is what secure-registry.json says: where the authenticating registry is, its
-// account (the password in a 0600 file, never in this JSON or on a command line) and its CA.
-type SecureRegistry struct {
-	Host         string `json:"host"`
-	Username     string `json:"username"`
-	PasswordFile string `json:"passwordFile"`
-	CAFile       string `json:"caFile"`
-}
-
 // writeSecureRegistry lays out the authenticating registry (config, certificates for both its
 // addresses from a fresh CA, htpasswd with a random password) and the file that tells the e2e
 // suite how to log in.
@@ -262,12 +253,8 @@ func writeSecureRegistry(s stateDir) error {
 	if err := os.WriteFile(pw, []byte(setup.Password), 0o600); err != nil {
 		return err
 	}
-	b, err := json.MarshalIndent(SecureRegistry{Host: GatewayAddr + ":" + strconv.Itoa(SecureRegistryPort),
-		Username: setup.Username, PasswordFile: pw, CAFile: setup.CAFile}, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(s.secureRegistryFile(), b, 0o600)
+	return registrytest.WriteLogin(s.secureRegistryFile(), registrytest.Login{Host: GatewayAddr + ":" + strconv.Itoa(SecureRegistryPort),
+		Username: setup.Username, PasswordFile: pw, CAFile: setup.CAFile})
 }
 
 // upPreflight is what starting the engine needs: the programs it and its
