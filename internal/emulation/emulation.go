@@ -102,7 +102,22 @@ func Fetch(ctx context.Context, cache string, logf func(string, ...any)) (Emulat
 // candidate is the version of Package apt would install. The archive drops
 // superseded point releases, so the version is read, not pinned; it keys the
 // cache and is printed with every fetch.
+//
+// A machine whose package lists were never fetched or were cleaned (as
+// container images do) has no candidate: as root, the lists are fetched once
+// (what `make deps` does when it installs something) and apt is asked again.
 func candidate(ctx context.Context) (string, error) {
+	v, err := policyCandidate(ctx)
+	if err == nil || os.Geteuid() != 0 {
+		return v, err
+	}
+	if _, uerr := output(ctx, "", "apt-get", "update", "-qq"); uerr != nil {
+		return "", fmt.Errorf("%w; apt-get update: %v", err, uerr)
+	}
+	return policyCandidate(ctx)
+}
+
+func policyCandidate(ctx context.Context) (string, error) {
 	out, err := output(ctx, "", "apt-cache", "policy", Package)
 	if err == nil {
 		for _, line := range strings.Split(out, "\n") {
