@@ -162,9 +162,9 @@ func TestModuleOnARealEngine(t *testing.T) {
 	var v1, v2 map[string]string
 	t.Run("publish", func(t *testing.T) {
 		// the first release is built on the defaults' names through the mirror and published,
-		// signed with its SBOMs, to the registry that checks credentials and TLS; the second on
-		// the stand-ins by digest (an override), unsigned, to the plain one
-		// the signed release is one image index per service holding linux/amd64 and linux/arm64
+		// signed with its SBOMs, to the registry that checks credentials and TLS, as one image
+		// index per service holding linux/amd64 and linux/arm64; the second on the stand-ins by
+		// digest (an override), unsigned, to the plain one
 		signed := target{registry: sec.Host + "/krgeobuk", flags: append(sec.login(), "--signing-key", "file:"+key.private), opts: sec.options(t),
 			platforms: []string{"linux/amd64", "linux/arm64"}}
 		v1 = publish(ctx, t, cli, defaults, "e2e-1", "0e2e001", signed)
@@ -458,8 +458,8 @@ func resolvePublished(t *testing.T, d name.Digest, to target) []ociv1.Image {
 
 // testBothPlatformsStart pulls each published index back as linux/arm64 and as linux/amd64
 // from the authenticating registry and runs it: on arm64 (under the engine's emulator) each API
-// image's Node.js and each SPA image's nginx, checking the chart's nginx.conf, start; the kernel
-// each sees is the one of its platform.
+// image's Node.js and each SPA image's nginx, checking the chart's nginx.conf, start; each reports
+// its own platform's machine (qemu answers uname for the emulated one).
 func testBothPlatformsStart(ctx context.Context, t *testing.T, dag *dagger.Client, sec secureRegistry, published map[string]string) {
 	password := dag.SetSecret("e2e-registry-password", sec.password)
 	for _, svc := range catalog.All() {
@@ -478,7 +478,7 @@ func testBothPlatformsStart(ctx context.Context, t *testing.T, dag *dagger.Clien
 				timed("start "+svc.Name+" "+tc.platform, start)
 				require.NoError(t, err)
 				lines := strings.Split(strings.TrimSpace(out), "\n")
-				require.Equal(t, tc.machine, lines[0], "the %s image runs on a %s kernel", tc.platform, tc.machine)
+				require.Equal(t, tc.machine, lines[0], "the %s image reports a %s machine", tc.platform, tc.machine)
 				if svc.IsAPI() {
 					require.Regexp(t, `^v\d+\.\d+\.\d+$`, lines[1], "node --version")
 					require.Equal(t, tc.nodeArch, lines[2], "node's own process.arch")
