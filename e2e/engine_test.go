@@ -20,6 +20,7 @@ import (
 	"github.com/krgeobuk/krgeobuk-infra/e2e/daggercall"
 	"github.com/krgeobuk/krgeobuk-infra/e2e/daggersession"
 	"github.com/krgeobuk/krgeobuk-infra/e2e/smokeimage"
+	"github.com/krgeobuk/krgeobuk-infra/internal/emulation"
 )
 
 // The registry `engine up` serves inside the engine's network namespace; the tests run there
@@ -226,9 +227,7 @@ func TestArm64RunsInTheEngineOnly(t *testing.T) {
 	s := session(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module arch\n\ngo 1.22\n"), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte(`package main
+	bin, err := emulation.BuildArm64(ctx, t.TempDir(), `package main
 
 import (
 	"fmt"
@@ -249,13 +248,8 @@ func main() {
 		}
 	}
 }
-`), 0o644))
-	bin := filepath.Join(dir, "arch")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
-	build.Dir = dir
-	build.Env = append(os.Environ(), "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0")
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "%s", out)
+`)
+	require.NoError(t, err)
 
 	d := s.Dagger()
 	got, err := d.Container(dagger.ContainerOpts{Platform: "linux/arm64"}).

@@ -22,9 +22,7 @@ import (
 // believes it runs on.
 func arm64Program(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module arch\n\ngo 1.22\n"), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte(`package main
+	bin, err := emulation.BuildArm64(context.Background(), t.TempDir(), `package main
 
 import (
 	"fmt"
@@ -38,13 +36,8 @@ func main() {
 		fmt.Println("args:", os.Args[1:])
 	}
 }
-`), 0o644))
-	bin := filepath.Join(dir, "arch")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0")
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "%s", out)
+`)
+	require.NoError(t, err)
 	return bin
 }
 

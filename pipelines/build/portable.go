@@ -71,12 +71,7 @@ func CheckLockfilePortable(service string, foreign []string, lock []byte) error 
 			tied = append(tied, p)
 		}
 	}
-	if len(tied) == 0 {
-		return nil
-	}
-	slices.Sort(tied)
-	return &PortableError{Service: service, Platforms: foreign, Packages: tied,
-		Reason: "production dependencies are prebuilt for one CPU or OS"}
+	return refuse(service, foreign, tied, "production dependencies are prebuilt for one CPU or OS")
 }
 
 // CheckAddonsPortable refuses compiled Node.js addons (*.node files) among
@@ -92,10 +87,14 @@ func CheckAddonsPortable(service string, foreign []string, files string) error {
 			addons = append(addons, f)
 		}
 	}
-	if len(addons) == 0 {
+	return refuse(service, foreign, addons, "production dependencies hold native addons compiled for the engine's platform")
+}
+
+// refuse is the PortableError naming found, sorted, or nil when nothing was found.
+func refuse(service string, foreign, found []string, reason string) error {
+	if len(found) == 0 {
 		return nil
 	}
-	slices.Sort(addons)
-	return &PortableError{Service: service, Platforms: foreign, Packages: addons,
-		Reason: "production dependencies hold native addons compiled for the engine's platform"}
+	slices.Sort(found)
+	return &PortableError{Service: service, Platforms: foreign, Packages: found, Reason: reason}
 }
